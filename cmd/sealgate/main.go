@@ -1,0 +1,54 @@
+// Command sealgate is the sender-side DKIM/ARC signing relay and its admin tools.
+//
+// Every subcommand lives in its own file in this package and registers itself with rootCmd
+// in an init function. Errors are printed to stderr as "sealgate: ..." and exit with status 2
+// unless the command chose another status with exitStatus.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+var rootCmd = &cobra.Command{
+	Use:   "sealgate",
+	Short: "Outbound mail authentication relay: sender policy, DKIM signing, ARC sealing",
+	Long: `sealgate accepts outgoing mail from users and client organisations, checks that each
+message may use the identity it claims, DKIM-signs and ARC-seals it and relays it on.
+
+The subcommands also serve as debugging tools for mail admins: sign or seal a message,
+verify an ARC chain, generate and check DKIM keys.`,
+	SilenceUsage:  true,
+	SilenceErrors: true,
+}
+
+// exitError carries a process exit status chosen by a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitStatus makes err end the process with the given status.
+func exitStatus(code int, err error) error { return &exitError{code: code, err: err} }
+
+func main() {
+	err := rootCmd.Execute()
+	if err == nil {
+		return
+	}
+	code := 2
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if err.Error() != "" {
+		fmt.Fprintln(os.Stderr, "sealgate:", err)
+	}
+	os.Exit(code)
+}

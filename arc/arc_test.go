@@ -213,14 +213,14 @@ func TestStructureFailures(t *testing.T) {
 	as, ams, aar := string(hdr[0]), string(hdr[1]), string(hdr[2])
 	rest := strings.TrimPrefix(string(one), as+ams+aar)
 	cases := map[string]string{
-		"missing AAR":       as + ams + rest,
-		"duplicate AS":      as + as + ams + aar + rest,
-		"instance 0":        strings.Replace(as, "i=1", "i=0", 1) + ams + strings.Replace(aar, "i=1", "i=0", 1) + strings.Replace(as, "i=1", "i=0", 1) + rest,
-		"gap":               strings.Replace(as, "i=1", "i=2", 1) + strings.Replace(ams, "i=1", "i=2", 1) + strings.Replace(aar, "i=1", "i=2", 1) + rest,
-		"cv=pass at i=1":    strings.Replace(as, "cv=none", "cv=pass", 1) + ams + aar + rest,
-		"instance too big":  strings.Replace(as, "i=1", "i=51", 1) + ams + aar + rest,
-		"unparsable i":      strings.Replace(as, "i=1", "i=x", 1) + ams + aar + rest,
-		"AS with h=":        strings.Replace(as, "cv=none;", "cv=none; h=from;", 1) + ams + aar + rest,
+		"missing AAR":        as + ams + rest,
+		"duplicate AS":       as + as + ams + aar + rest,
+		"instance 0":         strings.Replace(as, "i=1", "i=0", 1) + ams + strings.Replace(aar, "i=1", "i=0", 1) + strings.Replace(as, "i=1", "i=0", 1) + rest,
+		"gap":                strings.Replace(as, "i=1", "i=2", 1) + strings.Replace(ams, "i=1", "i=2", 1) + strings.Replace(aar, "i=1", "i=2", 1) + rest,
+		"cv=pass at i=1":     strings.Replace(as, "cv=none", "cv=pass", 1) + ams + aar + rest,
+		"instance too big":   strings.Replace(as, "i=1", "i=51", 1) + ams + aar + rest,
+		"unparsable i":       strings.Replace(as, "i=1", "i=x", 1) + ams + aar + rest,
+		"AS with h=":         strings.Replace(as, "cv=none;", "cv=none; h=from;", 1) + ams + aar + rest,
 		"AMS signs ARC-Seal": as + strings.Replace(ams, "h=from", "h=arc-seal:from", 1) + aar + rest,
 	}
 	for name, m := range cases {

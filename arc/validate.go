@@ -196,4 +196,3 @@ func (v *verifier) verifyAMS(hdr dkimcore.Header, ams dkimcore.Field, bodies dki
 	input := dkimcore.AppendHeaderHashInput(nil, hdr, sig.Headers, sig.HeaderCanon)
 	return v.verify(sig, input, sig.HeaderCanon)
 }
-

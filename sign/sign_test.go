@@ -213,11 +213,11 @@ func TestSignRefusesWeakKeysAndBadOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, o := range map[string]*Options{
-		"weak rsa":      {Domain: "a.example", Keys: []Key{{Selector: "s", Signer: weak}}},
-		"no keys":       {Domain: "a.example"},
-		"no domain":     {Keys: []Key{{Selector: "s", Signer: rfc8463Key(t)}}},
-		"bad selector":  {Domain: "a.example", Keys: []Key{{Selector: "a b", Signer: rfc8463Key(t)}}},
-		"foreign i=":    {Domain: "a.example", Identifier: "x@b.example", Keys: []Key{{Selector: "s", Signer: rfc8463Key(t)}}},
+		"weak rsa":       {Domain: "a.example", Keys: []Key{{Selector: "s", Signer: weak}}},
+		"no keys":        {Domain: "a.example"},
+		"no domain":      {Keys: []Key{{Selector: "s", Signer: rfc8463Key(t)}}},
+		"bad selector":   {Domain: "a.example", Keys: []Key{{Selector: "a b", Signer: rfc8463Key(t)}}},
+		"foreign i=":     {Domain: "a.example", Identifier: "x@b.example", Keys: []Key{{Selector: "s", Signer: rfc8463Key(t)}}},
 		"suffix not sub": {Domain: "a.example", Identifier: "x@ba.example", Keys: []Key{{Selector: "s", Signer: rfc8463Key(t)}}},
 	} {
 		if _, err := Sign(nil, dkimcore.HashBody(nil, dkimcore.Relaxed), o); err == nil {

@@ -1,0 +1,50 @@
+# sealgate build and test entry points. `make test` is what CI runs (see .ci/run).
+GO        ?= go
+BIN       ?= bin/sealgate
+FUZZTIME  ?= 10s
+PKGS      := ./...
+
+.PHONY: all build test unit interop fuzz bench bench-load lint deps clean run-dev
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sealgate
+
+# Everything a change must pass: lint, unit and integration tests (the integration and
+# interoperability tests run the real binary against dkimpy, Mail::DKIM and swaks and
+# fail, not skip, when CI=true and those tools are missing), then short fuzz runs.
+test: lint unit fuzz
+
+unit:
+	$(GO) test -count=1 $(PKGS)
+
+# Short runs of every fuzz target; the seed corpora live in testdata/fuzz.
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzRelaxedBody$$' -fuzztime=$(FUZZTIME) ./internal/dkimcore
+	$(GO) test -run='^$$' -fuzz='^FuzzReadHeader$$' -fuzztime=$(FUZZTIME) ./internal/dkimcore
+	$(GO) test -run='^$$' -fuzz='^FuzzParseTags$$' -fuzztime=$(FUZZTIME) ./internal/dkimcore
+	$(GO) test -run='^$$' -fuzz='^FuzzParseKeyRecord$$' -fuzztime=$(FUZZTIME) ./internal/dkimcore
+	$(GO) test -run='^$$' -fuzz='^FuzzValidate$$' -fuzztime=$(FUZZTIME) ./arc
+	$(GO) test -run='^$$' -fuzz='^FuzzParseHeaderMailboxes$$' -fuzztime=$(FUZZTIME) ./internal/addr
+	$(GO) test -run='^$$' -fuzz='^FuzzParsePath$$' -fuzztime=$(FUZZTIME) ./internal/addr
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./internal/dkimcore ./sign ./arc
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# Debian packages the interoperability and integration tests use.
+deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	  python3 python3-dkim python3-dnspython libmail-dkim-perl libnet-dns-perl swaks
+
+run-dev: build
+	$(BIN) serve --dev
+
+clean:
+	rm -rf bin

@@ -1,0 +1,242 @@
+// Package keys generates, stores, loads and checks DKIM signing keys (RFC 6376, RFC 8301,
+// RFC 8463): RSA-2048, RSA-3072 and Ed25519 keys kept as PKCS#8 PEM files readable by their
+// owner only, and the TXT record (RFC 6376 §3.6.1) that publishes each one.
+//
+// It refuses to sign with RSA keys under 2048 bits and to load key files other users can read
+// or change. It does not rotate keys, talk to DNS providers' APIs or encrypt key files; those
+// are left to the operator's tooling.
+package keys
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Key algorithms Generate accepts.
+const (
+	RSA2048 = "rsa2048"
+	RSA3072 = "rsa3072"
+	Ed25519 = "ed25519"
+)
+
+// Algorithms lists the names Generate accepts, the recommended one first.
+var Algorithms = []string{RSA2048, RSA3072, Ed25519}
+
+// MinSigningRSABits is the smallest RSA key sealgate signs with. RFC 8301 §3.2 requires
+// verifiers to accept 1024 bits and signers to use at least 1024, recommending 2048; 1024-bit
+// keys are within reach of factoring, so we refuse them for signing.
+const MinSigningRSABits = 2048
+
+// maxKeyFileSize bounds what Load reads; a PEM RSA-4096 key is about 3.3 kB.
+const maxKeyFileSize = 64 << 10
+
+// Generate returns a new private key for alg: "rsa2048", "rsa3072" or "ed25519".
+func Generate(alg string) (crypto.Signer, error) {
+	switch alg {
+	case RSA2048, RSA3072:
+		bits := 2048
+		if alg == RSA3072 {
+			bits = 3072
+		}
+		key, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			return nil, fmt.Errorf("keys: generate %s key: %w", alg, err)
+		}
+		return key, nil
+	case Ed25519:
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("keys: generate %s key: %w", alg, err)
+		}
+		return key, nil
+	}
+	return nil, fmt.Errorf("keys: unknown key algorithm %q (want one of %s)", alg, strings.Join(Algorithms, ", "))
+}
+
+// WritePrivateKey stores key at path as a PKCS#8 PEM file with mode 0600, creating the parent
+// directory with mode 0700 if it is missing. It refuses to replace an existing file. The file
+// appears complete or not at all: the key is written to a temporary file in the same directory,
+// synced, then linked into place.
+func WritePrivateKey(path string, key crypto.Signer) error {
+	return writePrivateKey(path, key, false)
+}
+
+// ReplacePrivateKey is WritePrivateKey, but replaces a file already at path.
+func ReplacePrivateKey(path string, key crypto.Signer) error {
+	return writePrivateKey(path, key, true)
+}
+
+func writePrivateKey(path string, key crypto.Signer, overwrite bool) (err error) {
+	if err := checkSigningKey(key); err != nil {
+		return fmt.Errorf("keys: %s: %w", path, err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("keys: %s: encode key: %w", path, err)
+	}
+	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	if !overwrite {
+		if _, err := os.Lstat(path); err == nil {
+			return fmt.Errorf("keys: %s already exists; not overwriting a key", path)
+		}
+	}
+	// CreateTemp opens with O_EXCL and mode 0600.
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	tmpName := tmp.Name()
+	defer func() {
+		if tmp != nil {
+			tmp.Close()
+		}
+		os.Remove(tmpName) // after a link the key stays at path; on failure no copy is left
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("keys: write %s: %w", tmpName, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("keys: sync %s: %w", tmpName, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("keys: close %s: %w", tmpName, err)
+	}
+	tmp = nil
+
+	if overwrite {
+		if err := os.Rename(tmpName, path); err != nil {
+			return fmt.Errorf("keys: %w", err)
+		}
+	} else if err := os.Link(tmpName, path); err != nil {
+		// A hard link fails if path exists, so a key that appeared since the check above is not
+		// clobbered.
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("keys: %s already exists; not overwriting a key", path)
+		}
+		return fmt.Errorf("keys: %w", err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename or link durable; failures are ignored as some file systems refuse it.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// Load reads a private key from a PEM file: PKCS#8 ("PRIVATE KEY") or, for imported keys,
+// PKCS#1 ("RSA PRIVATE KEY"). It refuses a file that group or other users can read or write,
+// RSA keys under MinSigningRSABits and key types DKIM cannot use. Errors name the file and never
+// contain key material.
+func Load(path string) (crypto.Signer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("keys: %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		what := "read"
+		if perm&0o044 == 0 {
+			what = "change"
+		}
+		return nil, fmt.Errorf("keys: %s: mode %04o lets others %s the private key; chmod 600 it", path, perm, what)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("keys: read %s: %w", path, err)
+	}
+	if len(data) > maxKeyFileSize {
+		return nil, fmt.Errorf("keys: %s: larger than %d bytes; not a key file", path, maxKeyFileSize)
+	}
+	key, err := parsePEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %s: %w", path, err)
+	}
+	if err := checkSigningKey(key); err != nil {
+		return nil, fmt.Errorf("keys: %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// parsePEM finds the first private key block in data and decodes it.
+func parsePEM(data []byte) (crypto.Signer, error) {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, errors.New(`no PEM "PRIVATE KEY" block found`)
+		}
+		var (
+			key any
+			err error
+		)
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		case "ENCRYPTED PRIVATE KEY":
+			return nil, errors.New("the key is encrypted; sealgate needs it unencrypted " +
+				"(openssl pkey -in FILE -out FILE.new, then protect the file with mode 0600)")
+		case "OPENSSH PRIVATE KEY":
+			return nil, errors.New("an OpenSSH key file is not supported; convert it to PKCS#8 " +
+				"(ssh-keygen -p -m PKCS8 -f FILE)")
+		case "EC PRIVATE KEY":
+			return nil, errors.New("an ECDSA key cannot sign DKIM; use RSA or Ed25519")
+		default:
+			continue // parameters, certificates, public keys: look further
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", block.Type, err)
+		}
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("unsupported key type %T", key)
+		}
+		return signer, nil
+	}
+}
+
+// checkSigningKey refuses keys DKIM cannot sign with or that are too weak.
+func checkSigningKey(key crypto.Signer) error {
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		if bits := k.N.BitLen(); bits < MinSigningRSABits {
+			return fmt.Errorf("RSA key is %d bits; signing needs at least %d (RFC 8301): generate a new one with 'sealgate keys generate'",
+				bits, MinSigningRSABits)
+		}
+		return nil
+	case ed25519.PrivateKey:
+		return nil
+	}
+	return fmt.Errorf("a %T key cannot sign DKIM; use RSA or Ed25519", key)
+}

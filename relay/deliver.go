@@ -1,0 +1,414 @@
+package relay
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Deliverer hands one queued message to its destination. msg is the full message
+// (header block, blank line, body) as committed. A nil error means every
+// recipient in env.To was accepted. Otherwise the error is one of:
+//   - *RecipientsError: some recipients failed (each permanently or temporarily),
+//     the others, listed as accepted, were delivered;
+//   - *PermanentError (anywhere in the chain): retrying will not help;
+//   - anything else: a temporary failure of the whole message, retried later.
+type Deliverer interface {
+	Deliver(ctx context.Context, env *Envelope, msg io.Reader) error
+}
+
+// PermanentError marks a failure that retrying will not fix: a 5yz reply
+// (RFC 5321 §4.2.1) or a message we refuse to send.
+type PermanentError struct {
+	Err error
+}
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err has a *PermanentError in its chain.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
+// RecipientsError reports a transaction in which some recipients failed.
+type RecipientsError struct {
+	Accepted []string         // delivered
+	Failed   []RecipientError // not delivered; see RecipientError.Err
+}
+
+// RecipientError is the failure of one recipient; Err is a *PermanentError when
+// the failure is permanent.
+type RecipientError struct {
+	Rcpt string
+	Err  error
+}
+
+func (e *RecipientsError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d recipients failed:", len(e.Failed), len(e.Failed)+len(e.Accepted))
+	for i, f := range e.Failed {
+		if i > 0 {
+			b.WriteByte(';')
+		}
+		fmt.Fprintf(&b, " <%s>: %v", f.Rcpt, f.Err)
+	}
+	return b.String()
+}
+
+// Default Runner settings.
+var (
+	// DefaultBackoff is the delay before retry n (the last entry repeats).
+	DefaultBackoff = []time.Duration{time.Minute, 5 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour}
+)
+
+// Defaults for the Runner fields of the same names.
+const (
+	// DefaultMaxAge is how long temporary failures are retried; RFC 5321
+	// §4.5.4.1 suggests giving up after 4-5 days.
+	DefaultMaxAge         = 5 * 24 * time.Hour
+	DefaultWorkers        = 4
+	DefaultPollInterval   = time.Minute
+	DefaultAttemptTimeout = 10 * time.Minute
+)
+
+// Runner delivers what the Spool holds: it picks up committed messages (woken
+// by Spool.Notify, with a periodic rescan as fallback), runs at most Workers
+// deliveries at once, removes a message once delivered, and reschedules
+// temporary failures with Backoff. A message that fails permanently, or that
+// is still failing after MaxAge, is moved to the spool's failed/ directory with
+// the failed recipients recorded and a "bounce needed" event logged.
+//
+// Generating the DSN (RFC 3464) from failed/ is a later issue; until then
+// failed/ is where an admin finds what was not delivered. Nothing is dropped
+// silently.
+type Runner struct {
+	Spool     *Spool
+	Deliverer Deliverer
+	Logger    *slog.Logger // default slog.Default()
+
+	Workers        int             // concurrent deliveries; default DefaultWorkers
+	Backoff        []time.Duration // default DefaultBackoff
+	MaxAge         time.Duration   // default DefaultMaxAge
+	PollInterval   time.Duration   // fallback rescan of the spool; default DefaultPollInterval
+	AttemptTimeout time.Duration   // per delivery attempt; default DefaultAttemptTimeout
+}
+
+type attemptResult struct {
+	id   string
+	next time.Time // zero: the message left the queue
+}
+
+// Run delivers until ctx is done, then cancels the deliveries in flight, waits
+// for them to end and returns nil. An interrupted delivery is retried at the
+// next start, without counting as an attempt.
+func (r *Runner) Run(ctx context.Context) error {
+	if r.Spool == nil || r.Deliverer == nil {
+		return errors.New("relay: Runner needs a Spool and a Deliverer")
+	}
+	log := r.logger()
+	workers := cmpOr(r.Workers, DefaultWorkers)
+	poll := cmpOr(r.PollInterval, DefaultPollInterval)
+
+	q := &schedule{index: map[string]*scheduled{}}
+	inflight := map[string]bool{}
+	done := make(chan attemptResult, workers) // never blocks a worker: at most workers in flight
+	var wg sync.WaitGroup
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+
+	var lastScan time.Time
+	rescan := true
+	for {
+		if rescan {
+			r.scan(q, inflight, log)
+			lastScan, rescan = time.Now(), false
+		}
+		now := time.Now()
+		for len(inflight) < workers {
+			id, ok := q.popDue(now)
+			if !ok {
+				break
+			}
+			inflight[id] = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				done <- attemptResult{id: id, next: r.attempt(ctx, id, log)}
+			}()
+		}
+
+		wake := lastScan.Add(poll)
+		if t, ok := q.peek(); ok && len(inflight) < workers && t.Before(wake) {
+			wake = t
+		}
+		timer.Reset(time.Until(wake))
+
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-r.Spool.Notify():
+			for _, id := range r.Spool.takeCommitted() {
+				if !inflight[id] {
+					q.set(id, time.Time{})
+				}
+			}
+		case res := <-done:
+			delete(inflight, res.id)
+			if !res.next.IsZero() {
+				q.set(res.id, res.next)
+			}
+		case <-timer.C:
+			rescan = !time.Now().Before(lastScan.Add(poll))
+		}
+	}
+}
+
+func (r *Runner) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+// scan brings the schedule in line with the spool: new ids are read, ids gone
+// from the spool are forgotten.
+func (r *Runner) scan(q *schedule, inflight map[string]bool, log *slog.Logger) {
+	ids, err := r.Spool.List()
+	if err != nil {
+		log.Error("relay: list spool", "error", err)
+		return
+	}
+	present := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		present[id] = true
+		if inflight[id] || q.has(id) {
+			continue
+		}
+		env, err := r.Spool.Envelope(id)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // delivered or failed meanwhile
+		}
+		if err != nil {
+			// Keep it queued and retry; an admin sees the log.
+			log.Error("relay: read queued message", "queue_id", id, "error", err)
+			q.set(id, time.Now().Add(cmpOr(r.PollInterval, DefaultPollInterval)))
+			continue
+		}
+		q.set(id, env.NextAttempt)
+	}
+	q.retain(present)
+}
+
+// attempt delivers one message and settles the outcome; it returns when the
+// message is due again, or zero if it left the queue.
+func (r *Runner) attempt(ctx context.Context, id string, log *slog.Logger) time.Time {
+	log = log.With("queue_id", id)
+	env, msg, err := r.Spool.Open(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}
+	}
+	if err != nil {
+		log.Error("relay: open queued message", "error", err)
+		return time.Now().Add(r.backoff(1))
+	}
+	log = log.With("identity", env.Identity)
+	dctx, cancel := context.WithTimeout(ctx, cmpOr(r.AttemptTimeout, DefaultAttemptTimeout))
+	err = r.Deliverer.Deliver(dctx, env, msg)
+	cancel()
+	msg.Close()
+	return r.settle(ctx, env, err, log)
+}
+
+// settle records the outcome of a delivery attempt in the spool.
+func (r *Runner) settle(ctx context.Context, env *Envelope, err error, log *slog.Logger) time.Time {
+	now := time.Now()
+	if err == nil {
+		if rerr := r.Spool.Remove(env.ID); rerr != nil {
+			log.Error("relay: delivered but not removed; may be delivered again", "error", rerr)
+		}
+		log.Info("delivered", "rcpts", len(env.To), "attempt", env.Attempts+1)
+		return time.Time{}
+	}
+	if ctx.Err() != nil {
+		log.Info("delivery interrupted by shutdown; will retry", "error", err)
+		return now
+	}
+
+	temp := err // failure still to retry, nil when none is left
+	var rerr *RecipientsError
+	switch {
+	case errors.As(err, &rerr):
+		accepted := map[string]bool{}
+		for _, a := range rerr.Accepted {
+			accepted[a] = true
+		}
+		permanent := map[string]error{}
+		for _, f := range rerr.Failed {
+			if IsPermanent(f.Err) {
+				permanent[f.Rcpt] = f.Err
+			}
+		}
+		for i := len(env.To) - 1; i >= 0; i-- {
+			rcpt := env.To[i]
+			if accepted[rcpt] {
+				env.removeRecipient(i)
+			} else if perr, ok := permanent[rcpt]; ok {
+				r.giveUp(env, i, perr, now, log)
+			}
+		}
+		if len(rerr.Accepted) > 0 {
+			log.Info("delivered to some recipients", "accepted", rerr.Accepted)
+		}
+	case IsPermanent(err):
+		for i := len(env.To) - 1; i >= 0; i-- {
+			r.giveUp(env, i, err, now, log)
+		}
+	}
+	if len(env.To) == 0 {
+		temp = nil
+	}
+
+	if temp != nil {
+		env.Attempts++
+		env.LastError = temp.Error()
+		if now.Sub(env.ReceivedAt) < cmpOr(r.MaxAge, DefaultMaxAge) {
+			env.NextAttempt = now.Add(r.backoff(env.Attempts))
+			if uerr := r.Spool.Update(env); uerr != nil {
+				log.Error("relay: record deferral", "error", uerr)
+			}
+			log.Warn("delivery deferred", "error", temp, "attempt", env.Attempts,
+				"next_attempt", env.NextAttempt, "rcpts", len(env.To))
+			return env.NextAttempt
+		}
+		gaveUp := fmt.Errorf("still failing after %d attempts since %s: %w",
+			env.Attempts, env.ReceivedAt.Format(time.RFC3339), temp)
+		for i := len(env.To) - 1; i >= 0; i-- {
+			r.giveUp(env, i, gaveUp, now, log)
+		}
+	}
+
+	// Every recipient is settled and some failed.
+	// TODO(dsn issue): generate the DSN (RFC 3464) to env.From from failed/,
+	// honouring NOTIFY/RET/ENVID (RFC 3461) and never bouncing a bounce
+	// (From == "", RFC 5321 §4.5.5).
+	if ferr := r.Spool.Fail(env); ferr != nil {
+		log.Error("relay: move failed message to failed/", "error", ferr)
+		return now.Add(r.backoff(1)) // still queued; settle again later
+	}
+	log.Error("bounce needed", "from", env.From, "failed_rcpts", len(env.Failed),
+		"last_error", env.LastError)
+	return time.Time{}
+}
+
+// giveUp moves env.To[i] to env.Failed.
+func (r *Runner) giveUp(env *Envelope, i int, err error, now time.Time, log *slog.Logger) {
+	f := FailedRecipient{Rcpt: env.To[i], Error: err.Error(), At: now}
+	if len(env.Notify) > i {
+		f.Notify = env.Notify[i]
+	}
+	if len(env.ORcpt) > i {
+		f.ORcpt = env.ORcpt[i]
+	}
+	env.Failed = append(env.Failed, f)
+	env.removeRecipient(i)
+	env.LastError = err.Error()
+	log.Warn("recipient failed", "rcpt", f.Rcpt, "error", err)
+}
+
+func (r *Runner) backoff(attempts int) time.Duration {
+	b := r.Backoff
+	if len(b) == 0 {
+		b = DefaultBackoff
+	}
+	return b[min(max(attempts, 1), len(b))-1]
+}
+
+func cmpOr[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// schedule is a min-heap of queued messages by due time, then id (= age).
+type schedule struct {
+	items []*scheduled
+	index map[string]*scheduled
+}
+
+type scheduled struct {
+	id  string
+	due time.Time
+	pos int
+}
+
+func (q *schedule) Len() int { return len(q.items) }
+func (q *schedule) Less(i, j int) bool {
+	a, b := q.items[i], q.items[j]
+	if !a.due.Equal(b.due) {
+		return a.due.Before(b.due)
+	}
+	return a.id < b.id
+}
+func (q *schedule) Swap(i, j int) {
+	q.items[i], q.items[j] = q.items[j], q.items[i]
+	q.items[i].pos, q.items[j].pos = i, j
+}
+func (q *schedule) Push(x any) {
+	it := x.(*scheduled)
+	it.pos = len(q.items)
+	q.items = append(q.items, it)
+}
+func (q *schedule) Pop() any {
+	it := q.items[len(q.items)-1]
+	q.items = q.items[:len(q.items)-1]
+	return it
+}
+
+func (q *schedule) has(id string) bool { return q.index[id] != nil }
+
+func (q *schedule) set(id string, due time.Time) {
+	if it := q.index[id]; it != nil {
+		it.due = due
+		heap.Fix(q, it.pos)
+		return
+	}
+	it := &scheduled{id: id, due: due}
+	q.index[id] = it
+	heap.Push(q, it)
+}
+
+func (q *schedule) peek() (time.Time, bool) {
+	if len(q.items) == 0 {
+		return time.Time{}, false
+	}
+	return q.items[0].due, true
+}
+
+func (q *schedule) popDue(now time.Time) (string, bool) {
+	if len(q.items) == 0 || q.items[0].due.After(now) {
+		return "", false
+	}
+	it := heap.Pop(q).(*scheduled)
+	delete(q.index, it.id)
+	return it.id, true
+}
+
+func (q *schedule) retain(present map[string]bool) {
+	for id, it := range q.index {
+		if !present[id] {
+			heap.Remove(q, it.pos)
+			delete(q.index, id)
+		}
+	}
+}

@@ -1,0 +1,217 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// OutboxSink is a Deliverer for dev mode: it writes each message to
+// Dir/<queue id>.eml (mode 0600) instead of sending it.
+type OutboxSink struct {
+	Dir string
+}
+
+// Deliver writes msg atomically (temporary file, fsync, rename, directory fsync).
+func (o OutboxSink) Deliver(ctx context.Context, env *Envelope, msg io.Reader) error {
+	if err := checkID(env.ID); err != nil {
+		return &PermanentError{Err: err}
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return fmt.Errorf("outbox: create %s: %w", o.Dir, err)
+	}
+	p := filepath.Join(o.Dir, env.ID+".eml")
+	f, err := os.CreateTemp(o.Dir, "."+env.ID+".eml.*")
+	if err != nil {
+		return fmt.Errorf("outbox: create temporary file for %s: %w", p, err)
+	}
+	_, err = io.Copy(f, msg)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("outbox: write %s: %w", p, err)
+	}
+	if err := syncDir(o.Dir); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	slog.Info("delivered to outbox", "queue_id", env.ID, "path", p)
+	return nil
+}
+
+// NextHop is a Deliverer that relays every message over plain SMTP (RFC 5321)
+// to one fixed server, without TLS or authentication: for dev mode and tests.
+// Each recipient gets its own result; see RecipientsError.
+type NextHop struct {
+	Addr     string        // host:port
+	HeloName string        // EHLO/HELO name; default the host name
+	Timeout  time.Duration // dial and each command/reply; default 2 minutes
+}
+
+// Deliver relays one message. It refuses, with a *PermanentError, a message
+// containing a bare CR or LF: submission already rejects those, this is
+// defence in depth, and a relay must not change the signed bytes to fix them.
+func (h NextHop) Deliver(ctx context.Context, env *Envelope, msg io.Reader) error {
+	err := h.deliver(ctx, env, msg)
+	var re *ReplyError
+	if errors.As(err, &re) && re.Permanent() && !IsPermanent(err) {
+		err = &PermanentError{Err: err}
+	}
+	if err != nil {
+		return fmt.Errorf("relay: deliver %s to %s: %w", env.ID, h.Addr, err)
+	}
+	return nil
+}
+
+func (h NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) error {
+	timeout := h.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	helo := h.HeloName
+	if helo == "" {
+		helo, _ = os.Hostname()
+		if helo == "" {
+			helo = "localhost"
+		}
+	}
+	for _, a := range append([]string{env.From}, env.To...) {
+		if err := checkAddress(a); err != nil {
+			return &PermanentError{Err: err}
+		}
+	}
+
+	c, err := dialSMTP(ctx, h.Addr, timeout)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := c.hello(helo); err != nil {
+		return err
+	}
+
+	var mailParams []string
+	if v, ok := c.extension("SIZE"); ok {
+		// RFC 1870 §6: declare the size; a known limit lets us fail before sending.
+		if max, err := strconv.ParseInt(v, 10, 64); err == nil && max > 0 && env.Size > max {
+			return &PermanentError{Err: fmt.Errorf("message of %d bytes exceeds the next hop's SIZE %d", env.Size, max)}
+		}
+		mailParams = append(mailParams, "SIZE="+strconv.FormatInt(env.Size, 10))
+	}
+	if needsUTF8(env) {
+		if _, ok := c.extension("SMTPUTF8"); !ok {
+			return &PermanentError{Err: errors.New("non-ASCII address but the next hop does not offer SMTPUTF8 (RFC 6531)")}
+		}
+		mailParams = append(mailParams, "SMTPUTF8")
+	}
+	_, dsn := c.extension("DSN")
+	if dsn { // RFC 3461 §4.3, §4.4
+		if env.Ret != "" {
+			mailParams = append(mailParams, "RET="+env.Ret)
+		}
+		if env.EnvID != "" {
+			mailParams = append(mailParams, "ENVID="+xtext(env.EnvID))
+		}
+	}
+	if err := c.mail(env.From, mailParams); err != nil {
+		return err
+	}
+
+	var accepted []string
+	var failed []RecipientError
+	for i, rcpt := range env.To {
+		var params []string
+		if dsn { // RFC 3461 §4.1, §4.2
+			if len(env.Notify) > i && env.Notify[i] != "" {
+				params = append(params, "NOTIFY="+env.Notify[i])
+			}
+			if len(env.ORcpt) > i && env.ORcpt[i] != "" {
+				params = append(params, "ORCPT="+orcptParam(env.ORcpt[i]))
+			}
+		}
+		err := c.rcpt(rcpt, params)
+		var re *ReplyError
+		switch {
+		case err == nil:
+			accepted = append(accepted, rcpt)
+		case errors.As(err, &re) && re.Permanent():
+			failed = append(failed, RecipientError{Rcpt: rcpt, Err: &PermanentError{Err: err}})
+		case errors.As(err, &re):
+			failed = append(failed, RecipientError{Rcpt: rcpt, Err: err})
+		default:
+			return err // connection trouble: the whole message is retried
+		}
+	}
+	if len(accepted) == 0 {
+		c.quit()
+		rerr := &RecipientsError{Failed: failed}
+		for _, f := range failed {
+			if !IsPermanent(f.Err) {
+				return rerr
+			}
+		}
+		return &PermanentError{Err: rerr}
+	}
+
+	if err := c.data(msg); err != nil {
+		if errors.Is(err, errBareLineEnd) {
+			// The connection is closed without the final ".", so the server drops it.
+			return &PermanentError{Err: err}
+		}
+		return err
+	}
+	c.quit()
+	if len(failed) > 0 {
+		return &RecipientsError{Accepted: accepted, Failed: failed}
+	}
+	return nil
+}
+
+// checkAddress refuses what would break the command line; the address syntax
+// itself was checked at submission.
+func checkAddress(a string) error {
+	for i := 0; i < len(a); i++ {
+		if c := a[i]; c < ' ' || c == 0x7f || c == '<' || c == '>' {
+			return fmt.Errorf("invalid character %q in address %q", c, a)
+		}
+	}
+	if !utf8.ValidString(a) {
+		return fmt.Errorf("address %q is not valid UTF-8", a)
+	}
+	return nil
+}
+
+func needsUTF8(env *Envelope) bool {
+	for _, a := range append([]string{env.From}, env.To...) {
+		for i := 0; i < len(a); i++ {
+			if a[i] >= 0x80 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// orcptParam encodes a stored "addr-type;address" as the ORCPT value (RFC 3461 §4.2).
+func orcptParam(s string) string {
+	typ, addr, ok := strings.Cut(s, ";")
+	if !ok {
+		typ, addr = "rfc822", s
+	}
+	return typ + ";" + xtext(addr)
+}

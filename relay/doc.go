@@ -1,0 +1,27 @@
+// Package relay is sealgate's outbound side: the durable spool that is the one
+// hand-off between submission and delivery, and the delivery of what it holds.
+//
+// The spool (Spool) keeps each message as plain files: the body, streamed to
+// disk during DATA, and a meta file holding the envelope and the final, signed
+// header block. The meta file's rename into msg/ is the commit point and
+// directory fsyncs are group-committed, so the 250 reply to DATA (RFC 5321
+// §4.1.1.4, §6.1: the server "accepts responsibility") is sent only for a
+// message that survives a crash, and a crash never exposes half a message.
+// The envelope carries the DSN parameters ENVID, RET, NOTIFY and ORCPT
+// (RFC 3461) through to delivery.
+//
+// Runner takes committed messages to a Deliverer, with bounded concurrency and
+// retries with backoff for temporary (4yz) failures. Two Deliverers exist:
+// OutboxSink writes .eml files (dev mode) and NextHop relays over plain SMTP to
+// one fixed server with a small client of our own (smtpclient.go) that sends the
+// signed bytes unchanged apart from dot-stuffing and reports each recipient's
+// result.
+//
+// Deliberately not done yet (later issues): MX lookup and delivery to the
+// recipients' domains; STARTTLS, MTA-STS/DANE, PIPELINING and SUBMITTER in the
+// client; generating DSNs (RFC 3464) — messages that fail are moved to the
+// spool's failed/ directory with a "bounce needed" log event instead; per-domain
+// rate limits. The client never rewrites a message: one with a bare CR or LF is
+// refused rather than repaired, because repair would break the DKIM and ARC
+// signatures.
+package relay

@@ -1,0 +1,302 @@
+package submit
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"sealgate/internal/addr"
+	"sealgate/internal/dkimcore"
+)
+
+// session is one SMTP session. go-smtp starts a new one at EHLO and after STARTTLS, so no
+// authentication state survives a TLS upgrade (RFC 3207 §4.2).
+type session struct {
+	s        *Server
+	lc       Listener
+	conn     *smtp.Conn
+	ip       netip.Addr
+	tls      *tls.ConnectionState
+	log      *slog.Logger
+	identity *Identity
+	sasl     bool // identity came from SMTP AUTH
+
+	from string
+	to   []string
+	dsn  dsnParams
+}
+
+type dsnParams struct {
+	envID, ret    string
+	notify, orcpt []string
+	any           bool
+}
+
+var (
+	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	errEncryptionRequired = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11},
+		Message: "Encryption required for requested authentication mechanism; use STARTTLS first"}
+	errRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied: authenticate first"}
+	errBareLineEnd = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Message contains a bare CR or LF; lines must end in CRLF (refused to prevent SMTP smuggling)"}
+	errMalformed = func(err error) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
+	}
+)
+
+// AuthMechanisms offers PLAIN and LOGIN, and only over TLS (RFC 4954 §4, RFC 8314).
+func (se *session) AuthMechanisms() []string {
+	if !se.lc.SASL || se.tls == nil || se.s.Users == nil {
+		return nil
+	}
+	return []string{sasl.Plain, "LOGIN"}
+}
+
+// Auth starts a SASL exchange for mech.
+func (se *session) Auth(mech string) (sasl.Server, error) {
+	if !se.lc.SASL || se.s.Users == nil {
+		return nil, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "AUTH is not available on this port"}
+	}
+	if se.tls == nil {
+		return nil, errEncryptionRequired
+	}
+	ctx := context.Background()
+	if t := se.s.AuthThrottle; t != nil {
+		if err := t.Check(ctx, se.ip); err != nil {
+			se.log.Warn("AUTH refused: address is throttled")
+			return nil, err
+		}
+	}
+	check := func(login, password string) error {
+		id, err := se.s.Users.Authenticate(login, password)
+		if err != nil {
+			se.log.Warn("authentication failed", "login", login)
+			if t := se.s.AuthThrottle; t != nil {
+				if blocked := t.Failure(ctx, se.ip); blocked != nil {
+					return blocked
+				}
+			}
+			return smtp.ErrAuthFailed
+		}
+		se.identity, se.sasl = id, true
+		se.log = se.log.With("identity", id.Name)
+		se.log.Info("authenticated", "mechanism", mech)
+		return nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return NewPlainServer(check), nil
+	case "LOGIN":
+		return NewLoginServer(check), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// Mail checks the envelope sender against the identity (RFC 6409 §4.1, standards §8.2).
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	if se.identity == nil {
+		if se.lc.SASL {
+			return errAuthRequired
+		}
+		se.log.Warn("MAIL refused: client not in a trusted network and no certificate", "from", from)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: "Relay access denied: " + se.ip.String() + " is not a known client of this relay"}
+	}
+	if err := CheckEnvelopeSender(se.identity, from); err != nil {
+		se.log.Warn("MAIL FROM refused", "from", from, "reason", err.Message)
+		return err
+	}
+	if r := se.s.Rate; r != nil {
+		if err := r.Allow(context.Background(), se.identity); err != nil {
+			se.log.Warn("MAIL refused: rate limit", "rate", se.identity.RatePerMinute)
+			return err
+		}
+	}
+	se.from = from
+	se.dsn = dsnParams{}
+	if opts != nil {
+		se.dsn.envID = opts.EnvelopeID
+		se.dsn.ret = string(opts.Return)
+	}
+	return nil
+}
+
+// Rcpt accepts any syntactically valid recipient from an identified client: identified
+// clients may relay to anyone, which is what a submission relay is for. Address literals
+// are refused.
+func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if se.identity == nil {
+		return errRelayDenied
+	}
+	p, err := addr.ParsePath(to)
+	if err != nil {
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax: " + err.Error()}
+	}
+	if p.Null {
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "The null path is not a recipient"}
+	}
+	if p.Addr.AddressLiteral != "" {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Address literals are not accepted as recipients"}
+	}
+	if err := CheckRecipientCount(se.identity, len(se.to)+1); err != nil {
+		return err
+	}
+	se.to = append(se.to, p.Addr.String())
+	var notify, orcpt string
+	if opts != nil {
+		for i, n := range opts.Notify {
+			if i > 0 {
+				notify += ","
+			}
+			notify += string(n)
+		}
+		if opts.OriginalRecipient != "" {
+			orcpt = string(opts.OriginalRecipientType) + ";" + opts.OriginalRecipient
+		}
+	}
+	se.dsn.notify = append(se.dsn.notify, notify)
+	se.dsn.orcpt = append(se.dsn.orcpt, orcpt)
+	se.dsn.any = se.dsn.any || notify != "" || orcpt != ""
+	return nil
+}
+
+// Data reads the message: the header into memory (strictly CRLF), the body streamed into
+// the spool and the body hasher at once, refusing any bare CR or LF (SMTP smuggling).
+func (se *session) Data(r io.Reader) error {
+	if se.identity == nil || len(se.to) == 0 {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need MAIL and RCPT first"}
+	}
+	dr := &deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.Limits.DataTimeout}
+	br := bufio.NewReaderSize(dr, 32*1024)
+	hdr, err := dkimcore.ReadHeader(br, true)
+	if err != nil {
+		if errors.Is(err, dkimcore.ErrBareLineEnd) {
+			se.log.Warn("message refused: bare CR/LF in header")
+			return errBareLineEnd
+		}
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			return err
+		}
+		return errMalformed(err)
+	}
+	p := se.s.Pipeline
+	in, err := p.Spool.Create()
+	if err != nil {
+		se.log.Error("spool create failed", "err", err)
+		return errTemporary("could not queue the message")
+	}
+	hasher := dkimcore.NewBodyHasher(p.BodyCanonicalizations(hdr)...)
+	check := &lineEndCheck{}
+	buf := make([]byte, 32*1024)
+	for {
+		n, rerr := br.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			check.Write(chunk)
+			hasher.Write(chunk)
+			if _, err := in.Write(chunk); err != nil {
+				in.Abort()
+				se.log.Error("spool write failed", "err", err)
+				return errTemporary("could not queue the message")
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			in.Abort()
+			if errors.Is(rerr, smtp.ErrDataTooLarge) {
+				return rerr
+			}
+			return rerr
+		}
+	}
+	if check.bad() {
+		in.Abort()
+		se.log.Warn("message refused: bare CR/LF in body")
+		return errBareLineEnd
+	}
+	sub := &Submission{
+		Identity: se.identity, Authenticated: se.sasl, From: se.from, To: se.to,
+		ClientIP: net.IP(se.ip.AsSlice()), HELO: se.conn.Hostname(), TLS: se.tls,
+		Header: hdr, Body: in, Bodies: hasher.Sum(),
+		EnvID: se.dsn.envID, Ret: se.dsn.ret,
+	}
+	if se.dsn.any {
+		sub.Notify, sub.ORcpt = se.dsn.notify, se.dsn.orcpt
+	}
+	qid, err := p.Accept(context.Background(), sub)
+	if err != nil {
+		return err
+	}
+	se.resetTransaction()
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + qid}
+}
+
+func (se *session) resetTransaction() {
+	se.from, se.to, se.dsn = "", nil, dsnParams{}
+}
+
+// Reset ends the mail transaction; the identity stays (RFC 5321 §4.1.1.5).
+func (se *session) Reset() { se.resetTransaction() }
+
+// Logout ends the session.
+func (se *session) Logout() error { return nil }
+
+// deadlineReader re-arms the connection's read deadline before every read, so the DATA
+// timeout bounds each wait for the client, not the whole upload (go-smtp only re-arms it when
+// it reads a command line).
+type deadlineReader struct {
+	r       io.Reader
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	if d.timeout > 0 {
+		d.conn.SetReadDeadline(time.Now().Add(d.timeout))
+	}
+	return d.r.Read(p)
+}
+
+// lineEndCheck finds a CR not followed by LF or an LF not preceded by CR.
+type lineEndCheck struct {
+	prevCR bool
+	found  bool
+}
+
+func (c *lineEndCheck) Write(p []byte) {
+	if c.found || len(p) == 0 {
+		return
+	}
+	if c.prevCR && p[0] != '\n' {
+		c.found = true
+		return
+	}
+	for i, b := range p {
+		switch b {
+		case '\r':
+			if i+1 < len(p) && p[i+1] != '\n' {
+				c.found = true
+				return
+			}
+		case '\n':
+			if i == 0 && !c.prevCR || i > 0 && p[i-1] != '\r' {
+				c.found = true
+				return
+			}
+		}
+	}
+	c.prevCR = p[len(p)-1] == '\r'
+}
+
+func (c *lineEndCheck) bad() bool { return c.found || c.prevCR }

@@ -139,6 +139,20 @@ func (c *relaxedBody) Write(p []byte) (int, error) {
 				c.flushSpan(p[spanStart:spanEnd])
 				spanStart = -1
 			}
+			if t, ok := trailingWSPOnly(line); ok {
+				// Common case: only white space before CRLF to drop.
+				if len(t) == 0 {
+					c.blank++
+				} else {
+					c.emitBlanks()
+					c.out = append(append(c.out, t...), '\r', '\n')
+					if len(c.out) >= 32*1024 {
+						c.flushOut()
+					}
+				}
+				i = end
+				continue
+			}
 			i = c.slow(p, i)
 			continue
 		}
@@ -186,6 +200,20 @@ func cleanLine(line []byte) bool {
 		return false
 	}
 	return bytes.IndexByte(body, '\t') < 0 && bytes.IndexByte(body, '\r') < 0 && bytes.Index(body, []byte("  ")) < 0
+}
+
+// trailingWSPOnly reports whether a line ending in CRLF becomes clean once the white space
+// before its CRLF is removed, and returns what remains.
+func trailingWSPOnly(line []byte) ([]byte, bool) {
+	n := len(line)
+	if n < 2 || line[n-2] != '\r' {
+		return nil, false
+	}
+	t := bytes.TrimRight(line[:n-2], " \t")
+	if bytes.IndexByte(t, '\t') >= 0 || bytes.IndexByte(t, '\r') >= 0 || bytes.Index(t, []byte("  ")) >= 0 {
+		return nil, false
+	}
+	return t, true
 }
 
 func (c *relaxedBody) flushSpan(b []byte) {

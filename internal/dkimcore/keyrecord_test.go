@@ -238,3 +238,18 @@ func TestLookupKeyTemporary(t *testing.T) {
 		t.Errorf("error = %v, want a temporary *Error naming the record", err)
 	}
 }
+
+func FuzzParseKeyRecord(f *testing.F) {
+	f.Add("v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")
+	f.Add("v=DKIM1; k=rsa; p=")
+	f.Add("k=rsa; t=y:s; h=sha256; s=email; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB")
+	f.Fuzz(func(t *testing.T, txt string) {
+		rec, err := ParseKeyRecord(txt)
+		if err != nil {
+			return
+		}
+		if !rec.Revoked && rec.PublicKey == nil {
+			t.Fatalf("record %q parsed without a key and not revoked", txt)
+		}
+	})
+}

@@ -4,7 +4,7 @@ BIN       ?= bin/sealgate
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all build test unit interop fuzz bench bench-load lint deps clean run-dev
+.PHONY: all build test have-deps unit interop fuzz bench bench-load lint deps clean run-dev
 
 all: build
 
@@ -14,7 +14,14 @@ build:
 # Everything a change must pass: lint, unit and integration tests (the integration and
 # interoperability tests run the real binary against dkimpy, Mail::DKIM and swaks and
 # fail, not skip, when CI=true and those tools are missing), then short fuzz runs.
-test: lint unit fuzz
+test: have-deps lint unit fuzz
+
+# Installs the Debian packages below when one is missing (needs root or sudo).
+have-deps:
+	@if ! /usr/bin/python3 -c 'import dkim, dns' 2>/dev/null || ! perl -MMail::DKIM::ARC::Verifier -MNet::DNS -e1 2>/dev/null || ! command -v swaks >/dev/null; then \
+	  echo "installing test dependencies (python3-dkim, libmail-dkim-perl, swaks) with apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then $(MAKE) deps; else sudo $(MAKE) deps; fi; \
+	fi
 
 unit:
 	$(GO) test -count=1 $(PKGS)

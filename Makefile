@@ -18,7 +18,7 @@ test: have-deps lint unit fuzz
 
 # Installs the Debian packages below when one is missing (needs root or sudo).
 have-deps:
-	@if ! /usr/bin/python3 -c 'import dkim, dns' 2>/dev/null || ! perl -MMail::DKIM::ARC::Verifier -MNet::DNS -e1 2>/dev/null || ! command -v swaks >/dev/null; then \
+	@if ! /usr/bin/python3 -c 'import dkim, dns, authres' 2>/dev/null || ! perl -MMail::DKIM::ARC::Verifier -MNet::DNS -e1 2>/dev/null || ! command -v swaks >/dev/null; then \
 	  echo "installing test dependencies (python3-dkim, libmail-dkim-perl, swaks) with apt-get"; \
 	  if [ "$$(id -u)" = 0 ]; then $(MAKE) deps; else sudo $(MAKE) deps; fi; \
 	fi
@@ -48,7 +48,7 @@ lint:
 deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	  python3 python3-dkim python3-dnspython libmail-dkim-perl libnet-dns-perl swaks
+	  python3 python3-dkim python3-authres python3-dnspython libmail-dkim-perl libnet-dns-perl swaks
 
 run-dev: build
 	$(BIN) serve --dev

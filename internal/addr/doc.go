@@ -1,0 +1,26 @@
+// Package addr holds sealgate's one normalised form of domain names and mailbox
+// addresses. Every comparison of a domain or address in sealgate goes through the
+// types defined here, never through raw strings taken from SMTP commands or header
+// fields.
+//
+// It implements:
+//   - domain names as lower-case A-labels (IDNA 2008 through golang.org/x/net/idna,
+//     Lookup profile, RFC 5890/5891), with the length limits of RFC 1035 §2.3.4;
+//   - RFC 5321 §4.1.2 mailboxes (Local-part "@" Domain / address-literal), with the
+//     length limits of RFC 5321 §4.5.3.1, and RFC 6531 UTF-8 local parts;
+//   - envelope paths as emersion/go-smtp hands them to a session (ParsePath);
+//   - RFC 5322 §3.4 mailbox lists in header fields, including RFC 6854 group syntax in
+//     From/Sender, with RFC 2047 encoded-word display names (ParseHeaderMailboxes);
+//   - detection of display names that pretend to be addresses.
+//
+// Local parts: RFC 5321 §2.4 says local parts are case-sensitive, but nearly every
+// provider treats them case-insensitively. sealgate applies one rule everywhere:
+// local parts compare ASCII case-insensitively (A-Z equals a-z; no other folding, no
+// Unicode case folding, no removal of dots or "+tag" sub-addresses). A local part is
+// stored without its quoting: "bob"@example.com and bob@example.com are the same
+// mailbox (RFC 5322 §3.4.1).
+//
+// It deliberately does not: resolve or verify that domains exist, apply the Public
+// Suffix List, know about aliases or sub-addressing, or accept obsolete RFC 822
+// syntax beyond what net/mail accepts.
+package addr

@@ -1,0 +1,356 @@
+package addr
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// Mailbox is one mailbox from an address header field (RFC 5322 §3.4).
+type Mailbox struct {
+	// Name is the display name with RFC 2047 encoded-words decoded; "" if none.
+	Name string
+	// Addr is the mailbox address.
+	Addr Address
+	// Group is the display name of the RFC 6854 / RFC 5322 §3.4 group the
+	// mailbox was listed in, "" if it was not in a group.
+	Group string
+}
+
+// EmptyGroupError reports a group with no mailbox ("undisclosed-recipients:;").
+// In an originator field it names nobody, so sealgate refuses it.
+type EmptyGroupError struct {
+	// Group is the group's display name as written.
+	Group string
+}
+
+func (e *EmptyGroupError) Error() string {
+	return fmt.Sprintf("addr: group %q has no mailbox", e.Group)
+}
+
+// SyntaxError reports a header field value that is not a valid mailbox or group list.
+type SyntaxError struct {
+	Err error
+}
+
+func (e *SyntaxError) Error() string { return "addr: " + strings.TrimPrefix(e.Err.Error(), "mail: ") }
+func (e *SyntaxError) Unwrap() error { return e.Err }
+
+// wordDecoder decodes RFC 2047 encoded-words. mime.WordDecoder handles UTF-8,
+// US-ASCII and ISO-8859-1 itself; any other charset makes the display name, and so
+// the field, unparsable: we would not know what a reader is shown.
+var wordDecoder = &mime.WordDecoder{
+	CharsetReader: func(charset string, _ io.Reader) (io.Reader, error) {
+		return nil, fmt.Errorf("unsupported charset %q in encoded-word", charset)
+	},
+}
+
+var headerParser = &mail.AddressParser{WordDecoder: wordDecoder}
+
+// ParseHeaderMailboxes parses the value of an address header field (From, Sender,
+// Resent-From, Resent-Sender, ...): a comma-separated list of mailboxes and groups
+// (RFC 5322 §3.4, RFC 6854). Folding (CRLF before white space) is removed first
+// (RFC 5322 §2.2.3). Mailboxes listed inside a group are returned with Group set.
+//
+// It returns a *SyntaxError if the value does not parse, and an *EmptyGroupError
+// for a group without mailboxes (net/mail would silently drop it, so groups are
+// found here by scanning for ':' outside quoted strings, comments, angle brackets
+// and domain literals).
+func ParseHeaderMailboxes(value string) ([]Mailbox, error) {
+	value = strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(value)
+	items, err := splitAddressList(value)
+	if err != nil {
+		return nil, &SyntaxError{Err: err}
+	}
+	var out []Mailbox
+	for _, it := range items {
+		if !it.group {
+			a, err := headerParser.Parse(it.text)
+			if err != nil {
+				return nil, &SyntaxError{Err: err}
+			}
+			m, err := toMailbox(a, "")
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+			continue
+		}
+		name := strings.TrimSpace(it.name)
+		if dec, err := wordDecoder.DecodeHeader(name); err == nil {
+			name = dec
+		}
+		if onlyCFWS(it.text) {
+			return nil, &EmptyGroupError{Group: name}
+		}
+		list, err := headerParser.ParseList(it.text)
+		if err != nil {
+			return nil, &SyntaxError{Err: err}
+		}
+		if len(list) == 0 {
+			return nil, &EmptyGroupError{Group: name}
+		}
+		for _, a := range list {
+			m, err := toMailbox(a, name)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return nil, &SyntaxError{Err: errors.New("no mailbox")}
+	}
+	return out, nil
+}
+
+func toMailbox(a *mail.Address, group string) (Mailbox, error) {
+	// net/mail returns local part (unquoted) "@" domain; the domain never contains
+	// '@' except inside a domain literal, which contains no '['.
+	s := a.Address
+	var at int
+	if strings.HasSuffix(s, "]") {
+		at = strings.LastIndex(s, "@[")
+	} else {
+		at = strings.LastIndexByte(s, '@')
+	}
+	if at < 0 {
+		return Mailbox{}, &SyntaxError{Err: fmt.Errorf("no @ in %q", s)}
+	}
+	m := Mailbox{Name: a.Name, Group: group}
+	var err error
+	if m.Addr.Quoted, err = checkLocal(s[:at]); err != nil {
+		return Mailbox{}, &SyntaxError{Err: fmt.Errorf("%s: %w", s, err)}
+	}
+	m.Addr.Local = s[:at]
+	if err := parseDomainPart(&m.Addr, s[at+1:]); err != nil {
+		return Mailbox{}, &SyntaxError{Err: fmt.Errorf("%s: %w", s, err)}
+	}
+	return m, nil
+}
+
+// onlyCFWS reports whether s holds nothing but white space and comments.
+func onlyCFWS(s string) bool {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && depth > 0:
+			i++
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth == 0 && c != ' ' && c != '\t':
+			return false
+		}
+	}
+	return true
+}
+
+type listItem struct {
+	group bool
+	name  string // group display name (raw)
+	text  string // the mailbox, or the group's member list
+}
+
+// splitAddressList splits an address-list at top-level commas and finds groups
+// (display-name ":" [group-list] ";"), ignoring specials inside quoted strings,
+// comments (which nest, RFC 5322 §3.2.2), angle brackets and domain literals.
+func splitAddressList(s string) ([]listItem, error) {
+	var (
+		items      []listItem
+		start      int
+		inGroup    bool
+		groupName  string
+		groupStart int
+		afterGroup bool // a group just closed; only CFWS may follow before ','
+		comment    int
+		quoted     bool
+		angle      bool
+		literal    bool
+	)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quoted:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				quoted = false
+			}
+			continue
+		case comment > 0:
+			if c == '\\' {
+				i++
+			} else if c == '(' {
+				comment++
+			} else if c == ')' {
+				comment--
+			}
+			continue
+		case literal:
+			if c == '\\' {
+				i++
+			} else if c == ']' {
+				literal = false
+			}
+			continue
+		}
+		if c == '(' {
+			comment++
+			continue
+		}
+		if afterGroup && c != ' ' && c != '\t' && c != ',' {
+			return nil, fmt.Errorf("unexpected %q after group", c)
+		}
+		switch c {
+		case '"':
+			quoted = true
+		case '[':
+			literal = true
+		case '<':
+			if angle {
+				return nil, errors.New("nested '<'")
+			}
+			angle = true
+		case '>':
+			if !angle {
+				return nil, errors.New("unbalanced '>'")
+			}
+			angle = false
+		case ':':
+			if angle {
+				continue // obs-route inside an angle-addr
+			}
+			if inGroup {
+				return nil, errors.New("group inside a group")
+			}
+			inGroup, groupName, groupStart = true, s[start:i], i+1
+		case ';':
+			if angle {
+				continue
+			}
+			if !inGroup {
+				return nil, errors.New("';' outside a group")
+			}
+			items = append(items, listItem{group: true, name: groupName, text: s[groupStart:i]})
+			inGroup, afterGroup = false, true
+		case ',':
+			if angle || inGroup {
+				continue
+			}
+			if !afterGroup {
+				if strings.Trim(s[start:i], " \t") == "" {
+					return nil, errors.New("empty list element")
+				}
+				items = append(items, listItem{text: s[start:i]})
+			}
+			afterGroup, start = false, i+1
+		}
+	}
+	switch {
+	case quoted:
+		return nil, errors.New("unterminated quoted string")
+	case comment > 0:
+		return nil, errors.New("unterminated comment")
+	case literal:
+		return nil, errors.New("unterminated domain literal")
+	case angle:
+		return nil, errors.New("unterminated '<'")
+	case inGroup:
+		return nil, errors.New("group without closing ';'")
+	}
+	if !afterGroup {
+		if strings.Trim(s[start:], " \t") == "" {
+			if len(items) == 0 {
+				return nil, errors.New("no mailbox")
+			}
+			return nil, errors.New("empty list element")
+		}
+		items = append(items, listItem{text: s[start:]})
+	}
+	return items, nil
+}
+
+// DisplayNameLooksLikeAddress reports whether the display name contains text that
+// a reader would take for an address, such as `"ceo@bank.example" <x@client.example>`,
+// and returns the first such address. See AddressesInDisplayName.
+func (m Mailbox) DisplayNameLooksLikeAddress() (Address, bool) {
+	as := AddressesInDisplayName(m.Name)
+	if len(as) == 0 {
+		return Address{}, false
+	}
+	return as[0], true
+}
+
+// Characters that render as nothing; removed before looking for addresses so that
+// "ceo@bank\u200b.example" is still seen.
+var invisible = strings.NewReplacer(
+	"\u00ad", "", "\u200b", "", "\u200c", "", "\u200d", "", "\u2060", "", "\ufeff", "",
+)
+
+// AddressesInDisplayName returns every address-like "local@domain.tld" in a
+// display name. The name is examined as written and, if it still holds RFC 2047
+// encoded-words (inside a quoted string net/mail leaves them), as decoded. Unicode
+// compatibility forms are folded first (NFKC), so the fullwidth '＠' (U+FF20) and
+// small '﹫' (U+FE6B) count as '@' and fullwidth or ideographic full stops as '.';
+// zero-width characters are ignored. The domain must be a valid domain name (IDN
+// allowed) with at least two labels.
+func AddressesInDisplayName(name string) []Address {
+	if name == "" {
+		return nil
+	}
+	forms := []string{name}
+	if dec, err := wordDecoder.DecodeHeader(name); err == nil && dec != name {
+		forms = append(forms, dec)
+	}
+	var out []Address
+	for _, f := range forms {
+		f = norm.NFKC.String(invisible.Replace(f))
+		f = strings.NewReplacer("\u3002", ".", "\uff61", ".").Replace(f)
+		out = append(out, findAddresses(f)...)
+	}
+	return out
+}
+
+func findAddresses(s string) []Address {
+	var out []Address
+	rs := []rune(s)
+	for i, r := range rs {
+		if r != '@' {
+			continue
+		}
+		j := i
+		for j > 0 && isNameLocalRune(rs[j-1]) {
+			j--
+		}
+		k := i + 1
+		for k < len(rs) && (unicode.IsLetter(rs[k]) || unicode.IsDigit(rs[k]) || unicode.Is(unicode.Mn, rs[k]) || rs[k] == '-' || rs[k] == '.') {
+			k++
+		}
+		local := string(rs[j:i])
+		dom := strings.TrimRight(string(rs[i+1:k]), ".-")
+		if local == "" || !strings.Contains(dom, ".") {
+			continue
+		}
+		d, err := ParseDomain(dom)
+		if err != nil {
+			continue
+		}
+		out = append(out, Address{Local: local, Domain: d, Quoted: !isDotString(local)})
+	}
+	return out
+}
+
+func isNameLocalRune(r rune) bool {
+	if unicode.IsSpace(r) || unicode.IsControl(r) {
+		return false
+	}
+	return !strings.ContainsRune(`<>()[]",;:@`, r)
+}

@@ -1,0 +1,289 @@
+package submit
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"golang.org/x/time/rate"
+)
+
+// Counter counts events per key in fixed windows. It is the storage behind
+// AuthThrottle; the in-memory MemoryCounter serves one node, and a shared store
+// can replace it for several (Incr = Redis INCR + PEXPIRE NX, Get = GET).
+type Counter interface {
+	// Incr adds one to key's count and returns the new count. A new count
+	// expires ttl after its first increment.
+	Incr(ctx context.Context, key string, ttl time.Duration) (int64, error)
+	// Get returns key's current count, 0 if absent or expired.
+	Get(ctx context.Context, key string) (int64, error)
+}
+
+// MemoryCounter is a Counter in process memory holding at most a fixed number of
+// keys. When full it drops expired keys and then, if still full, the sampled key
+// that expires soonest, so memory stays bounded under a flood of sources.
+type MemoryCounter struct {
+	mu      sync.Mutex
+	max     int
+	entries map[string]counterEntry
+	now     func() time.Time
+}
+
+type counterEntry struct {
+	n       int64
+	expires time.Time
+}
+
+// NewMemoryCounter returns a MemoryCounter holding at most maxKeys keys
+// (minimum 16).
+func NewMemoryCounter(maxKeys int) *MemoryCounter {
+	return &MemoryCounter{max: max(maxKeys, 16), entries: make(map[string]counterEntry), now: time.Now}
+}
+
+// Incr implements Counter.
+func (c *MemoryCounter) Incr(_ context.Context, key string, ttl time.Duration) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	e, ok := c.entries[key]
+	if !ok || !now.Before(e.expires) {
+		if !ok && len(c.entries) >= c.max {
+			c.evict(now)
+		}
+		e = counterEntry{expires: now.Add(ttl)}
+	}
+	e.n++
+	c.entries[key] = e
+	return e.n, nil
+}
+
+// Get implements Counter.
+func (c *MemoryCounter) Get(_ context.Context, key string) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || !c.now().Before(e.expires) {
+		return 0, nil
+	}
+	return e.n, nil
+}
+
+// Len returns the number of keys held, expired or not.
+func (c *MemoryCounter) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+// evict makes room for one key. Called with c.mu held.
+func (c *MemoryCounter) evict(now time.Time) {
+	for k, e := range c.entries {
+		if !now.Before(e.expires) {
+			delete(c.entries, k)
+		}
+	}
+	if len(c.entries) < c.max {
+		return
+	}
+	// Approximate "soonest to expire" from a few random keys (Go randomises map
+	// order), as Redis does for LRU: O(1) per insert instead of a full scan.
+	var victim string
+	var soonest time.Time
+	i := 0
+	for k, e := range c.entries {
+		if i == 0 || e.expires.Before(soonest) {
+			victim, soonest = k, e.expires
+		}
+		if i++; i == 8 {
+			break
+		}
+	}
+	delete(c.entries, victim)
+}
+
+// AuthThrottle blocks AUTH from a source address after repeated failures:
+// once Limit failures fall within Window, every AUTH from that source gets
+// 421 4.7.0 for Cooldown (standards.md §8.4). A success does not reset the
+// count: a client sharing the address (NAT) must not be able to clear an
+// attacker's failures, and an attacker must not clear them by logging in with a
+// throwaway account. IPv6 sources are counted per /64, since one host usually
+// holds a whole /64.
+type AuthThrottle struct {
+	Counter  Counter
+	Limit    int           // failures allowed in Window before blocking (default 5)
+	Window   time.Duration // failure counting window (default Cooldown)
+	Cooldown time.Duration // how long a blocked source stays blocked (default 5m)
+}
+
+// NewAuthThrottle returns an AuthThrottle on a MemoryCounter of 100 000 keys.
+func NewAuthThrottle(limit int, cooldown time.Duration) *AuthThrottle {
+	return &AuthThrottle{Counter: NewMemoryCounter(100_000), Limit: limit, Window: cooldown, Cooldown: cooldown}
+}
+
+func (t *AuthThrottle) params() (limit int64, window, cooldown time.Duration) {
+	limit, window, cooldown = int64(t.Limit), t.Window, t.Cooldown
+	if limit <= 0 {
+		limit = 5
+	}
+	if cooldown <= 0 {
+		cooldown = 5 * time.Minute
+	}
+	if window <= 0 {
+		window = cooldown
+	}
+	return
+}
+
+func sourceKey(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+func errAuthBlocked(cooldown time.Duration) *smtp.SMTPError {
+	// 421 closes the connection (RFC 5321 §3.8); 4.7.0 = temporary security condition.
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: fmt.Sprintf("too many failed authentications from your address; try again in %s", cooldown)}
+}
+
+// Check returns 421 4.7.0 if ip is blocked, else nil. Call it before running a
+// SASL exchange. A storage error fails open (nil): the throttle is a defence
+// against guessing, not an authentication step.
+func (t *AuthThrottle) Check(ctx context.Context, ip netip.Addr) *smtp.SMTPError {
+	_, _, cooldown := t.params()
+	n, err := t.Counter.Get(ctx, "authblock|"+sourceKey(ip))
+	if err == nil && n > 0 {
+		return errAuthBlocked(cooldown)
+	}
+	return nil
+}
+
+// Failure records a failed AUTH from ip and returns 421 4.7.0 if this failure
+// blocks the source (the caller then answers with it instead of 535).
+func (t *AuthThrottle) Failure(ctx context.Context, ip netip.Addr) *smtp.SMTPError {
+	limit, window, cooldown := t.params()
+	key := sourceKey(ip)
+	n, err := t.Counter.Incr(ctx, "authfail|"+key, window)
+	if err != nil || n < limit {
+		return nil
+	}
+	t.Counter.Incr(ctx, "authblock|"+key, cooldown)
+	return errAuthBlocked(cooldown)
+}
+
+// RateLimiter decides whether one more event for key fits a per-minute budget.
+// MemoryRateLimiter is the in-process version; a shared store can replace it.
+type RateLimiter interface {
+	Allow(ctx context.Context, key string, perMinute int) (bool, error)
+}
+
+// MemoryRateLimiter is a token-bucket RateLimiter (golang.org/x/time/rate) per
+// key, refilling perMinute tokens a minute with a burst of perMinute. It holds at
+// most a fixed number of keys; a key idle for a minute has a full bucket again,
+// so dropping it loses nothing.
+type MemoryRateLimiter struct {
+	mu       sync.Mutex
+	max      int
+	limiters map[string]*rateEntry
+	now      func() time.Time
+}
+
+type rateEntry struct {
+	lim       *rate.Limiter
+	perMinute int
+	last      time.Time
+}
+
+// NewMemoryRateLimiter returns a MemoryRateLimiter holding at most maxKeys keys
+// (minimum 16).
+func NewMemoryRateLimiter(maxKeys int) *MemoryRateLimiter {
+	return &MemoryRateLimiter{max: max(maxKeys, 16), limiters: make(map[string]*rateEntry), now: time.Now}
+}
+
+// Allow implements RateLimiter. perMinute <= 0 always allows.
+func (m *MemoryRateLimiter) Allow(_ context.Context, key string, perMinute int) (bool, error) {
+	if perMinute <= 0 {
+		return true, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	e, ok := m.limiters[key]
+	if !ok || e.perMinute != perMinute {
+		if !ok && len(m.limiters) >= m.max {
+			m.evict(now)
+		}
+		e = &rateEntry{lim: rate.NewLimiter(rate.Limit(float64(perMinute)/60), perMinute), perMinute: perMinute}
+		m.limiters[key] = e
+	}
+	e.last = now
+	return e.lim.AllowN(now, 1), nil
+}
+
+// evict drops keys idle for a minute or more, then if still full the
+// least recently used of a few sampled keys. Called with m.mu held.
+func (m *MemoryRateLimiter) evict(now time.Time) {
+	for k, e := range m.limiters {
+		if now.Sub(e.last) >= time.Minute {
+			delete(m.limiters, k)
+		}
+	}
+	if len(m.limiters) < m.max {
+		return
+	}
+	var victim string
+	var oldest time.Time
+	i := 0
+	for k, e := range m.limiters {
+		if i == 0 || e.last.Before(oldest) {
+			victim, oldest = k, e.last
+		}
+		if i++; i == 8 {
+			break
+		}
+	}
+	delete(m.limiters, victim)
+}
+
+// Len returns the number of keys held.
+func (m *MemoryRateLimiter) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.limiters)
+}
+
+// MessageRate applies each identity's RatePerMinute.
+type MessageRate struct {
+	Limiter RateLimiter
+}
+
+// NewMessageRate returns a MessageRate on a MemoryRateLimiter of 100 000 keys.
+func NewMessageRate() *MessageRate {
+	return &MessageRate{Limiter: NewMemoryRateLimiter(100_000)}
+}
+
+func errRateLimited(id *Identity) *smtp.SMTPError {
+	// 451 4.7.1: temporary policy deferral (standards.md §8.4); the client retries.
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
+		Message: fmt.Sprintf("%s may send %d messages per minute; try again later", id, id.RatePerMinute)}
+}
+
+// Allow takes one message from id's budget and returns 451 4.7.1 when it is
+// spent. Call it once per message (at MAIL FROM). Identities are keyed by kind
+// and name; a storage error fails open.
+func (r *MessageRate) Allow(ctx context.Context, id *Identity) *smtp.SMTPError {
+	if id == nil || id.RatePerMinute <= 0 {
+		return nil
+	}
+	ok, err := r.Limiter.Allow(ctx, fmt.Sprintf("%d|%s", id.Kind, id.Name), id.RatePerMinute)
+	if err == nil && !ok {
+		return errRateLimited(id)
+	}
+	return nil
+}

@@ -50,6 +50,12 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 	  python3 python3-dkim python3-authres python3-dnspython libmail-dkim-perl libnet-dns-perl swaks
 
+# Load benchmark: the real relay (dev mode, durable spool) with an in-process next-hop sink,
+# STARTTLS+AUTH and smart-host clients, 2 KB and 50 KB messages. E.g. LOAD_FLAGS='-c 32 -duration 60s'.
+LOAD_FLAGS ?= -duration 20s
+bench-load: build
+	$(GO) run ./internal/loadbench -sealgate $(BIN) $(LOAD_FLAGS)
+
 run-dev: build
 	$(BIN) serve --dev
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var dev bool
-	var dir, nextHop, configFile string
+	var dir, nextHop, configFile, cpuProfile string
 	var subAddr, subsAddr, smartAddr string
 	cmd := &cobra.Command{
 		Use:   "serve [--dev [--dir DIR] [--next-hop HOST:PORT]] [--config FILE]",
@@ -47,6 +48,13 @@ server (plain SMTP, no auth). Running it again reuses DIR.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			if cpuProfile != "" {
+				stopProfile, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			if !dev {
 				return runConfigured(cmd, configFile, log)
 			}
@@ -60,6 +68,8 @@ server (plain SMTP, no auth). Running it again reuses DIR.`,
 	f.StringVar(&subAddr, "submission-addr", "127.0.0.1:2587", "dev mode: submission (STARTTLS) listen address")
 	f.StringVar(&subsAddr, "submissions-addr", "127.0.0.1:2465", "dev mode: implicit-TLS submission listen address")
 	f.StringVar(&smartAddr, "smarthost-addr", "127.0.0.1:2525", "dev mode: smart-host listen address")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
+	f.MarkHidden("cpuprofile")
 	f.StringVar(&configFile, "config", "/etc/sealgate/sealgate.yaml", "configuration file (not with --dev)")
 	return cmd
 }
@@ -156,4 +166,17 @@ func run(srv *submit.Server, runner *relay.Runner, log *slog.Logger) error {
 
 func init() {
 	rootCmd.AddCommand(newServeCmd())
+}
+
+// startCPUProfile profiles the process until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -114,6 +114,7 @@ func main() {
 	flag.IntVar(&o.maxErrors, "max-errors", 200, "abort a mode/size run after this many errors (non-250 replies, connection failures)")
 	flag.StringVar(&o.baseDir, "dir", "", "parent of the relay's temporary state directory (default: the system temp dir); the spool's file system matters")
 	flag.BoolVar(&o.keep, "keep", false, "keep the relay's state directory (spool, keys, relay.log) afterwards")
+	flag.StringVar(&relayProfile, "relay-cpuprofile", "", "have the relay write a CPU profile of the run to this file (go tool pprof bin/sealgate FILE)")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the results as JSON instead of tables")
 	flag.DurationVar(&o.drainLimit, "drain-timeout", 60*time.Second, "after each run, how long to wait for the sink to receive every accepted message")
 	flag.Parse()
@@ -440,6 +441,9 @@ type relayProc struct {
 
 // startRelay runs `SEALGATE serve --dev` in base/dev with every listener on a free port and
 // the sink as next hop, and waits until it logs its listening addresses.
+// relayProfile is the -relay-cpuprofile flag.
+var relayProfile string
+
 func startRelay(bin, base, nextHop string) (*relayProc, error) {
 	dir := filepath.Join(base, "dev")
 	rl := &relayProc{logPath: filepath.Join(base, "relay.log"), exited: make(chan struct{})}
@@ -450,6 +454,9 @@ func startRelay(bin, base, nextHop string) (*relayProc, error) {
 	rl.cmd = exec.Command(bin, "serve", "--dev", "--dir", dir,
 		"--submission-addr", "127.0.0.1:0", "--submissions-addr", "127.0.0.1:0",
 		"--smarthost-addr", "127.0.0.1:0", "--next-hop", nextHop)
+	if relayProfile != "" {
+		rl.cmd.Args = append(rl.cmd.Args, "--cpuprofile", relayProfile)
+	}
 	rl.cmd.Stdout = logFile
 	// If this program dies without stopping the relay, the kernel sends it SIGTERM.
 	rl.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

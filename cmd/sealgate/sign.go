@@ -16,6 +16,7 @@ import (
 	"sealgate/arc"
 	"sealgate/internal/addr"
 	"sealgate/internal/dkimcore"
+	"sealgate/internal/resolver"
 	"sealgate/keys"
 	"sealgate/sign"
 )
@@ -27,6 +28,24 @@ func domainArg(s string) (string, error) {
 		return "", fmt.Errorf("--domain %q: %w", s, err)
 	}
 	return string(d), nil
+}
+
+// readMessageWithResolver reads the message named by args and sets up the resolver of the
+// --dns/--zone flags, for the commands that check signatures.
+func readMessageWithResolver(cmd *cobra.Command, args []string, dns *dnsFlags) (resolver.Resolver, []byte, dkimcore.Header, []byte, error) {
+	r, err := dns.resolver()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	msg, err := readInput(cmd, args)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	hdr, body, err := sign.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return r, msg, hdr, body, nil
 }
 
 // readInput reads the message named by args (one file) or stdin.
@@ -172,15 +191,7 @@ the exit status is still 0.`,
 		if err != nil {
 			return err
 		}
-		r, err := dns.resolver()
-		if err != nil {
-			return err
-		}
-		msg, err := readInput(cmd, args)
-		if err != nil {
-			return err
-		}
-		hdr, body, err := sign.ReadMessage(bytes.NewReader(msg))
+		r, _, hdr, body, err := readMessageWithResolver(cmd, args, dns)
 		if err != nil {
 			return err
 		}
@@ -242,15 +253,7 @@ header.oldest-pass=K, or arc=fail (reason). Exit status 0 for none and pass, 1 f
 	}
 	dns := addDNSFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		r, err := dns.resolver()
-		if err != nil {
-			return err
-		}
-		msg, err := readInput(cmd, args)
-		if err != nil {
-			return err
-		}
-		hdr, body, err := sign.ReadMessage(bytes.NewReader(msg))
+		r, _, hdr, body, err := readMessageWithResolver(cmd, args, dns)
 		if err != nil {
 			return err
 		}
@@ -275,11 +278,7 @@ least one DKIM signature passes and the ARC chain does not fail, 1 otherwise, 2 
 	}
 	dns := addDNSFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		r, err := dns.resolver()
-		if err != nil {
-			return err
-		}
-		msg, err := readInput(cmd, args)
+		r, msg, hdr, body, err := readMessageWithResolver(cmd, args, dns)
 		if err != nil {
 			return err
 		}
@@ -300,10 +299,6 @@ least one DKIM signature passes and the ARC chain does not fail, 1 otherwise, 2 
 			}
 			fmt.Fprintln(out, line)
 			pass = pass || res.Status == "pass"
-		}
-		hdr, body, err := sign.ReadMessage(bytes.NewReader(msg))
-		if err != nil {
-			return err
 		}
 		ar := arc.Validate(ctx, hdr, dkimcore.HashBody(body, arc.RequiredCanonicalizations(hdr)...), arc.ValidateOptions{Resolver: r})
 		fmt.Fprintln(out, ar.String())

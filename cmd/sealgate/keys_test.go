@@ -24,7 +24,11 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	var reset func(*cobra.Command)
 	reset = func(c *cobra.Command) {
 		c.Flags().VisitAll(func(f *pflag.Flag) {
-			_ = f.Value.Set(f.DefValue)
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				_ = sv.Replace(nil) // Set would append to a slice flag
+			} else {
+				_ = f.Value.Set(f.DefValue)
+			}
 			f.Changed = false
 		})
 		for _, sub := range c.Commands() {

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSignSealVerifyCLI drives the command-line contract of issue 2: sign, arc seal and
+// arc verify with their exit statuses, on keys made by keys generate and a zone file of
+// the records it printed.
+func TestSignSealVerifyCLI(t *testing.T) {
+	dir := t.TempDir()
+	var zone strings.Builder
+	for _, k := range []struct{ sel, alg string }{{"rsa1", "rsa2048"}, {"ed1", "ed25519"}} {
+		out, errOut, code := runCLI(t, "keys", "generate", "--domain", "example.test", "--selector", k.sel,
+			"--algorithm", k.alg, "--out", filepath.Join(dir, k.sel+".key"))
+		if code != 0 {
+			t.Fatalf("keys generate: %d %s", code, errOut)
+		}
+		zone.WriteString(out)
+	}
+	zoneFile := filepath.Join(dir, "zone")
+	os.WriteFile(zoneFile, []byte(zone.String()), 0o644)
+	msgFile := filepath.Join(dir, "m.eml")
+	os.WriteFile(msgFile, []byte("From: a@example.test\nTo: b@example.net\nSubject: hi\n\nhello  \n"), 0o644)
+
+	signed, errOut, code := runCLI(t, "sign", "--domain", "example.test", "--selector", "rsa1", "--key", filepath.Join(dir, "rsa1.key"),
+		"--selector", "ed1", "--key", filepath.Join(dir, "ed1.key"), "--timestamp", "1791278100", msgFile)
+	if code != 0 || strings.Count(signed, "DKIM-Signature:") != 2 || !strings.Contains(signed, "t=1791278100") {
+		t.Fatalf("sign: code %d, stderr %s\n%s", code, errOut, signed)
+	}
+	signedFile := filepath.Join(dir, "signed.eml")
+	os.WriteFile(signedFile, []byte(signed), 0o644)
+
+	sealed, errOut, code := runCLI(t, "arc", "seal", "--domain", "example.test", "--selector", "rsa1", "--key", filepath.Join(dir, "rsa1.key"),
+		"--authserv-id", "relay.example.test", "--result", "auth=pass smtp.auth=a@example.test", "--zone", zoneFile, signedFile)
+	if code != 0 || !strings.HasPrefix(sealed, "ARC-Seal: i=1;") || !strings.Contains(sealed, "auth=pass smtp.auth=a@example.test") {
+		t.Fatalf("arc seal: code %d, stderr %s\n%s", code, errOut, sealed)
+	}
+	sealedFile := filepath.Join(dir, "sealed.eml")
+	os.WriteFile(sealedFile, []byte(sealed), 0o644)
+
+	out, _, code := runCLI(t, "arc", "verify", "--zone", zoneFile, sealedFile)
+	if code != 0 || !strings.HasPrefix(out, "arc=pass") {
+		t.Errorf("arc verify: code %d, %q", code, out)
+	}
+	out, _, code = runCLI(t, "verify", "--zone", zoneFile, sealedFile)
+	if code != 0 || strings.Count(out, "dkim=pass") != 2 {
+		t.Errorf("verify: code %d, %q", code, out)
+	}
+	out, _, code = runCLI(t, "arc", "verify", "--zone", zoneFile, signedFile)
+	if code != 0 || !strings.HasPrefix(out, "arc=none") {
+		t.Errorf("arc verify unsealed: code %d, %q", code, out)
+	}
+
+	tamperedFile := filepath.Join(dir, "tampered.eml")
+	os.WriteFile(tamperedFile, []byte(strings.Replace(sealed, "hello", "Hello", 1)), 0o644)
+	out, _, code = runCLI(t, "arc", "verify", "--zone", zoneFile, tamperedFile)
+	if code != 1 || !strings.HasPrefix(out, "arc=fail") {
+		t.Errorf("arc verify tampered: code %d, %q", code, out)
+	}
+	// The tampered chain is sealed with cv=fail; on top of that nothing more is added.
+	failed, _, code := runCLI(t, "arc", "seal", "--domain", "example.test", "--selector", "rsa1", "--key", filepath.Join(dir, "rsa1.key"),
+		"--authserv-id", "hop2.example", "--zone", zoneFile, tamperedFile)
+	if code != 0 || !strings.Contains(failed, "cv=fail") {
+		t.Fatalf("seal of failed chain: code %d\n%s", code, failed)
+	}
+	failedFile := filepath.Join(dir, "failed.eml")
+	os.WriteFile(failedFile, []byte(failed), 0o644)
+	out, errOut, code = runCLI(t, "arc", "seal", "--domain", "example.test", "--selector", "rsa1", "--key", filepath.Join(dir, "rsa1.key"),
+		"--authserv-id", "hop3.example", "--zone", zoneFile, failedFile)
+	if code != 0 || out != failed || !strings.Contains(errOut, "cv=fail") {
+		t.Errorf("seal on cv=fail: code %d, unchanged %v, stderr %q", code, out == failed, errOut)
+	}
+
+	// Errors: exit 2 with a message, never a panic.
+	badFile := filepath.Join(dir, "bad.eml")
+	os.WriteFile(badFile, []byte("not a header line\n\nbody\n"), 0o644)
+	for name, args := range map[string][]string{
+		"malformed message": {"arc", "verify", "--zone", zoneFile, badFile},
+		"missing file":      {"arc", "verify", "--zone", zoneFile, filepath.Join(dir, "nope.eml")},
+		"unreadable key":    {"sign", "--domain", "example.test", "--selector", "s", "--key", filepath.Join(dir, "nope.key"), msgFile},
+		"bad zone":          {"arc", "verify", "--zone", msgFile, sealedFile},
+	} {
+		_, errOut, code := runCLI(t, args...)
+		if code != 2 || !strings.HasPrefix(errOut, "sealgate: ") {
+			t.Errorf("%s: code %d, stderr %q", name, code, errOut)
+		}
+	}
+}

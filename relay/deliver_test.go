@@ -321,9 +321,8 @@ func TestRunnerRetriesTemporaryFailure(t *testing.T) {
 	if calls != 2 {
 		t.Errorf("%d DATA attempts, want 2", calls)
 	}
-	if files := filesOf(t, s.dir, id); len(files) != 0 {
-		t.Errorf("files left: %v", files)
-	}
+	// Remove deletes the meta (which List reads) before the body: wait for both.
+	waitFor(t, "body removal", func() bool { return len(filesOf(t, s.dir, id)) == 0 })
 }
 
 func TestRunnerPartialThenRetryRemaining(t *testing.T) {

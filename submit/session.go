@@ -18,8 +18,10 @@ import (
 	"sealgate/internal/dkimcore"
 )
 
-// session is one SMTP session. go-smtp starts a new one at EHLO and after STARTTLS, so no
-// authentication state survives a TLS upgrade (RFC 3207 §4.2).
+// session is one SMTP session. go-smtp starts it at the first EHLO and starts a new one after
+// STARTTLS, so no authentication state survives a TLS upgrade (RFC 3207 §4.2). A later EHLO
+// or RSET ends only the mail transaction; the login stays, as RFC 5321 §4.1.4 and clients
+// that send many messages per connection expect, and the sender policy applies to each.
 type session struct {
 	s        *Server
 	lc       Listener
@@ -73,6 +75,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	if t := se.s.AuthThrottle; t != nil {
 		if err := t.Check(ctx, se.ip); err != nil {
 			se.log.Warn("AUTH refused: address is throttled")
+			se.closeAfterReply()
 			return nil, err
 		}
 	}
@@ -82,6 +85,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 			se.log.Warn("authentication failed", "login", login)
 			if t := se.s.AuthThrottle; t != nil {
 				if blocked := t.Failure(ctx, se.ip); blocked != nil {
+					se.closeAfterReply()
 					return blocked
 				}
 			}
@@ -99,6 +103,13 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 		return NewLoginServer(check), nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// closeAfterReply closes the connection shortly after the reply being returned has been
+// written: a 421 means the server closes the channel (RFC 5321 §3.8), and go-smtp writes our
+// reply but would keep reading commands.
+func (se *session) closeAfterReply() {
+	time.AfterFunc(250*time.Millisecond, func() { se.conn.Close() })
 }
 
 // Mail checks the envelope sender against the identity (RFC 6409 §4.1, standards §8.2).

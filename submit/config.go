@@ -295,7 +295,8 @@ func (c *Config) Validate() error {
 				p.add(k+".address", "%q: bad host", l.Address)
 			}
 		}
-		if l.Address != "" && addrs[l.Address] {
+		// Port 0 asks the system for a free port, so it never collides.
+		if l.Address != "" && !strings.HasSuffix(l.Address, ":0") && addrs[l.Address] {
 			p.add(k+".address", "%q used twice", l.Address)
 		}
 		addrs[l.Address] = true

@@ -182,4 +182,3 @@ func TestClientCertificateIdentity(t *testing.T) {
 		t.Errorf("spooled message not signed or not traced to its certificate identity:\n%s", msg)
 	}
 }
-

@@ -23,12 +23,13 @@ type Counter interface {
 }
 
 // MemoryCounter is a Counter in process memory holding at most a fixed number of
-// keys. When full it drops expired keys and then, if still full, the sampled key
+// keys. When full it drops expired keys (in an amortised sweep) or the sampled key
 // that expires soonest, so memory stays bounded under a flood of sources.
 type MemoryCounter struct {
 	mu      sync.Mutex
 	max     int
 	entries map[string]counterEntry
+	sweeps  int
 	now     func() time.Time
 }
 
@@ -51,7 +52,9 @@ func (c *MemoryCounter) Incr(_ context.Context, key string, ttl time.Duration) (
 	e, ok := c.entries[key]
 	if !ok || !now.Before(e.expires) {
 		if !ok && len(c.entries) >= c.max {
-			c.evict(now)
+			makeRoom(c.entries, c.max, &c.sweeps,
+				func(e counterEntry) bool { return !now.Before(e.expires) },
+				func(e counterEntry) time.Time { return e.expires })
 		}
 		e = counterEntry{expires: now.Add(ttl)}
 	}
@@ -78,30 +81,34 @@ func (c *MemoryCounter) Len() int {
 	return len(c.entries)
 }
 
-// evict makes room for one key. Called with c.mu held.
-func (c *MemoryCounter) evict(now time.Time) {
-	for k, e := range c.entries {
-		if !now.Before(e.expires) {
-			delete(c.entries, k)
+// makeRoom frees one slot of a full map. Every max/4 calls it first drops every
+// expired key (amortised O(1) per insert); otherwise, among a few keys taken in Go's
+// random map order, it drops the one whose time (expiry or last use) is earliest, as
+// Redis approximates LRU. A flood of new keys therefore never costs a scan per insert.
+func makeRoom[V any](m map[string]V, max int, sweeps *int, expired func(V) bool, when func(V) time.Time) {
+	if *sweeps++; *sweeps >= max/4 {
+		*sweeps = 0
+		for k, v := range m {
+			if expired(v) {
+				delete(m, k)
+			}
+		}
+		if len(m) < max {
+			return
 		}
 	}
-	if len(c.entries) < c.max {
-		return
-	}
-	// Approximate "soonest to expire" from a few random keys (Go randomises map
-	// order), as Redis does for LRU: O(1) per insert instead of a full scan.
 	var victim string
-	var soonest time.Time
+	var earliest time.Time
 	i := 0
-	for k, e := range c.entries {
-		if i == 0 || e.expires.Before(soonest) {
-			victim, soonest = k, e.expires
+	for k, v := range m {
+		if t := when(v); i == 0 || t.Before(earliest) {
+			victim, earliest = k, t
 		}
 		if i++; i == 8 {
 			break
 		}
 	}
-	delete(c.entries, victim)
+	delete(m, victim)
 }
 
 // AuthThrottle blocks AUTH from a source address after repeated failures:
@@ -191,6 +198,7 @@ type MemoryRateLimiter struct {
 	mu       sync.Mutex
 	max      int
 	limiters map[string]*rateEntry
+	sweeps   int
 	now      func() time.Time
 }
 
@@ -217,38 +225,15 @@ func (m *MemoryRateLimiter) Allow(_ context.Context, key string, perMinute int) 
 	e, ok := m.limiters[key]
 	if !ok || e.perMinute != perMinute {
 		if !ok && len(m.limiters) >= m.max {
-			m.evict(now)
+			makeRoom(m.limiters, m.max, &m.sweeps,
+				func(e *rateEntry) bool { return now.Sub(e.last) >= time.Minute }, // idle a minute: bucket full again
+				func(e *rateEntry) time.Time { return e.last })
 		}
 		e = &rateEntry{lim: rate.NewLimiter(rate.Limit(float64(perMinute)/60), perMinute), perMinute: perMinute}
 		m.limiters[key] = e
 	}
 	e.last = now
 	return e.lim.AllowN(now, 1), nil
-}
-
-// evict drops keys idle for a minute or more, then if still full the
-// least recently used of a few sampled keys. Called with m.mu held.
-func (m *MemoryRateLimiter) evict(now time.Time) {
-	for k, e := range m.limiters {
-		if now.Sub(e.last) >= time.Minute {
-			delete(m.limiters, k)
-		}
-	}
-	if len(m.limiters) < m.max {
-		return
-	}
-	var victim string
-	var oldest time.Time
-	i := 0
-	for k, e := range m.limiters {
-		if i == 0 || e.last.Before(oldest) {
-			victim, oldest = k, e.last
-		}
-		if i++; i == 8 {
-			break
-		}
-	}
-	delete(m.limiters, victim)
 }
 
 // Len returns the number of keys held.

@@ -97,11 +97,19 @@ func TestMemoryCounterBounded(t *testing.T) {
 			t.Fatalf("holds %d keys after %d inserts", mc.Len(), i+1)
 		}
 	}
-	// Expired keys are dropped first: after expiry, new keys replace them all.
+	// Expired keys are dropped first: after expiry, the periodic sweep clears them
+	// and no fresh key is lost.
 	clock.advance(2 * time.Hour)
-	mc.Incr(ctx, "fresh", time.Hour)
-	if mc.Len() != 1 {
-		t.Fatalf("expired keys kept: %d", mc.Len())
+	for i := range 30 {
+		mc.Incr(ctx, fmt.Sprint("fresh", i), time.Hour)
+	}
+	if mc.Len() != 30 {
+		t.Fatalf("expired keys kept: %d keys, want the 30 fresh ones", mc.Len())
+	}
+	for i := range 30 {
+		if n, _ := mc.Get(ctx, fmt.Sprint("fresh", i)); n != 1 {
+			t.Fatalf("fresh key %d lost", i)
+		}
 	}
 	if n, _ := mc.Get(ctx, "k9999"); n != 0 {
 		t.Fatal("expired key counted")

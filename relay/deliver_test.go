@@ -321,7 +321,7 @@ func TestRunnerRetriesTemporaryFailure(t *testing.T) {
 	if calls != 2 {
 		t.Errorf("%d DATA attempts, want 2", calls)
 	}
-	// Remove deletes the meta (which List reads) before the body: wait for both.
+	// The runner removes the message after delivery; wait until no file of it is left.
 	waitFor(t, "body removal", func() bool { return len(filesOf(t, s.dir, id)) == 0 })
 }
 
@@ -365,7 +365,7 @@ func TestRunnerPermanentFailure(t *testing.T) {
 
 	id := commit(t, s, &Envelope{From: "a@x.test", To: []string{"b@y.test", "c@y.test"}}, testHeader, "body\r\n")
 	waitFor(t, "move to failed/", func() bool {
-		_, err := os.Stat(filepath.Join(s.dir, "failed", id+".body"))
+		_, err := os.Stat(filepath.Join(s.dir, "failed", id+".msg"))
 		return err == nil
 	})
 	env, _, err := s.readMeta(dirFailed, id)
@@ -396,7 +396,7 @@ func TestRunnerGivesUpAfterMaxAge(t *testing.T) {
 	old := time.Now().Add(-2 * time.Hour)
 	id := commit(t, s, &Envelope{From: "a@x.test", To: []string{"b@y.test"}, ReceivedAt: old}, testHeader, "body\r\n")
 	waitFor(t, "move to failed/", func() bool {
-		_, err := os.Stat(filepath.Join(s.dir, "failed", id+".meta"))
+		_, err := os.Stat(filepath.Join(s.dir, "failed", id+".msg"))
 		return err == nil
 	})
 	env, _, err := s.readMeta(dirFailed, id)

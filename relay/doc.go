@@ -1,12 +1,15 @@
 // Package relay is sealgate's outbound side: the durable spool that is the one
 // hand-off between submission and delivery, and the delivery of what it holds.
 //
-// The spool (Spool) keeps each message as plain files: the body, streamed to
-// disk during DATA, and a meta file holding the envelope and the final, signed
-// header block. The meta file's rename into msg/ is the commit point and
-// directory fsyncs are group-committed, so the 250 reply to DATA (RFC 5321
-// §4.1.1.4, §6.1: the server "accepts responsibility") is sent only for a
-// message that survives a crash, and a crash never exposes half a message.
+// The spool (Spool) keeps each message as one plain file, msg/<id>.msg: the
+// body, streamed to disk during DATA into msg/<id>.part, then the final, signed
+// header block, the envelope and a checksummed trailer appended at Commit. One
+// fsync of that file, its rename to .msg (the commit point) and a directory
+// fsync group-committed with concurrent messages come before the 250 reply to
+// DATA (RFC 5321 §4.1.1.4, §6.1: the server "accepts responsibility"), so it is
+// sent only for a message that survives a crash, and a crash never exposes half
+// a message. Retries record a newer envelope in msg/<id>.env, written
+// atomically beside the untouched message file.
 // The envelope carries the DSN parameters ENVID, RET, NOTIFY and ORCPT
 // (RFC 3461) through to delivery.
 //

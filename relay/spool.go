@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,26 +18,35 @@ import (
 	"time"
 )
 
-// Spool layout under the directory given to OpenSpool:
+// Spool layout under the directory given to OpenSpool (file format in spool_format.go):
 //
-//	tmp/            bodies being received and meta files being written; emptied by OpenSpool
-//	msg/<id>.body   body of a queued message (renamed here from tmp/ at Commit)
-//	msg/<id>.meta   envelope + signed header block; its presence IS the commit
+//	msg/<id>.part   a message being received: created by Create, the body streamed
+//	                into it; removed by OpenSpool (it was never answered 250)
+//	msg/<id>.msg    a queued message: body, header block, envelope and a checksummed
+//	                trailer in one file; renamed from .part at Commit, which IS the commit
+//	msg/<id>.env    newer envelope of a queued message (Update), overriding the one in
+//	                its .msg; never present without the .msg
+//	tmp/            .env files being written; emptied by OpenSpool
 //	failed/         messages given up on (permanent failure or too old), kept for the
 //	                DSN generator of a later issue and for the admin; same file names
-//	corrupt/        meta files OpenSpool could not use, kept for inspection
+//	corrupt/        files OpenSpool could not use, kept for inspection
 //	lock            flock(2)ed while a Spool is open, so two processes never share a spool
+//
+// Messages of the older layout (msg/<id>.meta + msg/<id>.body, and the same in
+// failed/) are converted to .msg files by OpenSpool.
 const (
 	dirTmp     = "tmp"
 	dirMsg     = "msg"
 	dirFailed  = "failed"
 	dirCorrupt = "corrupt"
 
+	extPart = ".part"
+	extMsg  = ".msg"
+	extEnv  = ".env"
+
+	// Format version 1, migrated by OpenSpool.
 	extMeta = ".meta"
 	extBody = ".body"
-
-	// metaMagic starts every meta file, so a format change can be recognised.
-	metaMagic = "sealgate-spool 1\n"
 )
 
 // Envelope is the SMTP envelope of a queued message plus its delivery state.
@@ -116,9 +124,11 @@ type Spool struct {
 }
 
 // OpenSpool opens (creating if needed, mode 0700) the spool in dir and recovers
-// from a crash: it removes temporary files, removes bodies whose meta file was
-// never committed, finishes interrupted moves to failed/, and moves meta files it
-// cannot use to corrupt/. Every repair is logged with slog.
+// from a crash: it removes temporary and .part files (never acknowledged),
+// finishes interrupted moves to failed/, removes envelope overrides whose
+// message is gone, moves messages whose trailer or checksum is bad to corrupt/,
+// and converts messages of the older meta + body layout to the current one.
+// Every repair is logged with slog.
 func OpenSpool(dir string) (*Spool, error) {
 	return openSpool(dir, slog.Default())
 }
@@ -161,7 +171,13 @@ func (s *Spool) path(sub, id, ext string) string {
 	return filepath.Join(s.dir, sub, id+ext)
 }
 
-// recover repairs what a crash can leave behind. See the ordering in Commit and Fail.
+// dirFiles holds, per file extension, the ids having such a file in one directory.
+type dirFiles map[string]map[string]bool
+
+func (d dirFiles) has(ext, id string) bool { return d[ext][id] }
+
+// recover repairs what a crash can leave behind. See the ordering in Commit,
+// Update, Remove and Fail.
 func (s *Spool) recover() error {
 	tmp := filepath.Join(s.dir, dirTmp)
 	entries, err := os.ReadDir(tmp)
@@ -170,66 +186,92 @@ func (s *Spool) recover() error {
 	}
 	for _, e := range entries {
 		p := filepath.Join(tmp, e.Name())
-		// Nothing in tmp/ was ever acknowledged: the commit point is the rename into msg/.
+		// Only envelope overrides being written (and, from the older layout, bodies
+		// and meta files being written) live here; none was acknowledged.
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("spool: remove orphaned temp file %s: %w", p, err)
 		}
 		s.log.Warn("spool: removed orphaned temp file", "path", p)
 	}
 
-	metas, bodies, err := s.scanDir(dirMsg)
+	msg, err := s.scanDir(dirMsg)
 	if err != nil {
 		return err
 	}
-	fmetas, fbodies, err := s.scanDir(dirFailed)
+	failed, err := s.scanDir(dirFailed)
 	if err != nil {
 		return err
 	}
 	changed := false
-	for id := range bodies {
-		if metas[id] {
+	remove := func(sub, id, ext, what string) error {
+		p := s.path(sub, id, ext)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("spool: remove %s: %w", p, err)
+		}
+		s.log.Warn("spool: removed "+what, "queue_id", id, "path", p)
+		changed = true
+		return nil
+	}
+
+	// A .part was never renamed, so never answered 250 (in failed/: a conversion
+	// of the older layout that did not finish; its source files are still there).
+	for sub, files := range map[string]dirFiles{dirMsg: msg, dirFailed: failed} {
+		for id := range files[extPart] {
+			if err := remove(sub, id, extPart, "uncommitted message"); err != nil {
+				return err
+			}
+		}
+	}
+
+	obsolete, legacyChanged, err := s.recoverLegacy(msg, failed)
+	if err != nil {
+		return err
+	}
+	changed = changed || legacyChanged
+
+	// Fail writes failed/<id>.env before it moves the .msg: finish the move.
+	for id := range failed[extEnv] {
+		if failed.has(extMsg, id) {
 			continue
 		}
-		p := s.path(dirMsg, id, extBody)
-		if fmetas[id] && !fbodies[id] {
-			// Crash inside Fail after the meta moved: finish the move.
-			if err := os.Rename(p, s.path(dirFailed, id, extBody)); err != nil {
-				return fmt.Errorf("spool: finish moving %s to failed: %w", id, err)
-			}
-			fbodies[id] = true
-			s.log.Warn("spool: finished interrupted move to failed", "queue_id", id)
-		} else {
-			// Crash inside Commit before the meta rename: never acknowledged.
-			if err := os.Remove(p); err != nil {
-				return fmt.Errorf("spool: remove uncommitted body %s: %w", p, err)
-			}
-			s.log.Warn("spool: removed body of uncommitted message", "queue_id", id, "path", p)
+		if !msg.has(extMsg, id) {
+			s.log.Error("spool: failed/ holds an envelope without its message", "queue_id", id,
+				"path", s.path(dirFailed, id, extEnv))
+			continue
 		}
+		from, to := s.path(dirMsg, id, extMsg), s.path(dirFailed, id, extMsg)
+		if err := os.Rename(from, to); err != nil {
+			return fmt.Errorf("spool: finish moving %s to failed: %w", id, err)
+		}
+		delete(msg[extMsg], id)
+		failed[extMsg][id] = true
+		s.log.Warn("spool: finished interrupted move to failed", "queue_id", id)
 		changed = true
 	}
-	for id := range metas {
-		var why string
-		if !bodies[id] {
-			why = "body file missing"
-		} else if _, _, err := s.readMeta(dirMsg, id); err != nil {
-			why = err.Error()
-		}
-		if why == "" {
+
+	for id := range msg[extMsg] {
+		_, err := s.readMessage(dirMsg, id, false)
+		if err == nil {
 			continue
 		}
 		// Keep the evidence; never deliver half a message.
-		if err := s.quarantine(dirMsg, id); err != nil {
+		if err := s.quarantine(dirMsg, id, extMsg, extEnv); err != nil {
 			return err
 		}
-		s.log.Error("spool: unusable message moved to corrupt/", "queue_id", id, "reason", why)
+		delete(msg[extEnv], id)
+		s.log.Error("spool: unusable message moved to corrupt/", "queue_id", id, "reason", err.Error())
 		changed = true
 	}
-	for id := range fmetas {
-		if !fbodies[id] {
-			s.log.Error("spool: failed message has no body", "queue_id", id,
-				"path", s.path(dirFailed, id, extMeta))
+	// An override whose message is gone: Remove or Fail was interrupted, or an
+	// Update raced a Remove. The message has left the queue; so does this.
+	for id := range msg[extEnv] {
+		if !msg.has(extMsg, id) {
+			if err := remove(dirMsg, id, extEnv, "envelope of a message no longer queued"); err != nil {
+				return err
+			}
 		}
 	}
+
 	if changed {
 		for _, d := range []string{dirMsg, dirFailed, dirCorrupt} {
 			if err := syncDir(filepath.Join(s.dir, d)); err != nil {
@@ -237,34 +279,168 @@ func (s *Spool) recover() error {
 			}
 		}
 	}
+	// Only now that the converted files are durable may their sources go.
+	for _, p := range obsolete {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("spool: remove converted %s: %w", p, err)
+		}
+	}
 	return nil
 }
 
-// scanDir returns the ids having a meta file and those having a body file in sub.
-func (s *Spool) scanDir(sub string) (metas, bodies map[string]bool, err error) {
+// recoverLegacy deals with messages of the older layout (format version 1: a
+// meta file and a body file): it finishes a Fail interrupted between its two
+// renames, removes bodies whose meta file was never committed, moves unusable
+// queued pairs to corrupt/ and converts every usable pair, queued or failed, to a
+// .msg file. It returns the old files to remove once the new ones are durable,
+// and whether it changed anything.
+func (s *Spool) recoverLegacy(msg, failed dirFiles) (obsolete []string, changed bool, err error) {
+	for id := range msg[extBody] {
+		if msg.has(extMeta, id) {
+			continue
+		}
+		p := s.path(dirMsg, id, extBody)
+		if failed.has(extMeta, id) && !failed.has(extBody, id) {
+			// The old Fail moved the meta file first.
+			if err := os.Rename(p, s.path(dirFailed, id, extBody)); err != nil {
+				return nil, false, fmt.Errorf("spool: finish moving %s to failed: %w", id, err)
+			}
+			failed[extBody][id] = true
+			s.log.Warn("spool: finished interrupted move to failed", "queue_id", id)
+		} else {
+			// The old Commit crashed before the meta rename: never acknowledged.
+			if err := os.Remove(p); err != nil {
+				return nil, false, fmt.Errorf("spool: remove uncommitted body %s: %w", p, err)
+			}
+			s.log.Warn("spool: removed body of uncommitted message", "queue_id", id, "path", p)
+		}
+		delete(msg[extBody], id)
+		changed = true
+	}
+	for _, sub := range []string{dirMsg, dirFailed} {
+		files := msg
+		if sub == dirFailed {
+			files = failed
+		}
+		for id := range files[extMeta] {
+			env, header, err := s.readLegacy(sub, id)
+			if err != nil {
+				if sub == dirFailed {
+					// Not ours to judge any more; the admin sees the log.
+					s.log.Error("spool: failed message of the older layout left as it is", "queue_id", id, "reason", err.Error())
+					continue
+				}
+				if err := s.quarantine(sub, id, extMeta, extBody); err != nil {
+					return nil, false, err
+				}
+				s.log.Error("spool: unusable message moved to corrupt/", "queue_id", id, "reason", err.Error())
+				changed = true
+				continue
+			}
+			// A .msg next to the pair is from a conversion interrupted before the
+			// pair was removed; converting again replaces it, whatever its state.
+			if err := s.convertLegacy(sub, id, env, header); err != nil {
+				return nil, false, err
+			}
+			files[extMsg][id] = true
+			obsolete = append(obsolete, s.path(sub, id, extMeta), s.path(sub, id, extBody))
+			s.log.Info("spool: converted message to the current format", "queue_id", id, "dir", sub)
+			changed = true
+		}
+		for id := range files[extBody] {
+			if !files.has(extMeta, id) { // only in failed/ by now
+				s.log.Error("spool: body without meta file left as it is", "path", s.path(sub, id, extBody))
+			}
+		}
+	}
+	return obsolete, changed, nil
+}
+
+// readLegacy reads the meta file of an older-layout message and checks that its
+// body exists.
+func (s *Spool) readLegacy(sub, id string) (*Envelope, []byte, error) {
+	p := s.path(sub, id, extMeta)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool: read %s: %w", p, err)
+	}
+	env, header, err := parseLegacyMeta(data, id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool: %s: %w", p, err)
+	}
+	if _, err := os.Stat(s.path(sub, id, extBody)); err != nil {
+		return nil, nil, fmt.Errorf("spool: body file missing: %w", err)
+	}
+	return env, header, nil
+}
+
+// convertLegacy writes sub/<id>.msg from an older-layout pair the same way Commit
+// does (.part, fsync, rename). The caller syncs the directory.
+func (s *Spool) convertLegacy(sub, id string, env *Envelope, header []byte) (err error) {
+	part := s.path(sub, id, extPart)
+	body, err := os.Open(s.path(sub, id, extBody))
+	if err != nil {
+		return fmt.Errorf("spool: convert %s: %w", id, err)
+	}
+	defer body.Close()
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: convert %s: %w", id, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(part)
+			err = fmt.Errorf("spool: convert %s: %w", id, err)
+		}
+	}()
+	n, err := io.Copy(f, body)
+	if err != nil {
+		return err
+	}
+	tail, err := appendTail(nil, kindMsg, n, header, env)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(tail); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(part, s.path(sub, id, extMsg))
+}
+
+// scanDir returns which ids have which files in sub; other files are logged and
+// left alone.
+func (s *Spool) scanDir(sub string) (dirFiles, error) {
 	d := filepath.Join(s.dir, sub)
 	entries, err := os.ReadDir(d)
 	if err != nil {
-		return nil, nil, fmt.Errorf("spool: read %s: %w", d, err)
+		return nil, fmt.Errorf("spool: read %s: %w", d, err)
 	}
-	metas, bodies = map[string]bool{}, map[string]bool{}
+	files := dirFiles{}
+	for _, ext := range []string{extPart, extMsg, extEnv, extMeta, extBody} {
+		files[ext] = map[string]bool{}
+	}
 	for _, e := range entries {
 		name := e.Name()
 		id, ext := strings.TrimSuffix(name, filepath.Ext(name)), filepath.Ext(name)
-		switch {
-		case validID(id) && ext == extMeta:
-			metas[id] = true
-		case validID(id) && ext == extBody:
-			bodies[id] = true
-		default:
+		if set, ok := files[ext]; ok && validID(id) && e.Type().IsRegular() {
+			set[id] = true
+		} else {
 			s.log.Warn("spool: unexpected file left alone", "path", filepath.Join(d, name))
 		}
 	}
-	return metas, bodies, nil
+	return files, nil
 }
 
-func (s *Spool) quarantine(sub, id string) error {
-	for _, ext := range []string{extMeta, extBody} {
+// quarantine moves the files of id with the given extensions from sub to corrupt/.
+func (s *Spool) quarantine(sub, id string, exts ...string) error {
+	for _, ext := range exts {
 		from, to := s.path(sub, id, ext), s.path(dirCorrupt, id, ext)
 		if err := os.Rename(from, to); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("spool: move %s to %s: %w", from, to, err)
@@ -332,23 +508,25 @@ func checkID(id string) error {
 // Incoming is a message being received. Write the body to it, then call Commit
 // or Abort. It is not safe for concurrent use.
 type Incoming struct {
-	s    *Spool
-	id   string
-	f    *os.File
-	size int64
-	done bool // committed, aborted or commit attempted
+	s        *Spool
+	id       string
+	f        *os.File
+	size     int64
+	writeErr error // first Write error; such a message cannot be committed
+	done     bool  // committed, aborted or commit attempted
 
 	committed bool
 	aborted   bool
 }
 
-// Create starts a new message: it creates the body's temporary file.
+// Create starts a new message: it creates msg/<id>.part, the file that becomes
+// the message at Commit. It is the only file a message creates.
 func (s *Spool) Create() (*Incoming, error) {
 	id, err := s.newID()
 	if err != nil {
 		return nil, err
 	}
-	p := s.path(dirTmp, id, extBody)
+	p := s.path(dirMsg, id, extPart)
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool: create %s: %w", p, err)
@@ -364,10 +542,14 @@ func (in *Incoming) Write(p []byte) (int, error) {
 	if in.done {
 		return 0, fmt.Errorf("spool: write to finished message %s", in.id)
 	}
+	if in.writeErr != nil {
+		return 0, in.writeErr
+	}
 	n, err := in.f.Write(p)
 	in.size += int64(n)
 	if err != nil {
-		return n, fmt.Errorf("spool: write body of %s: %w", in.id, err)
+		in.writeErr = fmt.Errorf("spool: write body of %s: %w", in.id, err)
+		return n, in.writeErr
 	}
 	return n, nil
 }
@@ -376,14 +558,17 @@ func (in *Incoming) Write(p []byte) (int, error) {
 // block: header fields each ending in CRLF, without the blank line that separates
 // it from the body. env.ID, env.Size and (if zero) env.ReceivedAt are filled in.
 //
-// Order: body fsync; body renamed into msg/; meta (envelope + header) written to
-// tmp/, fsynced and renamed to msg/<id>.meta — the commit point; then a directory
-// fsync of msg/, shared with concurrent committers. Only after Commit returns nil
-// may the client be told 250. If Commit fails, nothing is queued.
+// Order: header block, envelope and trailer appended to msg/<id>.part after the
+// body; one fsync of that file; rename to msg/<id>.msg — the commit point; then a
+// directory fsync of msg/, shared with concurrent committers. Only after Commit
+// returns nil may the client be told 250. If Commit fails, nothing is queued.
 func (in *Incoming) Commit(env *Envelope, header []byte) (id string, err error) {
 	s := in.s
 	if in.done {
 		return "", fmt.Errorf("spool: commit of finished message %s", in.id)
+	}
+	if in.writeErr != nil {
+		return "", fmt.Errorf("spool: commit %s after a failed write: %w", in.id, in.writeErr)
 	}
 	if err := checkHeader(header); err != nil {
 		return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
@@ -403,31 +588,34 @@ func (in *Incoming) Commit(env *Envelope, header []byte) (id string, err error) 
 		}
 	}()
 	in.done = true
-	if err := in.f.Sync(); err != nil {
-		in.f.Close()
-		return "", fmt.Errorf("spool: fsync body of %s: %w", in.id, err)
-	}
-	if err := in.f.Close(); err != nil {
-		return "", fmt.Errorf("spool: close body of %s: %w", in.id, err)
-	}
-	in.f = nil
 
 	env.ID = in.id
 	env.Size = int64(len(header)) + 2 + in.size
 	if env.ReceivedAt.IsZero() {
 		env.ReceivedAt = time.Now()
 	}
-	body := s.path(dirMsg, in.id, extBody)
-	if err := os.Rename(s.path(dirTmp, in.id, extBody), body); err != nil {
-		return "", fmt.Errorf("spool: move body of %s into queue: %w", in.id, err)
+	tail, err := appendTail(nil, kindMsg, in.size, header, env)
+	if err != nil {
+		return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 	}
-	if err := s.writeMeta(dirMsg, env, header); err != nil {
-		os.Remove(body)
-		return "", err
+	if _, err := in.f.Write(tail); err != nil {
+		return "", fmt.Errorf("spool: write %s: %w", in.id, err)
+	}
+	if err := in.f.Sync(); err != nil {
+		return "", fmt.Errorf("spool: fsync %s: %w", in.id, err)
+	}
+	err = in.f.Close()
+	in.f = nil
+	if err != nil {
+		return "", fmt.Errorf("spool: close %s: %w", in.id, err)
+	}
+	p := s.path(dirMsg, in.id, extMsg)
+	if err := os.Rename(s.path(dirMsg, in.id, extPart), p); err != nil {
+		return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 	}
 	if err := s.msgDir.sync(); err != nil {
 		// Durability unknown: undo, so the client's retry does not make a duplicate.
-		s.removeFiles(dirMsg, in.id)
+		os.Remove(p)
 		return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 	}
 
@@ -455,7 +643,7 @@ func checkHeader(h []byte) error {
 	return nil
 }
 
-// Abort discards the message and its temporary file. It is a no-op after a
+// Abort discards the message and its .part file. It is a no-op after a
 // successful Commit, so `defer in.Abort()` is safe.
 func (in *Incoming) Abort() error {
 	if in.f != nil {
@@ -466,29 +654,85 @@ func (in *Incoming) Abort() error {
 		return nil
 	}
 	in.done, in.aborted = true, true
-	p := in.s.path(dirTmp, in.id, extBody)
+	p := in.s.path(dirMsg, in.id, extPart)
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool: abort %s: %w", p, err)
 	}
 	return nil
 }
 
-// writeMeta writes env and header to tmp/, fsyncs and renames to sub/<id>.meta.
-// The caller syncs the directory.
-func (s *Spool) writeMeta(sub string, env *Envelope, header []byte) error {
-	js, err := json.Marshal(env)
-	if err != nil {
-		return fmt.Errorf("spool: encode envelope of %s: %w", env.ID, err)
-	}
-	buf := make([]byte, 0, len(metaMagic)+len(js)+1+len(header))
-	buf = append(buf, metaMagic...)
-	buf = append(buf, js...)
-	buf = append(buf, '\n')
-	buf = append(buf, header...)
+// storedMessage is a checked message file, opened.
+type storedMessage struct {
+	f      *os.File
+	t      trailer
+	env    *Envelope // from the .env override if there is one
+	header []byte
+}
 
-	f, err := os.CreateTemp(filepath.Join(s.dir, dirTmp), env.ID+extMeta+".*")
+// readMessage opens and checks sub/<id>.msg and reads its envelope, or that of
+// sub/<id>.env if present. A missing .msg gives an error matching fs.ErrNotExist.
+// With keepOpen the caller closes m.f; otherwise it is closed.
+func (s *Spool) readMessage(sub, id string, keepOpen bool) (m *storedMessage, err error) {
+	p := s.path(sub, id, extMsg)
+	f, err := os.Open(p)
 	if err != nil {
-		return fmt.Errorf("spool: create meta of %s: %w", env.ID, err)
+		return nil, fmt.Errorf("spool: open %s: %w", p, err)
+	}
+	defer func() {
+		if err != nil || !keepOpen {
+			f.Close()
+		}
+	}()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("spool: stat %s: %w", p, err)
+	}
+	t, header, js, err := readTail(f, fi.Size(), kindMsg)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %s: %w", p, err)
+	}
+	if err := checkHeader(header); err != nil {
+		return nil, fmt.Errorf("spool: %s: %w", p, badFile("%v", err))
+	}
+	env, err := decodeEnvelope(js, id)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %s: %w", p, err)
+	}
+	if override, err := s.readEnv(sub, id); err == nil {
+		env = override
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return &storedMessage{f: f, t: t, env: env, header: header}, nil
+}
+
+// readEnv reads the envelope override sub/<id>.env.
+func (s *Spool) readEnv(sub, id string) (*Envelope, error) {
+	p := s.path(sub, id, extEnv)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("spool: read %s: %w", p, err)
+	}
+	_, _, js, err := readTail(bytes.NewReader(data), int64(len(data)), kindEnv)
+	if err == nil {
+		var env *Envelope
+		if env, err = decodeEnvelope(js, id); err == nil {
+			return env, nil
+		}
+	}
+	return nil, fmt.Errorf("spool: %s: %w", p, err)
+}
+
+// writeEnv writes env to tmp/, fsyncs it and renames it to sub/<id>.env,
+// replacing any earlier one. The caller syncs the directory.
+func (s *Spool) writeEnv(sub string, env *Envelope) error {
+	buf, err := appendTail(nil, kindEnv, 0, nil, env)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Join(s.dir, dirTmp), env.ID+extEnv+".*")
+	if err != nil {
+		return fmt.Errorf("spool: create envelope of %s: %w", env.ID, err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(buf)
@@ -499,41 +743,13 @@ func (s *Spool) writeMeta(sub string, env *Envelope, header []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, s.path(sub, env.ID, extMeta))
+		err = os.Rename(tmp, s.path(sub, env.ID, extEnv))
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("spool: write meta of %s: %w", env.ID, err)
+		return fmt.Errorf("spool: write envelope of %s: %w", env.ID, err)
 	}
 	return nil
-}
-
-// readMeta reads sub/<id>.meta.
-func (s *Spool) readMeta(sub, id string) (*Envelope, []byte, error) {
-	p := s.path(sub, id, extMeta)
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return nil, nil, fmt.Errorf("spool: read %s: %w", p, err)
-	}
-	rest, ok := bytes.CutPrefix(data, []byte(metaMagic))
-	if !ok {
-		return nil, nil, fmt.Errorf("spool: %s: not a spool meta file", p)
-	}
-	js, header, ok := bytes.Cut(rest, []byte("\n"))
-	if !ok {
-		return nil, nil, fmt.Errorf("spool: %s: truncated", p)
-	}
-	env := new(Envelope)
-	if err := json.Unmarshal(js, env); err != nil {
-		return nil, nil, fmt.Errorf("spool: %s: %w", p, err)
-	}
-	if env.ID != id {
-		return nil, nil, fmt.Errorf("spool: %s: holds id %q", p, env.ID)
-	}
-	if err := checkHeader(header); err != nil {
-		return nil, nil, fmt.Errorf("spool: %s: %w", p, err)
-	}
-	return env, header, nil
 }
 
 // List returns the ids of queued (committed, not failed) messages, oldest first.
@@ -545,7 +761,7 @@ func (s *Spool) List() ([]string, error) {
 	}
 	var ids []string
 	for _, e := range entries {
-		if id, ok := strings.CutSuffix(e.Name(), extMeta); ok && validID(id) {
+		if id, ok := strings.CutSuffix(e.Name(), extMsg); ok && validID(id) {
 			ids = append(ids, id)
 		}
 	}
@@ -553,31 +769,32 @@ func (s *Spool) List() ([]string, error) {
 	return ids, nil
 }
 
-// Envelope returns the envelope of a queued message without opening its body.
+// Envelope returns the envelope of a queued message without reading its body:
+// that of msg/<id>.env if present, else the one stored in msg/<id>.msg.
 func (s *Spool) Envelope(id string) (*Envelope, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	env, _, err := s.readMeta(dirMsg, id)
-	return env, err
+	m, err := s.readMessage(dirMsg, id, false)
+	if err != nil {
+		return nil, err
+	}
+	return m.env, nil
 }
 
-// Open returns a queued message's envelope and its content: the header block,
-// CRLF, then the body, byte for byte as committed. The caller closes the reader.
+// Open returns a queued message's envelope (as Envelope does) and its content:
+// the header block, CRLF, then the body, byte for byte as committed, read from
+// the message file. The caller closes the reader.
 func (s *Spool) Open(id string) (*Envelope, io.ReadCloser, error) {
 	if err := checkID(id); err != nil {
 		return nil, nil, err
 	}
-	env, header, err := s.readMeta(dirMsg, id)
+	m, err := s.readMessage(dirMsg, id, true)
 	if err != nil {
 		return nil, nil, err
 	}
-	p := s.path(dirMsg, id, extBody)
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, nil, fmt.Errorf("spool: open %s: %w", p, err)
-	}
-	return env, &messageReader{Reader: io.MultiReader(bytes.NewReader(header), strings.NewReader("\r\n"), f), f: f}, nil
+	r := io.MultiReader(bytes.NewReader(m.header), strings.NewReader("\r\n"), io.NewSectionReader(m.f, 0, m.t.bodyLen))
+	return m.env, &messageReader{Reader: r, f: m.f}, nil
 }
 
 type messageReader struct {
@@ -588,35 +805,32 @@ type messageReader struct {
 func (m *messageReader) Close() error { return m.f.Close() }
 
 // Update atomically replaces the stored envelope of queued message env.ID (for
-// attempts, next attempt, remaining recipients). The header block is kept.
+// attempts, next attempt, remaining recipients) by writing msg/<id>.env (temp
+// file, fsync, rename, directory fsync). The message file is not touched.
 func (s *Spool) Update(env *Envelope) error {
 	if err := checkID(env.ID); err != nil {
 		return err
 	}
-	_, header, err := s.readMeta(dirMsg, env.ID)
-	if err != nil {
+	// Refuse to write an override for a message that is gone or unusable.
+	if _, err := s.readMessage(dirMsg, env.ID, false); err != nil {
 		return err
 	}
-	if err := s.writeMeta(dirMsg, env, header); err != nil {
+	if err := s.writeEnv(dirMsg, env); err != nil {
 		return err
 	}
 	return s.msgDir.sync()
 }
 
-// Remove deletes a queued message (after delivery). The meta file goes first, so
-// a crash in between leaves only a body that OpenSpool removes. No directory fsync:
-// after a crash a removed message may come back and be delivered twice, which
-// SMTP tolerates (RFC 5321 §6.1); losing one it does not.
+// Remove deletes a queued message (after delivery): the .msg first, so a crash in
+// between leaves only an .env that OpenSpool removes. No directory fsync: after a
+// crash a removed message may come back and be delivered twice, which SMTP
+// tolerates (RFC 5321 §6.1); losing one it does not.
 func (s *Spool) Remove(id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	return s.removeFiles(dirMsg, id)
-}
-
-func (s *Spool) removeFiles(sub, id string) error {
-	for _, ext := range []string{extMeta, extBody} {
-		p := s.path(sub, id, ext)
+	for _, ext := range []string{extMsg, extEnv} {
+		p := s.path(dirMsg, id, ext)
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("spool: remove %s: %w", p, err)
 		}
@@ -626,24 +840,30 @@ func (s *Spool) removeFiles(sub, id string) error {
 
 // Fail stores env (with its LastError and Failed recipients) and moves the message
 // from the queue to failed/, where it waits for the DSN generator (a later issue)
-// or an admin. Order: meta updated in place, meta renamed to failed/ (the message
-// leaves the queue), body renamed; OpenSpool finishes an interrupted move.
+// or an admin. Order: env written to failed/<id>.env and failed/ fsynced; the
+// .msg renamed to failed/ (the message leaves the queue); the old msg/<id>.env
+// removed; failed/ and msg/ fsynced. OpenSpool finishes an interrupted move.
 func (s *Spool) Fail(env *Envelope) error {
 	if err := checkID(env.ID); err != nil {
 		return err
 	}
-	_, header, err := s.readMeta(dirMsg, env.ID)
-	if err != nil {
+	if _, err := s.readMessage(dirMsg, env.ID, false); err != nil {
 		return err
 	}
-	if err := s.writeMeta(dirMsg, env, header); err != nil {
+	if err := s.writeEnv(dirFailed, env); err != nil {
 		return err
 	}
-	for _, ext := range []string{extMeta, extBody} {
-		from, to := s.path(dirMsg, env.ID, ext), s.path(dirFailed, env.ID, ext)
-		if err := os.Rename(from, to); err != nil {
-			return fmt.Errorf("spool: move %s to failed: %w", from, err)
-		}
+	if err := s.fail.sync(); err != nil {
+		return err
+	}
+	from, to := s.path(dirMsg, env.ID, extMsg), s.path(dirFailed, env.ID, extMsg)
+	if err := os.Rename(from, to); err != nil {
+		os.Remove(s.path(dirFailed, env.ID, extEnv)) // still queued: undo, best effort
+		return fmt.Errorf("spool: move %s to failed: %w", from, err)
+	}
+	old := s.path(dirMsg, env.ID, extEnv) // superseded by failed/<id>.env
+	if err := os.Remove(old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool: remove %s: %w", old, err)
 	}
 	if err := s.fail.sync(); err != nil {
 		return err

@@ -104,7 +104,7 @@ func TestCrashUnderLoad(t *testing.T) {
 
 	// Every 250'd id is committed on disk.
 	for id := range accepted {
-		for _, ext := range []string{".meta", ".body"} {
+		for _, ext := range []string{".msg"} {
 			if _, err := os.Stat(filepath.Join(dir, "spool", "msg", id+ext)); err != nil {
 				t.Errorf("message %s answered 250 but %s is missing after SIGKILL: %v", id, ext, err)
 			}

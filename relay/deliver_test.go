@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -40,12 +41,16 @@ type nextHopServer struct {
 	dataCalls int
 	dataReply func(n int) error
 	arrived   chan received
+	sessions  int // SMTP sessions opened (connections that sent EHLO)
 }
 
 func startNextHop(t *testing.T) *nextHopServer {
 	t.Helper()
 	h := &nextHopServer{arrived: make(chan received, 100)}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		h.mu.Lock()
+		h.sessions++
+		h.mu.Unlock()
 		return &hopSession{h: h}, nil
 	}))
 	srv.Domain = "nexthop.test"
@@ -114,8 +119,8 @@ func (s *hopSession) Data(r io.Reader) error {
 
 const testMessage = "From: a@example.com\r\nSubject: dots\r\n\r\n.\r\n..\r\n.leading dot\r\n\xc3\xa9 8-bit\r\nend.\r\n"
 
-func nextHop(h *nextHopServer) NextHop {
-	return NextHop{Addr: h.addr, HeloName: "sealgate.test", Timeout: 10 * time.Second}
+func nextHop(h *nextHopServer) *NextHop {
+	return &NextHop{Addr: h.addr, HeloName: "sealgate.test", Timeout: 10 * time.Second}
 }
 
 func TestNextHopByteExact(t *testing.T) {
@@ -258,7 +263,7 @@ func TestNextHopReplies(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	err = NextHop{Addr: addr, Timeout: 5 * time.Second}.Deliver(context.Background(), env, strings.NewReader(testMessage))
+	err = (&NextHop{Addr: addr, Timeout: 5 * time.Second}).Deliver(context.Background(), env, strings.NewReader(testMessage))
 	if err == nil || IsPermanent(err) {
 		t.Errorf("connection refused: err = %v, want temporary", err)
 	}
@@ -498,5 +503,51 @@ func TestXtext(t *testing.T) {
 		if got := xtext(in); got != want {
 			t.Errorf("xtext(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestNextHopReusesConnections delivers several messages through one NextHop and checks
+// they share one SMTP session, that a session the server dropped is replaced, and that
+// with MaxIdle < 0 every message gets its own session.
+func TestNextHopReusesConnections(t *testing.T) {
+	h := startNextHop(t)
+	hop := nextHop(h)
+	defer hop.Close()
+	ctx := context.Background()
+	for i := range 3 {
+		env := &Envelope{ID: fmt.Sprint("reuse", i), From: "a@x.test", To: []string{"b@y.test"}}
+		if err := hop.Deliver(ctx, env, strings.NewReader(testMessage)); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	h.mu.Lock()
+	sessions := h.sessions
+	h.mu.Unlock()
+	if sessions != 1 || len(h.transactions()) != 3 {
+		t.Errorf("3 messages used %d sessions (%d transactions), want 1", sessions, len(h.transactions()))
+	}
+
+	// The server closes the idle session: the next delivery notices (RSET fails) and dials again.
+	hop.mu.Lock()
+	hop.idle[0].c.conn.Close()
+	hop.mu.Unlock()
+	if err := hop.Deliver(ctx, &Envelope{ID: "after-drop", From: "a@x.test", To: []string{"b@y.test"}}, strings.NewReader(testMessage)); err != nil {
+		t.Fatalf("after a dropped session: %v", err)
+	}
+
+	single := nextHop(h)
+	single.MaxIdle = -1
+	h.mu.Lock()
+	before := h.sessions
+	h.mu.Unlock()
+	for i := range 2 {
+		if err := single.Deliver(ctx, &Envelope{ID: fmt.Sprint("single", i), From: "a@x.test", To: []string{"b@y.test"}}, strings.NewReader(testMessage)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sessions-before != 2 {
+		t.Errorf("MaxIdle -1: %d sessions for 2 messages, want 2", h.sessions-before)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -57,16 +58,100 @@ func (o OutboxSink) Deliver(ctx context.Context, env *Envelope, msg io.Reader) e
 // NextHop is a Deliverer that relays every message over plain SMTP (RFC 5321)
 // to one fixed server, without TLS or authentication: for dev mode and tests.
 // Each recipient gets its own result; see RecipientsError.
+//
+// Connections are kept open after a delivery and reused for the next message (RFC 5321
+// §4.5.3 lets a client send many transactions per session), checked with RSET first; so a
+// busy queue does not pay a connect, greeting and EHLO per message. Use it by pointer.
 type NextHop struct {
 	Addr     string        // host:port
 	HeloName string        // EHLO/HELO name; default the host name
 	Timeout  time.Duration // dial and each command/reply; default 2 minutes
+	// MaxIdle is how many connections are kept open between messages; 0 means 4,
+	// negative means none (one connection per message).
+	MaxIdle int
+
+	mu   sync.Mutex
+	idle []idleClient
+}
+
+// idleClient is an open session waiting for its next transaction.
+type idleClient struct {
+	c     *smtpClient
+	since time.Time
+}
+
+// maxIdleAge bounds how long a connection waits unused; servers drop idle clients after
+// a few minutes (RFC 5321 §4.5.3.2.7 suggests 5), so reuse stays well inside that.
+const maxIdleAge = 30 * time.Second
+
+// client returns a session ready for MAIL: an idle one that still answers RSET, or a new one.
+func (h *NextHop) client(ctx context.Context, helo string, timeout time.Duration) (*smtpClient, error) {
+	for {
+		h.mu.Lock()
+		var ic idleClient
+		ok := len(h.idle) > 0
+		if ok {
+			ic = h.idle[len(h.idle)-1]
+			h.idle = h.idle[:len(h.idle)-1]
+		}
+		h.mu.Unlock()
+		if !ok {
+			break
+		}
+		if time.Since(ic.since) > maxIdleAge {
+			ic.c.quit()
+			continue
+		}
+		ic.c.stop = context.AfterFunc(ctx, func() { ic.c.conn.Close() })
+		if _, err := ic.c.cmd(250, "RSET"); err != nil {
+			ic.c.close()
+			continue
+		}
+		return ic.c, nil
+	}
+	c, err := dialSMTP(ctx, h.Addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.hello(helo); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// release keeps c for the next message, or ends the session when enough are idle.
+func (h *NextHop) release(c *smtpClient) {
+	c.stop() // the delivery's context no longer governs the connection
+	max := h.MaxIdle
+	if max == 0 {
+		max = 4
+	}
+	h.mu.Lock()
+	if len(h.idle) < max {
+		h.idle = append(h.idle, idleClient{c: c, since: time.Now()})
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Unlock()
+	c.quit()
+}
+
+// Close ends every idle session.
+func (h *NextHop) Close() {
+	h.mu.Lock()
+	idle := h.idle
+	h.idle = nil
+	h.mu.Unlock()
+	for _, ic := range idle {
+		ic.c.quit()
+	}
 }
 
 // Deliver relays one message. It refuses, with a *PermanentError, a message
 // containing a bare CR or LF: submission already rejects those, this is
 // defence in depth, and a relay must not change the signed bytes to fix them.
-func (h NextHop) Deliver(ctx context.Context, env *Envelope, msg io.Reader) error {
+func (h *NextHop) Deliver(ctx context.Context, env *Envelope, msg io.Reader) error {
 	err := h.deliver(ctx, env, msg)
 	var re *ReplyError
 	if errors.As(err, &re) && re.Permanent() && !IsPermanent(err) {
@@ -78,7 +163,7 @@ func (h NextHop) Deliver(ctx context.Context, env *Envelope, msg io.Reader) erro
 	return nil
 }
 
-func (h NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) error {
+func (h *NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) error {
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
@@ -96,14 +181,18 @@ func (h NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) erro
 		}
 	}
 
-	c, err := dialSMTP(ctx, h.Addr, timeout)
+	c, err := h.client(ctx, helo, timeout)
 	if err != nil {
 		return err
 	}
-	defer c.close()
-	if err := c.hello(helo); err != nil {
-		return err
-	}
+	keep := false
+	defer func() {
+		if keep {
+			h.release(c)
+		} else {
+			c.close()
+		}
+	}()
 
 	var mailParams []string
 	if v, ok := c.extension("SIZE"); ok {
@@ -175,7 +264,7 @@ func (h NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) erro
 		}
 		return err
 	}
-	c.quit()
+	keep = true
 	if len(failed) > 0 {
 		return &RecipientsError{Accepted: accepted, Failed: failed}
 	}

@@ -128,7 +128,7 @@ func runDev(cmd *cobra.Command, dir, nextHop string, addrs [3]string, log *slog.
 	}
 	var deliverer relay.Deliverer = relay.OutboxSink{Dir: filepath.Join(dir, "outbox")}
 	if nextHop != "" {
-		deliverer = relay.NextHop{Addr: nextHop, HeloName: devHostname, Timeout: time.Minute}
+		deliverer = &relay.NextHop{Addr: nextHop, HeloName: devHostname, Timeout: time.Minute}
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "sealgate dev mode in %s\n  login:    %s\n  password: %s  (also in %s)\n  DNS:      %s\n",
 		dir, devLogin, st.password, filepath.Join(dir, "credentials"), st.zoneFile)

@@ -160,7 +160,7 @@ func buildFromConfig(cfg *submit.Config, log *slog.Logger) (*submit.Server, *rel
 	var deliverer relay.Deliverer
 	switch {
 	case cfg.Relay.NextHop != "":
-		deliverer = relay.NextHop{Addr: cfg.Relay.NextHop, HeloName: cfg.Hostname}
+		deliverer = &relay.NextHop{Addr: cfg.Relay.NextHop, HeloName: cfg.Hostname}
 	case cfg.Relay.Outbox != "":
 		deliverer = relay.OutboxSink{Dir: cfg.Relay.Outbox}
 	default:

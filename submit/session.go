@@ -225,10 +225,7 @@ func (se *session) Data(r io.Reader) error {
 		}
 		if rerr != nil {
 			in.Abort()
-			if errors.Is(rerr, smtp.ErrDataTooLarge) {
-				return rerr
-			}
-			return rerr
+			return rerr // ErrDataTooLarge becomes 552 5.3.4 in go-smtp
 		}
 	}
 	if check.bad() {

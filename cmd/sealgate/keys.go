@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/net/idna"
 
+	"sealgate/internal/addr"
 	"sealgate/keys"
 )
 
@@ -205,29 +205,21 @@ func runKeysCheck(cmd *cobra.Command, _ []string) error {
 	return exitStatus(1, errors.New("")) // the verdict is on stdout; nothing more to say
 }
 
-// normaliseDomain returns domain as lower-case A-labels without a trailing dot (IDNA 2008
-// lookup rules, RFC 5891 §5).
+// normaliseDomain returns domain as lower-case A-labels without a trailing dot, through the
+// project's one domain type (addr.ParseDomain); a key's domain needs at least two labels.
 func normaliseDomain(domain string) (string, error) {
 	if strings.TrimSpace(domain) == "" {
 		return "", errors.New("--domain is empty")
 	}
-	a, err := idna.Lookup.ToASCII(strings.TrimSuffix(domain, "."))
+	a, err := addr.ParseDomain(domain)
 	if err != nil {
 		return "", fmt.Errorf("--domain %q is not a valid domain name: %w", domain, err)
 	}
-	if !strings.Contains(a, ".") {
+	d := string(a)
+	if !strings.Contains(d, ".") {
 		return "", fmt.Errorf("--domain %q is not a valid domain name: it needs at least two labels (example.com)", domain)
 	}
-	if len(a) > 253 {
-		return "", fmt.Errorf("--domain %q is not a valid domain name: longer than 253 characters", domain)
-	}
-	// idna's Lookup profile does not check DNS lengths (RFC 1035 §2.3.4).
-	for label := range strings.SplitSeq(a, ".") {
-		if label == "" || len(label) > 63 {
-			return "", fmt.Errorf("--domain %q is not a valid domain name: labels must be 1 to 63 characters", domain)
-		}
-	}
-	return a, nil
+	return d, nil
 }
 
 // normaliseSelector checks a selector: dot-separated labels of letters, digits, hyphens and

@@ -30,6 +30,8 @@ import (
 //	failed/         messages given up on (permanent failure or too old), kept for the
 //	                DSN generator of a later issue and for the admin; same file names
 //	corrupt/        files OpenSpool could not use, kept for inspection
+//	journal/        <seq>.log segments holding small messages until their first
+//	                delivery attempt ends (journal.go); the fast path of Commit
 //	lock            flock(2)ed while a Spool is open, so two processes never share a spool
 //
 // Messages of the older layout (msg/<id>.meta + msg/<id>.body, and the same in
@@ -113,8 +115,11 @@ type Spool struct {
 	dir    string
 	log    *slog.Logger
 	lock   *os.File
-	msgDir *dirSyncer
-	fail   *dirSyncer
+	msgDir *groupSync
+	fail   *groupSync
+
+	journal    *journal // nil when disabled
+	journalMax int64
 
 	notify chan struct{}
 
@@ -123,17 +128,41 @@ type Spool struct {
 	committed []string // ids committed since the runner last drained them
 }
 
-// OpenSpool opens (creating if needed, mode 0700) the spool in dir and recovers
-// from a crash: it removes temporary and .part files (never acknowledged),
-// finishes interrupted moves to failed/, removes envelope overrides whose
-// message is gone, moves messages whose trailer or checksum is bad to corrupt/,
-// and converts messages of the older meta + body layout to the current one.
-// Every repair is logged with slog.
-func OpenSpool(dir string) (*Spool, error) {
-	return openSpool(dir, slog.Default())
+// SpoolOptions tune a Spool. The zero value gives the defaults.
+type SpoolOptions struct {
+	// JournalMaxBody is the largest body committed through the journal (held in
+	// memory while it arrives, then appended to a shared segment file); larger
+	// ones get their own file as they stream in. 0 means DefaultJournalMaxBody;
+	// a negative value turns the journal off, so every message gets its own file.
+	JournalMaxBody int64
+	// Logger receives recovery and error events; nil means slog.Default().
+	Logger *slog.Logger
 }
 
-func openSpool(dir string, log *slog.Logger) (*Spool, error) {
+// OpenSpool opens (creating if needed, mode 0700) the spool in dir with the
+// default options and recovers from a crash: it removes temporary and .part
+// files (never acknowledged), finishes interrupted moves to failed/, removes
+// envelope overrides whose message is gone, moves messages whose trailer or
+// checksum is bad to corrupt/, converts messages of the older meta + body layout
+// to the current one, and scans the journal (journal.go). Every repair is logged
+// with slog.
+func OpenSpool(dir string) (*Spool, error) {
+	return OpenSpoolWith(dir, SpoolOptions{})
+}
+
+// OpenSpoolWith is OpenSpool with options.
+func OpenSpoolWith(dir string, o SpoolOptions) (*Spool, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.JournalMaxBody == 0 {
+		o.JournalMaxBody = DefaultJournalMaxBody
+	}
+	return openSpool(dir, o)
+}
+
+func openSpool(dir string, o SpoolOptions) (*Spool, error) {
+	log := o.Logger
 	for _, d := range []string{"", dirTmp, dirMsg, dirFailed, dirCorrupt} {
 		p := filepath.Join(dir, d)
 		if err := os.MkdirAll(p, 0o700); err != nil {
@@ -148,19 +177,35 @@ func openSpool(dir string, log *slog.Logger) (*Spool, error) {
 		dir:    dir,
 		log:    log,
 		lock:   lock,
-		msgDir: &dirSyncer{path: filepath.Join(dir, dirMsg)},
-		fail:   &dirSyncer{path: filepath.Join(dir, dirFailed)},
+		msgDir: newDirSync(filepath.Join(dir, dirMsg)),
+		fail:   newDirSync(filepath.Join(dir, dirFailed)),
 		notify: make(chan struct{}, 1),
 	}
 	if err := s.recover(); err != nil {
 		lock.Close()
 		return nil, err
 	}
+	// The journal is scanned even when new messages will not use it, so that
+	// messages it still holds are delivered.
+	j, err := openJournal(filepath.Join(dir, dirJournal), filepath.Join(dir, dirCorrupt), log, func(id string) bool {
+		for _, sub := range []string{dirMsg, dirFailed} {
+			if _, err := os.Lstat(s.path(sub, id, extMsg)); err == nil {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.journal, s.journalMax = j, o.JournalMaxBody
 	return s, nil
 }
 
 // Close releases the spool's lock. Messages stay on disk.
 func (s *Spool) Close() error {
+	s.journal.close()
 	if err := s.lock.Close(); err != nil {
 		return fmt.Errorf("spool: close %s: %w", s.lock.Name(), err)
 	}
@@ -510,7 +555,9 @@ func checkID(id string) error {
 type Incoming struct {
 	s        *Spool
 	id       string
-	f        *os.File
+	f        *os.File // the .part file; nil while the body is buffered for the journal
+	buf      []byte   // journal record being built: header space, then the body so far
+	file     bool     // the .part file was created
 	size     int64
 	writeErr error // first Write error; such a message cannot be committed
 	done     bool  // committed, aborted or commit attempted
@@ -519,19 +566,41 @@ type Incoming struct {
 	aborted   bool
 }
 
-// Create starts a new message: it creates msg/<id>.part, the file that becomes
-// the message at Commit. It is the only file a message creates.
+// Create starts a new message. With the journal on, the body is buffered in
+// memory until it outgrows SpoolOptions.JournalMaxBody; otherwise (and from then
+// on) it goes to msg/<id>.part, the file that becomes the message at Commit.
 func (s *Spool) Create() (*Incoming, error) {
 	id, err := s.newID()
 	if err != nil {
 		return nil, err
 	}
-	p := s.path(dirMsg, id, extPart)
+	in := &Incoming{s: s, id: id}
+	if s.journalMax > 0 {
+		in.buf = make([]byte, recHeaderLen, recHeaderLen+8<<10)
+		return in, nil
+	}
+	if err := in.createFile(); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// createFile creates msg/<id>.part and moves any buffered body into it.
+func (in *Incoming) createFile() error {
+	p := in.s.path(dirMsg, in.id, extPart)
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("spool: create %s: %w", p, err)
+		return fmt.Errorf("spool: create %s: %w", p, err)
 	}
-	return &Incoming{s: s, id: id, f: f}, nil
+	in.f, in.file = f, true
+	if in.buf != nil {
+		body := in.buf[recHeaderLen:]
+		in.buf = nil
+		if _, err := f.Write(body); err != nil {
+			return fmt.Errorf("spool: write body of %s: %w", in.id, err)
+		}
+	}
+	return nil
 }
 
 // ID returns the queue id the message will have once committed.
@@ -544,6 +613,17 @@ func (in *Incoming) Write(p []byte) (int, error) {
 	}
 	if in.writeErr != nil {
 		return 0, in.writeErr
+	}
+	if in.buf != nil {
+		if in.size+int64(len(p)) <= in.s.journalMax {
+			in.buf = append(in.buf, p...)
+			in.size += int64(len(p))
+			return len(p), nil
+		}
+		if err := in.createFile(); err != nil {
+			in.writeErr = err
+			return 0, err
+		}
 	}
 	n, err := in.f.Write(p)
 	in.size += int64(n)
@@ -594,6 +674,17 @@ func (in *Incoming) Commit(env *Envelope, header []byte) (id string, err error) 
 	if env.ReceivedAt.IsZero() {
 		env.ReceivedAt = time.Now()
 	}
+	if in.buf != nil {
+		rec, err := appendTail(in.buf, kindMsg, in.size, header, env)
+		if err != nil {
+			return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
+		}
+		in.buf = nil
+		if err := s.journal.commit(in.id, rec); err != nil {
+			return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
+		}
+		return in.committedNow(), nil
+	}
 	tail, err := appendTail(nil, kindMsg, in.size, header, env)
 	if err != nil {
 		return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
@@ -618,7 +709,12 @@ func (in *Incoming) Commit(env *Envelope, header []byte) (id string, err error) 
 		os.Remove(p)
 		return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 	}
+	return in.committedNow(), nil
+}
 
+// committedNow marks in committed and hands its id to the Runner.
+func (in *Incoming) committedNow() string {
+	s := in.s
 	in.committed = true
 	s.mu.Lock()
 	s.committed = append(s.committed, in.id)
@@ -627,7 +723,7 @@ func (in *Incoming) Commit(env *Envelope, header []byte) (id string, err error) 
 	case s.notify <- struct{}{}:
 	default:
 	}
-	return in.id, nil
+	return in.id
 }
 
 // checkHeader insists on a non-empty CRLF-terminated header block without the blank line.
@@ -646,6 +742,7 @@ func checkHeader(h []byte) error {
 // Abort discards the message and its .part file. It is a no-op after a
 // successful Commit, so `defer in.Abort()` is safe.
 func (in *Incoming) Abort() error {
+	in.buf = nil
 	if in.f != nil {
 		in.f.Close()
 		in.f = nil
@@ -654,6 +751,9 @@ func (in *Incoming) Abort() error {
 		return nil
 	}
 	in.done, in.aborted = true, true
+	if !in.file {
+		return nil
+	}
 	p := in.s.path(dirMsg, in.id, extPart)
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool: abort %s: %w", p, err)
@@ -759,14 +859,14 @@ func (s *Spool) List() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: read %s: %w", d, err)
 	}
-	var ids []string
+	ids := s.journal.ids()
 	for _, e := range entries {
 		if id, ok := strings.CutSuffix(e.Name(), extMsg); ok && validID(id) {
 			ids = append(ids, id)
 		}
 	}
-	slices.Sort(ids) // ids sort by creation time
-	return ids, nil
+	slices.Sort(ids)                // ids sort by creation time
+	return slices.Compact(ids), nil // one written out of the journal may be listed twice
 }
 
 // Envelope returns the envelope of a queued message without reading its body:
@@ -774,6 +874,12 @@ func (s *Spool) List() ([]string, error) {
 func (s *Spool) Envelope(id string) (*Envelope, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
+	}
+	if _, m, found, err := s.journal.get(id); found {
+		if err != nil {
+			return nil, err
+		}
+		return m.env, nil
 	}
 	m, err := s.readMessage(dirMsg, id, false)
 	if err != nil {
@@ -788,6 +894,13 @@ func (s *Spool) Envelope(id string) (*Envelope, error) {
 func (s *Spool) Open(id string) (*Envelope, io.ReadCloser, error) {
 	if err := checkID(id); err != nil {
 		return nil, nil, err
+	}
+	if e, m, found, err := s.journal.get(id); found {
+		if err != nil {
+			return nil, nil, err
+		}
+		r := io.MultiReader(bytes.NewReader(m.header), strings.NewReader("\r\n"), e.body(m.t.bodyLen))
+		return m.env, io.NopCloser(r), nil
 	}
 	m, err := s.readMessage(dirMsg, id, true)
 	if err != nil {
@@ -811,6 +924,9 @@ func (s *Spool) Update(env *Envelope) error {
 	if err := checkID(env.ID); err != nil {
 		return err
 	}
+	if _, ok := s.journal.lookup(env.ID); ok {
+		return s.writeOut(dirMsg, env)
+	}
 	// Refuse to write an override for a message that is gone or unusable.
 	if _, err := s.readMessage(dirMsg, env.ID, false); err != nil {
 		return err
@@ -829,6 +945,9 @@ func (s *Spool) Remove(id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
+	if _, ok := s.journal.lookup(id); ok {
+		return s.journal.done(id)
+	}
 	for _, ext := range []string{extMsg, extEnv} {
 		p := s.path(dirMsg, id, ext)
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -836,6 +955,59 @@ func (s *Spool) Remove(id string) error {
 		}
 	}
 	return nil
+}
+
+// writeOut moves journal message env.ID to its own file, sub/<id>.msg, holding
+// env as its envelope (Update: sub is msg/, the message stays queued; Fail: sub
+// is failed/). Order: sub/<id>.part written and fsynced, renamed to .msg,
+// directory fsynced; only then the done record in the journal. A crash in
+// between leaves both, and OpenSpool keeps the file.
+func (s *Spool) writeOut(sub string, env *Envelope) (err error) {
+	e, m, found, err := s.journal.get(env.ID)
+	if !found {
+		err = fmt.Errorf("spool: %s: %w", env.ID, fs.ErrNotExist)
+	}
+	if err != nil {
+		return err
+	}
+	tail, err := appendTail(nil, kindMsg, m.t.bodyLen, m.header, env)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	part, p := s.path(sub, env.ID, extPart), s.path(sub, env.ID, extMsg)
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: create %s: %w", part, err)
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(part)
+		}
+	}()
+	_, err = io.Copy(f, e.body(m.t.bodyLen))
+	if err == nil {
+		_, err = f.Write(tail)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(part, p)
+	}
+	if err != nil {
+		return fmt.Errorf("spool: write %s out of the journal: %w", p, err)
+	}
+	syncer := s.msgDir
+	if sub == dirFailed {
+		syncer = s.fail
+	}
+	if err := syncer.sync(); err != nil {
+		return err
+	}
+	return s.journal.done(env.ID)
 }
 
 // Fail stores env (with its LastError and Failed recipients) and moves the message
@@ -846,6 +1018,9 @@ func (s *Spool) Remove(id string) error {
 func (s *Spool) Fail(env *Envelope) error {
 	if err := checkID(env.ID); err != nil {
 		return err
+	}
+	if _, ok := s.journal.lookup(env.ID); ok {
+		return s.writeOut(dirFailed, env)
 	}
 	if _, err := s.readMessage(dirMsg, env.ID, false); err != nil {
 		return err
@@ -871,49 +1046,54 @@ func (s *Spool) Fail(env *Envelope) error {
 	return s.msgDir.sync()
 }
 
-// dirSyncer group-commits fsyncs of one directory: a caller needs a sync that
-// started after its rename; if one is running it waits for the next, and one
-// fsync serves every caller waiting when it starts (libraries.md §4).
-type dirSyncer struct {
-	path string
+// groupSync group-commits a sync (of a directory or a journal segment): a caller
+// needs a sync that started after its own write; if one is running it waits for
+// the next, and one sync serves every caller waiting when it starts
+// (libraries.md §4).
+type groupSync struct {
+	do func() error
 
 	mu        sync.Mutex
 	cond      *sync.Cond
 	running   bool
-	started   uint64 // number of fsyncs started
-	completed uint64 // number of fsyncs finished
-	failedGen uint64 // number of the last fsync that failed
+	started   uint64 // number of syncs started
+	completed uint64 // number of syncs finished
+	failedGen uint64 // number of the last sync that failed
 	failedErr error
 }
 
-func (d *dirSyncer) sync() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cond == nil {
-		d.cond = sync.NewCond(&d.mu)
+func newDirSync(path string) *groupSync {
+	return &groupSync{do: func() error { return syncDir(path) }}
+}
+
+func (g *groupSync) sync() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
 	}
-	target := d.started + 1 // the first fsync to start from now on covers our renames
-	for d.completed < target {
-		if d.running {
-			d.cond.Wait()
+	target := g.started + 1 // the first sync to start from now on covers our writes
+	for g.completed < target {
+		if g.running {
+			g.cond.Wait()
 			continue
 		}
-		d.running = true
-		d.started++
-		gen := d.started
-		d.mu.Unlock()
-		err := syncDir(d.path)
-		d.mu.Lock()
-		d.running = false
-		d.completed = gen
+		g.running = true
+		g.started++
+		gen := g.started
+		g.mu.Unlock()
+		err := g.do()
+		g.mu.Lock()
+		g.running = false
+		g.completed = gen
 		if err != nil {
-			d.failedGen, d.failedErr = gen, err
+			g.failedGen, g.failedErr = gen, err
 		}
-		d.cond.Broadcast()
+		g.cond.Broadcast()
 	}
-	// Conservative: a failure in any fsync since ours started may have lost our entry.
-	if d.failedGen >= target {
-		return d.failedErr
+	// Conservative: a failure in any sync since ours started may have lost our write.
+	if g.failedGen >= target {
+		return g.failedErr
 	}
 	return nil
 }

@@ -23,11 +23,23 @@ func testSpool(t *testing.T, dir string) *Spool {
 	return s
 }
 
-// testSpoolLog opens a spool whose log goes to the returned buffer.
+// testFileSpool opens a spool with the journal off: every message gets its own file.
+func testFileSpool(t *testing.T, dir string) *Spool {
+	t.Helper()
+	s, _ := testSpoolOpts(t, dir, -1)
+	return s
+}
+
+// testSpoolLog opens a spool (journal on) whose log goes to the returned buffer.
 func testSpoolLog(t *testing.T, dir string) (*Spool, *bytes.Buffer) {
 	t.Helper()
+	return testSpoolOpts(t, dir, DefaultJournalMaxBody)
+}
+
+func testSpoolOpts(t *testing.T, dir string, journalMax int64) (*Spool, *bytes.Buffer) {
+	t.Helper()
 	var buf bytes.Buffer
-	s, err := openSpool(dir, slog.New(slog.NewTextHandler(&buf, nil)))
+	s, err := openSpool(dir, SpoolOptions{Logger: slog.New(slog.NewTextHandler(&buf, nil)), JournalMaxBody: journalMax})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +95,7 @@ func (s *Spool) readMeta(sub, id string) (*Envelope, []byte, error) {
 
 func TestSpoolRoundTripByteExact(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool") // created by OpenSpool
-	s := testSpool(t, dir)
+	s := testFileSpool(t, dir)
 	// Binary and 8-bit bytes, dots at line starts, no final CRLF, something that
 	// looks like a trailer: stored as given.
 	body := []string{"line one\r\n.dot\r\n", "\x00\xff\xfe caf\xc3\xa9\r\n", "..two dots\r\n", trailerMagic + "M\x00\x00\x00\x02", "no final newline"}
@@ -179,7 +191,7 @@ func TestSpoolSizes(t *testing.T) {
 // checksummed; the body is fsynced before the file gets its final name.)
 func TestSpoolFileDamageDetected(t *testing.T) {
 	dir := t.TempDir()
-	s := testSpool(t, dir)
+	s := testFileSpool(t, dir)
 	body := "body\r\n"
 	id := commit(t, s, &Envelope{From: "a@x", To: []string{"b@y"}}, testHeader, body)
 	good, err := os.ReadFile(filepath.Join(dir, "msg", id+".msg"))
@@ -282,7 +294,7 @@ func TestSpoolCommitRejects(t *testing.T) {
 func TestSpoolLock(t *testing.T) {
 	dir := t.TempDir()
 	testSpool(t, dir)
-	if s, err := openSpool(dir, slog.Default()); err == nil {
+	if s, err := OpenSpool(dir); err == nil {
 		s.Close()
 		t.Fatal("second OpenSpool of the same directory succeeded")
 	}
@@ -420,7 +432,7 @@ func TestSpoolRecover(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			s := testSpool(t, dir)
+			s := testFileSpool(t, dir)
 			keep := commit(t, s, &Envelope{From: "a@x", To: []string{"b@y"}}, testHeader, "kept body\r\n")
 			// Valid files for x, made by committing, updating and failing, then taken away.
 			env := &Envelope{From: "a@x", To: []string{"c@y", "d@y"}}
@@ -455,7 +467,7 @@ func TestSpoolRecover(t *testing.T) {
 			s.Close()
 
 			tt.crash(t, dir, x, f)
-			s, logs := testSpoolLog(t, dir)
+			s, logs := testSpoolOpts(t, dir, -1)
 
 			ids, err := s.List()
 			if err != nil {
@@ -504,7 +516,7 @@ func TestSpoolRecover(t *testing.T) {
 			}
 			// A second open finds nothing more to repair.
 			s.Close()
-			s, logs = testSpoolLog(t, dir)
+			s, logs = testSpoolOpts(t, dir, -1)
 			if logs.Len() != 0 {
 				t.Errorf("second OpenSpool logged:\n%s", logs)
 			}
@@ -519,7 +531,7 @@ func TestSpoolRecover(t *testing.T) {
 // failed/ are converted too, keeping their envelope.
 func TestSpoolLegacyFailedConverted(t *testing.T) {
 	dir := t.TempDir()
-	s := testSpool(t, dir)
+	s := testFileSpool(t, dir)
 	in, err := s.Create()
 	if err != nil {
 		t.Fatal(err)
@@ -534,7 +546,7 @@ func TestSpoolLegacyFailedConverted(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "failed", id+".body"), []byte("b\r\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s = testSpool(t, dir)
+	s = testFileSpool(t, dir)
 	if files := filesOf(t, dir, id); !slices.Equal(files, []string{"failed/" + id + ".msg"}) {
 		t.Fatalf("files = %v", files)
 	}
@@ -564,7 +576,7 @@ func filesOf(t *testing.T, dir, id string) []string {
 
 func TestSpoolConcurrentWriters(t *testing.T) {
 	dir := t.TempDir()
-	s := testSpool(t, dir)
+	s := testFileSpool(t, dir)
 	const writers, each = 16, 10
 	var mu sync.Mutex
 	bodies := map[string]string{}
@@ -633,7 +645,7 @@ func TestSpoolConcurrentWriters(t *testing.T) {
 
 func TestSpoolUpdateRemoveFail(t *testing.T) {
 	dir := t.TempDir()
-	s := testSpool(t, dir)
+	s := testFileSpool(t, dir)
 	id := commit(t, s, &Envelope{From: "a@x", To: []string{"b@y", "c@y"}}, testHeader, "body\r\n")
 	msgFile := filepath.Join(dir, "msg", id+".msg")
 	before, err := os.ReadFile(msgFile)
@@ -732,7 +744,7 @@ func TestSpoolUpdateRemoveFail(t *testing.T) {
 }
 
 func TestIncomingAbort(t *testing.T) {
-	s := testSpool(t, t.TempDir())
+	s := testFileSpool(t, t.TempDir())
 	in, err := s.Create()
 	if err != nil {
 		t.Fatal(err)
@@ -769,8 +781,8 @@ func TestIncomingAbort(t *testing.T) {
 	}
 }
 
-func TestDirSyncerShares(t *testing.T) {
-	d := &dirSyncer{path: t.TempDir()}
+func TestGroupSyncShares(t *testing.T) {
+	d := newDirSync(t.TempDir())
 	var wg sync.WaitGroup
 	for i := 0; i < 32; i++ {
 		wg.Add(1)
@@ -786,7 +798,7 @@ func TestDirSyncerShares(t *testing.T) {
 		t.Errorf("started %d completed %d running %v", d.started, d.completed, d.running)
 	}
 
-	bad := &dirSyncer{path: filepath.Join(t.TempDir(), "missing")}
+	bad := newDirSync(filepath.Join(t.TempDir(), "missing"))
 	if err := bad.sync(); err == nil {
 		t.Error("sync of a missing directory succeeded")
 	}

@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/net/publicsuffix"
+
 	"sealgate/internal/addr"
 )
 
@@ -142,10 +144,11 @@ type Pattern struct {
 }
 
 // ParsePattern parses a may_send_as pattern. It refuses "*", "*@*", wildcards in
-// any other position, address literals, and wildcard patterns over a single-label
-// domain ("*@com", "*@*.com"): sealgate never allows a client to send as
-// everybody, or as a whole top-level domain. (Public suffixes such as co.uk are
-// not known here; the operator must not list them.)
+// any other position, address literals, wildcard patterns over a single-label
+// domain ("*@com", "*@*.com") and wildcard patterns over a public suffix
+// ("*@co.uk", "*@*.github.io"; see checkPublicSuffix): sealgate never allows a
+// client to send as everybody, as a whole top-level domain, or as every domain
+// registered under a public suffix.
 func ParsePattern(s string) (Pattern, error) {
 	p, err := parsePattern(s)
 	if err != nil {
@@ -176,6 +179,9 @@ func parsePattern(s string) (Pattern, error) {
 		if !strings.Contains(string(d), ".") {
 			return Pattern{}, fmt.Errorf("domain %q is a top-level domain; a pattern may not cover it", d)
 		}
+		if err := checkPublicSuffix(kind, d); err != nil {
+			return Pattern{}, err
+		}
 		return Pattern{kind: kind, domain: d}, nil
 	}
 	if strings.Contains(s, "*") && !strings.Contains(s, `"`) {
@@ -189,6 +195,74 @@ func parsePattern(s string) (Pattern, error) {
 		return Pattern{}, errors.New("address literals are not allowed")
 	}
 	return Pattern{kind: patternAddress, addr: a}, nil
+}
+
+// checkPublicSuffix refuses a wildcard pattern over a public suffix: a name under
+// which anyone can register a domain, from the ICANN section of the Public Suffix
+// List ("co.uk") or its private section ("github.io", whose subdomains belong to
+// GitHub's users). "*@*.co.uk" would let one client sign for every domain
+// registered under co.uk. "*@co.uk" is refused as well, like "*@com": the
+// suffix's own addresses belong to its registry, and such a pattern is almost
+// certainly a mistake for the client's own domain.
+//
+// Exact addresses at a public suffix ("postmaster@co.uk") stay allowed: only the
+// registry can receive mail there, so listing one hands a client nothing that
+// belongs to a registrant, and refusing it would protect nobody.
+//
+// For "*@*.D" the names directly under D are checked too: a wildcard rule of the
+// list ("*.kawasaki.jp") makes every child of D a public suffix although D
+// itself is not one. A suffix listed by name deeper under D ("s3.amazonaws.com"
+// under amazonaws.com) is not found: golang.org/x/net/publicsuffix cannot list
+// the names under a domain.
+//
+// The list is the snapshot compiled into golang.org/x/net/publicsuffix, so a
+// newer x/net can refuse a pattern that an older build accepted. Its names, and
+// the names it takes, are lower-case A-labels: the form of addr.Domain, so an
+// IDN suffix such as 公司.香港 is found whichever form the pattern used.
+func checkPublicSuffix(kind patternKind, d addr.Domain) error {
+	if section, ok := publicSuffixSection(string(d)); ok {
+		if kind == patternDomain {
+			return fmt.Errorf("%s is a public suffix (%s section of the Public Suffix List); "+
+				"a wildcard pattern may not cover it: list the client's own domains instead, such as \"*@example.%s\"",
+				quoteDomain(d), section, d.Unicode())
+		}
+		return fmt.Errorf("%s is a public suffix (%s section of the Public Suffix List); "+
+			"a pattern may not cover every domain under it: list the client's own domains instead, such as \"*@example.%s\" and \"*@*.example.%s\"",
+			quoteDomain(d), section, d.Unicode(), d.Unicode())
+	}
+	if kind == patternSubdomains {
+		// A label that no exception rule ("!city.kawasaki.jp") names.
+		if section, ok := publicSuffixSection("sealgate-probe." + string(d)); ok {
+			return fmt.Errorf("the domains directly under %s are public suffixes (%s section of the Public Suffix List, wildcard rule \"*.%s\"); "+
+				"a pattern may not cover every domain under them: list the client's own domains instead",
+				quoteDomain(d), section, d)
+		}
+	}
+	return nil
+}
+
+// publicSuffixSection reports whether name (lower-case A-labels, at least two
+// labels) is itself a public suffix, and in which section of the list. The
+// list's default rule "*" makes every single-label name a suffix, with icann
+// false; callers refuse single-label names before asking.
+func publicSuffixSection(name string) (section string, ok bool) {
+	suffix, icann := publicsuffix.PublicSuffix(name)
+	switch {
+	case suffix != name:
+		return "", false
+	case icann:
+		return "ICANN", true
+	}
+	return "private", true
+}
+
+// quoteDomain names a domain for an admin: "co.uk", or for an IDN both forms,
+// "xn--55qx5d.xn--j6w193g" (公司.香港).
+func quoteDomain(d addr.Domain) string {
+	if u := d.Unicode(); u != string(d) {
+		return fmt.Sprintf("%q (%s)", string(d), u)
+	}
+	return fmt.Sprintf("%q", string(d))
 }
 
 // MustParsePatterns parses patterns and panics on error; for tests and fixed tables.

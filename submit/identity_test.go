@@ -1,6 +1,7 @@
 package submit
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -110,5 +111,91 @@ func TestPermits(t *testing.T) {
 		if k.String() != want {
 			t.Errorf("%d.String() = %q", k, k.String())
 		}
+	}
+}
+
+func TestParsePatternPublicSuffix(t *testing.T) {
+	tests := []struct {
+		in    string
+		parts []string // nil: the pattern is allowed
+	}{
+		{"*@co.uk", []string{`"co.uk" is a public suffix (ICANN section`, "a wildcard pattern may not cover it", `"*@example.co.uk"`}},
+		{"*@*.co.uk", []string{`"co.uk" is a public suffix (ICANN section`, "may not cover every domain under it"}},
+		{"*@CO.UK", []string{`"co.uk" is a public suffix (ICANN section`}},
+		{"*@co.uk.", []string{`"co.uk" is a public suffix`}},
+		{"*@github.io", []string{`"github.io" is a public suffix (private section`}},
+		{"*@*.github.io", []string{`"github.io" is a public suffix (private section`}},
+		{"*@*.com", []string{`"com" is a top-level domain`}},
+		{"*@com", []string{`"com" is a top-level domain`}},
+		// IDN suffixes, given as U-labels or A-labels (公司.香港: companies in Hong Kong).
+		{"*@公司.香港", []string{`"xn--55qx5d.xn--j6w193g" (公司.香港) is a public suffix (ICANN section`, `"*@example.公司.香港"`}},
+		{"*@*.xn--55qx5d.xn--j6w193g", []string{`(公司.香港) is a public suffix (ICANN section`}},
+		{"*@*.ак.срб", []string{`"xn--80au.xn--90a3ac" (ак.срб) is a public suffix (ICANN section`}},
+		// Wildcard rules of the list: "*.kawasaki.jp" (except city.kawasaki.jp), "*.sch.uk".
+		{"*@foo.kawasaki.jp", []string{`"foo.kawasaki.jp" is a public suffix (ICANN section`}},
+		{"*@*.kawasaki.jp", []string{`the domains directly under "kawasaki.jp" are public suffixes (ICANN section`, `wildcard rule "*.kawasaki.jp"`}},
+		{"*@*.sch.uk", []string{`the domains directly under "sch.uk" are public suffixes`}},
+
+		{"*@example.co.uk", nil},
+		{"*@*.example.co.uk", nil},
+		{"*@*.example.com", nil},
+		{"*@example.test", nil}, // .test is not in the list; dev mode and the tests use it
+		{"*@*.example.test", nil},
+		{"*@alice.github.io", nil},
+		{"*@city.kawasaki.jp", nil}, // exception rule "!city.kawasaki.jp"
+		{"*@example.公司.香港", nil},
+		// Exact addresses at a public suffix: only the registry receives mail there.
+		{"postmaster@co.uk", nil},
+		{"bob@github.io", nil},
+	}
+	for _, tt := range tests {
+		p, err := ParsePattern(tt.in)
+		if tt.parts == nil {
+			if err != nil {
+				t.Errorf("ParsePattern(%q): %v", tt.in, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("ParsePattern(%q) = %v, want an error", tt.in, p)
+			continue
+		}
+		for _, part := range append(tt.parts, `may_send_as pattern "`+tt.in+`"`) {
+			if !strings.Contains(err.Error(), part) {
+				t.Errorf("ParsePattern(%q) error %q does not contain %q", tt.in, err, part)
+			}
+		}
+	}
+}
+
+// A public-suffix pattern is reported with its key path by configuration checks
+// ("sealgate config check") and with its line by the users file.
+func TestPublicSuffixPatternReported(t *testing.T) {
+	dir := goodConfigDir(t)
+	hash, _ := HashPassword("pw")
+	cfg := strings.Replace(goodConfig, `may_send_as: ["*@acme.example", "*@bücher.example"]`,
+		`may_send_as: ["*@acme.example", "*@*.co.uk", "*@github.io"]`, 1)
+	writeFiles(t, dir, map[string]string{
+		"sealgate.yaml": cfg,
+		"users":         "alice " + hash + " *@corp.example\nbob " + hash + " *@*.co.uk\n",
+	})
+	_, err := LoadConfig(filepath.Join(dir, "sealgate.yaml"))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`client_networks[0].may_send_as[1]: may_send_as pattern "*@*.co.uk": "co.uk" is a public suffix (ICANN section`,
+		`client_networks[0].may_send_as[2]: may_send_as pattern "*@github.io": "github.io" is a public suffix (private section`,
+		filepath.Join(dir, "users") + `:2: login "bob": may_send_as pattern "*@*.co.uk": "co.uk" is a public suffix`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing problem %q", want)
+		}
+	}
+	if strings.Contains(err.Error(), "may_send_as[0]") || strings.Contains(err.Error(), ":1:") {
+		t.Errorf("good pattern or line reported:\n%v", err)
+	}
+	if t.Failed() {
+		t.Logf("all problems:\n%v", err)
 	}
 }

@@ -209,9 +209,12 @@ func checkField(id *Identity, field, value string) ([]addr.Mailbox, *smtp.SMTPEr
 		// Display names are not compared with the address (rule 4), but one
 		// that shows a reader an address the identity may not use is
 		// impersonation. The whole address is checked, not just its domain.
-		for _, a := range addr.AddressesInDisplayName(m.Name) {
-			if !id.Permits(a) {
-				return nil, errDisplayName(field, m.Name, id)
+		// A group's display name (RFC 6854) is shown like a mailbox's.
+		for _, name := range []string{m.Name, m.Group} {
+			for _, a := range addr.AddressesInDisplayName(name) {
+				if !id.Permits(a) {
+					return nil, errDisplayName(field, name, id)
+				}
 			}
 		}
 	}

@@ -111,7 +111,11 @@ func TestCheckHeaderSenders(t *testing.T) {
 		{name: "display name is a permitted address", hdr: []string{`From: "bob@other.example" <alice@client.example>`}},
 		{name: "quoted local with @ inside, permitted domain", hdr: []string{`From: "ceo@bank.example"@client.example`}},
 		{name: "folded value", hdr: []string{"From: Alice\r\n <alice@client.example>"}},
+		{name: "windows-1252 display name", hdr: []string{"From: =?windows-1252?q?=93Caf=E9=94_=80?= <a@client.example>"}},
+		{name: "koi8-r display name", hdr: []string{"From: =?koi8-r?b?6dfBzg==?= <a@client.example>"}},
 
+		{name: "group name is a foreign address", hdr: []string{`From: "ceo@bank.example": a@client.example;`}, code: 550, parts: []string{"display name"}},
+		{name: "encoded group name is a foreign address", hdr: []string{"From: =?utf-8?q?ceo=40bank.example?=: a@client.example;"}, code: 550, parts: []string{"display name"}},
 		{name: "no from", hdr: []string{"Sender: a@client.example"}, code: 550, parts: []string{"message has no From header field"}},
 		{name: "two from fields", hdr: []string{"From: a@client.example", "From: b@client.example"}, code: 550,
 			parts: []string{"message has 2 From header fields; exactly one is allowed"}},
@@ -145,7 +149,8 @@ func TestCheckHeaderSenders(t *testing.T) {
 		{name: "unparsable empty", hdr: []string{"From: "}, code: 550, parts: []string{"From header field cannot be parsed"}},
 		{name: "null from", hdr: []string{"From: <>"}, code: 550, parts: []string{"cannot be parsed"}},
 		{name: "unquoted comma name", hdr: []string{"From: Doe, John <a@client.example>"}, code: 550, parts: []string{"cannot be parsed"}},
-		{name: "unknown charset", hdr: []string{"From: =?koi8-r?q?x?= <a@client.example>"}, code: 550, parts: []string{"cannot be parsed", "koi8-r"}},
+		{name: "unknown charset", hdr: []string{"From: =?x-nonsense?q?x?= <a@client.example>"}, code: 550, parts: []string{"cannot be parsed", `unsupported charset "x-nonsense"`}},
+		{name: "unknown charset in quotes", hdr: []string{`From: "=?x-nonsense?q?x?=" <a@client.example>`}, code: 550, parts: []string{"cannot be parsed", `unsupported charset "x-nonsense"`}},
 		{name: "sender unparsable", hdr: []string{"From: a@client.example", "Sender: <"}, code: 550, parts: []string{"Sender header field cannot be parsed"}},
 		{name: "display name foreign", hdr: []string{`From: "ceo@bank.example" <x@client.example>`}, code: 550,
 			parts: []string{`From display name "ceo@bank.example" looks like an address not permitted for login alice (allowed: *@client.example`}},
@@ -156,6 +161,13 @@ func TestCheckHeaderSenders(t *testing.T) {
 		{name: "display name other local at exact domain", hdr: []string{`From: "carol@other.example" <x@client.example>`}, code: 550, parts: []string{"display name"}},
 		{name: "comment as display name", hdr: []string{"From: x@client.example (ceo@bank.example)"}, code: 550, parts: []string{"display name"}},
 		{name: "sender display name", hdr: []string{"From: x@client.example", `Sender: "ceo@bank.example" <y@client.example>`}, code: 550, parts: []string{"Sender display name"}},
+		// Encoded-words in other charsets: the decoded text is what is inspected.
+		{name: "display name windows-1252", hdr: []string{"From: =?windows-1252?q?=93CEO=94_ceo=40bank.example?= <x@client.example>"}, code: 550,
+			parts: []string{"From display name \"\u201cCEO\u201d ceo@bank.example\""}},
+		{name: "display name windows-1252 in quotes", hdr: []string{`From: "=?windows-1252?q?=93CEO=94_ceo=40bank.example?=" <x@client.example>`}, code: 550, parts: []string{"display name"}},
+		// ISO-2022-JP "日本 ceo＠bank．example" (fullwidth '＠' and '．' from JIS X 0208).
+		{name: "display name iso-2022-jp fullwidth", hdr: []string{"From: =?iso-2022-jp?b?GyRCRnxLXBsoQiBjZW8bJEIhdxsoQmJhbmsbJEIhJRsoQmV4YW1wbGU=?= <x@client.example>"}, code: 550, parts: []string{"From display name"}},
+		{name: "display name iso-2022-jp in quotes", hdr: []string{`From: "=?ISO-2022-JP?B?GyRCRnxLXBsoQiBjZW8bJEIhdxsoQmJhbmsbJEIhJRsoQmV4YW1wbGU=?=" <x@client.example>`}, code: 550, parts: []string{"From display name"}},
 	}
 	for _, tt := range tests {
 		checkReply(t, tt.name, CheckHeaderSenders(alice(), header(tt.hdr...)), tt.code, e, tt.parts...)

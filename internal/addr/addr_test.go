@@ -240,6 +240,21 @@ func TestParseHeaderMailboxes(t *testing.T) {
 		{in: "=?utf-8?q?J=C3=B6rg?= <j@x.example>", want: []mb{{"Jörg", "j@x.example", ""}}},
 		{in: "=?iso-8859-1?q?J=F6rg?= <j@x.example>", want: []mb{{"Jörg", "j@x.example", ""}}},
 		{in: "=?us-ascii?q?Bob?= <b@x.example>", want: []mb{{"Bob", "b@x.example", ""}}},
+		// Other charsets, by their WHATWG Encoding Standard labels.
+		{in: "=?windows-1252?q?=93Caf=E9=94_=80?= <a@x.example>", want: []mb{{"\u201cCafé\u201d €", "a@x.example", ""}}},
+		{in: "=?CP1252?Q?=85?= <a@x.example>", want: []mb{{"\u2026", "a@x.example", ""}}},
+		{in: "=?iso-8859-15?q?=A4uro_=BDuvre?= <a@x.example>", want: []mb{{"€uro œuvre", "a@x.example", ""}}}, // ¤uro ½uvre in ISO-8859-1
+		{in: "=?ISO-2022-JP?B?GyRCOzNFREJATzobKEI=?= <a@x.example>", want: []mb{{"山田太郎", "a@x.example", ""}}},
+		{in: "=?gb2312?B?1cXOsA==?= <a@x.example>", want: []mb{{"张伟", "a@x.example", ""}}},
+		{in: "=?shift_jis?B?jlKTYw==?= <a@x.example>", want: []mb{{"山田", "a@x.example", ""}}},
+		{in: "=?koi8-r?b?6dfBzg==?= <a@x.example>", want: []mb{{"Иван", "a@x.example", ""}}},
+		{in: "=?big5?b?pP0=?= <a@x.example>", want: []mb{{"王", "a@x.example", ""}}},
+		{in: "=?ks_c_5601-1987?b?seg=?= <a@x.example>", want: []mb{{"김", "a@x.example", ""}}},
+		{in: "=?utf-8*de?q?J=C3=B6rg?= <a@x.example>", want: []mb{{"Jörg", "a@x.example", ""}}}, // RFC 2231 §5 language
+		{in: "=?koi8-r?b?6dfBzg==?=: a@x.example;", want: []mb{{"", "a@x.example", "Иван"}}},
+		// Not encoded-words (bad base64, unknown encoding): left as written.
+		{in: `"=?x-nonsense?b?!!?=" <a@x.example>`, want: []mb{{"=?x-nonsense?b?!!?=", "a@x.example", ""}}},
+		{in: `"=?x-nonsense?x?abc?=" <a@x.example>`, want: []mb{{"=?x-nonsense?x?abc?=", "a@x.example", ""}}},
 		{in: `"ops@partner.example"@relay.example`, want: []mb{{"", `"ops@partner.example"@relay.example`, ""}}},
 		{in: "a@bücher.example", want: []mb{{"", "a@xn--bcher-kva.example", ""}}},
 		{in: "Team: a@x.example, b@y.example;", want: []mb{{"", "a@x.example", "Team"}, {"", "b@y.example", "Team"}}},
@@ -264,7 +279,13 @@ func TestParseHeaderMailboxes(t *testing.T) {
 		{in: "a;b@x.example", err: true},
 		{in: `"unterminated <a@x.example>`, err: true},
 		{in: "(unterminated a@x.example", err: true},
-		{in: "=?koi8-r?q?abc?= <a@x.example>", err: true},
+		{in: "=?x-nonsense?q?abc?= <a@x.example>", err: true},
+		{in: `"=?x-nonsense?q?abc?=" <a@x.example>`, err: true},
+		{in: "=?x-nonsense?q?abc?=: a@x.example;", err: true},
+		{in: "a@x.example (=?x-nonsense?q?abc?=)", err: true},
+		{in: "=?utf-7?q?ceo+AEA-bank.example?= <a@x.example>", err: true},
+		{in: "=?iso-2022-kr?q?abc?= <a@x.example>", err: true},    // WHATWG "replacement"
+		{in: "=?x-user-defined?q?abc?= <a@x.example>", err: true}, // not a mail charset
 		{in: "a@x_y.example", err: true},
 		{in: "a@x.example.", err: true},
 	}
@@ -300,6 +321,22 @@ func TestParseHeaderMailboxes(t *testing.T) {
 	}
 }
 
+// An encoded-word in a charset we cannot decode makes the field unparsable, with
+// an error naming the charset: we would not know what a reader is shown.
+func TestParseHeaderMailboxesUnknownCharset(t *testing.T) {
+	for _, in := range []string{
+		"=?x-nonsense?q?ceo=40bank.example?= <a@client.example>",
+		`"=?X-Nonsense?q?ceo=40bank.example?=" <a@client.example>`,
+		"=?x-nonsense?q?Team?=: a@client.example;",
+	} {
+		_, err := ParseHeaderMailboxes(in)
+		var se *SyntaxError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), `unsupported charset "x-nonsense" in encoded-word`) {
+			t.Errorf("ParseHeaderMailboxes(%q) error = %v; want a SyntaxError naming charset \"x-nonsense\"", in, err)
+		}
+	}
+}
+
 func TestDisplayNameLooksLikeAddress(t *testing.T) {
 	tests := []struct {
 		header string
@@ -319,6 +356,13 @@ func TestDisplayNameLooksLikeAddress(t *testing.T) {
 		// Encoded-word inside a quoted string: net/mail leaves it, mail readers decode it.
 		{`"=?utf-8?q?ceo=40bank.example?=" <x@client.example>`, "ceo@bank.example"},
 		{"=?utf-8?q?ceo=EF=BC=A0bank.example?= <x@client.example>", "ceo@bank.example"},
+		// Other charsets: what the policy inspects is the decoded text.
+		{"=?windows-1252?q?=93CEO=94_ceo=40bank.example?= <x@client.example>", "ceo@bank.example"},
+		{`"=?windows-1252?q?=93CEO=94_ceo=40bank.example?=" <x@client.example>`, "ceo@bank.example"},
+		// ISO-2022-JP "日本 ceo＠bank．example": fullwidth '＠' and '．' from JIS X 0208,
+		// so neither '@' nor '.' appears in the encoded bytes.
+		{"=?iso-2022-jp?b?GyRCRnxLXBsoQiBjZW8bJEIhdxsoQmJhbmsbJEIhJRsoQmV4YW1wbGU=?= <x@client.example>", "ceo@bank.example"},
+		{`"=?ISO-2022-JP?B?GyRCRnxLXBsoQiBjZW8bJEIhdxsoQmJhbmsbJEIhJRsoQmV4YW1wbGU=?=" <x@client.example>`, "ceo@bank.example"},
 		{`"Alice Example" <x@client.example>`, ""},
 		{`"Alice @ Home" <x@client.example>`, ""},
 		{`"alice@localhost" <x@client.example>`, ""},

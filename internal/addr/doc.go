@@ -10,7 +10,8 @@
 //     length limits of RFC 5321 §4.5.3.1, and RFC 6531 UTF-8 local parts;
 //   - envelope paths as emersion/go-smtp hands them to a session (ParsePath);
 //   - RFC 5322 §3.4 mailbox lists in header fields, including RFC 6854 group syntax in
-//     From/Sender, with RFC 2047 encoded-word display names (ParseHeaderMailboxes);
+//     From/Sender, with RFC 2047 encoded-word display names in the charsets of the
+//     WHATWG Encoding Standard (ParseHeaderMailboxes);
 //   - detection of display names that pretend to be addresses.
 //
 // Local parts: RFC 5321 §2.4 says local parts are case-sensitive, but nearly every

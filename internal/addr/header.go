@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode"
 
+	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -43,12 +44,32 @@ func (e *SyntaxError) Error() string { return "addr: " + strings.TrimPrefix(e.Er
 func (e *SyntaxError) Unwrap() error { return e.Err }
 
 // wordDecoder decodes RFC 2047 encoded-words. mime.WordDecoder handles UTF-8,
-// US-ASCII and ISO-8859-1 itself; any other charset makes the display name, and so
-// the field, unparsable: we would not know what a reader is shown.
-var wordDecoder = &mime.WordDecoder{
-	CharsetReader: func(charset string, _ io.Reader) (io.Reader, error) {
+// US-ASCII and ISO-8859-1 itself and asks charsetReader for every other charset.
+var wordDecoder = &mime.WordDecoder{CharsetReader: charsetReader}
+
+// charsetReader decodes an encoded-word's text from charset, looked up among the
+// labels of the WHATWG Encoding Standard (golang.org/x/text/encoding/htmlindex):
+// windows-1252, iso-8859-15, koi8-r, shift_jis, iso-2022-jp, gb2312, big5,
+// euc-kr... Those labels and their mappings are what browser-engine mail readers
+// (Thunderbird) use, so the decoded display name, which the sender policy
+// searches for addresses, is what a reader is shown. The Standard's supersets
+// (gb2312 read as GBK, tis-620 as windows-874) only add characters, so they hide
+// nothing a stricter reader would show.
+//
+// A charset it does not know, and the Standard's "replacement" encoding (labels
+// such as iso-2022-kr and hz-gb-2312, which the Standard decodes to a single
+// U+FFFD although other readers still decode them) and x-user-defined (not a
+// mail charset), are errors: the display name, and so the field, is then
+// unparsable, because we would not know what a reader is shown.
+func charsetReader(charset string, input io.Reader) (io.Reader, error) {
+	// RFC 2231 §5: an encoded-word's charset may carry a language, "utf-8*en".
+	label, _, _ := strings.Cut(charset, "*")
+	enc, err := htmlindex.Get(label)
+	if name, _ := htmlindex.Name(enc); err != nil || name == "replacement" || name == "x-user-defined" {
 		return nil, fmt.Errorf("unsupported charset %q in encoded-word", charset)
-	},
+	}
+	// Bytes that are invalid in the charset decode to U+FFFD.
+	return enc.NewDecoder().Reader(input), nil
 }
 
 var headerParser = &mail.AddressParser{WordDecoder: wordDecoder}
@@ -82,9 +103,12 @@ func ParseHeaderMailboxes(value string) ([]Mailbox, error) {
 			out = append(out, m)
 			continue
 		}
-		name := strings.TrimSpace(it.name)
-		if dec, err := wordDecoder.DecodeHeader(name); err == nil {
-			name = dec
+		// DecodeHeader leaves text that only looks like an encoded-word (bad
+		// base64, unknown encoding letter) as it is; it fails only on a charset
+		// that charsetReader refuses.
+		name, err := wordDecoder.DecodeHeader(strings.TrimSpace(it.name))
+		if err != nil {
+			return nil, &SyntaxError{Err: fmt.Errorf("group name: %w", err)}
 		}
 		if onlyCFWS(it.text) {
 			return nil, &EmptyGroupError{Group: name}
@@ -122,6 +146,13 @@ func toMailbox(a *mail.Address, group string) (Mailbox, error) {
 	}
 	if at < 0 {
 		return Mailbox{}, &SyntaxError{Err: fmt.Errorf("no @ in %q", s)}
+	}
+	// net/mail has decoded the encoded-words of a phrase, but leaves those inside
+	// a quoted string, which readers decode anyway (AddressesInDisplayName looks
+	// at both forms): one in a charset we cannot decode is refused like one in a
+	// phrase.
+	if _, err := wordDecoder.DecodeHeader(a.Name); err != nil {
+		return Mailbox{}, &SyntaxError{Err: fmt.Errorf("display name: %w", err)}
 	}
 	m := Mailbox{Name: a.Name, Group: group}
 	var err error

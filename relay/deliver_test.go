@@ -42,6 +42,17 @@ type nextHopServer struct {
 	dataReply func(n int) error
 	arrived   chan received
 	sessions  int // SMTP sessions opened (connections that sent EHLO)
+	conns     []net.Conn
+}
+
+// closeSessions drops every session from the server's side.
+func (h *nextHopServer) closeSessions() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.conns {
+		c.Close()
+	}
+	h.conns = nil
 }
 
 func startNextHop(t *testing.T) *nextHopServer {
@@ -50,6 +61,7 @@ func startNextHop(t *testing.T) *nextHopServer {
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		h.mu.Lock()
 		h.sessions++
+		h.conns = append(h.conns, c.Conn())
 		h.mu.Unlock()
 		return &hopSession{h: h}, nil
 	}))

@@ -61,7 +61,9 @@ func (o OutboxSink) Deliver(ctx context.Context, env *Envelope, msg io.Reader) e
 //
 // Connections are kept open after a delivery and reused for the next message (RFC 5321
 // §4.5.3 lets a client send many transactions per session), checked with RSET first; so a
-// busy queue does not pay a connect, greeting and EHLO per message. Use it by pointer.
+// busy queue does not pay a connect, greeting and EHLO per message. When the server offers
+// PIPELINING (RFC 2920), RSET, MAIL, the RCPTs and DATA go out in one write, so a message
+// costs two round trips instead of one per command. Use it by pointer.
 type NextHop struct {
 	Addr     string        // host:port
 	HeloName string        // EHLO/HELO name; default the host name
@@ -84,8 +86,9 @@ type idleClient struct {
 // a few minutes (RFC 5321 §4.5.3.2.7 suggests 5), so reuse stays well inside that.
 const maxIdleAge = 30 * time.Second
 
-// client returns a session ready for MAIL: an idle one that still answers RSET, or a new one.
-func (h *NextHop) client(ctx context.Context, helo string, timeout time.Duration) (*smtpClient, error) {
+// client returns a session for the next transaction: an idle one (reused, to be
+// checked with RSET by the transaction) or a new one.
+func (h *NextHop) client(ctx context.Context, helo string, timeout time.Duration) (c *smtpClient, reused bool, err error) {
 	for {
 		h.mu.Lock()
 		var ic idleClient
@@ -103,21 +106,17 @@ func (h *NextHop) client(ctx context.Context, helo string, timeout time.Duration
 			continue
 		}
 		ic.c.stop = context.AfterFunc(ctx, func() { ic.c.conn.Close() })
-		if _, err := ic.c.cmd(250, "RSET"); err != nil {
-			ic.c.close()
-			continue
-		}
-		return ic.c, nil
+		return ic.c, true, nil
 	}
-	c, err := dialSMTP(ctx, h.Addr, timeout)
+	c, err = dialSMTP(ctx, h.Addr, timeout)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := c.hello(helo); err != nil {
 		c.close()
-		return nil, err
+		return nil, false, err
 	}
-	return c, nil
+	return c, false, nil
 }
 
 // release keeps c for the next message, or ends the session when enough are idle.
@@ -180,11 +179,27 @@ func (h *NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) err
 			return &PermanentError{Err: err}
 		}
 	}
-
-	c, err := h.client(ctx, helo, timeout)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		c, reused, err := h.client(ctx, helo, timeout)
+		if err != nil {
+			return err
+		}
+		err = h.transaction(c, reused, env, msg)
+		if errors.Is(err, errStaleSession) && attempt == 0 {
+			continue // the idle session had died before it took anything: use a new one
+		}
 		return err
 	}
+}
+
+// errStaleSession reports a reused session that did not answer RSET.
+var errStaleSession = errors.New("reused SMTP session did not answer RSET")
+
+// transaction runs one mail transaction on c, and keeps c for the next message
+// when it ends cleanly. A reused session gets RSET first, to check it is alive.
+// With PIPELINING (RFC 2920) RSET, MAIL, every RCPT and DATA go out in one write
+// and their replies are read in order; otherwise one command at a time.
+func (h *NextHop) transaction(c *smtpClient, reused bool, env *Envelope, msg io.Reader) error {
 	keep := false
 	defer func() {
 		if keep {
@@ -217,12 +232,11 @@ func (h *NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) err
 			mailParams = append(mailParams, "ENVID="+xtext(env.EnvID))
 		}
 	}
-	if err := c.mail(env.From, mailParams); err != nil {
-		return err
+	cmds := make([]string, 0, len(env.To)+3)
+	if reused {
+		cmds = append(cmds, "RSET")
 	}
-
-	var accepted []string
-	var failed []RecipientError
+	cmds = append(cmds, mailCmd(env.From, mailParams))
 	for i, rcpt := range env.To {
 		var params []string
 		if dsn { // RFC 3461 §4.1, §4.2
@@ -233,7 +247,46 @@ func (h *NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) err
 				params = append(params, "ORCPT="+orcptParam(env.ORcpt[i]))
 			}
 		}
-		err := c.rcpt(rcpt, params)
+		cmds = append(cmds, rcptCmd(rcpt, params))
+	}
+	cmds = append(cmds, "DATA")
+
+	// send and reply hand out the commands and read their replies: all commands
+	// at once when pipelining, else each just before its reply.
+	_, pipelining := c.extension("PIPELINING")
+	if pipelining {
+		if err := c.send(cmds...); err != nil {
+			if reused {
+				err = fmt.Errorf("%w: %w", errStaleSession, err)
+			}
+			return err
+		}
+	}
+	next := 0
+	reply := func(expect int) (string, error) {
+		line := cmds[next]
+		next++
+		if !pipelining {
+			if err := c.send(line); err != nil {
+				return "", err
+			}
+		}
+		_, msg, err := c.read(line, expect)
+		return msg, err
+	}
+
+	if reused {
+		if _, err := reply(250); err != nil {
+			return fmt.Errorf("%w: %w", errStaleSession, err)
+		}
+	}
+	if _, err := reply(2); err != nil {
+		return err // MAIL refused; with pipelining the rest is moot, and the session is closed
+	}
+	var accepted []string
+	var failed []RecipientError
+	for _, rcpt := range env.To {
+		_, err := reply(2)
 		var re *ReplyError
 		switch {
 		case err == nil:
@@ -247,6 +300,14 @@ func (h *NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) err
 		}
 	}
 	if len(accepted) == 0 {
+		if pipelining {
+			// DATA was sent too. A server that accepts it anyway (RFC 2920 §3.1)
+			// gets an empty message ended at once, which it must refuse.
+			if _, err := reply(354); err == nil {
+				c.send(".")
+				c.read("end of data", 2)
+			}
+		}
 		c.quit()
 		rerr := &RecipientsError{Failed: failed}
 		for _, f := range failed {
@@ -256,8 +317,10 @@ func (h *NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) err
 		}
 		return &PermanentError{Err: rerr}
 	}
-
-	if err := c.data(msg); err != nil {
+	if _, err := reply(354); err != nil {
+		return err
+	}
+	if err := c.body(msg); err != nil {
 		if errors.Is(err, errBareLineEnd) {
 			// The connection is closed without the final ".", so the server drops it.
 			return &PermanentError{Err: err}

@@ -25,8 +25,7 @@
 // result.
 //
 // Deliberately not done yet (later issues): MX lookup and delivery to the
-// recipients' domains; STARTTLS, MTA-STS/DANE, PIPELINING and SUBMITTER in the
-// client; generating DSNs (RFC 3464) — messages that fail are moved to the
+// recipients' domains; STARTTLS, MTA-STS/DANE and SUBMITTER in the client; generating DSNs (RFC 3464) — messages that fail are moved to the
 // spool's failed/ directory with a "bounce needed" log event instead; per-domain
 // rate limits. The client never rewrites a message: one with a bare CR or LF is
 // refused rather than repaired, because repair would break the DKIM and ARC

@@ -15,8 +15,9 @@ import (
 
 // smtpClient is a small SMTP client (RFC 5321) on net/textproto. It sends bodies
 // byte for byte (only dot-stuffing is added) and reports each reply as it comes,
-// so callers get per-recipient results. The delivery issue extends it with
-// STARTTLS (RFC 3207), PIPELINING (RFC 2920) and SUBMITTER (RFC 4405).
+// so callers get per-recipient results. With a server that offers PIPELINING
+// (RFC 2920) the envelope commands go out in one write (see NextHop.deliver). The
+// delivery issue extends it with STARTTLS (RFC 3207) and SUBMITTER (RFC 4405).
 type smtpClient struct {
 	conn    net.Conn
 	text    *textproto.Conn
@@ -81,15 +82,29 @@ func (c *smtpClient) read(cmd string, expect int) (int, string, error) {
 
 // cmd sends one command line and reads its reply.
 func (c *smtpClient) cmd(expect int, line string) (string, error) {
-	if strings.ContainsAny(line, "\r\n") {
-		return "", fmt.Errorf("refusing to send command containing CR or LF: %q", line)
-	}
-	c.deadline()
-	if err := c.text.PrintfLine("%s", line); err != nil {
-		return "", fmt.Errorf("%s: %w", line, err)
+	if err := c.send(line); err != nil {
+		return "", err
 	}
 	_, msg, err := c.read(line, expect)
 	return msg, err
+}
+
+// send writes command lines and flushes them in one go: one line, or a group
+// of pipelined commands (RFC 2920 §3.1) whose replies the caller reads in order.
+func (c *smtpClient) send(lines ...string) error {
+	c.deadline()
+	w := c.text.W
+	for _, line := range lines {
+		if strings.ContainsAny(line, "\r\n") {
+			return fmt.Errorf("refusing to send command containing CR or LF: %q", line)
+		}
+		w.WriteString(line)
+		w.WriteString("\r\n")
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("%s: %w", lines[0], err)
+	}
+	return nil
 }
 
 // hello sends EHLO, falling back to HELO when the server rejects EHLO with a
@@ -119,15 +134,8 @@ func (c *smtpClient) extension(keyword string) (string, bool) {
 	return v, ok
 }
 
-func (c *smtpClient) mail(from string, params []string) error {
-	_, err := c.cmd(2, "MAIL FROM:<"+from+">"+joinParams(params))
-	return err
-}
-
-func (c *smtpClient) rcpt(to string, params []string) error {
-	_, err := c.cmd(2, "RCPT TO:<"+to+">"+joinParams(params))
-	return err
-}
+func mailCmd(from string, params []string) string { return "MAIL FROM:<" + from + ">" + joinParams(params) }
+func rcptCmd(to string, params []string) string   { return "RCPT TO:<" + to + ">" + joinParams(params) }
 
 func joinParams(params []string) string {
 	if len(params) == 0 {
@@ -148,6 +156,12 @@ func (c *smtpClient) data(msg io.Reader) error {
 	if _, err := c.cmd(354, "DATA"); err != nil {
 		return err
 	}
+	return c.body(msg)
+}
+
+// body sends the message after a 354 reply to DATA and reads the final reply;
+// see data.
+func (c *smtpClient) body(msg io.Reader) error {
 	dw := &dotWriter{c: c, w: bufio.NewWriterSize(c.conn, 32*1024), lineStart: true}
 	if _, err := io.Copy(dw, msg); err != nil {
 		return err

@@ -134,8 +134,10 @@ func (c *smtpClient) extension(keyword string) (string, bool) {
 	return v, ok
 }
 
-func mailCmd(from string, params []string) string { return "MAIL FROM:<" + from + ">" + joinParams(params) }
-func rcptCmd(to string, params []string) string   { return "RCPT TO:<" + to + ">" + joinParams(params) }
+func mailCmd(from string, params []string) string {
+	return "MAIL FROM:<" + from + ">" + joinParams(params)
+}
+func rcptCmd(to string, params []string) string { return "RCPT TO:<" + to + ">" + joinParams(params) }
 
 func joinParams(params []string) string {
 	if len(params) == 0 {

@@ -212,6 +212,15 @@ func (c *slotConn) Close() error {
 	return c.Conn.Close()
 }
 
+// CloseWrite half-closes the connection where the one underneath can (TCP), so that
+// a reply written just before closing is followed by FIN at once (see session.hangUp).
+func (c *slotConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 type backend struct {
 	s  *Server
 	lc Listener

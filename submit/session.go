@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -35,6 +37,9 @@ type session struct {
 	from string
 	to   []string
 	dsn  dsnParams
+
+	// hungUp is set once Data has refused a bare CR or LF and closed the connection.
+	hungUp bool
 }
 
 type dsnParams struct {
@@ -50,6 +55,9 @@ var (
 	errRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied: authenticate first"}
 	errBareLineEnd = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: "Message contains a bare CR or LF; lines must end in CRLF (refused to prevent SMTP smuggling)"}
+	// errBareLineEndHangUp is errBareLineEnd for DATA, after which we close the connection.
+	errBareLineEndHangUp = &smtp.SMTPError{Code: errBareLineEnd.Code, EnhancedCode: errBareLineEnd.EnhancedCode,
+		Message: errBareLineEnd.Message + "; closing connection"}
 	errMalformed = func(err error) *smtp.SMTPError {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
 	}
@@ -114,6 +122,12 @@ func (se *session) closeAfterReply() {
 
 // Mail checks the envelope sender against the identity (RFC 6409 §4.1, standards §8.2).
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	if se.hungUp {
+		// go-smtp may still hold pipelined bytes that followed a refused DATA in its buffer,
+		// and reads them as commands if it has no read timeout to fail on the closed
+		// connection. They are the smuggled commands: none may start a transaction.
+		return errBareLineEndHangUp
+	}
 	if se.identity == nil {
 		if se.lc.SASL {
 			return errAuthRequired
@@ -182,20 +196,42 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 // Data reads the message: the header into memory (strictly CRLF), the body streamed into
 // the spool and the body hasher at once, refusing any bare CR or LF (SMTP smuggling).
+//
+// Under DATA, a bare CR or LF is refused as soon as it arrives, and the connection is closed
+// (see hangUp). Under BDAT the chunk sizes frame the message, so the refusal is the ordinary
+// reply and the session goes on.
 func (se *session) Data(r io.Reader) error {
 	if se.identity == nil || len(se.to) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need MAIL and RCPT first"}
 	}
+	// go-smtp hands BDAT chunks over through an io.Pipe, which it fills from the connection
+	// itself; DATA comes from a reader on the connection, used only while Data runs.
+	_, bdat := r.(*io.PipeReader)
 	dr := &deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.Limits.DataTimeout}
+	if !bdat {
+		dr.poll = dataPoll
+		// After an early refusal go-smtp reads the rest of the DATA under whatever deadline
+		// is set: give it the DATA timeout, not what is left of a poll interval.
+		defer dr.rearm()
+	}
+	refuse := func(part string) error {
+		if bdat {
+			se.log.Warn("message refused: bare CR/LF in " + part)
+			return errBareLineEnd
+		}
+		return se.hangUp(part)
+	}
 	br := bufio.NewReaderSize(dr, 32*1024)
 	hdr, err := dkimcore.ReadHeader(br, true)
 	if err != nil {
 		if errors.Is(err, dkimcore.ErrBareLineEnd) {
-			se.log.Warn("message refused: bare CR/LF in header")
-			return errBareLineEnd
+			return refuse("header")
 		}
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return err
+		}
+		if !bdat && discardChecked(br) {
+			return refuse("body")
 		}
 		return errMalformed(err)
 	}
@@ -203,6 +239,9 @@ func (se *session) Data(r io.Reader) error {
 	in, err := p.Spool.Create()
 	if err != nil {
 		se.log.Error("spool create failed", "err", err)
+		if !bdat && discardChecked(br) {
+			return refuse("body")
+		}
 		return errTemporary("could not queue the message")
 	}
 	hasher := dkimcore.NewBodyHasher(p.BodyCanonicalizations(hdr)...)
@@ -212,7 +251,10 @@ func (se *session) Data(r io.Reader) error {
 		n, rerr := br.Read(buf)
 		if n > 0 {
 			chunk := buf[:n]
-			check.Write(chunk)
+			if check.Write(chunk) {
+				in.Abort()
+				return refuse("body")
+			}
 			hasher.Write(chunk)
 			if _, err := in.Write(chunk); err != nil {
 				in.Abort()
@@ -228,10 +270,9 @@ func (se *session) Data(r io.Reader) error {
 			return rerr // ErrDataTooLarge becomes 552 5.3.4 in go-smtp
 		}
 	}
-	if check.bad() {
+	if check.End() {
 		in.Abort()
-		se.log.Warn("message refused: bare CR/LF in body")
-		return errBareLineEnd
+		return refuse("body")
 	}
 	sub := &Submission{
 		Identity: se.identity, Authenticated: se.sasl, From: se.from, To: se.to,
@@ -250,6 +291,60 @@ func (se *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + qid}
 }
 
+// discardChecked reads the rest of a DATA we are refusing anyway, through the bare CR/LF
+// check and the polling deadlineReader, and reports whether it held a bare CR or LF.
+// Left to go-smtp's own drain, a CR CR LF . CR LF in it would hold the client until the
+// DATA timeout (see hangUp). A message over the size limit stops the drain early; go-smtp
+// then drains the rest itself.
+func discardChecked(r io.Reader) bool {
+	var check lineEndCheck
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := r.Read(buf)
+		if check.Write(buf[:n]) {
+			return true
+		}
+		if err != nil {
+			return err == io.EOF && check.End()
+		}
+	}
+}
+
+// How long hangUp waits for its reply to be written, and reads what the client still sends.
+const (
+	hangUpWriteTimeout = 2 * time.Second
+	hangUpLinger       = time.Second
+	hangUpDrainBytes   = 1 << 20
+)
+
+// hangUp refuses a DATA that holds a bare CR or LF and closes the connection, as Postfix
+// does with smtpd_forbid_bare_newline. After a bare CR or LF, where the data ends is a
+// matter of interpretation, which is what SMTP smuggling exploits; go-smtp itself misses the
+// end after CR CR LF . CR LF (libraries.md §1) and would wait for it until the DATA timeout.
+// So we do not look for the end: we reply and hang up, which RFC 5321 §3.8 allows after a
+// reply. The error returned goes to go-smtp, whose reply and reads then fail on the closed
+// connection, silently.
+func (se *session) hangUp(part string) error {
+	se.log.Warn("message refused, closing connection: bare CR/LF in " + part)
+	se.hungUp = true
+	e := errBareLineEndHangUp
+	c := se.conn.Conn() // the TLS connection after STARTTLS
+	c.SetWriteDeadline(time.Now().Add(hangUpWriteTimeout))
+	fmt.Fprintf(c, "%d %d.%d.%d %s\r\n", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
+	// Closing a TCP socket with unread input makes the kernel send RST instead of FIN, and
+	// the RST can make the client's kernel discard our reply before the client reads it.
+	// So: half-close first where we can (FIN, or a TLS close_notify), so the client sees
+	// the reply then the end at once; then read and discard what the client still sends,
+	// for a bounded time and amount, and only then close.
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(hangUpLinger))
+	io.Copy(io.Discard, io.LimitReader(c, hangUpDrainBytes))
+	c.Close()
+	return e
+}
+
 func (se *session) resetTransaction() {
 	se.from, se.to, se.dsn = "", nil, dsnParams{}
 }
@@ -260,20 +355,58 @@ func (se *session) Reset() { se.resetTransaction() }
 // Logout ends the session.
 func (se *session) Logout() error { return nil }
 
+// dataPoll is how often, under DATA, a silent client's bytes are taken from go-smtp for the
+// bare CR/LF check (see deadlineReader).
+const dataPoll = time.Second
+
 // deadlineReader re-arms the connection's read deadline before every read, so the DATA
 // timeout bounds each wait for the client, not the whole upload (go-smtp only re-arms it when
 // it reads a command line).
+//
+// With poll set it also makes go-smtp hand over what it has whenever the client has been
+// silent for poll. go-smtp's DATA reader returns only once our buffer is full or it has seen
+// CRLF.CRLF, so bytes in which it does not see the end (CR CR LF . CR LF) would otherwise
+// stay in its buffer, unchecked, until the DATA timeout, while the client waits for a reply.
+// A read deadline that expires makes it return them; the expiry is not an error until the
+// client has been silent for the whole timeout. Both go-smtp's bufio.Reader and crypto/tls
+// carry on after a timeout. Not for BDAT: go-smtp reads the connection itself then.
 type deadlineReader struct {
 	r       io.Reader
 	conn    net.Conn
 	timeout time.Duration
+	poll    time.Duration // 0: no polling
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
+	if d.timeout <= 0 {
+		return d.r.Read(p)
+	}
+	start := time.Now()
+	wait := d.timeout
+	if d.poll > 0 {
+		wait = min(d.poll, d.timeout)
+	}
+	for {
+		d.conn.SetReadDeadline(start.Add(wait))
+		n, err := d.r.Read(p)
+		if d.poll <= 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+		if wait >= d.timeout {
+			return 0, err
+		}
+		wait = min(time.Since(start)+d.poll, d.timeout)
+	}
+}
+
+// rearm gives the next read from the connection the whole DATA timeout.
+func (d *deadlineReader) rearm() {
 	if d.timeout > 0 {
 		d.conn.SetReadDeadline(time.Now().Add(d.timeout))
 	}
-	return d.r.Read(p)
 }
 
 // lineEndCheck finds a CR not followed by LF or an LF not preceded by CR.
@@ -282,29 +415,33 @@ type lineEndCheck struct {
 	found  bool
 }
 
-func (c *lineEndCheck) Write(p []byte) {
+// Write reports whether the stream so far holds a bare CR or LF. A CR that ends p is judged
+// by the next Write (bare unless p starts with LF) or by End.
+func (c *lineEndCheck) Write(p []byte) bool {
 	if c.found || len(p) == 0 {
-		return
+		return c.found
 	}
 	if c.prevCR && p[0] != '\n' {
 		c.found = true
-		return
+		return true
 	}
 	for i, b := range p {
 		switch b {
 		case '\r':
 			if i+1 < len(p) && p[i+1] != '\n' {
 				c.found = true
-				return
+				return true
 			}
 		case '\n':
 			if i == 0 && !c.prevCR || i > 0 && p[i-1] != '\r' {
 				c.found = true
-				return
+				return true
 			}
 		}
 	}
 	c.prevCR = p[len(p)-1] == '\r'
+	return false
 }
 
-func (c *lineEndCheck) bad() bool { return c.found || c.prevCR }
+// End reports whether the whole stream held a bare CR or LF: one was found, or it ends in CR.
+func (c *lineEndCheck) End() bool { return c.found || c.prevCR }

@@ -12,8 +12,8 @@ import (
 // Dec 2023; standards.md §8.6) over an authenticated session: a first message whose
 // body holds a lenient end-of-data sequence, followed by the commands and content of
 // a second message, and only then the real CRLF.CRLF. The relay must refuse the
-// whole DATA (550 5.6.0), or at most accept exactly one message without a bare CR
-// or LF; the smuggled second message must never be accepted.
+// whole DATA (550 5.6.0) at once and hang up, or at most accept exactly one message
+// without a bare CR or LF; the smuggled second message must never be accepted.
 func TestSMTPSmuggling(t *testing.T) {
 	r := startRelay(t, "")
 	ends := []struct{ name, seq string }{
@@ -59,18 +59,10 @@ func TestSMTPSmuggling(t *testing.T) {
 			if err := c.write([]byte(v.payload)); err != nil {
 				t.Fatalf("writing the payload: %v", err)
 			}
+			// This holds also for CR CR LF . CR LF, in which go-smtp v0.25.1's DATA reader
+			// does not see the end (its state machine is mid-line after CR CR): the relay
+			// refuses the bare CR when the bytes arrive, without waiting for an end.
 			rp, err := c.readReplyTimeout(5 * time.Second)
-			if err != nil && goSMTPMissesEnd[v.name] {
-				// Known limitation of go-smtp v0.25.1's DATA reader: after CR CR LF its
-				// state machine is mid-line, so the CRLF.CRLF that follows is taken as
-				// data and the session waits for the DATA timeout. Nothing may be accepted
-				// or executed meanwhile: hang up and check that nothing was spooled.
-				t.Logf("known go-smtp limitation: no reply to a DATA ending in CR CR LF . CR LF (%v)", err)
-				c.conn.Close()
-				time.Sleep(300 * time.Millisecond)
-				r.assertNothingSpooled(t, before, v.name)
-				return
-			}
 			if err != nil {
 				t.Fatalf("no reply within 5 s after the payload, which ends in a valid CRLF.CRLF (%v): the relay did not see the end of DATA and keeps reading the session as message data until its DATA timeout\ntranscript:\n%s", err, c.Transcript())
 			}
@@ -78,9 +70,17 @@ func TestSMTPSmuggling(t *testing.T) {
 			if extra, err := c.readReplyTimeout(300 * time.Millisecond); err == nil {
 				t.Errorf("server sent another reply after the end of DATA (%s): the smuggled commands were executed\ntranscript:\n%s", extra, c.Transcript())
 			}
+			hungUp := false
 			switch {
 			case rp.is(550, "5.6.0"):
 				r.assertNothingSpooled(t, before, v.name)
+				// After a bare CR or LF, where the data ends is ambiguous, so the relay
+				// hangs up instead of looking for the end (as Postfix does with
+				// smtpd_forbid_bare_newline).
+				if !c.closedByServer(5 * time.Second) {
+					t.Errorf("connection still open 5 s after 550 5.6.0 for a bare CR/LF; want it closed\ntranscript:\n%s", c.Transcript())
+				}
+				hungUp = true
 			case rp.Code == 250:
 				// Allowed by the smuggling criterion only as exactly one clean message.
 				body := r.waitOutbox(t, queueID(t, rp))
@@ -114,11 +114,15 @@ func TestSMTPSmuggling(t *testing.T) {
 			default:
 				t.Errorf("end of DATA: want 550 5.6.0, got %s\ntranscript:\n%s", rp, c.Transcript())
 			}
-			// The session is still in step with us: the next command gets its own reply.
-			if n := c.cmd("NOOP"); n.Code != 250 {
+			// The relay must then take a normal message: on a new session after hanging
+			// up, otherwise on the same session, which must still be in step with us
+			// (the next command gets its own reply).
+			if hungUp {
+				c = dialAuth(t, r)
+				defer c.quit()
+			} else if n := c.cmd("NOOP"); n.Code != 250 {
 				t.Errorf("NOOP after the payload: want 250, got %s (session out of step)\ntranscript:\n%s", n, c.Transcript())
 			}
-			// The relay must be able to take a normal message on the same session.
 			stage, ok := c.send(devLogin, []string{"ops@partner.example"}, msg("From: demo@example.test\n"+stdTail, "after "+v.name+"\n"))
 			if stage != "END" || ok.Code != 250 {
 				t.Errorf("normal message after the payload: want 250, got %s at %s", ok, stage)
@@ -145,12 +149,9 @@ func TestSMTPSmuggling(t *testing.T) {
 }
 
 // Payloads whose bare CR the relay cannot see, because go-smtp v0.25.1's DATA reader
-// handles them first (see libraries.md §1); the test checks the safety properties that
-// still hold for them.
-var (
-	goSMTPMissesEnd  = map[string]bool{"bare CR at end of body": true}
-	goSMTPDropsDotCR = map[string]bool{"smuggle CRLF.CR": true, "smuggle CRLF.CR.CRLF": true}
-)
+// drops ".\r" at the start of a line before the relay reads the bytes (see
+// libraries.md §1); the test checks the safety properties that still hold for them.
+var goSMTPDropsDotCR = map[string]bool{"smuggle CRLF.CR": true, "smuggle CRLF.CR.CRLF": true}
 
 func truncate(s string, n int) string {
 	if len(s) > n {

@@ -439,6 +439,26 @@ func (j *journal) commit(id string, rec []byte) error {
 	return nil
 }
 
+// recordBufs recycles the buffers message records are built in (header space, body,
+// header block, envelope, trailer); most messages fit in the initial 16 KiB.
+var recordBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 16<<10)
+	return &b
+}}
+
+// getRecordBuf returns an empty record with room reserved for its header.
+func getRecordBuf() []byte {
+	return (*recordBufs.Get().(*[]byte))[:recHeaderLen]
+}
+
+// putRecordBuf recycles rec, unless it grew large; rec must not be used afterwards.
+func putRecordBuf(rec []byte) {
+	if cap(rec) <= 64<<10 {
+		rec = rec[:0]
+		recordBufs.Put(&rec)
+	}
+}
+
 func doneRecord(id string) []byte {
 	rec := make([]byte, recHeaderLen, recHeaderLen+len(id))
 	return append(rec, id...)

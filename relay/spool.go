@@ -576,7 +576,7 @@ func (s *Spool) Create() (*Incoming, error) {
 	}
 	in := &Incoming{s: s, id: id}
 	if s.journalMax > 0 {
-		in.buf = make([]byte, recHeaderLen, recHeaderLen+8<<10)
+		in.buf = getRecordBuf()
 		return in, nil
 	}
 	if err := in.createFile(); err != nil {
@@ -594,9 +594,11 @@ func (in *Incoming) createFile() error {
 	}
 	in.f, in.file = f, true
 	if in.buf != nil {
-		body := in.buf[recHeaderLen:]
+		buf := in.buf
 		in.buf = nil
-		if _, err := f.Write(body); err != nil {
+		_, err := f.Write(buf[recHeaderLen:])
+		putRecordBuf(buf)
+		if err != nil {
 			return fmt.Errorf("spool: write body of %s: %w", in.id, err)
 		}
 	}
@@ -680,7 +682,9 @@ func (in *Incoming) Commit(env *Envelope, header []byte) (id string, err error) 
 			return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 		}
 		in.buf = nil
-		if err := s.journal.commit(in.id, rec); err != nil {
+		err = s.journal.commit(in.id, rec)
+		putRecordBuf(rec)
+		if err != nil {
 			return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 		}
 		return in.committedNow(), nil
@@ -742,7 +746,10 @@ func checkHeader(h []byte) error {
 // Abort discards the message and its .part file. It is a no-op after a
 // successful Commit, so `defer in.Abort()` is safe.
 func (in *Incoming) Abort() error {
-	in.buf = nil
+	if in.buf != nil {
+		putRecordBuf(in.buf)
+		in.buf = nil
+	}
 	if in.f != nil {
 		in.f.Close()
 		in.f = nil

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -221,7 +222,10 @@ func (se *session) Data(r io.Reader) error {
 		}
 		return se.hangUp(part)
 	}
-	br := bufio.NewReaderSize(dr, 32*1024)
+	bufs := dataBufPool.Get().(*dataBufs)
+	defer bufs.release()
+	br := bufs.br
+	br.Reset(dr)
 	hdr, err := dkimcore.ReadHeader(br, true)
 	if err != nil {
 		if errors.Is(err, dkimcore.ErrBareLineEnd) {
@@ -230,7 +234,7 @@ func (se *session) Data(r io.Reader) error {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return err
 		}
-		if !bdat && discardChecked(br) {
+		if !bdat && discardChecked(br, bufs.buf) {
 			return refuse("body")
 		}
 		return errMalformed(err)
@@ -239,14 +243,14 @@ func (se *session) Data(r io.Reader) error {
 	in, err := p.Spool.Create()
 	if err != nil {
 		se.log.Error("spool create failed", "err", err)
-		if !bdat && discardChecked(br) {
+		if !bdat && discardChecked(br, bufs.buf) {
 			return refuse("body")
 		}
 		return errTemporary("could not queue the message")
 	}
 	hasher := dkimcore.NewBodyHasher(p.BodyCanonicalizations(hdr)...)
 	check := &lineEndCheck{}
-	buf := make([]byte, 32*1024)
+	buf := bufs.buf
 	for {
 		n, rerr := br.Read(buf)
 		if n > 0 {
@@ -291,14 +295,29 @@ func (se *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + qid}
 }
 
+// dataBufs are the buffers Data reads a message through; pooled, because a busy relay
+// would otherwise allocate (and zero) 64 KiB per message.
+type dataBufs struct {
+	br  *bufio.Reader
+	buf []byte
+}
+
+var dataBufPool = sync.Pool{New: func() any {
+	return &dataBufs{br: bufio.NewReaderSize(nil, 32*1024), buf: make([]byte, 32*1024)}
+}}
+
+func (b *dataBufs) release() {
+	b.br.Reset(nil) // drop the connection
+	dataBufPool.Put(b)
+}
+
 // discardChecked reads the rest of a DATA we are refusing anyway, through the bare CR/LF
 // check and the polling deadlineReader, and reports whether it held a bare CR or LF.
 // Left to go-smtp's own drain, a CR CR LF . CR LF in it would hold the client until the
 // DATA timeout (see hangUp). A message over the size limit stops the drain early; go-smtp
 // then drains the rest itself.
-func discardChecked(r io.Reader) bool {
+func discardChecked(r io.Reader, buf []byte) bool {
 	var check lineEndCheck
-	buf := make([]byte, 32*1024)
 	for {
 		n, err := r.Read(buf)
 		if check.Write(buf[:n]) {

@@ -45,6 +45,23 @@ func recordStarts(t *testing.T, data []byte) []int {
 	return append(offs, off)
 }
 
+// threeInSegment commits three small messages to a new spool in dir, closes it and
+// returns their ids with the path and bytes of the one segment holding them.
+func threeInSegment(t *testing.T, dir string) (ids []string, seg string, data []byte) {
+	t.Helper()
+	s := testSpool(t, dir)
+	for i := range 3 {
+		ids = append(ids, commit(t, s, testEnv("b@example.net"), testHeader, fmt.Sprintf("message %d\r\n", i)))
+	}
+	s.Close()
+	seg = filepath.Join(dir, dirJournal, segments(t, dir)[0])
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids, seg, data
+}
+
 func testEnv(rcpt string) *Envelope {
 	return &Envelope{From: "a@example.com", To: []string{rcpt}, Identity: "a@example.com"}
 }
@@ -199,18 +216,8 @@ func TestJournalWrittenOutBeforeDoneRecord(t *testing.T) {
 // Cutting the segment anywhere inside the last record (a crash during its write,
 // so it was never acknowledged) loses that record and nothing before it.
 func TestJournalTornTail(t *testing.T) {
-	src := t.TempDir()
-	s := testSpool(t, src)
-	var ids []string
-	for i := range 3 {
-		ids = append(ids, commit(t, s, testEnv("b@example.net"), testHeader, fmt.Sprintf("message %d\r\n", i)))
-	}
-	s.Close()
-	name := segments(t, src)[0]
-	full, err := os.ReadFile(filepath.Join(src, dirJournal, name))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ids, seg, full := threeInSegment(t, t.TempDir())
+	name := filepath.Base(seg)
 	third := recordStarts(t, full)[2]
 	for _, cut := range []int{third, third + 1, third + recHeaderLen - 1, third + recHeaderLen, third + recHeaderLen + 5, len(full) - 1} {
 		t.Run(fmt.Sprint(cut), func(t *testing.T) {
@@ -247,17 +254,7 @@ func TestJournalTornTail(t *testing.T) {
 // corrupt/ and skipped; the records after it are still found.
 func TestJournalDamagedRecordQuarantined(t *testing.T) {
 	dir := t.TempDir()
-	s := testSpool(t, dir)
-	var ids []string
-	for i := range 3 {
-		ids = append(ids, commit(t, s, testEnv("b@example.net"), testHeader, fmt.Sprintf("message %d\r\n", i)))
-	}
-	s.Close()
-	p := filepath.Join(dir, dirJournal, segments(t, dir)[0])
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ids, p, data := threeInSegment(t, dir)
 	offs := recordStarts(t, data)
 	data[offs[1]+recHeaderLen+3] ^= 0x20 // a body byte of the second message
 	if err := os.WriteFile(p, data, 0o600); err != nil {

@@ -841,8 +841,16 @@ func (s *Spool) writeEnv(sub string, env *Envelope) error {
 	if err != nil {
 		return fmt.Errorf("spool: create envelope of %s: %w", env.ID, err)
 	}
-	tmp := f.Name()
-	_, err = f.Write(buf)
+	if err := finishFile(f, s.path(sub, env.ID, extEnv), bytes.NewReader(buf)); err != nil {
+		return fmt.Errorf("spool: write envelope of %s: %w", env.ID, err)
+	}
+	return nil
+}
+
+// finishFile writes parts to the new file f, fsyncs and closes it, and renames it to
+// final; on failure f is removed. The caller fsyncs final's directory.
+func finishFile(f *os.File, final string, parts ...io.Reader) error {
+	_, err := io.Copy(f, io.MultiReader(parts...))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -850,13 +858,12 @@ func (s *Spool) writeEnv(sub string, env *Envelope) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, s.path(sub, env.ID, extEnv))
+		err = os.Rename(f.Name(), final)
 	}
 	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("spool: write envelope of %s: %w", env.ID, err)
+		os.Remove(f.Name())
 	}
-	return nil
+	return err
 }
 
 // List returns the ids of queued (committed, not failed) messages, oldest first.
@@ -969,7 +976,7 @@ func (s *Spool) Remove(id string) error {
 // is failed/). Order: sub/<id>.part written and fsynced, renamed to .msg,
 // directory fsynced; only then the done record in the journal. A crash in
 // between leaves both, and OpenSpool keeps the file.
-func (s *Spool) writeOut(sub string, env *Envelope) (err error) {
+func (s *Spool) writeOut(sub string, env *Envelope) error {
 	e, m, found, err := s.journal.get(env.ID)
 	if !found {
 		err = fmt.Errorf("spool: %s: %w", env.ID, fs.ErrNotExist)
@@ -986,25 +993,7 @@ func (s *Spool) writeOut(sub string, env *Envelope) (err error) {
 	if err != nil {
 		return fmt.Errorf("spool: create %s: %w", part, err)
 	}
-	defer func() {
-		if err != nil {
-			os.Remove(part)
-		}
-	}()
-	_, err = io.Copy(f, e.body(m.t.bodyLen))
-	if err == nil {
-		_, err = f.Write(tail)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(part, p)
-	}
-	if err != nil {
+	if err := finishFile(f, p, e.body(m.t.bodyLen), bytes.NewReader(tail)); err != nil {
 		return fmt.Errorf("spool: write %s out of the journal: %w", p, err)
 	}
 	syncer := s.msgDir

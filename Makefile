@@ -1,7 +1,10 @@
 # sealgate build and test entry points. `make test` is what CI runs (see .ci/run).
 GO        ?= go
 BIN       ?= bin/sealgate
-FUZZTIME  ?= 10s
+# Fuzz budget per target. A count (N executions), not a duration: with -fuzztime 10s Go's
+# coordinator can race its own deadline on a loaded machine and fail with a bare "context
+# deadline exceeded" and no failing input (golang/go#51484, #75804). FUZZTIME=1m still works.
+FUZZTIME  ?= 300000x
 PKGS      := ./...
 
 .PHONY: all build test have-deps unit interop fuzz bench bench-load lint deps clean run-dev

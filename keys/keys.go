@@ -21,6 +21,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"sealgate/internal/atomicfile"
 )
 
 // Key algorithms Generate accepts.
@@ -91,59 +93,19 @@ func writePrivateKey(path string, key crypto.Signer, overwrite bool) (err error)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("keys: %w", err)
 	}
-	if !overwrite {
-		if _, err := os.Lstat(path); err == nil {
-			return fmt.Errorf("keys: %s already exists; not overwriting a key", path)
-		}
-	}
-	// CreateTemp opens with O_EXCL and mode 0600.
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	tmpName := tmp.Name()
-	defer func() {
-		if tmp != nil {
-			tmp.Close()
-		}
-		os.Remove(tmpName) // after a link the key stays at path; on failure no copy is left
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("keys: write %s: %w", tmpName, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("keys: sync %s: %w", tmpName, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("keys: close %s: %w", tmpName, err)
-	}
-	tmp = nil
-
+	// Without overwrite the key is linked into place, which fails if path exists, so a key
+	// that appeared meanwhile is not clobbered.
+	write := atomicfile.Create
 	if overwrite {
-		if err := os.Rename(tmpName, path); err != nil {
-			return fmt.Errorf("keys: %w", err)
-		}
-	} else if err := os.Link(tmpName, path); err != nil {
-		// A hard link fails if path exists, so a key that appeared since the check above is not
-		// clobbered.
+		write = atomicfile.Write
+	}
+	if err := write(path, data, 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("keys: %s already exists; not overwriting a key", path)
 		}
 		return fmt.Errorf("keys: %w", err)
 	}
-	syncDir(dir)
 	return nil
-}
-
-// syncDir makes a rename or link durable; failures are ignored as some file systems refuse it.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 }
 
 // Load reads a private key from a PEM file: PKCS#8 ("PRIVATE KEY") or, for imported keys,

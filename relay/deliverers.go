@@ -13,15 +13,21 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"sealgate/internal/atomicfile"
 )
 
 // OutboxSink is a Deliverer for dev mode: it writes each message to
-// Dir/<queue id>.eml (mode 0600) instead of sending it.
+// Dir/<queue id>.eml (mode 0600) instead of sending it. The name is the queue id
+// alone, so a message delivered again (after a crash between the write and its
+// removal from the spool) replaces its earlier copy instead of adding a second.
 type OutboxSink struct {
 	Dir string
 }
 
-// Deliver writes msg atomically (temporary file, fsync, rename, directory fsync).
+// Deliver writes msg atomically (temporary file, fsync, rename, directory fsync),
+// then removes temporary files that an earlier, interrupted delivery of the same
+// message left behind: they hold a copy of it too.
 func (o OutboxSink) Deliver(ctx context.Context, env *Envelope, msg io.Reader) error {
 	if err := checkID(env.ID); err != nil {
 		return &PermanentError{Err: err}
@@ -30,26 +36,16 @@ func (o OutboxSink) Deliver(ctx context.Context, env *Envelope, msg io.Reader) e
 		return fmt.Errorf("outbox: create %s: %w", o.Dir, err)
 	}
 	p := filepath.Join(o.Dir, env.ID+".eml")
-	f, err := os.CreateTemp(o.Dir, "."+env.ID+".eml.*")
+	err := atomicfile.WriteFunc(p, atomicfile.Options{Perm: 0o600}, func(w io.Writer) error {
+		_, err := io.Copy(w, msg)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("outbox: create temporary file for %s: %w", p, err)
-	}
-	_, err = io.Copy(f, msg)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("outbox: write %s: %w", p, err)
-	}
-	if err := syncDir(o.Dir); err != nil {
 		return fmt.Errorf("outbox: %w", err)
+	}
+	// The Runner delivers one message at most once at a time, so no write of p runs now.
+	if err := atomicfile.RemoveTemps(p, ""); err != nil {
+		slog.Warn("outbox: leftover of an interrupted delivery not removed", "queue_id", env.ID, "error", err)
 	}
 	slog.Info("delivered to outbox", "queue_id", env.ID, "path", p)
 	return nil

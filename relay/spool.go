@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"sealgate/internal/atomicfile"
 )
 
 // Spool layout under the directory given to OpenSpool (file format in spool_format.go):
@@ -26,7 +28,8 @@ import (
 //	                trailer in one file; renamed from .part at Commit, which IS the commit
 //	msg/<id>.env    newer envelope of a queued message (Update), overriding the one in
 //	                its .msg; never present without the .msg
-//	tmp/            .env files being written; emptied by OpenSpool
+//	tmp/            files being written atomically (.env overrides, messages written
+//	                out of the journal, conversions); emptied by OpenSpool
 //	failed/         messages given up on (permanent failure or too old), kept for the
 //	                DSN generator of a later issue and for the admin; same file names
 //	corrupt/        files OpenSpool could not use, kept for inspection
@@ -231,8 +234,9 @@ func (s *Spool) recover() error {
 	}
 	for _, e := range entries {
 		p := filepath.Join(tmp, e.Name())
-		// Only envelope overrides being written (and, from the older layout, bodies
-		// and meta files being written) live here; none was acknowledged.
+		// Only files being written live here (envelope overrides, messages written
+		// out of the journal or converted, and bodies and meta files of the older
+		// layout); each still has its source elsewhere, or was never acknowledged.
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("spool: remove orphaned temp file %s: %w", p, err)
 		}
@@ -258,8 +262,8 @@ func (s *Spool) recover() error {
 		return nil
 	}
 
-	// A .part was never renamed, so never answered 250 (in failed/: a conversion
-	// of the older layout that did not finish; its source files are still there).
+	// A .part was never renamed, so never answered 250 (in failed/: left by an
+	// older version's unfinished conversion or write-out; the sources are still there).
 	for sub, files := range map[string]dirFiles{dirMsg: msg, dirFailed: failed} {
 		for id := range files[extPart] {
 			if err := remove(sub, id, extPart, "uncommitted message"); err != nil {
@@ -419,44 +423,38 @@ func (s *Spool) readLegacy(sub, id string) (*Envelope, []byte, error) {
 	return env, header, nil
 }
 
-// convertLegacy writes sub/<id>.msg from an older-layout pair the same way Commit
-// does (.part, fsync, rename). The caller syncs the directory.
-func (s *Spool) convertLegacy(sub, id string, env *Envelope, header []byte) (err error) {
-	part := s.path(sub, id, extPart)
+// convertLegacy writes sub/<id>.msg from an older-layout pair: the body and then
+// the tail Commit appends, written atomically through tmp/. The caller syncs the
+// directory.
+func (s *Spool) convertLegacy(sub, id string, env *Envelope, header []byte) error {
 	body, err := os.Open(s.path(sub, id, extBody))
 	if err != nil {
 		return fmt.Errorf("spool: convert %s: %w", id, err)
 	}
 	defer body.Close()
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err = atomicfile.WriteFunc(s.path(sub, id, extMsg), s.tmpOptions(), func(w io.Writer) error {
+		n, err := io.Copy(w, body)
+		if err != nil {
+			return err
+		}
+		tail, err := appendTail(nil, kindMsg, n, header, env)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(tail)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("spool: convert %s: %w", id, err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(part)
-			err = fmt.Errorf("spool: convert %s: %w", id, err)
-		}
-	}()
-	n, err := io.Copy(f, body)
-	if err != nil {
-		return err
-	}
-	tail, err := appendTail(nil, kindMsg, n, header, env)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(tail); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(part, s.path(sub, id, extMsg))
+	return nil
+}
+
+// tmpOptions are those of every atomic write in the spool: the temporary file in
+// tmp/, which OpenSpool empties, so a crash leaves nothing among the messages;
+// the directory fsync left to the caller, who groups it with concurrent ones.
+func (s *Spool) tmpOptions() atomicfile.Options {
+	return atomicfile.Options{Perm: 0o600, TempDir: filepath.Join(s.dir, dirTmp), NoDirSync: true}
 }
 
 // scanDir returns which ids have which files in sub; other files are logged and
@@ -830,40 +828,21 @@ func (s *Spool) readEnv(sub, id string) (*Envelope, error) {
 	return nil, fmt.Errorf("spool: %s: %w", p, err)
 }
 
-// writeEnv writes env to tmp/, fsyncs it and renames it to sub/<id>.env,
-// replacing any earlier one. The caller syncs the directory.
+// writeEnv writes env atomically to sub/<id>.env, replacing any earlier one. The
+// caller syncs the directory.
 func (s *Spool) writeEnv(sub string, env *Envelope) error {
 	buf, err := appendTail(nil, kindEnv, 0, nil, env)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Join(s.dir, dirTmp), env.ID+extEnv+".*")
+	err = atomicfile.WriteFunc(s.path(sub, env.ID, extEnv), s.tmpOptions(), func(w io.Writer) error {
+		_, err := w.Write(buf)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("spool: create envelope of %s: %w", env.ID, err)
-	}
-	if err := finishFile(f, s.path(sub, env.ID, extEnv), bytes.NewReader(buf)); err != nil {
-		return fmt.Errorf("spool: write envelope of %s: %w", env.ID, err)
+		return fmt.Errorf("spool: envelope of %s: %w", env.ID, err)
 	}
 	return nil
-}
-
-// finishFile writes parts to the new file f, fsyncs and closes it, and renames it to
-// final; on failure f is removed. The caller fsyncs final's directory.
-func finishFile(f *os.File, final string, parts ...io.Reader) error {
-	_, err := io.Copy(f, io.MultiReader(parts...))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), final)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // List returns the ids of queued (committed, not failed) messages, oldest first.
@@ -973,8 +952,8 @@ func (s *Spool) Remove(id string) error {
 
 // writeOut moves journal message env.ID to its own file, sub/<id>.msg, holding
 // env as its envelope (Update: sub is msg/, the message stays queued; Fail: sub
-// is failed/). Order: sub/<id>.part written and fsynced, renamed to .msg,
-// directory fsynced; only then the done record in the journal. A crash in
+// is failed/). Order: the file written in tmp/ and fsynced, renamed to
+// sub/<id>.msg, the directory fsynced; only then the done record in the journal. A crash in
 // between leaves both, and OpenSpool keeps the file.
 func (s *Spool) writeOut(sub string, env *Envelope) error {
 	e, m, found, err := s.journal.get(env.ID)
@@ -988,13 +967,12 @@ func (s *Spool) writeOut(sub string, env *Envelope) error {
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	part, p := s.path(sub, env.ID, extPart), s.path(sub, env.ID, extMsg)
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	err = atomicfile.WriteFunc(s.path(sub, env.ID, extMsg), s.tmpOptions(), func(w io.Writer) error {
+		_, err := io.Copy(w, io.MultiReader(e.body(m.t.bodyLen), bytes.NewReader(tail)))
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("spool: create %s: %w", part, err)
-	}
-	if err := finishFile(f, p, e.body(m.t.bodyLen), bytes.NewReader(tail)); err != nil {
-		return fmt.Errorf("spool: write %s out of the journal: %w", p, err)
+		return fmt.Errorf("spool: %s out of the journal: %w", env.ID, err)
 	}
 	syncer := s.msgDir
 	if sub == dirFailed {
@@ -1095,14 +1073,8 @@ func (g *groupSync) sync() error {
 }
 
 func syncDir(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return fmt.Errorf("spool: open directory %s: %w", p, err)
-	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("spool: fsync directory %s: %w", p, err)
+	if err := atomicfile.SyncDir(p); err != nil {
+		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
 }

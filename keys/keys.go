@@ -2,9 +2,10 @@
 // RFC 8463): RSA-2048, RSA-3072 and Ed25519 keys kept as PKCS#8 PEM files readable by their
 // owner only, and the TXT record (RFC 6376 §3.6.1) that publishes each one.
 //
-// It refuses to sign with RSA keys under 2048 bits and to load key files other users can read
-// or change. It does not rotate keys, talk to DNS providers' APIs or encrypt key files; those
-// are left to the operator's tooling.
+// It refuses to load RSA keys under sign.MinRSABits (2048) unless a lower minimum, down to
+// the 1024 bits RFC 8301 permits, is asked for (LoadOptions), never generates one, and
+// refuses key files other users can read or change. It does not rotate keys, talk to DNS
+// providers' APIs or encrypt key files; those are left to the operator's tooling.
 package keys
 
 import (
@@ -23,6 +24,7 @@ import (
 	"strings"
 
 	"sealgate/internal/atomicfile"
+	"sealgate/sign"
 )
 
 // Key algorithms Generate accepts.
@@ -34,11 +36,6 @@ const (
 
 // Algorithms lists the names Generate accepts, the recommended one first.
 var Algorithms = []string{RSA2048, RSA3072, Ed25519}
-
-// MinSigningRSABits is the smallest RSA key sealgate signs with. RFC 8301 §3.2 requires
-// verifiers to accept 1024 bits and signers to use at least 1024, recommending 2048; 1024-bit
-// keys are within reach of factoring, so we refuse them for signing.
-const MinSigningRSABits = 2048
 
 // maxKeyFileSize bounds what Load reads; a PEM RSA-4096 key is about 3.3 kB.
 const maxKeyFileSize = 64 << 10
@@ -80,7 +77,7 @@ func ReplacePrivateKey(path string, key crypto.Signer) error {
 }
 
 func writePrivateKey(path string, key crypto.Signer, overwrite bool) (err error) {
-	if err := checkSigningKey(key); err != nil {
+	if err := checkSigningKey(key, 0); err != nil {
 		return fmt.Errorf("keys: %s: %w", path, err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
@@ -108,11 +105,27 @@ func writePrivateKey(path string, key crypto.Signer, overwrite bool) (err error)
 	return nil
 }
 
+// LoadOptions tune Load.
+type LoadOptions struct {
+	// MinRSABits is the smallest RSA key accepted: 0 means sign.MinRSABits (2048); it may be
+	// lowered to sign.LowestMinRSABits (1024) for an existing selector that is still to be
+	// rotated.
+	MinRSABits int
+}
+
 // Load reads a private key from a PEM file: PKCS#8 ("PRIVATE KEY") or, for imported keys,
-// PKCS#1 ("RSA PRIVATE KEY"). It refuses a file that group or other users can read or write,
-// RSA keys under MinSigningRSABits and key types DKIM cannot use. Errors name the file and never
-// contain key material.
+// PKCS#1 ("RSA PRIVATE KEY"). It refuses a file that group or other users can read or write
+// (CheckFileMode), RSA keys under sign.MinRSABits and key types DKIM cannot use. Errors name
+// the file and never contain key material.
 func Load(path string) (crypto.Signer, error) {
+	return LoadWithOptions(path, LoadOptions{})
+}
+
+// LoadWithOptions is Load with a configured minimum RSA key size.
+func LoadWithOptions(path string, opts LoadOptions) (crypto.Signer, error) {
+	if err := sign.CheckMinRSABits(opts.MinRSABits); err != nil {
+		return nil, fmt.Errorf("keys: %s: minimum RSA key size %w", path, err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
@@ -122,15 +135,8 @@ func Load(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("keys: %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		what := "read"
-		if perm&0o044 == 0 {
-			what = "change"
-		}
-		return nil, fmt.Errorf("keys: %s: mode %04o lets others %s the private key; chmod 600 it", path, perm, what)
+	if err := CheckFileMode(path, fi, "the private key"); err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
 	if err != nil {
@@ -143,10 +149,29 @@ func Load(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: %s: %w", path, err)
 	}
-	if err := checkSigningKey(key); err != nil {
+	if err := checkSigningKey(key, opts.MinRSABits); err != nil {
 		return nil, fmt.Errorf("keys: %s: %w", path, err)
 	}
 	return key, nil
+}
+
+// CheckFileMode applies sealgate's rule for files holding secrets (DKIM and ARC keys, TLS
+// private keys, the users file, the pseudonym secret) to the file at path, described by fi:
+// it must be a regular file that neither group nor other users can read or change. what
+// names the contents in the error ("the private key"), which names the file and says how to
+// fix it.
+func CheckFileMode(path string, fi fs.FileInfo, what string) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		verb := "read"
+		if perm&0o044 == 0 {
+			verb = "change"
+		}
+		return fmt.Errorf("%s: mode %04o lets others %s %s; chmod 600 it", path, perm, verb, what)
+	}
+	return nil
 }
 
 // parsePEM finds the first private key block in data and decodes it.
@@ -188,15 +213,12 @@ func parsePEM(data []byte) (crypto.Signer, error) {
 	}
 }
 
-// checkSigningKey refuses keys DKIM cannot sign with or that are too weak.
-func checkSigningKey(key crypto.Signer) error {
+// checkSigningKey refuses keys DKIM cannot sign with or that are under the minimum RSA size
+// (0: sign.MinRSABits).
+func checkSigningKey(key crypto.Signer, minRSABits int) error {
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
-		if bits := k.N.BitLen(); bits < MinSigningRSABits {
-			return fmt.Errorf("RSA key is %d bits; signing needs at least %d (RFC 8301): generate a new one with 'sealgate keys generate'",
-				bits, MinSigningRSABits)
-		}
-		return nil
+		return sign.CheckRSAKeySize(k.N.BitLen(), minRSABits)
 	case ed25519.PrivateKey:
 		return nil
 	}

@@ -187,6 +187,18 @@ func TestLoadFormats(t *testing.T) {
 	if err := WritePrivateKey(filepath.Join(t.TempDir(), "weak.key"), weak); err == nil {
 		t.Error("WritePrivateKey accepted a 1024-bit key")
 	}
+
+	// A lower minimum, down to 1024 bits (RFC 8301 §3.2), is an explicit opt-in.
+	weakFile := writeFile(t, "weak-opt-in.key", weakPEM, 0o600)
+	if key, err := LoadWithOptions(weakFile, LoadOptions{MinRSABits: 1024}); err != nil || !weak.PublicKey.Equal(key.Public()) {
+		t.Errorf("1024-bit key with MinRSABits 1024: %v", err)
+	}
+	if _, err := LoadWithOptions(weakFile, LoadOptions{MinRSABits: 1536}); err == nil || !strings.Contains(err.Error(), "at least 1536") {
+		t.Errorf("1024-bit key with MinRSABits 1536: %v", err)
+	}
+	if _, err := LoadWithOptions(weakFile, LoadOptions{MinRSABits: 512}); err == nil || !strings.Contains(err.Error(), "at least 1024 bits") {
+		t.Errorf("MinRSABits 512: %v", err)
+	}
 }
 
 func TestDNSRecord(t *testing.T) {

@@ -27,11 +27,49 @@ import (
 	"strings"
 	"time"
 
+	"sealgate/internal/addr"
 	"sealgate/internal/dkimcore"
 )
 
-// MinSignRSABits is the smallest RSA key we sign with (RFC 8301 §3.2 says SHOULD 2048).
-const MinSignRSABits = 2048
+// MinRSABits is the smallest RSA key sealgate signs with unless a lower minimum is
+// configured (Options.MinRSABits, a domain's min_rsa_bits, --min-rsa-bits). RFC 8301 §3.2
+// says signers SHOULD use at least 2048 bits; 1024-bit keys are within reach of factoring.
+// keys.Load applies the same minimum, so there is one number.
+const MinRSABits = 2048
+
+// LowestMinRSABits is the lowest minimum that may be configured: RFC 8301 §3.2 says signers
+// MUST use keys of at least 1024 bits. It lets an organisation move an existing 1024-bit
+// selector onto sealgate before it rotates to a stronger key.
+const LowestMinRSABits = 1024
+
+// CheckMinRSABits checks a configured minimum RSA key size: 0 (meaning MinRSABits) or a
+// number from LowestMinRSABits up.
+func CheckMinRSABits(n int) error {
+	if n != 0 && n < LowestMinRSABits {
+		return fmt.Errorf("%d: RSA signing keys must have at least %d bits (RFC 8301 §3.2); the default minimum is %d", n, LowestMinRSABits, MinRSABits)
+	}
+	return nil
+}
+
+// CheckRSAKeySize refuses an RSA key of bits bits under the minimum min (0 meaning
+// MinRSABits). The error says how to opt in to a lower minimum where RFC 8301 allows it.
+func CheckRSAKeySize(bits, min int) error {
+	if min == 0 {
+		min = MinRSABits
+	}
+	if min < LowestMinRSABits {
+		min = LowestMinRSABits
+	}
+	if bits >= min {
+		return nil
+	}
+	if bits >= LowestMinRSABits {
+		return fmt.Errorf("RSA key is %d bits; signing needs at least %d (RFC 8301 §3.2): generate a new one with 'sealgate keys generate', "+
+			"or accept it until you rotate with min_rsa_bits: %d (--min-rsa-bits %d on the command line)", bits, min, bits, bits)
+	}
+	return fmt.Errorf("RSA key is %d bits; signing needs at least %d, and RFC 8301 §3.2 forbids signing with fewer than %d: generate a new one with 'sealgate keys generate'",
+		bits, min, LowestMinRSABits)
+}
 
 // DefaultHeaderKeys are the fields signed when present (standards.md §1.3).
 var DefaultHeaderKeys = []string{
@@ -51,7 +89,7 @@ var DefaultOversign = []string{
 // Key is one signing key and the selector its public key is published under.
 type Key struct {
 	Selector string
-	Signer   crypto.Signer // *rsa.PrivateKey (2048 bits or more) or ed25519.PrivateKey
+	Signer   crypto.Signer // *rsa.PrivateKey (MinRSABits or the configured minimum) or ed25519.PrivateKey
 }
 
 // Options says how to sign.
@@ -72,6 +110,9 @@ type Options struct {
 	Time time.Time
 	// Expiration, when positive, adds x= that far after Time.
 	Expiration time.Duration
+	// MinRSABits is the smallest RSA key accepted; 0 means MinRSABits. It may not be set
+	// below LowestMinRSABits.
+	MinRSABits int
 }
 
 // Validate checks the options before any signing work is done.
@@ -82,15 +123,20 @@ func (o *Options) Validate() error {
 	if len(o.Keys) == 0 {
 		return fmt.Errorf("sign: no keys for %s", o.Domain)
 	}
+	if err := CheckMinRSABits(o.MinRSABits); err != nil {
+		return fmt.Errorf("sign: minimum RSA key size %w", err)
+	}
 	for _, k := range o.Keys {
-		if !validSelector(k.Selector) {
-			return fmt.Errorf("sign: invalid selector %q", k.Selector)
+		if err := addr.CheckSelector(k.Selector); err != nil {
+			return fmt.Errorf("sign: invalid selector %w", err)
 		}
 		if k.Signer == nil {
 			return fmt.Errorf("sign: selector %s has no key", k.Selector)
 		}
-		if pub, ok := k.Signer.Public().(*rsa.PublicKey); ok && pub.N.BitLen() < MinSignRSABits {
-			return fmt.Errorf("sign: selector %s: RSA key of %d bits is too weak; DKIM keys must be %d bits or more", k.Selector, pub.N.BitLen(), MinSignRSABits)
+		if pub, ok := k.Signer.Public().(*rsa.PublicKey); ok {
+			if err := CheckRSAKeySize(pub.N.BitLen(), o.MinRSABits); err != nil {
+				return fmt.Errorf("sign: selector %s: %w", k.Selector, err)
+			}
 		}
 		if _, err := dkimcore.AlgorithmFor(k.Signer); err != nil {
 			return fmt.Errorf("sign: selector %s: %w", k.Selector, err)
@@ -105,26 +151,6 @@ func (o *Options) Validate() error {
 		}
 	}
 	return nil
-}
-
-// validSelector reports whether s is a selector: dot-separated labels of letters, digits
-// and hyphens (RFC 6376 §3.1).
-func validSelector(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // SignedHeaderNames returns the h= list for hdr: every field of HeaderKeys as often as it

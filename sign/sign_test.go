@@ -228,6 +228,34 @@ func TestSignRefusesWeakKeysAndBadOptions(t *testing.T) {
 	}
 }
 
+// TestSignMinRSABits: a 1024-bit key signs only when the minimum is lowered to 1024 (RFC 8301
+// §3.2 permits it), and no minimum below 1024 may be set.
+func TestSignMinRSABits(t *testing.T) {
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := dkimcore.Header{dkimcore.Field("From: a@a.example\r\n")}
+	o := &Options{Domain: "a.example", Keys: []Key{{Selector: "s", Signer: weak}}, MinRSABits: 1024}
+	fields, err := Sign(hdr, dkimcore.HashBody(nil, dkimcore.Relaxed), o)
+	if err != nil || len(fields) != 1 || !strings.Contains(string(fields[0]), "a=rsa-sha256") {
+		t.Fatalf("1024-bit key with MinRSABits 1024: %v %q", err, fields)
+	}
+	o.MinRSABits = 0
+	if _, err := Sign(hdr, dkimcore.HashBody(nil, dkimcore.Relaxed), o); err == nil || !strings.Contains(err.Error(), "min_rsa_bits: 1024") {
+		t.Errorf("1024-bit key with the default minimum: %v; want a refusal naming the opt-in", err)
+	}
+	o.MinRSABits = 512
+	if _, err := Sign(hdr, dkimcore.HashBody(nil, dkimcore.Relaxed), o); err == nil || !strings.Contains(err.Error(), "at least 1024 bits") {
+		t.Errorf("MinRSABits 512: %v", err)
+	}
+	for n, ok := range map[int]bool{0: true, 1024: true, 2048: true, 4096: true, 1023: false, 512: false, -1: false} {
+		if err := CheckMinRSABits(n); (err == nil) != ok {
+			t.Errorf("CheckMinRSABits(%d) = %v", n, err)
+		}
+	}
+}
+
 // TestStandardsExample checks the worked example of standards.md §1.8, signed with a
 // throw-away Ed25519 key, byte for byte: our signer must produce exactly its b= when the
 // field is folded as there.

@@ -232,22 +232,6 @@ func TestStructureFailures(t *testing.T) {
 	}
 }
 
-func TestResultsFromAuthResults(t *testing.T) {
-	msg := "Authentication-Results: Relay.Example.; auth=pass (TLS) smtp.auth=ana@corp.example;\r\n spf=none smtp.mailfrom=corp.example\r\n" +
-		"Authentication-Results: other.example; dkim=fail\r\n" +
-		"Authentication-Results: relay.example; none\r\n" + testMessage
-	hdr, _, _ := sign.ReadMessage(strings.NewReader(msg))
-	got := ResultsFor(hdr, "relay.example")
-	want := []string{"auth=pass (TLS) smtp.auth=ana@corp.example", "spf=none smtp.mailfrom=corp.example"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("ResultsFor = %q, want %q", got, want)
-	}
-	stripped, n := StripAuthResults(hdr, "relay.example")
-	if n != 2 || len(stripped) != len(hdr)-2 || !stripped[0].Is("Authentication-Results") {
-		t.Errorf("StripAuthResults removed %d: %q", n, stripped)
-	}
-}
-
 func TestSealLimits(t *testing.T) {
 	r, _, ek := testKeys(t)
 	msg := []byte(testMessage)

@@ -3,12 +3,14 @@ package arc
 import (
 	"context"
 	"crypto"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"sealgate/internal/authres"
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/resolver"
 	"sealgate/sign"
@@ -97,7 +99,7 @@ func Seal(ctx context.Context, hdr dkimcore.Header, bodies dkimcore.BodyHashes, 
 	// AAR (RFC 8617 §4.1.1).
 	results := o.Results
 	if results == nil {
-		results = ResultsFor(hdr, o.AuthServID)
+		results = authres.ResultsFor(hdr, o.AuthServID)
 	}
 	aar := formatAAR(i, o.AuthServID, withChainResult(results, chainRes))
 
@@ -177,16 +179,9 @@ func withChainResult(results []string, r *Result) []string {
 }
 
 // formatAAR formats "ARC-Authentication-Results: i=N; authserv-id; r1; r2", one result per
-// folded line.
+// folded line (RFC 8617 §4.1.1).
 func formatAAR(i int, authservID string, results []string) dkimcore.Field {
-	var b strings.Builder
-	b.WriteString(AARField + ": i=" + strconv.Itoa(i) + "; " + authservID)
-	if len(results) == 0 {
-		b.WriteString("; none")
-	}
-	for _, r := range results {
-		b.WriteString(";\r\n " + r)
-	}
-	b.WriteString("\r\n")
-	return dkimcore.Field(b.String())
+	return authres.FormatField(AARField, "i="+strconv.Itoa(i)+"; "+authservID, results)
 }
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

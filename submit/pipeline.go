@@ -19,6 +19,7 @@ import (
 
 	"sealgate/arc"
 	"sealgate/internal/addr"
+	"sealgate/internal/authres"
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/resolver"
 	"sealgate/relay"
@@ -131,7 +132,7 @@ func (p *Pipeline) Accept(ctx context.Context, s *Submission) (queueID string, e
 	}
 
 	// 2. Forged Authentication-Results.
-	hdr, removed := arc.StripAuthResults(s.Header, p.AuthServID, p.Hostname)
+	hdr, removed := authres.Strip(s.Header, p.AuthServID, p.Hostname)
 	if removed > 0 {
 		log.Info("removed Authentication-Results claiming our authserv-id", "count", removed)
 	}

@@ -320,19 +320,22 @@ func (m Mailbox) DisplayNameLooksLikeAddress() (Address, bool) {
 	return as[0], true
 }
 
-// Characters that render as nothing; removed before looking for addresses so that
-// "ceo@bank\u200b.example" is still seen.
-var invisible = strings.NewReplacer(
-	"\u00ad", "", "\u200b", "", "\u200c", "", "\u200d", "", "\u2060", "", "\ufeff", "",
-)
-
 // AddressesInDisplayName returns every address-like "local@domain.tld" in a
-// display name. The name is examined as written and, if it still holds RFC 2047
-// encoded-words (inside a quoted string net/mail leaves them), as decoded. Unicode
-// compatibility forms are folded first (NFKC), so the fullwidth '＠' (U+FF20) and
-// small '﹫' (U+FE6B) count as '@' and fullwidth or ideographic full stops as '.';
-// zero-width characters are ignored. The domain must be a valid domain name (IDN
-// allowed) with at least two labels.
+// display name: what a reader could take for the sender's address. The domain
+// must be a valid domain name (IDN allowed) with at least two labels.
+//
+// The name is examined as written and, if it still holds RFC 2047 encoded-words
+// (inside a quoted string net/mail leaves them), as decoded. Each form is first
+// brought to what a reader sees (see displayForms): characters that render as
+// nothing are removed (default-ignorable code points such as zero-width
+// characters, bidirectional controls, and the Hangul fillers U+115F, U+1160,
+// U+3164, U+FFA0), compatibility forms are folded (NFKC: the fullwidth '＠'
+// U+FF20 and small '﹫' U+FE6B count as '@', fullwidth and ideographic full
+// stops as '.'), and spaces around '@' and '.' are dropped ("ceo @ evil.example").
+// When the name holds bidirectional controls, which make a reader show
+// characters in another order ("\u202eelpmaxe.live@oec" is shown as
+// ceo@evil.example), the text is also examined reversed: whole, and with each
+// right-to-left run reversed in place.
 func AddressesInDisplayName(name string) []Address {
 	if name == "" {
 		return nil
@@ -343,11 +346,104 @@ func AddressesInDisplayName(name string) []Address {
 	}
 	var out []Address
 	for _, f := range forms {
-		f = norm.NFKC.String(invisible.Replace(f))
-		f = strings.NewReplacer("\u3002", ".", "\uff61", ".").Replace(f)
-		out = append(out, findAddresses(f)...)
+		for _, v := range displayForms(f) {
+			out = append(out, findAddresses(v)...)
+		}
 	}
 	return out
+}
+
+// displayForms returns the texts a reader may be shown for s: s cleaned (see
+// AddressesInDisplayName) and, if s holds bidirectional controls, that text
+// reversed and with each right-to-left run reversed.
+func displayForms(s string) []string {
+	forms := []string{showable(s)}
+	if strings.ContainsFunc(s, isBidiControl) {
+		forms = append(forms, showable(reverseRunes(s)), showable(reverseRTLRuns(s)))
+	}
+	return forms
+}
+
+// showable removes what renders as nothing, folds compatibility forms and drops
+// spaces around '@' and '.'.
+func showable(s string) string {
+	s = strings.Map(dropInvisible, s)
+	s = norm.NFKC.String(s)
+	s = strings.Map(dropInvisible, s) // NFKC may expose more
+	s = strings.NewReplacer("\u3002", ".", "\uff61", ".").Replace(s)
+	return collapseSpaces(s)
+}
+
+// dropInvisible maps a character that renders as nothing to -1 (removed):
+// default-ignorable code points (Unicode's Default_Ignorable_Code_Point is
+// Other_Default_Ignorable_Code_Point, which holds the Hangul fillers, plus the
+// format characters (Cf, with every bidirectional control, zero-width character,
+// soft hyphen and tag) and the variation selectors), and the braille blank
+// U+2800, which renders as a space without being one.
+func dropInvisible(r rune) rune {
+	if unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) || r == '\u2800' {
+		return -1
+	}
+	return r
+}
+
+// isBidiControl reports the characters that change the order in which text is
+// shown (Unicode Bidi_Control: embeddings, overrides, isolates and marks).
+func isBidiControl(r rune) bool { return unicode.Is(unicode.Bidi_Control, r) }
+
+// collapseSpaces drops white space next to '@' or '.'.
+func collapseSpaces(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsSpace) {
+		return s
+	}
+	rs := []rune(s)
+	out := make([]rune, 0, len(rs))
+	for i := 0; i < len(rs); i++ {
+		if !unicode.IsSpace(rs[i]) {
+			out = append(out, rs[i])
+			continue
+		}
+		j := i
+		for j < len(rs) && unicode.IsSpace(rs[j]) {
+			j++
+		}
+		prevSep := len(out) > 0 && (out[len(out)-1] == '@' || out[len(out)-1] == '.')
+		nextSep := j < len(rs) && (rs[j] == '@' || rs[j] == '.')
+		if !prevSep && !nextSep {
+			out = append(out, ' ')
+		}
+		i = j - 1
+	}
+	return string(out)
+}
+
+func reverseRunes(s string) string {
+	rs := []rune(s)
+	for i, j := 0, len(rs)-1; i < j; i, j = i+1, j-1 {
+		rs[i], rs[j] = rs[j], rs[i]
+	}
+	return string(rs)
+}
+
+// reverseRTLRuns reverses in place each run that a right-to-left override,
+// embedding or isolate starts (U+202E, U+202B, U+2067, U+200F), up to the
+// control that ends it (U+202C, U+2069) or the end of the text.
+func reverseRTLRuns(s string) string {
+	rs := []rune(s)
+	for i := 0; i < len(rs); i++ {
+		switch rs[i] {
+		case '\u202e', '\u202b', '\u2067', '\u200f':
+			j := i + 1
+			for j < len(rs) && rs[j] != '\u202c' && rs[j] != '\u2069' {
+				j++
+			}
+			for a, b := i+1, j-1; a < b; a, b = a+1, b-1 {
+				rs[a], rs[b] = rs[b], rs[a]
+			}
+			i = j
+		}
+	}
+	return string(rs)
 }
 
 func findAddresses(s string) []Address {

@@ -13,6 +13,8 @@
 package arc
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -68,9 +70,9 @@ func collect(hdr dkimcore.Header) (*chain, string) {
 		default:
 			continue
 		}
-		i, ok := instanceOf(f)
-		if !ok {
-			return nil, what + " has no valid i= instance"
+		i, err := instanceOf(f)
+		if err != nil {
+			return nil, what + ": " + err.Error()
 		}
 		if i < 1 || i > MaxInstances {
 			return nil, what + " instance i=" + strconv.Itoa(i) + " is outside 1.." + strconv.Itoa(MaxInstances)
@@ -99,33 +101,41 @@ func collect(hdr dkimcore.Header) (*chain, string) {
 }
 
 // instanceOf reads i= of an ARC field. For the AAR it is the first element before ';'
-// (RFC 8617 §4.1.1); for AMS and AS it is a tag.
-func instanceOf(f dkimcore.Field) (int, bool) {
+// (RFC 8617 §4.1.1); for AMS and AS it is a tag, and the whole tag list must parse: an empty
+// tag-spec ("s=x;;") is a syntax error that fails the chain (RFC 6376 §3.2).
+func instanceOf(f dkimcore.Field) (int, error) {
 	v := f.Value()
 	var s string
 	if f.Is(AARField) {
 		first, _, _ := strings.Cut(v, ";")
 		name, val, ok := strings.Cut(first, "=")
 		if !ok || strings.TrimSpace(name) != "i" {
-			return 0, false
+			return 0, errors.New("no i= instance before the first ';'")
 		}
 		s = val
 	} else {
 		tags, err := dkimcore.ParseTags(v)
 		if err != nil {
-			return 0, false
+			return 0, err
 		}
 		var ok bool
 		if s, ok = tags.Get("i"); !ok {
-			return 0, false
+			return 0, errors.New("no i= tag")
 		}
 	}
 	s = strings.TrimSpace(s)
-	if s == "" || len(s) > 3 {
-		return 0, false
-	}
 	n, err := strconv.Atoi(s)
-	return n, err == nil
+	if s == "" || len(s) > 3 || err != nil {
+		return 0, fmt.Errorf("i=%q is not an instance number", shorten(s))
+	}
+	return n, nil
+}
+
+func shorten(s string) string {
+	if len(s) > 20 {
+		return s[:20] + "..."
+	}
+	return s
 }
 
 // RequiredCanonicalizations returns the body canonicalisations the message's AMS fields use,
@@ -141,7 +151,10 @@ func RequiredCanonicalizations(hdr dkimcore.Header) []dkimcore.Canonicalization 
 		if err != nil {
 			continue
 		}
-		c, _ := tags.Get("c")
+		c, ok := tags.Get("c")
+		if !ok {
+			continue // relaxed/relaxed, the ARC default
+		}
 		if _, b, err := dkimcore.ParseCanonicalization(c); err == nil && b == dkimcore.Simple {
 			return append(canons, dkimcore.Simple)
 		}

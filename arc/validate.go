@@ -44,7 +44,11 @@ func commentSafe(s string) string {
 
 // ValidateOptions configures Validate.
 type ValidateOptions struct {
+	// Resolver fetches the sealers' and signers' keys.
 	Resolver resolver.Resolver
+	// MinRSABits is the smallest RSA key accepted; 0 means dkimcore.MinVerifyRSABits (1024,
+	// RFC 8301 §3.2). The same rule applies to DKIM verification in package sign.
+	MinRSABits int
 }
 
 // Validate runs the chain validation algorithm of RFC 8617 §5.2 over a message whose header
@@ -64,7 +68,7 @@ func Validate(ctx context.Context, hdr dkimcore.Header, bodies dkimcore.BodyHash
 		res.Reason = fmt.Sprintf(format, a...)
 		return res
 	}
-	v := &verifier{ctx: ctx, r: o.Resolver, keys: map[string]*dkimcore.KeyRecord{}}
+	v := &verifier{ctx: ctx, Verifier: dkimcore.Verifier{Resolver: o.Resolver, MinRSABits: o.MinRSABits}}
 
 	// Step 3-4: structure and cv values, newest first.
 	seals := make([]*dkimcore.Signature, n)
@@ -76,6 +80,9 @@ func Validate(ctx context.Context, hdr dkimcore.Header, bodies dkimcore.BodyHash
 		}
 		cv, _ := tags.Get("cv")
 		cv = strings.ToLower(cv)
+		if cv != string(None) && cv != string(Pass) && cv != string(Fail) {
+			return fail("ARC-Seal i=%d has cv=%s; only none, pass and fail exist", i, cv)
+		}
 		if i == n && cv == string(Fail) {
 			return fail("ARC-Seal i=%d says cv=fail", i)
 		}
@@ -137,53 +144,24 @@ func appendSealInput(dst []byte, sets []set) []byte {
 	return dst
 }
 
-// verifier verifies signatures, fetching each key once per validation.
+// verifier verifies a chain's signatures with the key rules DKIM verification uses,
+// fetching each key once per validation.
 type verifier struct {
-	ctx  context.Context
-	r    resolver.Resolver
-	keys map[string]*dkimcore.KeyRecord
-	errs map[string]error
-}
-
-func (v *verifier) key(selector, domain string) (*dkimcore.KeyRecord, error) {
-	id := selector + "._domainkey." + domain
-	if k, ok := v.keys[id]; ok {
-		return k, nil
-	}
-	if err, ok := v.errs[id]; ok {
-		return nil, err
-	}
-	if v.r == nil {
-		return nil, fmt.Errorf("no DNS resolver to fetch key %s", id)
-	}
-	k, err := dkimcore.LookupKey(v.ctx, v.r, selector, domain)
-	if err != nil {
-		if v.errs == nil {
-			v.errs = map[string]error{}
-		}
-		v.errs[id] = err
-		return nil, err
-	}
-	v.keys[id] = k
-	return k, nil
+	ctx context.Context
+	dkimcore.Verifier
 }
 
 func (v *verifier) verify(sig *dkimcore.Signature, input []byte, c dkimcore.Canonicalization) error {
-	k, err := v.key(sig.Selector, sig.Domain)
-	if err != nil {
-		return err
-	}
-	return sig.VerifyWithKey(k, input, c)
+	_, err := v.Verify(v.ctx, sig, input, c)
+	return err
 }
 
-// verifyAMS verifies an ARC-Message-Signature like a DKIM signature (RFC 8617 §4.1.2).
+// verifyAMS verifies an ARC-Message-Signature like a DKIM signature (RFC 8617 §4.1.2); its h=
+// may be empty, and empty names in it are skipped (as dkimpy and the ARC test suite read it).
 func (v *verifier) verifyAMS(hdr dkimcore.Header, ams dkimcore.Field, bodies dkimcore.BodyHashes) error {
 	sig, err := dkimcore.ParseSignature(ams)
 	if err != nil {
 		return err
-	}
-	if sig.BodyHash == nil || len(sig.Headers) == 0 {
-		return fmt.Errorf("missing bh= or h= tag")
 	}
 	for _, h := range sig.Headers {
 		if strings.EqualFold(h, ASField) {

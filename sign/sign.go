@@ -10,9 +10,10 @@
 // result, so that DKIM and ARC (package arc) share one pass over the body. SignMessage is the
 // convenience for a whole message in a reader.
 //
-// Verification (Verify) is go-msgauth's verifier behind our DNS resolver, for the inbound
-// verifier and the command-line tools. This package does not decide which domain a sender may
-// sign for: that is the submission policy's job.
+// Verification (Verify, VerifyHeader) checks DKIM signatures with the key lookup and
+// signature primitives of internal/dkimcore that ARC validation uses too, and gives typed
+// results for Authentication-Results (RFC 8601). This package does not decide which domain a
+// sender may sign for: that is the submission policy's job.
 package sign
 
 import (

@@ -12,8 +12,12 @@ type Error struct {
 	// Fail is set when the signature was checked and did not match (body hash or signature),
 	// as opposed to a malformed signature or key (permerror).
 	Fail bool
-	Msg  string
-	Err  error
+	// Policy is set when the signature was not verified because it uses something sealgate
+	// does not accept (l=, rsa-sha1, an RSA key under the configured minimum) rather than
+	// because it is malformed (RFC 8601 §2.7.1 "policy").
+	Policy bool
+	Msg    string
+	Err    error
 }
 
 func (e *Error) Error() string {
@@ -27,6 +31,10 @@ func (e *Error) Unwrap() error { return e.Err }
 
 func permErr(format string, a ...any) error {
 	return &Error{Msg: fmt.Sprintf(format, a...)}
+}
+
+func policyErr(format string, a ...any) error {
+	return &Error{Policy: true, Msg: fmt.Sprintf(format, a...)}
 }
 
 func failErr(format string, a ...any) error {
@@ -44,4 +52,11 @@ func IsTemporary(err error) bool {
 func IsFail(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Fail
+}
+
+// IsPolicy reports whether err says the signature was not accepted by local policy (l=,
+// rsa-sha1, a key under the configured minimum size), as opposed to malformed or failing.
+func IsPolicy(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Policy
 }

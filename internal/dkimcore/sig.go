@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,20 +44,98 @@ func AlgorithmFor(key crypto.Signer) (string, error) {
 
 // AppendHeaderHashInput appends the canonical form of the fields named in names, each name
 // taking the bottom-most instance not yet used; a name with no instance left adds nothing,
-// which is what makes oversigning work (RFC 6376 §5.4.2).
+// which is what makes oversigning work (RFC 6376 §5.4.2). Empty names select nothing.
+//
+// It runs in time linear in the number of fields and names: the fields are indexed by name
+// once, and each name takes the next instance of its list from the bottom, so a header of
+// many same-named fields costs no more per field than a small one.
 func AppendHeaderHashInput(dst []byte, h Header, names []string, c Canonicalization) []byte {
-	used := make([]bool, len(h))
+	if len(names) == 0 {
+		return dst
+	}
+	idx := IndexHeader(h)
 	for _, name := range names {
-		name = strings.TrimSpace(name)
-		for i := len(h) - 1; i >= 0; i-- {
-			if !used[i] && h[i].Is(name) {
-				used[i] = true
-				dst = AppendCanonicalField(dst, h[i], c)
-				break
-			}
+		if f := idx.Next(name); f != nil {
+			dst = AppendCanonicalField(dst, f, c)
 		}
 	}
 	return dst
+}
+
+// HeaderIndex finds fields by name bottom-up without rescanning the header. Build it with
+// IndexHeader; each Next call consumes one instance.
+type HeaderIndex struct {
+	h   Header
+	pos map[string][]int // lower-case name -> field indexes, top first; consumed from the end
+}
+
+// IndexHeader indexes the fields of h by lower-case name, in one pass.
+func IndexHeader(h Header) *HeaderIndex {
+	idx := &HeaderIndex{h: h, pos: make(map[string][]int, 32)}
+	var buf []byte
+	for i, f := range h {
+		buf = appendLowerName(buf[:0], f)
+		if len(buf) == 0 {
+			continue
+		}
+		l, ok := idx.pos[string(buf)] // no allocation for the lookup
+		if !ok {
+			idx.pos[string(buf)] = []int{i}
+			continue
+		}
+		idx.pos[string(buf)] = append(l, i)
+	}
+	return idx
+}
+
+// Count returns how many fields named name (any case) are left unconsumed.
+func (x *HeaderIndex) Count(name string) int {
+	return len(x.pos[lowerTrim(name)])
+}
+
+// Next returns the bottom-most field named name (any case, surrounding white space ignored)
+// not yet returned, or nil when none is left.
+func (x *HeaderIndex) Next(name string) Field {
+	key := lowerTrim(name)
+	l := x.pos[key]
+	if len(l) == 0 {
+		return nil
+	}
+	x.pos[key] = l[:len(l)-1]
+	return x.h[l[len(l)-1]]
+}
+
+// appendLowerName appends the lower-cased name of f (white space before ':' removed).
+func appendLowerName(dst []byte, f Field) []byte {
+	i := bytes.IndexByte(f, ':')
+	if i < 0 {
+		return dst
+	}
+	for _, c := range bytes.TrimRight(f[:i], " \t") {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// lowerTrim lower-cases an ASCII field name and trims white space, without allocating when
+// it is already in that form.
+func lowerTrim(s string) string {
+	s = strings.TrimSpace(s)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j, c := range b {
+				if 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b) // ASCII only: field names are ASCII (RFC 5322 §2.2)
+		}
+	}
+	return s
 }
 
 // SignField completes a DKIM-syntax field: it formats name with tags and an empty b=,
@@ -196,40 +275,101 @@ func StripSignatureValue(f Field) Field {
 	return out
 }
 
+// Kind says which of the three DKIM-syntax fields a signature is; the tags each requires and
+// their defaults differ.
+type Kind int
+
+// The kinds of signature field.
+const (
+	DKIMSignature       Kind = iota // DKIM-Signature (RFC 6376 §3.5)
+	ARCMessageSignature             // ARC-Message-Signature (RFC 8617 §4.1.2)
+	ARCSeal                         // ARC-Seal (RFC 8617 §4.1.3)
+)
+
+// KindOf returns the kind of f by its name, and false for other fields.
+func KindOf(f Field) (Kind, bool) {
+	switch {
+	case f.Is("DKIM-Signature"):
+		return DKIMSignature, true
+	case f.Is("ARC-Message-Signature"):
+		return ARCMessageSignature, true
+	case f.Is("ARC-Seal"):
+		return ARCSeal, true
+	}
+	return 0, false
+}
+
 // Signature is a parsed DKIM-syntax signature field (DKIM-Signature, ARC-Message-Signature
 // or ARC-Seal).
 type Signature struct {
 	Field       Field
+	Kind        Kind
 	Tags        Tags
 	Algorithm   string
-	Domain      string // d=, lower-cased
+	Domain      string // d=, lower-cased, trailing dot removed
 	Selector    string
 	HeaderCanon Canonicalization
 	BodyCanon   Canonicalization
-	Headers     []string // h=, as written
+	Headers     []string // h=, as written, empty names left out
 	BodyHash    []byte   // bh=, nil when absent
 	Sig         []byte   // b=
+	Identifier  string   // i= as written (for ARC fields, the instance)
 	Timestamp   int64    // t=, -1 when absent
 	Expiration  int64    // x=, -1 when absent
 }
 
-// ParseSignature parses the tags every DKIM-syntax signature shares: a, b, d, s (required),
-// c, h, bh, t, x. l= is refused. Fields whose form requires h= and bh= are checked by the
-// caller.
+// ParseSignature parses a DKIM-Signature, ARC-Message-Signature or ARC-Seal (told apart by
+// the field name; any other name is read as a DKIM-Signature) and checks the syntax RFC 6376
+// §6.1.1 and RFC 8617 §4.1 give each:
+//
+//   - every kind: a, b, d, s present; a= is rsa-sha256 or ed25519-sha256 (rsa-sha1 is a
+//     policy error, RFC 8301 §3.1; others are permanent); c=, t=, x= well-formed; l= is a
+//     policy error: sealgate does not verify signatures over part of a body, since anything
+//     may be appended after the signed length (RFC 6376 §8.2).
+//   - DKIM-Signature: v=1, bh= and h= present; h= names From and no empty name; i=, if
+//     present, is in d= or a subdomain; x= not before t=. c= defaults to simple/simple.
+//   - ARC-Message-Signature: i=, bh= and h= present; empty names in h= are skipped, as
+//     dkimpy and the ARC test suite do; c= defaults to relaxed/relaxed, the only
+//     canonicalisation ARC uses.
+//   - ARC-Seal: i= present; c= defaults to relaxed/relaxed. h= is refused by the caller.
+//
+// Errors are *Error values.
 func ParseSignature(f Field) (*Signature, error) {
+	kind, ok := KindOf(f)
+	if !ok {
+		kind = DKIMSignature
+	}
 	tags, err := ParseTags(f.Value())
 	if err != nil {
 		return nil, err
 	}
-	s := &Signature{Field: f, Tags: tags, Timestamp: -1, Expiration: -1}
-	for _, req := range []string{"a", "b", "d", "s"} {
+	s := &Signature{Field: f, Kind: kind, Tags: tags, Timestamp: -1, Expiration: -1}
+	required := []string{"a", "b", "d", "s"}
+	switch kind {
+	case DKIMSignature:
+		required = append([]string{"v"}, append(required, "bh", "h")...)
+	case ARCMessageSignature:
+		required = append([]string{"i"}, append(required, "bh", "h")...)
+	case ARCSeal:
+		required = append([]string{"i"}, required...)
+	}
+	for _, req := range required {
 		if _, ok := tags.Get(req); !ok {
 			return nil, permErr("signature has no %s= tag", req)
 		}
 	}
+	if kind == DKIMSignature {
+		if v, _ := tags.Get("v"); v != "1" {
+			return nil, permErr("signature has v=%s; only v=1 exists (RFC 6376 §3.5)", shorten(v))
+		}
+	}
 	s.Algorithm, _ = tags.Get("a")
 	s.Algorithm = strings.ToLower(s.Algorithm)
-	if s.Algorithm != RSASHA256 && s.Algorithm != Ed25519SHA256 {
+	switch s.Algorithm {
+	case RSASHA256, Ed25519SHA256:
+	case "rsa-sha1":
+		return nil, policyErr("signature uses rsa-sha1, which verifiers must not accept (RFC 8301 §3.1)")
+	default:
 		return nil, permErr("unsupported signature algorithm a=%s", shorten(s.Algorithm))
 	}
 	d, _ := tags.Get("d")
@@ -241,17 +381,26 @@ func ParseSignature(f Field) (*Signature, error) {
 	if s.Selector == "" {
 		return nil, permErr("signature has an empty s= tag")
 	}
-	c, _ := tags.Get("c")
+	c, hasC := tags.Get("c")
+	if !hasC && kind != DKIMSignature {
+		c = "relaxed/relaxed" // ARC uses relaxed canonicalisation (RFC 8617 §4.1.2, §4.1.3)
+	}
 	if s.HeaderCanon, s.BodyCanon, err = ParseCanonicalization(c); err != nil {
 		return nil, err
 	}
 	if h, ok := tags.Get("h"); ok {
 		for name := range strings.SplitSeq(h, ":") {
 			if name = strings.TrimSpace(name); name == "" {
-				return nil, permErr("signature h= tag has an empty field name")
+				if kind == DKIMSignature {
+					return nil, permErr("signature h= tag has an empty field name")
+				}
+				continue
 			}
 			s.Headers = append(s.Headers, name)
 		}
+	}
+	if kind == DKIMSignature && !slices.ContainsFunc(s.Headers, func(n string) bool { return strings.EqualFold(n, "From") }) {
+		return nil, permErr("signature h= does not include From (RFC 6376 §5.4)")
 	}
 	if bh, ok := tags.Get("bh"); ok {
 		if s.BodyHash, err = base64.StdEncoding.DecodeString(StripFWS(bh)); err != nil {
@@ -263,7 +412,7 @@ func ParseSignature(f Field) (*Signature, error) {
 		return nil, permErr("signature b= is not valid base64")
 	}
 	if _, ok := tags.Get("l"); ok {
-		return nil, permErr("signature has l= (partial body); refused")
+		return nil, policyErr("signature has l= (it signs only part of the body); not accepted")
 	}
 	for name, dst := range map[string]*int64{"t": &s.Timestamp, "x": &s.Expiration} {
 		if v, ok := tags.Get(name); ok {
@@ -274,7 +423,36 @@ func ParseSignature(f Field) (*Signature, error) {
 			*dst = n
 		}
 	}
+	s.Identifier, _ = tags.Get("i")
+	if kind == DKIMSignature {
+		if s.Expiration >= 0 && s.Timestamp >= 0 && s.Expiration < s.Timestamp {
+			return nil, permErr("signature x= is before t= (RFC 6376 §3.5)")
+		}
+		if s.Identifier != "" && !identifierInDomain(s.Identifier, s.Domain, false) {
+			return nil, permErr("signature i=%s is not in d=%s or a subdomain of it (RFC 6376 §3.5)", shorten(s.Identifier), s.Domain)
+		}
+	}
 	return s, nil
+}
+
+// identifierInDomain reports whether the domain of the AUID i= (after its last '@') is d or,
+// unless strict (key record t=s, RFC 6376 §3.6.1), a subdomain of d.
+func identifierInDomain(i, d string, strict bool) bool {
+	at := strings.LastIndexByte(i, '@')
+	if at < 0 {
+		return false
+	}
+	id := strings.ToLower(strings.TrimSuffix(i[at+1:], "."))
+	return id == d || !strict && strings.HasSuffix(id, "."+d)
+}
+
+// AUID returns the signature's agent or user identifier: i= when present, else "@" + d=
+// (RFC 6376 §3.5).
+func (s *Signature) AUID() string {
+	if s.Identifier != "" {
+		return s.Identifier
+	}
+	return "@" + s.Domain
 }
 
 // CheckBodyHash compares bh= with the body hash for the signature's body canonicalisation.

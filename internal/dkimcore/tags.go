@@ -25,13 +25,28 @@ func (t Tags) Get(name string) (string, bool) {
 // ParseTags parses a DKIM tag list: tag=value pairs separated by ';', with folding white space
 // allowed around names, '=' and values. White space inside a value is kept, unfolded to single
 // spaces; callers strip it where the tag's syntax says so (b=, bh=, p=). A repeated tag, a tag
-// without '=' or an invalid tag name is an error (RFC 6376 §3.2).
+// without '=', an invalid tag name or an empty tag-spec is an error (RFC 6376 §3.2):
+//
+//	tag-list = tag-spec *( ";" tag-spec ) [ ";" ]
+//
+// so one ';' may end the list ("a=b;"), but an empty element between two ';' ("a=b;;c=d",
+// "a=b;;") or before the first ("; a=b") is not a tag-spec. dkimpy refuses these the same way.
 func ParseTags(s string) (Tags, error) {
 	var tags Tags
-	for part := range strings.SplitSeq(s, ";") {
+	var seen map[string]bool // for long lists, so that checking for repeats stays linear
+	rest := s
+	for {
+		part, after, more := strings.Cut(rest, ";")
+		rest = after
 		part = trimFWS(part)
 		if part == "" {
-			continue // an empty last element after a trailing ';' is allowed
+			if !more && len(tags) > 0 {
+				break // what follows the ';' that ends the list
+			}
+			if !more && trimFWS(s) == "" {
+				break // an empty list
+			}
+			return nil, permErr("malformed tag list: empty tag-spec (\"%s\")", shorten(trimFWS(s)))
 		}
 		name, value, ok := strings.Cut(part, "=")
 		if !ok {
@@ -41,12 +56,28 @@ func ParseTags(s string) (Tags, error) {
 		if !validTagName(name) {
 			return nil, permErr("malformed tag list: invalid tag name %q", shorten(name))
 		}
-		for _, t := range tags {
-			if t.Name == name {
-				return nil, permErr("malformed tag list: tag %q repeated", name)
+		if len(tags) == 16 {
+			seen = make(map[string]bool, 32)
+			for _, t := range tags {
+				seen[t.Name] = true
 			}
 		}
+		repeated := false
+		if seen != nil {
+			repeated = seen[name]
+			seen[name] = true
+		} else {
+			for _, t := range tags {
+				repeated = repeated || t.Name == name
+			}
+		}
+		if repeated {
+			return nil, permErr("malformed tag list: tag %q repeated", name)
+		}
 		tags = append(tags, Tag{Name: name, Value: unfold(trimFWS(value))})
+		if !more {
+			break
+		}
 	}
 	return tags, nil
 }

@@ -46,7 +46,10 @@ func ParseTags(s string) (Tags, error) {
 			if !more && trimFWS(s) == "" {
 				break // an empty list
 			}
-			return nil, permErr("malformed tag list: empty tag-spec (\"%s\")", shorten(trimFWS(s)))
+			if len(tags) == 0 {
+				return nil, permErr("malformed tag list: empty tag-spec before the first tag (RFC 6376 §3.2)")
+			}
+			return nil, permErr("malformed tag list: empty tag-spec after %s= (\";;\"; RFC 6376 §3.2)", tags[len(tags)-1].Name)
 		}
 		name, value, ok := strings.Cut(part, "=")
 		if !ok {

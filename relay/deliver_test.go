@@ -1,8 +1,6 @@
 package relay
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +16,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"sealgate/internal/smtpclient"
 )
 
 // received is one transaction the test next hop accepted.
@@ -43,6 +43,7 @@ type nextHopServer struct {
 	arrived   chan received
 	sessions  int // SMTP sessions opened (connections that sent EHLO)
 	conns     []net.Conn
+	srv       *smtp.Server
 }
 
 // closeSessions drops every session from the server's side.
@@ -58,6 +59,13 @@ func (h *nextHopServer) closeSessions() {
 func startNextHop(t *testing.T) *nextHopServer {
 	t.Helper()
 	h := &nextHopServer{arrived: make(chan received, 100)}
+	h.listen(t, "127.0.0.1:0")
+	return h
+}
+
+// listen starts a go-smtp server for h on addr, stopped when the test ends.
+func (h *nextHopServer) listen(t *testing.T, addr string) {
+	t.Helper()
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		h.mu.Lock()
 		h.sessions++
@@ -69,14 +77,25 @@ func startNextHop(t *testing.T) *nextHopServer {
 	srv.MaxMessageBytes = 1 << 20
 	srv.EnableDSN = true
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.addr = l.Addr().String() // listening already: connections queue until Serve accepts
+	h.srv = srv
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	return h
+}
+
+// restart stops the server (its listener and every session) and starts a new
+// one on the same address, as a next hop restarting does.
+func (h *nextHopServer) restart(t *testing.T) {
+	t.Helper()
+	h.srv.Close()
+	h.mu.Lock()
+	h.conns = nil
+	h.mu.Unlock()
+	h.listen(t, h.addr)
 }
 
 func (h *nextHopServer) transactions() []received {
@@ -169,54 +188,12 @@ func TestNextHopAddsFinalCRLF(t *testing.T) {
 	}
 }
 
-func TestDotWriter(t *testing.T) {
-	tests := []struct {
-		in      []string // written in these chunks
-		want    string
-		wantErr bool
-	}{
-		{[]string{"a\r\n.b\r\n"}, "a\r\n..b\r\n.\r\n", false},
-		{[]string{".", "\r\n"}, "..\r\n.\r\n", false},
-		{[]string{"a\r", "\n", ".", ".x\r\n"}, "a\r\n...x\r\n.\r\n", false},
-		{[]string{"a.b\r\n"}, "a.b\r\n.\r\n", false},
-		{[]string{""}, ".\r\n", false},
-		{[]string{"x"}, "x\r\n.\r\n", false},
-		{[]string{"a\nb\r\n"}, "", true},
-		{[]string{"a\rb\r\n"}, "", true},
-		{[]string{"a\r", "b"}, "", true},
-		{[]string{"a\r"}, "", true},
-		{[]string{"a\r\n\n"}, "", true},
-	}
-	for _, tt := range tests {
-		var buf bytes.Buffer
-		dw := &dotWriter{w: bufio.NewWriter(&buf), lineStart: true}
-		var err error
-		for _, c := range tt.in {
-			if _, err = dw.Write([]byte(c)); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			err = dw.close()
-		}
-		if tt.wantErr {
-			if !errors.Is(err, errBareLineEnd) {
-				t.Errorf("%q: err = %v, want bare line end", tt.in, err)
-			}
-			continue
-		}
-		if err != nil || buf.String() != tt.want {
-			t.Errorf("%q: wrote %q, %v; want %q", tt.in, buf.String(), err, tt.want)
-		}
-	}
-}
-
 func TestNextHopRefusesBareLineEnds(t *testing.T) {
 	h := startNextHop(t)
 	for _, msg := range []string{"Subject: x\r\n\r\nbare\nLF\r\n", "Subject: x\r\n\r\nbare\rCR\r\n"} {
 		env := &Envelope{ID: "q1", From: "a@x.test", To: []string{"b@y.test"}}
 		err := nextHop(h).Deliver(context.Background(), env, strings.NewReader(msg))
-		if !IsPermanent(err) || !errors.Is(err, errBareLineEnd) {
+		if !IsPermanent(err) || !errors.Is(err, smtpclient.ErrBareLineEnd) {
 			t.Errorf("%q: err = %v, want permanent bare line end", msg, err)
 		}
 	}
@@ -510,14 +487,6 @@ func TestOutboxSink(t *testing.T) {
 	}
 }
 
-func TestXtext(t *testing.T) {
-	for in, want := range map[string]string{"abc": "abc", "a+b=c": "a+2Bb+3Dc", "a b\xe9": "a+20b+E9"} {
-		if got := xtext(in); got != want {
-			t.Errorf("xtext(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestNextHopReusesConnections delivers several messages through one NextHop and checks
 // they share one SMTP session, that a session the server dropped is replaced, and that
 // with MaxIdle < 0 every message gets its own session.
@@ -541,7 +510,7 @@ func TestNextHopReusesConnections(t *testing.T) {
 
 	// The server closes the idle session: the next delivery notices (RSET fails) and dials again.
 	hop.mu.Lock()
-	hop.idle[0].c.conn.Close()
+	hop.idle[0].c.Close()
 	hop.mu.Unlock()
 	if err := hop.Deliver(ctx, &Envelope{ID: "after-drop", From: "a@x.test", To: []string{"b@y.test"}}, strings.NewReader(testMessage)); err != nil {
 		t.Fatalf("after a dropped session: %v", err)

@@ -8,13 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"sealgate/internal/atomicfile"
+	"sealgate/internal/smtpclient"
 )
 
 // OutboxSink is a Deliverer for dev mode: it writes each message to
@@ -53,13 +51,19 @@ func (o OutboxSink) Deliver(ctx context.Context, env *Envelope, msg io.Reader) e
 
 // NextHop is a Deliverer that relays every message over plain SMTP (RFC 5321)
 // to one fixed server, without TLS or authentication: for dev mode and tests.
-// Each recipient gets its own result; see RecipientsError.
+// Each recipient gets its own result; see RecipientsError. The SMTP is
+// internal/smtpclient's: the message goes out byte for byte apart from
+// dot-stuffing, the envelope pipelined when the server offers PIPELINING
+// (RFC 2920), so a message costs two round trips.
 //
-// Connections are kept open after a delivery and reused for the next message (RFC 5321
-// §4.5.3 lets a client send many transactions per session), checked with RSET first; so a
-// busy queue does not pay a connect, greeting and EHLO per message. When the server offers
-// PIPELINING (RFC 2920), RSET, MAIL, the RCPTs and DATA go out in one write, so a message
-// costs two round trips instead of one per command. Use it by pointer.
+// Sessions are kept open after a delivery and reused for the next message (RFC 5321
+// §4.5.3.2 lets a client send many transactions per session), each transaction
+// opened with RSET; so a busy queue does not pay a connect, greeting and EHLO per
+// message. A kept session the server dropped meanwhile (it restarted, or timed
+// the session out) is noticed at that RSET, before anything of the message was
+// taken, and the message goes on the next kept session or a new one: as many as
+// are kept, plus one new, so a restart of the next hop defers nothing. Use it by
+// pointer.
 type NextHop struct {
 	Addr     string        // host:port
 	HeloName string        // EHLO/HELO name; default the host name
@@ -74,7 +78,7 @@ type NextHop struct {
 
 // idleClient is an open session waiting for its next transaction.
 type idleClient struct {
-	c     *smtpClient
+	c     *smtpclient.Client
 	since time.Time
 }
 
@@ -82,9 +86,19 @@ type idleClient struct {
 // a few minutes (RFC 5321 §4.5.3.2.7 suggests 5), so reuse stays well inside that.
 const maxIdleAge = 30 * time.Second
 
-// client returns a session for the next transaction: an idle one (reused, to be
-// checked with RSET by the transaction) or a new one.
-func (h *NextHop) client(ctx context.Context, helo string, timeout time.Duration) (c *smtpClient, reused bool, err error) {
+func (h *NextHop) maxIdle() int {
+	switch {
+	case h.MaxIdle == 0:
+		return 4
+	case h.MaxIdle < 0:
+		return 0
+	}
+	return h.MaxIdle
+}
+
+// client returns a session for the next transaction: a kept one (reused) or a
+// new one.
+func (h *NextHop) client(ctx context.Context) (c *smtpclient.Client, reused bool, err error) {
 	for {
 		h.mu.Lock()
 		var ic idleClient
@@ -97,39 +111,34 @@ func (h *NextHop) client(ctx context.Context, helo string, timeout time.Duration
 		if !ok {
 			break
 		}
-		if time.Since(ic.since) > maxIdleAge {
-			ic.c.quit()
+		if !ic.c.Reusable() { // closed meanwhile
 			continue
 		}
-		ic.c.stop = context.AfterFunc(ctx, func() { ic.c.conn.Close() })
+		if time.Since(ic.since) > maxIdleAge {
+			ic.c.Quit()
+			continue
+		}
 		return ic.c, true, nil
 	}
-	c, err = dialSMTP(ctx, h.Addr, timeout)
-	if err != nil {
-		return nil, false, err
+	timeout := h.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
 	}
-	if err := c.hello(helo); err != nil {
-		c.close()
-		return nil, false, err
-	}
-	return c, false, nil
+	d := smtpclient.Dialer{HeloName: h.HeloName, Timeout: timeout}
+	c, err = d.Dial(ctx, h.Addr)
+	return c, false, err
 }
 
 // release keeps c for the next message, or ends the session when enough are idle.
-func (h *NextHop) release(c *smtpClient) {
-	c.stop() // the delivery's context no longer governs the connection
-	max := h.MaxIdle
-	if max == 0 {
-		max = 4
-	}
+func (h *NextHop) release(c *smtpclient.Client) {
 	h.mu.Lock()
-	if len(h.idle) < max {
+	if len(h.idle) < h.maxIdle() {
 		h.idle = append(h.idle, idleClient{c: c, since: time.Now()})
 		h.mu.Unlock()
 		return
 	}
 	h.mu.Unlock()
-	c.quit()
+	c.Quit()
 }
 
 // Close ends every idle session.
@@ -139,17 +148,20 @@ func (h *NextHop) Close() {
 	h.idle = nil
 	h.mu.Unlock()
 	for _, ic := range idle {
-		ic.c.quit()
+		ic.c.Quit()
 	}
 }
 
 // Deliver relays one message. It refuses, with a *PermanentError, a message
-// containing a bare CR or LF: submission already rejects those, this is
-// defence in depth, and a relay must not change the signed bytes to fix them.
+// containing a bare CR or LF (submission already rejects those, this is defence
+// in depth, and a relay must not change the signed bytes to fix them) and an
+// envelope address that is not a valid RFC 5321 Mailbox (see
+// smtpclient.Mailbox): nothing of such a message is sent.
 func (h *NextHop) Deliver(ctx context.Context, env *Envelope, msg io.Reader) error {
 	err := h.deliver(ctx, env, msg)
-	var re *ReplyError
-	if errors.As(err, &re) && re.Permanent() && !IsPermanent(err) {
+	var re *smtpclient.ReplyError
+	var ue *smtpclient.UnsendableError
+	if (errors.As(err, &re) && re.Permanent() || errors.As(err, &ue)) && !IsPermanent(err) {
 		err = &PermanentError{Err: err}
 	}
 	if err != nil {
@@ -159,152 +171,77 @@ func (h *NextHop) Deliver(ctx context.Context, env *Envelope, msg io.Reader) err
 }
 
 func (h *NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) error {
-	timeout := h.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
+	tx := transaction(env)
+	// Refuse an unsendable envelope before taking a session for it.
+	if _, err := smtpclient.ReversePath(tx.From); err != nil {
+		return err
 	}
-	helo := h.HeloName
-	if helo == "" {
-		helo, _ = os.Hostname()
-		if helo == "" {
-			helo = "localhost"
+	for _, r := range tx.Rcpts {
+		if _, err := smtpclient.ForwardPath(r.Addr); err != nil {
+			return err
 		}
 	}
-	for _, a := range append([]string{env.From}, env.To...) {
-		if err := checkAddress(a); err != nil {
-			return &PermanentError{Err: err}
-		}
-	}
+	// Every kept session may have died (the next hop restarted): try each, then a new one.
 	for attempt := 0; ; attempt++ {
-		c, reused, err := h.client(ctx, helo, timeout)
+		c, reused, err := h.client(ctx)
 		if err != nil {
 			return err
 		}
-		err = h.transaction(c, reused, env, msg)
-		if errors.Is(err, errStaleSession) && attempt == 0 {
-			continue // the idle session had died before it took anything: use a new one
+		err = h.transaction(ctx, c, tx, env, msg)
+		if errors.Is(err, smtpclient.ErrStaleSession) && reused && attempt < h.maxIdle()+1 {
+			continue // it had died before it took anything
 		}
 		return err
 	}
 }
 
-// errStaleSession reports a reused session that did not answer RSET.
-var errStaleSession = errors.New("reused SMTP session did not answer RSET")
+// transaction builds the client's transaction from a spooled envelope.
+func transaction(env *Envelope) *smtpclient.Transaction {
+	tx := &smtpclient.Transaction{From: env.From, Size: env.Size, Ret: env.Ret, EnvID: env.EnvID,
+		Rcpts: make([]smtpclient.Recipient, len(env.To))}
+	for i, rcpt := range env.To {
+		r := smtpclient.Recipient{Addr: rcpt}
+		if len(env.Notify) > i {
+			r.Notify = env.Notify[i]
+		}
+		if len(env.ORcpt) > i {
+			r.ORcpt = env.ORcpt[i]
+		}
+		tx.Rcpts[i] = r
+	}
+	return tx
+}
 
-// transaction runs one mail transaction on c, and keeps c for the next message
-// when it ends cleanly. A reused session gets RSET first, to check it is alive.
-// With PIPELINING (RFC 2920) RSET, MAIL, every RCPT and DATA go out in one write
-// and their replies are read in order; otherwise one command at a time.
-func (h *NextHop) transaction(c *smtpClient, reused bool, env *Envelope, msg io.Reader) error {
-	keep := false
-	defer func() {
-		if keep {
+// transaction runs one mail transaction on c, keeps c for the next message when
+// it ended cleanly, and turns the replies into Deliverer results.
+func (h *NextHop) transaction(ctx context.Context, c *smtpclient.Client, tx *smtpclient.Transaction, env *Envelope, msg io.Reader) error {
+	stop := c.CloseOnDone(ctx)
+	res, err := c.Send(tx, msg)
+	stop() // the delivery's context no longer governs the session
+	if err != nil {
+		if c.Reusable() { // refused before anything was written
 			h.release(c)
 		} else {
-			c.close()
+			c.Close()
 		}
-	}()
-
-	var mailParams []string
-	if v, ok := c.extension("SIZE"); ok {
-		// RFC 1870 §6: declare the size; a known limit lets us fail before sending.
-		if max, err := strconv.ParseInt(v, 10, 64); err == nil && max > 0 && env.Size > max {
-			return &PermanentError{Err: fmt.Errorf("message of %d bytes exceeds the next hop's SIZE %d", env.Size, max)}
-		}
-		mailParams = append(mailParams, "SIZE="+strconv.FormatInt(env.Size, 10))
-	}
-	if needsUTF8(env) {
-		if _, ok := c.extension("SMTPUTF8"); !ok {
-			return &PermanentError{Err: errors.New("non-ASCII address but the next hop does not offer SMTPUTF8 (RFC 6531)")}
-		}
-		mailParams = append(mailParams, "SMTPUTF8")
-	}
-	_, dsn := c.extension("DSN")
-	if dsn { // RFC 3461 §4.3, §4.4
-		if env.Ret != "" {
-			mailParams = append(mailParams, "RET="+env.Ret)
-		}
-		if env.EnvID != "" {
-			mailParams = append(mailParams, "ENVID="+xtext(env.EnvID))
-		}
-	}
-	cmds := make([]string, 0, len(env.To)+3)
-	if reused {
-		cmds = append(cmds, "RSET")
-	}
-	cmds = append(cmds, mailCmd(env.From, mailParams))
-	for i, rcpt := range env.To {
-		var params []string
-		if dsn { // RFC 3461 §4.1, §4.2
-			if len(env.Notify) > i && env.Notify[i] != "" {
-				params = append(params, "NOTIFY="+env.Notify[i])
-			}
-			if len(env.ORcpt) > i && env.ORcpt[i] != "" {
-				params = append(params, "ORCPT="+orcptParam(env.ORcpt[i]))
-			}
-		}
-		cmds = append(cmds, rcptCmd(rcpt, params))
-	}
-	cmds = append(cmds, "DATA")
-
-	// send and reply hand out the commands and read their replies: all commands
-	// at once when pipelining, else each just before its reply.
-	_, pipelining := c.extension("PIPELINING")
-	if pipelining {
-		if err := c.send(cmds...); err != nil {
-			if reused {
-				err = fmt.Errorf("%w: %w", errStaleSession, err)
-			}
-			return err
-		}
-	}
-	next := 0
-	reply := func(expect int) (string, error) {
-		line := cmds[next]
-		next++
-		if !pipelining {
-			if err := c.send(line); err != nil {
-				return "", err
-			}
-		}
-		_, msg, err := c.read(line, expect)
-		return msg, err
-	}
-
-	if reused {
-		if _, err := reply(250); err != nil {
-			return fmt.Errorf("%w: %w", errStaleSession, err)
-		}
-	}
-	if _, err := reply(2); err != nil {
-		return err // MAIL refused; with pipelining the rest is moot, and the session is closed
+		return err
 	}
 	var accepted []string
 	var failed []RecipientError
-	for _, rcpt := range env.To {
-		_, err := reply(2)
-		var re *ReplyError
+	for i, rerr := range res.Rcpts {
+		rcpt := env.To[i]
+		var re *smtpclient.ReplyError
 		switch {
-		case err == nil:
+		case rerr == nil:
 			accepted = append(accepted, rcpt)
-		case errors.As(err, &re) && re.Permanent():
-			failed = append(failed, RecipientError{Rcpt: rcpt, Err: &PermanentError{Err: err}})
-		case errors.As(err, &re):
-			failed = append(failed, RecipientError{Rcpt: rcpt, Err: err})
+		case errors.As(rerr, &re) && re.Permanent():
+			failed = append(failed, RecipientError{Rcpt: rcpt, Err: &PermanentError{Err: rerr}})
 		default:
-			return err // connection trouble: the whole message is retried
+			failed = append(failed, RecipientError{Rcpt: rcpt, Err: rerr})
 		}
 	}
 	if len(accepted) == 0 {
-		if pipelining {
-			// DATA was sent too. A server that accepts it anyway (RFC 2920 §3.1)
-			// gets an empty message ended at once, which it must refuse.
-			if _, err := reply(354); err == nil {
-				c.send(".")
-				c.read("end of data", 2)
-			}
-		}
-		c.quit()
+		c.Quit()
 		rerr := &RecipientsError{Failed: failed}
 		for _, f := range failed {
 			if !IsPermanent(f.Err) {
@@ -313,53 +250,13 @@ func (h *NextHop) transaction(c *smtpClient, reused bool, env *Envelope, msg io.
 		}
 		return &PermanentError{Err: rerr}
 	}
-	if _, err := reply(354); err != nil {
-		return err
+	if c.Reusable() {
+		h.release(c)
+	} else {
+		c.Close()
 	}
-	if err := c.body(msg); err != nil {
-		if errors.Is(err, errBareLineEnd) {
-			// The connection is closed without the final ".", so the server drops it.
-			return &PermanentError{Err: err}
-		}
-		return err
-	}
-	keep = true
 	if len(failed) > 0 {
 		return &RecipientsError{Accepted: accepted, Failed: failed}
 	}
 	return nil
-}
-
-// checkAddress refuses what would break the command line; the address syntax
-// itself was checked at submission.
-func checkAddress(a string) error {
-	for i := 0; i < len(a); i++ {
-		if c := a[i]; c < ' ' || c == 0x7f || c == '<' || c == '>' {
-			return fmt.Errorf("invalid character %q in address %q", c, a)
-		}
-	}
-	if !utf8.ValidString(a) {
-		return fmt.Errorf("address %q is not valid UTF-8", a)
-	}
-	return nil
-}
-
-func needsUTF8(env *Envelope) bool {
-	for _, a := range append([]string{env.From}, env.To...) {
-		for i := 0; i < len(a); i++ {
-			if a[i] >= 0x80 {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// orcptParam encodes a stored "addr-type;address" as the ORCPT value (RFC 3461 §4.2).
-func orcptParam(s string) string {
-	typ, addr, ok := strings.Cut(s, ";")
-	if !ok {
-		typ, addr = "rfc822", s
-	}
-	return typ + ";" + xtext(addr)
 }

@@ -20,14 +20,13 @@
 // Runner takes committed messages to a Deliverer, with bounded concurrency and
 // retries with backoff for temporary (4yz) failures. Two Deliverers exist:
 // OutboxSink writes .eml files (dev mode) and NextHop relays over plain SMTP to
-// one fixed server with a small client of our own (smtpclient.go) that sends the
-// signed bytes unchanged apart from dot-stuffing and reports each recipient's
-// result.
+// one fixed server through internal/smtpclient, which sends the signed bytes
+// unchanged apart from dot-stuffing and reports each recipient's result.
 //
-// Deliberately not done yet (later issues): MX lookup and delivery to the
-// recipients' domains; STARTTLS, MTA-STS/DANE and SUBMITTER in the client; generating DSNs (RFC 3464) — messages that fail are moved to the
-// spool's failed/ directory with a "bounce needed" log event instead; per-domain
-// rate limits. The client never rewrites a message: one with a bare CR or LF is
-// refused rather than repaired, because repair would break the DKIM and ARC
-// signatures.
+// Deliberately not done here yet: MX lookup and delivery to the recipients'
+// domains; TLS policy (MTA-STS, DANE) and SUBMITTER in delivery; generating DSNs
+// (RFC 3464): messages that fail are moved to the spool's failed/ directory with
+// a "bounce needed" log event instead; per-domain rate limits. Delivery never
+// rewrites a message: one with a bare CR or LF is refused rather than repaired,
+// because repair would break the DKIM and ARC signatures.
 package relay

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -196,12 +197,79 @@ func TestNextHopReplacesSessionClosedByServer(t *testing.T) {
 	if err := hop.Deliver(ctx, &Envelope{ID: "first", From: "a@x.test", To: []string{"b@y.test"}}, strings.NewReader(testMessage)); err != nil {
 		t.Fatal(err)
 	}
-	h.closeSessions()
-	time.Sleep(50 * time.Millisecond) // let the FIN arrive
+	h.closeSessions() // whether or not the FIN has arrived, the RSET gets no reply
 	if err := hop.Deliver(ctx, &Envelope{ID: "second", From: "a@x.test", To: []string{"b@y.test"}}, strings.NewReader(testMessage)); err != nil {
 		t.Fatalf("after the server closed the idle session: %v", err)
 	}
 	if n := len(h.transactions()); n != 2 {
 		t.Errorf("next hop got %d transactions, want 2", n)
+	}
+}
+
+// The next hop restarts (its listener and every session closed, a new server on
+// the same address) while NextHop keeps several sessions: the next message goes
+// out at once on a new session, however many dead ones were kept; none is
+// deferred.
+func TestNextHopRestartDefersNothing(t *testing.T) {
+	h := startNextHop(t)
+	hop := nextHop(h)
+	hop.MaxIdle = 3
+	defer hop.Close()
+	ctx := context.Background()
+
+	// Three deliveries at once, each held at DATA until all three have arrived,
+	// so three sessions are open together and then kept.
+	var arrived sync.WaitGroup
+	arrived.Add(3)
+	release := make(chan struct{})
+	go func() { arrived.Wait(); close(release) }()
+	h.mu.Lock()
+	h.dataReply = func(int) error { arrived.Done(); <-release; return nil }
+	h.mu.Unlock()
+	errs := make(chan error, 3)
+	for i := range 3 {
+		go func() {
+			errs <- hop.Deliver(ctx, &Envelope{ID: fmt.Sprint("before", i), From: "a@x.test", To: []string{"b@y.test"}}, strings.NewReader(testMessage))
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.mu.Lock()
+	h.dataReply = nil
+	h.mu.Unlock()
+	hop.mu.Lock()
+	kept := len(hop.idle)
+	hop.mu.Unlock()
+	if kept != 3 {
+		t.Fatalf("%d sessions kept after three concurrent deliveries, want 3", kept)
+	}
+
+	h.restart(t)
+	h.mu.Lock()
+	sessionsBefore := h.sessions
+	h.mu.Unlock()
+	for i := range 2 {
+		err := hop.Deliver(ctx, &Envelope{ID: fmt.Sprint("after", i), From: "a@x.test", To: []string{"b@y.test"}}, strings.NewReader(testMessage))
+		if err != nil {
+			t.Fatalf("message %d after the next hop restarted: %v (would be deferred)", i, err)
+		}
+	}
+	if n := len(h.transactions()); n != 5 {
+		t.Errorf("next hop got %d transactions, want 5", n)
+	}
+	h.mu.Lock()
+	newSessions := h.sessions - sessionsBefore
+	h.mu.Unlock()
+	if newSessions != 1 {
+		t.Errorf("%d sessions opened after the restart for 2 messages, want 1 (dead ones dropped, the new one reused)", newSessions)
+	}
+	hop.mu.Lock()
+	kept = len(hop.idle)
+	hop.mu.Unlock()
+	if kept != 1 {
+		t.Errorf("%d sessions kept after the restart, want 1 (the new one)", kept)
 	}
 }

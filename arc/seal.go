@@ -152,13 +152,14 @@ func amsHeaderNames(hdr dkimcore.Header, keys []string) []string {
 	}
 	var names []string
 	seen := map[string]bool{}
+	idx := dkimcore.IndexHeader(hdr) // one pass over the fields, however many keys
 	for _, k := range keys {
 		lk := strings.ToLower(strings.TrimSpace(k))
 		if lk == "" || seen[lk] {
 			continue
 		}
 		seen[lk] = true
-		for range hdr.Count(lk) {
+		for range idx.Count(lk) {
 			names = append(names, lk)
 		}
 	}

@@ -167,13 +167,14 @@ func (o *Options) SignedHeaderNames(hdr dkimcore.Header) []string {
 	}
 	var names []string
 	seen := map[string]bool{}
+	idx := dkimcore.IndexHeader(hdr) // one pass over the fields, however many keys
 	add := func(k string) {
 		lk := strings.ToLower(strings.TrimSpace(k))
 		if lk == "" || seen[lk] {
 			return
 		}
 		seen[lk] = true
-		n := hdr.Count(lk)
+		n := idx.Count(lk)
 		for _, ov := range over {
 			if strings.EqualFold(ov, lk) {
 				n++
@@ -185,7 +186,7 @@ func (o *Options) SignedHeaderNames(hdr dkimcore.Header) []string {
 		}
 	}
 	add("from")
-	if !seen["from"] || hdr.Count("from") == 0 {
+	if !seen["from"] || idx.Count("from") == 0 {
 		names = append(names, "from") // From must be in h= even when absent (RFC 6376 §5.4)
 	}
 	for _, k := range keys {

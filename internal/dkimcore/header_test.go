@@ -73,3 +73,24 @@ func FuzzReadHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendHeaderHashInput: each name takes the bottom-most instance not yet used, names
+// match case-insensitively, a name with no instance left (oversigning) or an empty name adds
+// nothing (RFC 6376 §5.4.2).
+func TestAppendHeaderHashInput(t *testing.T) {
+	h := Header{
+		Field("Subject: one\r\n"), Field("From: a@x\r\n"), Field("subject: two\r\n"), Field("To: b@y\r\n"), Field("SUBJECT : three\r\n"),
+	}
+	got := string(AppendHeaderHashInput(nil, h, []string{"subject", "From", " Subject ", "", "x-none", "from", "subject", "subject", "to"}, Simple))
+	want := "SUBJECT : three\r\nFrom: a@x\r\nsubject: two\r\nSubject: one\r\nTo: b@y\r\n"
+	if got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	idx := IndexHeader(h)
+	if n := idx.Count("Subject"); n != 3 {
+		t.Errorf("Count = %d", n)
+	}
+	if f := idx.Next("SUBJECT"); string(f) != "SUBJECT : three\r\n" || idx.Count("subject") != 2 {
+		t.Errorf("Next = %q, then Count %d", f, idx.Count("subject"))
+	}
+}

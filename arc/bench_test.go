@@ -65,7 +65,7 @@ func rawSignatures(rk *rsa.PrivateKey, ek ed25519.PrivateKey) {
 
 // BenchmarkSignSeal measures sign+seal of a 2 KB and a 100 KB message and, in the same run,
 // the raw cost of the four signatures, reporting the share of everything else as
-// overhead-%. The target: at most 10% for 2 KB and 25% for 100 KB.
+// overhead-%. The target is at most 10% for 2 KB and 25% for 100 KB.
 func BenchmarkSignSeal(b *testing.B) {
 	r, rk, ek := testKeys(&testing.T{})
 	_ = r

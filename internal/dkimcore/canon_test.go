@@ -85,7 +85,7 @@ func TestBodyCanonicalization(t *testing.T) {
 		{"trailing lone CR", "a\r", "a\r\r\n", "a\r\r\n"},
 		{"ws before lone CR", "a \r\r\n", "a \r\r\n", "a \r\r\n"},
 		{"crlf then ws only unterminated", "a\r\n  ", "a\r\n  \r\n", "a\r\n"},
-		{"standards example", "Totals below.  \r\n\tLine two\t\r\n\r\n", "Totals below.  \r\n\tLine two\t\r\n", "Totals below.\r\n Line two\r\n"},
+		{"trailing white space and empty lines", "Totals below.  \r\n\tLine two\t\r\n\r\n", "Totals below.  \r\n\tLine two\t\r\n", "Totals below.\r\n Line two\r\n"},
 	}
 	for _, tt := range tests {
 		for _, chunk := range []int{1, 2, 3, 7, 1 << 20} {
@@ -100,7 +100,8 @@ func TestBodyCanonicalization(t *testing.T) {
 }
 
 func TestBodyHashConstants(t *testing.T) {
-	// RFC 6376 §3.4.3/§3.4.4 empty-body hashes, and the standards.md §1.8 example body.
+	// RFC 6376 §3.4.3/§3.4.4 empty-body hashes, and a body with trailing white space and empty
+	// lines.
 	for _, tt := range []struct {
 		body string
 		c    Canonicalization

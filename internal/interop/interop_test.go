@@ -47,7 +47,8 @@ const (
 	pyDomain   = "dkimpy.test" // dkimpy as the signer under test (sign.py)
 )
 
-// minCorpus is the corpus size issue 2 asks for.
+// minCorpus is the smallest corpus the test accepts, so that it keeps covering the
+// cases the corpus was built for.
 const minCorpus = 30
 
 // prepSteps says which messages get hops before ours, played by dkimpy (see sign.py for
@@ -385,7 +386,7 @@ func ok(s string) string {
 	return s
 }
 
-// TestInterop is the interoperability test of issue 2. It runs dkimpy twice (sign.py: hops
+// TestInterop is the interoperability test of our signer and sealer. It runs dkimpy twice (sign.py: hops
 // before us and dkimpy as a signer; verify.py: our output) and Mail::DKIM once (verify.pl: our
 // output and dkimpy's), over the whole corpus each time.
 func TestInterop(t *testing.T) {

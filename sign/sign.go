@@ -12,8 +12,12 @@
 //
 // Verification (Verify, VerifyHeader) checks DKIM signatures with the key lookup and
 // signature primitives of internal/dkimcore that ARC validation uses too, and gives typed
-// results for Authentication-Results (RFC 8601). This package does not decide which domain a
-// sender may sign for: that is the submission policy's job.
+// results for Authentication-Results (RFC 8601).
+//
+// A KeyRing holds the keys of every domain sealgate signs for and answers which keys, with
+// which d=, sign for a From domain, including a subdomain signed by its parent's keys when the
+// parent allows it. This package does not decide which domains a sender may use: that is the
+// submission policy's job.
 package sign
 
 import (
@@ -72,7 +76,7 @@ func CheckRSAKeySize(bits, min int) error {
 		bits, min, LowestMinRSABits)
 }
 
-// DefaultHeaderKeys are the fields signed when present (standards.md §1.3).
+// DefaultHeaderKeys are the fields signed when present (RFC 6376 §5.4.1 recommends them).
 var DefaultHeaderKeys = []string{
 	"From", "Sender", "Reply-To", "Subject", "Date", "To", "Cc", "Message-ID",
 	"In-Reply-To", "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",

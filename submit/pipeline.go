@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,15 +27,15 @@ import (
 	"sealgate/sign"
 )
 
-// Pipeline holds what the per-message steps need. Accept runs the steps, in order, for one
-// message; it is the one place that order is written down.
+// Pipeline holds what the per-message steps need. Accept runs the submission role's steps,
+// in order, for one message; submissionSteps is the one place that order is written down.
 type Pipeline struct {
 	// Hostname names us in Received and Message-ID.
 	Hostname string
 	// AuthServID is our authserv-id (RFC 8601 §2.5) in Authentication-Results and AARs.
 	AuthServID string
-	// Domains maps each From domain we sign for to its keys.
-	Domains map[addr.Domain]*DomainSigning
+	// KeyRing says which keys sign for each From domain.
+	KeyRing *sign.KeyRing
 	// ARC, when set, seals messages of identities with Seal set.
 	ARC *ARCSealer
 	// Spool receives accepted messages: the one hand-off to delivery.
@@ -46,14 +47,6 @@ type Pipeline struct {
 	Log            *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-}
-
-// DomainSigning is the DKIM configuration of one From domain.
-type DomainSigning struct {
-	Keys []sign.Key
-	// RelayUnsigned relays mail for this domain unsigned when it has no keys, for
-	// identities that allow it. Otherwise such mail is refused.
-	RelayUnsigned bool
 }
 
 // ARCSealer is the relay's ARC key and what its AAR may say about submitters.
@@ -99,111 +92,193 @@ func (p *Pipeline) now() time.Time {
 	return time.Now()
 }
 
-// Accept runs every per-message step for s and returns the queue id once the message is
-// durably spooled. A refusal is an *smtp.SMTPError for the client; the body is then removed
-// from the spool and nothing was signed. The steps, in order:
+// message is one message on its way through a role's steps: the submission, and what the
+// steps have made of it so far.
+type message struct {
+	*Submission
+	qid string
+	log *slog.Logger
+	now time.Time
+	// hdr is the header as the steps have changed it; fields are prepended or appended,
+	// never edited in place.
+	hdr         dkimcore.Header
+	fromDomains []addr.Domain
+	signatures  int
+	// committed is set once the spool step hands the message to the spool, which from
+	// then on cleans up after itself.
+	committed bool
+	queueID   string
+}
+
+// step is one named per-message step. A step returns an *smtp.SMTPError for the client to
+// refuse the message.
+type step struct {
+	name string
+	run  func(p *Pipeline, ctx context.Context, m *message) error
+}
+
+// submissionSteps are the steps of the submission role, in order. Another role (a forwarder
+// that verifies first and signs with its own domain) composes its own list from the same
+// kind of steps.
 //
-//  1. sender policy: every From, Sender, Resent-From and Resent-Sender address against what
-//     the identity may send as (credential upgrade is refused here, before any signing);
-//  2. remove Authentication-Results claiming our authserv-id (forgeries, RFC 8601 §5);
-//  3. add Received (RFC 5321 §4.4, RFC 3848), and Date and Message-ID if missing (RFC 6409 §8);
-//  4. DKIM-sign for the From domain with its keys (refuse if it has none, unless allowed);
-//  5. ARC-seal with our AAR (auth=pass smtp.auth=...) and cv from the existing chain;
-//  6. commit to the spool: fsynced before we answer 250.
+//  1. policy: every From, Sender, Resent-From and Resent-Sender address against what the
+//     identity may send as (credential upgrade is refused here, before any signing);
+//  2. strip forged results: remove Authentication-Results claiming our authserv-id (RFC 8601
+//     §5);
+//  3. trace: add Received (RFC 5321 §4.4, RFC 3848), and Date and Message-ID if missing (RFC
+//     6409 §8); every edit of the header happens before signing;
+//  4. sign: DKIM-sign for each From domain with the keys the key ring gives (refuse if there
+//     are none, unless the domain and the identity allow unsigned mail);
+//  5. seal: ARC-seal with our AAR (auth=pass smtp.auth=...) and cv from the existing chain;
+//  6. spool: commit to the spool, fsynced before we answer 250.
+//
+// The body is streamed into the spool and the body hasher, and bare CR or LF refused, while
+// DATA is read (session.go), before the steps run: the steps work on the header and the body
+// hashes.
+var submissionSteps = []step{
+	{"policy", (*Pipeline).checkPolicy},
+	{"strip forged results", (*Pipeline).stripForgedResults},
+	{"trace", (*Pipeline).addTrace},
+	{"sign", (*Pipeline).signDKIM},
+	{"seal", (*Pipeline).sealARC},
+	{"spool", (*Pipeline).spool},
+}
+
+// Accept runs the submission steps for s and returns the queue id once the message is
+// durably spooled. A refusal is an *smtp.SMTPError for the client; the body is then removed
+// from the spool and nothing was signed.
 func (p *Pipeline) Accept(ctx context.Context, s *Submission) (queueID string, err error) {
-	id := s.Identity
-	qid := s.Body.ID()
-	log := p.Log.With("queue_id", qid, "identity", id.Name, "client_ip", s.ClientIP.String())
-	committed := false
-	defer func() {
-		if !committed {
-			s.Body.Abort()
+	m := &message{Submission: s, qid: s.Body.ID(), hdr: s.Header, now: p.now()}
+	m.log = p.Log.With("queue_id", m.qid, "identity", s.Identity.Name, "client_ip", s.ClientIP.String())
+	if err := p.run(ctx, submissionSteps, m); err != nil {
+		return "", err
+	}
+	return m.queueID, nil
+}
+
+// run runs steps in order over m, stopping at the first error; unless the message was handed
+// to the spool, its body is then removed from the spool.
+func (p *Pipeline) run(ctx context.Context, steps []step, m *message) error {
+	for _, st := range steps {
+		if err := st.run(p, ctx, m); err != nil {
+			m.log.Debug("message stopped", "step", st.name, "err", err)
+			if !m.committed {
+				m.Body.Abort()
+			}
+			return err
 		}
-	}()
-
-	// 1. Sender policy.
-	if serr := CheckHeaderSenders(id, s.Header); serr != nil {
-		log.Warn("message refused by sender policy", "reason", serr.Message)
-		return "", serr
 	}
-	fromDomains, err := headerFromDomains(s.Header)
-	if err != nil {
-		return "", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: err.Error()}
-	}
+	return nil
+}
 
-	// 2. Forged Authentication-Results.
-	hdr, removed := authres.Strip(s.Header, p.AuthServID, p.Hostname)
+func (p *Pipeline) checkPolicy(_ context.Context, m *message) error {
+	if serr := CheckHeaderSenders(m.Identity, m.hdr); serr != nil {
+		m.log.Warn("message refused by sender policy", "reason", serr.Message)
+		return serr
+	}
+	var err error
+	if m.fromDomains, err = headerFromDomains(m.hdr); err != nil {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: err.Error()}
+	}
+	return nil
+}
+
+func (p *Pipeline) stripForgedResults(_ context.Context, m *message) error {
+	var removed int
+	m.hdr, removed = authres.Strip(m.hdr, p.AuthServID, p.Hostname)
 	if removed > 0 {
-		log.Info("removed Authentication-Results claiming our authserv-id", "count", removed)
+		m.log.Info("removed Authentication-Results claiming our authserv-id", "count", removed)
 	}
+	return nil
+}
 
-	// 3. Trace and RFC 6409 fixes; all edits happen before signing.
-	now := p.now()
+func (p *Pipeline) addTrace(_ context.Context, m *message) error {
 	var added []dkimcore.Field
-	if !hdr.Has("Date") {
-		added = append(added, dkimcore.Field("Date: "+now.Format(time.RFC1123Z)+"\r\n"))
+	if !m.hdr.Has("Date") {
+		added = append(added, dkimcore.Field("Date: "+m.now.Format(time.RFC1123Z)+"\r\n"))
 	}
-	if !hdr.Has("Message-ID") {
+	if !m.hdr.Has("Message-ID") {
 		added = append(added, dkimcore.Field("Message-ID: <"+randomToken()+"@"+p.Hostname+">\r\n"))
 	}
-	hdr = append(hdr, added...)
-	hdr = append(dkimcore.Header{p.received(s, qid, now)}, hdr...)
+	hdr := make(dkimcore.Header, 0, len(m.hdr)+len(added)+1)
+	hdr = append(hdr, p.received(m.Submission, m.qid, m.now))
+	hdr = append(hdr, m.hdr...)
+	m.hdr = append(hdr, added...)
+	return nil
+}
 
-	// 4. DKIM, one signature per key of each From domain.
+// signDKIM adds one signature per key for each From domain, with the signing domain the key
+// ring gives (the From domain, or a parent that signs for its subdomains); a signing domain
+// shared by several From domains signs once.
+func (p *Pipeline) signDKIM(_ context.Context, m *message) error {
 	var sigs []dkimcore.Field
-	for _, d := range fromDomains {
-		ds := p.Domains[d]
-		if ds == nil || len(ds.Keys) == 0 {
-			if ds != nil && ds.RelayUnsigned && id.AllowUnsigned {
-				log.Info("relaying unsigned: domain has no DKIM keys", "domain", d)
+	var signed []addr.Domain
+	for _, d := range m.fromDomains {
+		dk, ok := p.KeyRing.Lookup(d)
+		if !ok || len(dk.Keys) == 0 {
+			if ok && dk.RelayUnsigned && m.Identity.AllowUnsigned {
+				m.log.Info("relaying unsigned: domain has no DKIM keys", "domain", d)
 				continue
 			}
-			log.Warn("message refused: no DKIM keys for From domain", "domain", d)
-			return "", errNotConfigured(d)
+			m.log.Warn("message refused: no DKIM keys for From domain", "domain", d)
+			return errNotConfigured(d)
 		}
-		fields, err := sign.Sign(hdr, s.Bodies, &sign.Options{Domain: string(d), Keys: ds.Keys, Time: now, Expiration: p.DKIMExpiration})
+		if slices.Contains(signed, dk.Domain) {
+			continue
+		}
+		signed = append(signed, dk.Domain)
+		o := dk.Options()
+		o.Time, o.Expiration = m.now, p.DKIMExpiration
+		fields, err := sign.Sign(m.hdr, m.Bodies, o)
 		if err != nil {
-			log.Error("DKIM signing failed", "domain", d, "err", err)
-			return "", errTemporary("signing failed")
+			m.log.Error("DKIM signing failed", "domain", dk.Domain, "err", err)
+			return errTemporary("signing failed")
 		}
 		sigs = append(sigs, fields...)
 	}
-	hdr = append(sigs, hdr...)
+	m.hdr = append(sigs, m.hdr...)
+	m.signatures = len(sigs)
+	return nil
+}
 
-	// 5. ARC.
-	if p.ARC != nil && id.Seal {
-		fields, chain, err := arc.Seal(ctx, hdr, s.Bodies, &arc.SealOptions{
-			Domain: p.ARC.Domain, Selector: p.ARC.Selector, Signer: p.ARC.Signer,
-			AuthServID: p.AuthServID, Results: []string{p.authResult(s)}, Time: now, Resolver: p.Resolver,
-		})
-		var ns *arc.NoSealError
-		switch {
-		case errors.As(err, &ns):
-			log.Info("not ARC-sealed", "reason", ns.Reason)
-		case err != nil:
-			log.Error("ARC sealing failed", "err", err)
-			return "", errTemporary("sealing failed")
-		default:
-			hdr = append(fields, hdr...)
-			if chain.Status != arc.None {
-				log.Info("sealed existing ARC chain", "cv", chain.Status, "reason", chain.Reason)
-			}
+func (p *Pipeline) sealARC(ctx context.Context, m *message) error {
+	if p.ARC == nil || !m.Identity.Seal {
+		return nil
+	}
+	fields, chain, err := arc.Seal(ctx, m.hdr, m.Bodies, &arc.SealOptions{
+		Domain: p.ARC.Domain, Selector: p.ARC.Selector, Signer: p.ARC.Signer,
+		AuthServID: p.AuthServID, Results: []string{p.authResult(m.Submission)}, Time: m.now, Resolver: p.Resolver,
+	})
+	var ns *arc.NoSealError
+	switch {
+	case errors.As(err, &ns):
+		m.log.Info("not ARC-sealed", "reason", ns.Reason)
+	case err != nil:
+		m.log.Error("ARC sealing failed", "err", err)
+		return errTemporary("sealing failed")
+	default:
+		m.hdr = append(fields, m.hdr...)
+		if chain.Status != arc.None {
+			m.log.Info("sealed existing ARC chain", "cv", chain.Status, "reason", chain.Reason)
 		}
 	}
+	return nil
+}
 
-	// 6. Spool.
+func (p *Pipeline) spool(_ context.Context, m *message) error {
 	env := &relay.Envelope{
-		From: s.From, To: s.To, Identity: id.Name, ReceivedAt: now,
-		EnvID: s.EnvID, Ret: s.Ret, Notify: s.Notify, ORcpt: s.ORcpt,
+		From: m.From, To: m.To, Identity: m.Identity.Name, ReceivedAt: m.now,
+		EnvID: m.EnvID, Ret: m.Ret, Notify: m.Notify, ORcpt: m.ORcpt,
 	}
-	committed = true // Commit cleans up after itself on failure
-	queueID, err = s.Body.Commit(env, hdr.Bytes())
+	m.committed = true // Commit cleans up after itself on failure
+	qid, err := m.Body.Commit(env, m.hdr.Bytes())
 	if err != nil {
-		log.Error("spool commit failed", "err", err)
-		return "", errTemporary("could not queue the message")
+		m.log.Error("spool commit failed", "err", err)
+		return errTemporary("could not queue the message")
 	}
-	log.Info("message accepted", "from", s.From, "rcpts", len(s.To), "size", env.Size, "dkim_signatures", len(sigs))
-	return queueID, nil
+	m.queueID = qid
+	m.log.Info("message accepted", "from", m.From, "rcpts", len(m.To), "size", env.Size, "dkim_signatures", m.signatures)
+	return nil
 }
 
 // headerFromDomains returns the distinct domains of the From mailboxes, in order.
@@ -240,15 +315,7 @@ func (p *Pipeline) authResult(s *Submission) string {
 	if p.ARC.RecordClientIP && s.ClientIP != nil {
 		r += " (client [" + s.ClientIP.String() + "])"
 	}
-	return r + " smtp.auth=" + authValue(name)
-}
-
-// authValue quotes a pvalue that is not a plain token or address (RFC 8601 §2.2).
-func authValue(v string) string {
-	if v != "" && !strings.ContainsAny(v, " \t\"\\;()=/,[]:<>") {
-		return v
-	}
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+	return r + " smtp.auth=" + authres.QuoteValue(name)
 }
 
 // pseudonym is a keyed hash of a login: stable per login, meaningless without the key.

@@ -23,7 +23,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"sealgate/internal/addr"
 	"sealgate/relay"
 	"sealgate/sign"
 )
@@ -93,7 +92,7 @@ func TestClientCertificateIdentity(t *testing.T) {
 			{Subject: "mta2.client.example", Identity: NewIdentity("mta2", KindClientCert, MustParsePatterns("news@client.example"))},
 		},
 		Pipeline: &Pipeline{Hostname: "relay.example.test", AuthServID: "relay.example.test", Spool: spool, Log: log,
-			Domains: map[addr.Domain]*DomainSigning{"client.example": {Keys: []sign.Key{{Selector: "ed", Signer: edKey}}}}},
+			KeyRing: mustKeyRing(sign.DomainKeys{Domain: "client.example", Keys: []sign.Key{{Selector: "ed", Signer: edKey}}})},
 		Log: log,
 	}
 	if err := srv.Listen(); err != nil {

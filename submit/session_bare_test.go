@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"sealgate/internal/addr"
 	"sealgate/relay"
 	"sealgate/sign"
 )
@@ -74,7 +73,7 @@ func startBareServer(t *testing.T, commandTimeout time.Duration) *bareServer {
 		Networks: []NetworkIdentity{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 			Identity: NewIdentity("mta", KindClientNetwork, MustParsePatterns("*@client.example"))}},
 		Pipeline: &Pipeline{Hostname: "relay.example.test", AuthServID: "relay.example.test", Spool: spool, Log: log,
-			Domains: map[addr.Domain]*DomainSigning{"client.example": {Keys: []sign.Key{{Selector: "ed", Signer: edKey}}}}},
+			KeyRing: mustKeyRing(sign.DomainKeys{Domain: "client.example", Keys: []sign.Key{{Selector: "ed", Signer: edKey}}})},
 		Log: log,
 	}
 	if err := srv.Listen(); err != nil {

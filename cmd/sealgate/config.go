@@ -5,11 +5,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"sealgate/submit"
+	"sealgate/internal/config"
 )
 
 func newConfigCmd() *cobra.Command {
-	config := &cobra.Command{
+	configCmd := &cobra.Command{
 		Use:   "config",
 		Short: "Check sealgate's configuration file",
 	}
@@ -18,18 +18,27 @@ func newConfigCmd() *cobra.Command {
 		Use:   "check [--config FILE]",
 		Short: "Check a configuration file and print every problem",
 		Long: `Load the configuration file with its SEALGATE_* environment overrides, exactly as
-"sealgate serve" would, and check everything that can be checked without starting: key
-names and types, listeners, limits, may_send_as patterns, network ranges, the users file
-and that every referenced file exists.
+"sealgate serve" would, and check everything serve will load, for real: key names and
+types, listeners, limits, may_send_as patterns, network ranges; DKIM and ARC keys (readable
+by us only, parseable, RSA of at least min_rsa_bits), TLS certificates and keys (and that
+they match), the client CA, the users file, the pseudonym secret, the DNS zone file; a relay
+route; and that every may_send_as pattern of every identity has DKIM keys to sign with or
+may be relayed unsigned. OK means serve starts and can sign for every identity.
 
-Prints "OK" and exits 0, or prints every problem, one per line with its key path
+Prints "OK" and exits 0 (with a warning on stderr for each RSA key under 2048 bits that
+min_rsa_bits lets in), or prints every problem, one per line with its key path
 (listeners[1].tls_cert: file /x not found), and exits 1.`,
 		Example: `  sealgate config check --config /etc/sealgate/sealgate.yaml
   SEALGATE_HOSTNAME=relay.corp.example sealgate config check --config ./sealgate.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := submit.LoadConfig(file)
+			cfg, err := config.Load(file)
 			if err == nil {
+				if res, err := cfg.Open(); err == nil {
+					for _, w := range res.WeakKeys {
+						fmt.Fprintf(cmd.ErrOrStderr(), "sealgate: warning: %s: under 2048 bits (RFC 8301 §3.2 recommends 2048); rotate it\n", w)
+					}
+				}
 				fmt.Fprintln(cmd.OutOrStdout(), "OK")
 				return nil
 			}
@@ -41,8 +50,8 @@ Prints "OK" and exits 0, or prints every problem, one per line with its key path
 		},
 	}
 	check.Flags().StringVar(&file, "config", "/etc/sealgate/sealgate.yaml", "configuration file")
-	config.AddCommand(check)
-	return config
+	configCmd.AddCommand(check)
+	return configCmd
 }
 
 // flatten returns the leaves of a tree of errors.Join results.

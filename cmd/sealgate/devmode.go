@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"sealgate/internal/atomicfile"
+	"sealgate/internal/config"
 	"sealgate/keys"
 	"sealgate/submit"
 )
@@ -42,20 +44,31 @@ type devState struct {
 	password              string
 	zoneFile              string
 	usersFile             string
+	// configFile is DIR/sealgate.yaml, the configuration dev mode serves.
+	configFile string
+}
+
+// devOptions are the flags of `serve --dev` that end up in DIR/sealgate.yaml.
+type devOptions struct {
+	nextHop                            string
+	submission, submissions, smarthost string
 }
 
 // prepareDev creates (or reuses) DIR with a self-signed certificate, DKIM keys for
-// example.test, an ARC key, the zone a real deployment would publish, and the demo login.
-func prepareDev(dir string) (*devState, error) {
+// example.test, an ARC key, the zone a real deployment would publish, the demo login and its
+// users file, and writes DIR/sealgate.yaml: the configuration of the relay for opts, served
+// like any other.
+func prepareDev(dir string, opts devOptions) (*devState, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dev: create %s: %w", dir, err)
 	}
 	st := &devState{
-		dir:       dir,
-		certFile:  filepath.Join(dir, "tls.crt"),
-		keyFile:   filepath.Join(dir, "tls.key"),
-		zoneFile:  filepath.Join(dir, devDomain+".zone"),
-		usersFile: filepath.Join(dir, "users"),
+		dir:        dir,
+		certFile:   filepath.Join(dir, "tls.crt"),
+		keyFile:    filepath.Join(dir, "tls.key"),
+		zoneFile:   filepath.Join(dir, devDomain+".zone"),
+		usersFile:  filepath.Join(dir, "users"),
+		configFile: filepath.Join(dir, "sealgate.yaml"),
 	}
 	if err := ensureCert(st.certFile, st.keyFile); err != nil {
 		return nil, err
@@ -85,13 +98,91 @@ _dmarc            IN TXT "v=DMARC1; p=reject; adkim=r; aspf=r"
 		keys.DNSRecord(st.rsaKey.Public(), devRSASelector, devDomain),
 		keys.DNSRecord(st.edKey.Public(), devEdSelector, devDomain),
 		keys.DNSRecord(st.arcKey.Public(), devARCSelector, devDomain))
-	if err := os.WriteFile(st.zoneFile, []byte(zone), 0o644); err != nil {
-		return nil, fmt.Errorf("dev: write %s: %w", st.zoneFile, err)
+	if err := atomicfile.Write(st.zoneFile, []byte(zone), 0o644); err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
 	}
 	if err := st.ensureLogin(); err != nil {
 		return nil, err
 	}
+	if err := st.ensureUsersFile(); err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(st.configFile, []byte(devConfig(opts)), 0o600); err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
 	return st, nil
+}
+
+// devConfig is DIR/sealgate.yaml for opts. Its file names are relative, so the directory
+// can be moved or copied and served from there with `serve --config`.
+func devConfig(opts devOptions) string {
+	relayRoute := "  outbox: outbox                  # one .eml file per relayed message\n"
+	if opts.nextHop != "" {
+		relayRoute = fmt.Sprintf("  next_hop: %q   # plain SMTP, no AUTH\n", opts.nextHop)
+	}
+	return fmt.Sprintf(`# sealgate configuration of "sealgate serve --dev", written at every start from its
+# flags (edits here are overwritten: copy the file to start a real deployment).
+# Serve this directory without dev mode:  sealgate serve --config %[1]s
+# Check it:                              sealgate config check --config %[1]s
+# Every key is explained in examples/sealgate.yaml; keys not set here (limits, dns
+# timeout, ...) have their defaults. File names are relative to this file.
+
+hostname: %[2]s
+authserv_id: %[2]s
+dir: .                    # the spool lives in ./spool
+
+listeners:
+  - name: submission      # STARTTLS + AUTH (RFC 6409); real port: 587
+    address: %[3]q
+    mode: submission
+    auth: [sasl]
+    tls_cert: tls.crt     # self-signed for %[2]s, localhost, 127.0.0.1
+    tls_key: tls.key
+  - name: submissions     # implicit TLS + AUTH (RFC 8314); real port: 465
+    address: %[4]q
+    mode: submissions
+    auth: [sasl]
+    tls_cert: tls.crt
+    tls_key: tls.key
+  - name: smarthost       # client organisations' servers, known by address; real port: 25 or 2525
+    address: %[5]q
+    mode: smarthost
+    auth: [network]
+    tls_cert: tls.crt
+    tls_key: tls.key
+
+# Logins: %[6]s; its password is in ./credentials. Add more with
+#   sealgate users add LOGIN --file users --may-send-as '*@%[7]s'
+users_file: users
+
+client_networks:
+  - name: smarthost-localhost
+    cidrs: [127.0.0.1/32]
+    may_send_as: ["*@%[7]s"]
+    allow_null_sender: true
+
+# DKIM keys (RSA-2048 and Ed25519 side by side); their DNS records are in %[7]s.zone.
+domains:
+  - domain: %[7]s
+    keys:
+      - selector: %[8]s
+        key_file: keys/%[8]s.%[7]s.key
+      - selector: %[9]s
+        key_file: keys/%[9]s.%[7]s.key
+
+arc:
+  domain: %[7]s
+  selector: %[10]s
+  key_file: keys/%[10]s.%[7]s.key
+
+relay:
+%[11]s
+# DNS answers (keys of ARC chains messages already carry) come from the zone file
+# alone; a real deployment removes this section to use the system resolver.
+dns:
+  zone_file: %[7]s.zone
+`, "sealgate.yaml", devHostname, opts.submission, opts.submissions, opts.smarthost, devLogin, devDomain,
+		devRSASelector, devEdSelector, devARCSelector, relayRoute)
 }
 
 // ensureLogin reads the demo password from DIR/credentials or creates it.
@@ -111,8 +202,8 @@ func (st *devState) ensureLogin() error {
 	var raw [18]byte
 	rand.Read(raw[:])
 	st.password = base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := os.WriteFile(credFile, []byte(devLogin+" "+st.password+"\n"), 0o600); err != nil {
-		return fmt.Errorf("dev: write %s: %w", credFile, err)
+	if err := atomicfile.Write(credFile, []byte(devLogin+" "+st.password+"\n"), 0o600); err != nil {
+		return fmt.Errorf("dev: %w", err)
 	}
 	os.Remove(st.usersFile) // a new password needs a new hash
 	return nil
@@ -160,26 +251,31 @@ func ensureCert(certFile, keyFile string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
-		return fmt.Errorf("dev: write %s: %w", keyFile, err)
+	if err := atomicfile.Write(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
+		return fmt.Errorf("dev: %w", err)
 	}
-	return os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	if err := atomicfile.Write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	return nil
 }
 
-// devUsers loads DIR/users, writing it first with the demo login's hash when missing.
-func devUsers(st *devState) (*submit.Users, error) {
-	if _, err := os.Stat(st.usersFile); err != nil {
-		hash, err := submit.HashPassword(st.password)
-		if err != nil {
-			return nil, err
-		}
-		line, err := submit.FormatUserLine(devLogin, hash, []string{"*@" + devDomain})
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(st.usersFile, []byte("# sealgate dev mode users file; see `sealgate users add --help`\n"+line+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("dev: write %s: %w", st.usersFile, err)
-		}
+// ensureUsersFile writes DIR/users with the demo login's hash when it is missing.
+func (st *devState) ensureUsersFile() error {
+	if _, err := os.Stat(st.usersFile); err == nil {
+		return nil
 	}
-	return submit.LoadUsers(st.usersFile, submit.UsersOptions{})
+	hash, err := submit.HashPassword(st.password)
+	if err != nil {
+		return err
+	}
+	line, err := config.FormatUserLine(devLogin, hash, []string{"*@" + devDomain})
+	if err != nil {
+		return err
+	}
+	data := "# sealgate dev mode users file; see `sealgate users add --help`\n" + line + "\n"
+	if err := atomicfile.Write(st.usersFile, []byte(data), 0o600); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	return nil
 }

@@ -222,26 +222,15 @@ func normaliseDomain(domain string) (string, error) {
 	return d, nil
 }
 
-// normaliseSelector checks a selector: dot-separated labels of letters, digits, hyphens and
-// (common in the wild though outside RFC 6376 §3.1's ABNF) underscores, in lower case.
+// normaliseSelector checks a selector by the project's one rule (addr.CheckSelector) and
+// returns it in lower case.
 func normaliseSelector(selector string) (string, error) {
-	s := strings.ToLower(selector)
-	if s == "" {
+	if selector == "" {
 		return "", errors.New("--selector is empty")
 	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 {
-			return "", fmt.Errorf("--selector %q is not valid: labels must be 1 to 63 characters", selector)
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return "", fmt.Errorf("--selector %q is not valid: a label cannot start or end with '-'", selector)
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return "", fmt.Errorf("--selector %q is not valid: %q not allowed (use letters, digits and '-')", selector, c)
-			}
-		}
+	s := strings.ToLower(selector)
+	if err := addr.CheckSelector(s); err != nil {
+		return "", fmt.Errorf("--selector %q is not valid: %w", selector, err)
 	}
 	return s, nil
 }

@@ -2,10 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,38 +14,58 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"sealgate/internal/addr"
-	"sealgate/internal/resolver"
+	"sealgate/internal/config"
 	"sealgate/relay"
-	"sealgate/sign"
 	"sealgate/submit"
 )
 
+// devOnlyFlags are the flags that only dev mode uses; with --config they are errors, since
+// the configuration file says all of it.
+var devOnlyFlags = []string{"dir", "next-hop", "submission-addr", "submissions-addr", "smarthost-addr"}
+
 func newServeCmd() *cobra.Command {
 	var dev bool
-	var dir, nextHop, configFile, cpuProfile string
-	var subAddr, subsAddr, smartAddr string
+	var dir, configFile, cpuProfile string
+	var opts devOptions
 	cmd := &cobra.Command{
 		Use:   "serve [--dev [--dir DIR] [--next-hop HOST:PORT]] [--config FILE]",
 		Short: "Run the relay: accept, check, sign, seal, queue and deliver mail",
-		Long: `Runs the submission relay.
+		Long: `Runs the submission relay from a configuration file (--config, see
+examples/sealgate.yaml; "sealgate config check" checks one).
 
 With --dev it runs on its embedded default, for trying sealgate out: it creates DIR
 (default ./sealgate-dev) holding a self-signed certificate, DKIM keys (RSA and Ed25519) for
 example.test, an ARC key, DIR/example.test.zone with the DNS records a real deployment
 would publish, and a demo login demo@example.test whose random password is written to
-DIR/credentials and printed. It listens on
+DIR/credentials and printed. It writes DIR/sealgate.yaml, a commented configuration of all
+that, and serves it exactly as "serve --config DIR/sealgate.yaml" would: copy it to start a
+real deployment. It listens on
   127.0.0.1:2587  submission, STARTTLS + AUTH (PLAIN, LOGIN)
   127.0.0.1:2465  submissions, implicit TLS + AUTH
   127.0.0.1:2525  smart host; the trusted network 127.0.0.1/32 may send as *@example.test
 and delivers to DIR/outbox/ (one .eml file per message), or with --next-hop to that SMTP
-server (plain SMTP, no auth). Running it again reuses DIR.`,
+server (plain SMTP, no auth). Running it again reuses DIR's keys and login and rewrites
+DIR/sealgate.yaml from the flags.
+
+--dir, --next-hop and the listener address flags belong to dev mode; with --config the
+file says all of that, and giving them is an error.`,
 		Example: `  sealgate serve --dev
   swaks --server 127.0.0.1:2587 --tls --auth PLAIN --auth-user demo@example.test \
         --auth-password "$(cut -d' ' -f2 sealgate-dev/credentials)" \
-        --from demo@example.test --to someone@example.net`,
+        --from demo@example.test --to someone@example.net
+  sealgate serve --config sealgate-dev/sealgate.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if dev && cmd.Flags().Changed("config") {
+				return errors.New("--config is not used with --dev: dev mode writes and serves DIR/sealgate.yaml; to serve a file, drop --dev")
+			}
+			if !dev {
+				for _, name := range devOnlyFlags {
+					if cmd.Flags().Changed(name) {
+						return fmt.Errorf("--%s is a dev-mode flag (serve --dev); with --config, the configuration file sets the state directory, listener addresses and relay.next_hop", name)
+					}
+				}
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			if cpuProfile != "" {
 				stopProfile, err := startCPUProfile(cpuProfile)
@@ -58,81 +77,41 @@ server (plain SMTP, no auth). Running it again reuses DIR.`,
 			if !dev {
 				return runConfigured(cmd, configFile, log)
 			}
-			return runDev(cmd, dir, nextHop, [3]string{subAddr, subsAddr, smartAddr}, log)
+			return runDev(cmd, dir, opts, log)
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVar(&dev, "dev", false, "run on the embedded dev default (generated keys, demo login, local outbox)")
 	f.StringVar(&dir, "dir", "sealgate-dev", "dev mode: state directory")
-	f.StringVar(&nextHop, "next-hop", "", "dev mode: deliver to this SMTP server (HOST:PORT) instead of DIR/outbox")
-	f.StringVar(&subAddr, "submission-addr", "127.0.0.1:2587", "dev mode: submission (STARTTLS) listen address")
-	f.StringVar(&subsAddr, "submissions-addr", "127.0.0.1:2465", "dev mode: implicit-TLS submission listen address")
-	f.StringVar(&smartAddr, "smarthost-addr", "127.0.0.1:2525", "dev mode: smart-host listen address")
+	f.StringVar(&opts.nextHop, "next-hop", "", "dev mode: deliver to this SMTP server (HOST:PORT) instead of DIR/outbox")
+	f.StringVar(&opts.submission, "submission-addr", "127.0.0.1:2587", "dev mode: submission (STARTTLS) listen address")
+	f.StringVar(&opts.submissions, "submissions-addr", "127.0.0.1:2465", "dev mode: implicit-TLS submission listen address")
+	f.StringVar(&opts.smarthost, "smarthost-addr", "127.0.0.1:2525", "dev mode: smart-host listen address")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	f.MarkHidden("cpuprofile")
 	f.StringVar(&configFile, "config", "/etc/sealgate/sealgate.yaml", "configuration file (not with --dev)")
 	return cmd
 }
 
-func runDev(cmd *cobra.Command, dir, nextHop string, addrs [3]string, log *slog.Logger) error {
-	st, err := prepareDev(dir)
+// runDev prepares DIR, writes DIR/sealgate.yaml and serves it through the constructor
+// `serve --config` uses.
+func runDev(cmd *cobra.Command, dir string, opts devOptions, log *slog.Logger) error {
+	st, err := prepareDev(dir, opts)
 	if err != nil {
 		return err
 	}
-	users, err := devUsers(st)
+	cfg, err := config.Load(st.configFile)
+	if err != nil {
+		return fmt.Errorf("dev: configuration %s:\n%w", st.configFile, err)
+	}
+	srv, runner, cleanup, err := buildFromConfig(cfg, log)
 	if err != nil {
 		return err
 	}
-	cert, err := tls.LoadX509KeyPair(st.certFile, st.keyFile)
-	if err != nil {
-		return fmt.Errorf("dev: %w", err)
-	}
-	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	zr, err := resolver.New(resolver.Config{ZoneFile: st.zoneFile})
-	if err != nil {
-		return err
-	}
-	spool, err := relay.OpenSpool(filepath.Join(dir, "spool"))
-	if err != nil {
-		return err
-	}
-	defer spool.Close()
-	domain := addr.Domain(devDomain)
-	smart := submit.NewIdentity("smarthost-localhost", submit.KindClientNetwork, submit.MustParsePatterns("*@"+devDomain))
-	smart.AllowNullSender = true
-	pipeline := &submit.Pipeline{
-		Hostname: devHostname, AuthServID: devHostname,
-		Domains: map[addr.Domain]*submit.DomainSigning{domain: {Keys: []sign.Key{
-			{Selector: devRSASelector, Signer: st.rsaKey},
-			{Selector: devEdSelector, Signer: st.edKey},
-		}}},
-		ARC:      &submit.ARCSealer{Domain: devDomain, Selector: devARCSelector, Signer: st.arcKey},
-		Spool:    spool,
-		Resolver: zr,
-		Log:      log,
-	}
-	srv := &submit.Server{
-		Hostname: devHostname,
-		Listeners: []submit.Listener{
-			{Name: "submission", Address: addrs[0], Mode: submit.ModeSubmission, SASL: true, TLS: tlsCfg},
-			{Name: "submissions", Address: addrs[1], Mode: submit.ModeSubmissions, SASL: true, TLS: tlsCfg},
-			{Name: "smarthost", Address: addrs[2], Mode: submit.ModeSmartHost, Network: true, TLS: tlsCfg},
-		},
-		Limits:       submit.Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100, MaxConnections: 200, CommandTimeout: 5 * time.Minute, DataTimeout: 3 * time.Minute},
-		Users:        users,
-		Networks:     []submit.NetworkIdentity{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Identity: smart}},
-		Pipeline:     pipeline,
-		AuthThrottle: submit.NewAuthThrottle(5, 5*time.Minute),
-		Rate:         submit.NewMessageRate(),
-		Log:          log,
-	}
-	var deliverer relay.Deliverer = relay.OutboxSink{Dir: filepath.Join(dir, "outbox")}
-	if nextHop != "" {
-		deliverer = &relay.NextHop{Addr: nextHop, HeloName: devHostname, Timeout: time.Minute}
-	}
-	fmt.Fprintf(cmd.OutOrStdout(), "sealgate dev mode in %s\n  login:    %s\n  password: %s  (also in %s)\n  DNS:      %s\n",
-		dir, devLogin, st.password, filepath.Join(dir, "credentials"), st.zoneFile)
-	return run(srv, &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log}, log)
+	defer cleanup()
+	fmt.Fprintf(cmd.OutOrStdout(), "sealgate dev mode in %s\n  login:    %s\n  password: %s  (also in %s)\n  DNS:      %s\n  config:   %s\n",
+		dir, devLogin, st.password, filepath.Join(dir, "credentials"), st.zoneFile, st.configFile)
+	return run(srv, runner, log)
 }
 
 // run serves until SIGINT or SIGTERM, then stops accepting, lets sessions and deliveries

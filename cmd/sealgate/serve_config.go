@@ -1,28 +1,20 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
-	"sealgate/internal/addr"
-	"sealgate/internal/resolver"
-	"sealgate/keys"
+	"sealgate/internal/config"
 	"sealgate/relay"
-	"sealgate/sign"
 	"sealgate/submit"
 )
 
 // runConfigured runs the relay from a configuration file (see examples/sealgate.yaml).
 func runConfigured(cmd *cobra.Command, file string, log *slog.Logger) error {
-	cfg, err := submit.LoadConfig(file)
+	cfg, err := config.Load(file)
 	if err != nil {
 		return fmt.Errorf("configuration %s:\n%w", file, err)
 	}
@@ -34,98 +26,58 @@ func runConfigured(cmd *cobra.Command, file string, log *slog.Logger) error {
 	return run(srv, runner, log)
 }
 
-// buildFromConfig turns a validated configuration into a server and a delivery runner.
-func buildFromConfig(cfg *submit.Config, log *slog.Logger) (*submit.Server, *relay.Runner, func(), error) {
-	var users *submit.Users
-	if cfg.UsersFile != "" {
-		var err error
-		if users, err = submit.LoadUsers(cfg.UsersFile, submit.UsersOptions{}); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	res, err := resolver.New(resolver.Config{})
+// buildFromConfig turns a validated configuration into a server and a delivery runner: the
+// one constructor of the relay, for `serve --config` and `serve --dev` alike. It loads the
+// files through config.Open, the code `config check` runs, and warns about every RSA key
+// under 2048 bits a configured min_rsa_bits let in.
+func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *relay.Runner, func(), error) {
+	res, err := cfg.Open()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, fmt.Errorf("configuration:\n%w", err)
 	}
-	domains := map[addr.Domain]*submit.DomainSigning{}
-	for _, dc := range cfg.Domains {
-		d, err := addr.ParseDomain(dc.Domain)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("domains: %s: %w", dc.Domain, err)
-		}
-		ds := &submit.DomainSigning{RelayUnsigned: dc.Unsigned == "relay"}
-		for _, kc := range dc.Keys {
-			k, err := keys.Load(kc.KeyFile)
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			ds.Keys = append(ds.Keys, sign.Key{Selector: kc.Selector, Signer: k})
-		}
-		domains[d] = ds
+	for _, w := range res.WeakKeys {
+		log.Warn("signing with an RSA key under 2048 bits (min_rsa_bits); RFC 8301 §3.2 recommends 2048: rotate it", "key", w)
 	}
 	var sealer *submit.ARCSealer
-	if cfg.ARC.KeyFile != "" {
-		k, err := keys.Load(cfg.ARC.KeyFile)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		sealer = &submit.ARCSealer{Domain: cfg.ARC.Domain, Selector: cfg.ARC.Selector, Signer: k}
-		if cfg.ARC.PseudonymousAuth {
-			secret, err := os.ReadFile(cfg.ARC.PseudonymSecretFile)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("arc.pseudonym_secret_file: %w", err)
-			}
-			if len(strings.TrimSpace(string(secret))) < 16 {
-				return nil, nil, nil, errors.New("arc.pseudonym_secret_file: secret shorter than 16 bytes")
-			}
-			sealer.PseudonymKey = []byte(strings.TrimSpace(string(secret)))
-		}
+	if res.ARCKey != nil {
+		sealer = &submit.ARCSealer{Domain: cfg.ARC.Domain, Selector: cfg.ARC.Selector, Signer: res.ARCKey, PseudonymKey: res.PseudonymKey}
 	}
-	spool, err := relay.OpenSpool(filepath.Join(cfg.Dir, "spool"))
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	authservID := cfg.AuthservID
-	if authservID == "" {
-		authservID = cfg.Hostname
-	}
+	lm := cfg.Limits
 	srv := &submit.Server{
 		Hostname: cfg.Hostname,
 		Limits: submit.Limits{
-			MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxRecipients: cfg.Limits.MaxRecipients,
-			MaxConnections: cfg.Limits.MaxConnections, CommandTimeout: cfg.Limits.CommandTimeout, DataTimeout: cfg.Limits.DataTimeout,
+			MaxMessageBytes: lm.MaxMessageBytes, MaxRecipients: lm.MaxRecipients,
+			MaxConnections: lm.MaxConnections, MaxConnectionsPerIP: lm.MaxConnectionsPerIP,
+			PreAuthTimeout: lm.PreAuthTimeout, MaxHeaderFields: lm.MaxHeaderFields,
+			CommandTimeout: lm.CommandTimeout, DataTimeout: lm.DataTimeout,
 		},
-		Pipeline: &submit.Pipeline{
-			Hostname: cfg.Hostname, AuthServID: authservID, Domains: domains, ARC: sealer,
-			Spool: spool, Resolver: res, Log: log,
-		},
-		AuthThrottle: submit.NewAuthThrottle(cfg.Limits.AuthFailures, cfg.Limits.AuthCooldown),
+		AuthThrottle: submit.NewAuthThrottle(lm.AuthFailures, lm.AuthCooldown),
 		Rate:         submit.NewMessageRate(),
 		Log:          log,
 	}
-	if users != nil { // a nil *Users in the interface would look like a users file
+	if res.Users != nil { // a nil *Users in the interface would look like a users file
+		users, err := submit.NewUsers(res.Users, submit.UsersOptions{})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("users_file: %w", err)
+		}
 		srv.Users = users
 	}
-	for _, nc := range cfg.ClientNetworks {
-		id, err := nc.Identity()
+	for i, nc := range cfg.ClientNetworks {
+		id, err := submit.IdentityFromRules(nc.Name, submit.KindClientNetwork, nc.SenderRules)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, fmt.Errorf("client_networks[%d]: %w", i, err)
 		}
-		prefixes, err := nc.Prefixes()
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		srv.Networks = append(srv.Networks, submit.NetworkIdentity{Prefixes: prefixes, Identity: id})
+		srv.Networks = append(srv.Networks, submit.NetworkIdentity{Prefixes: res.NetworkPrefixes[i], Identity: id})
 	}
-	for _, cc := range cfg.ClientCerts {
-		id, err := cc.Identity()
+	for i, cc := range cfg.ClientCerts {
+		id, err := submit.IdentityFromRules(cc.Name, submit.KindClientCert, cc.SenderRules)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, fmt.Errorf("client_certs[%d]: %w", i, err)
 		}
 		srv.Certs = append(srv.Certs, submit.CertIdentity{Fingerprint: cc.SHA256, Subject: cc.Subject, Identity: id})
 	}
-	for _, lc := range cfg.Listeners {
-		l := submit.Listener{Name: lc.Name, Address: lc.Address, Mode: submit.ListenerMode(lc.Mode)}
+	for i, lc := range cfg.Listeners {
+		l := submit.Listener{Name: lc.Name, Address: lc.Address, Mode: submit.ListenerMode(lc.Mode), TLS: res.ListenerTLS[i]}
 		for _, a := range lc.Auth {
 			switch a {
 			case "sasl":
@@ -136,36 +88,22 @@ func buildFromConfig(cfg *submit.Config, log *slog.Logger) (*submit.Server, *rel
 				l.Network = true
 			}
 		}
-		if lc.TLSCert != "" {
-			cert, err := tls.LoadX509KeyPair(lc.TLSCert, lc.TLSKey)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("listener %s: %w", lc.Name, err)
-			}
-			l.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-			if lc.ClientCA != "" {
-				pem, err := os.ReadFile(lc.ClientCA)
-				if err != nil {
-					return nil, nil, nil, fmt.Errorf("listener %s: %w", lc.Name, err)
-				}
-				pool := x509.NewCertPool()
-				if !pool.AppendCertsFromPEM(pem) {
-					return nil, nil, nil, fmt.Errorf("listener %s: client_ca %s holds no PEM certificate", lc.Name, lc.ClientCA)
-				}
-				l.TLS.ClientCAs = pool
-				l.TLS.ClientAuth = tls.VerifyClientCertIfGiven
-			}
-		}
 		srv.Listeners = append(srv.Listeners, l)
 	}
 	var deliverer relay.Deliverer
 	switch {
 	case cfg.Relay.NextHop != "":
 		deliverer = &relay.NextHop{Addr: cfg.Relay.NextHop, HeloName: cfg.Hostname}
-	case cfg.Relay.Outbox != "":
-		deliverer = relay.OutboxSink{Dir: cfg.Relay.Outbox}
 	default:
-		spool.Close()
-		return nil, nil, nil, errors.New("relay: set relay.next_hop or relay.outbox (MX delivery is not built yet)")
+		deliverer = relay.OutboxSink{Dir: cfg.Relay.Outbox}
+	}
+	spool, err := relay.OpenSpool(filepath.Join(cfg.Dir, "spool"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	srv.Pipeline = &submit.Pipeline{
+		Hostname: cfg.Hostname, AuthServID: cfg.AuthservID, KeyRing: res.KeyRing, ARC: sealer,
+		Spool: spool, Resolver: res.Resolver, Log: log,
 	}
 	return srv, &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log}, func() { spool.Close() }, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +11,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/emersion/go-smtp"
+
+	"sealgate/internal/config"
+	"sealgate/relay"
 	"sealgate/submit"
 )
 
@@ -18,11 +24,8 @@ import (
 // and checks the relay built from it answers on its listeners with what they are for.
 func TestBuildFromConfig(t *testing.T) {
 	dir := t.TempDir()
-	st, err := prepareDev(filepath.Join(dir, "dev"))
+	st, err := prepareDev(filepath.Join(dir, "dev"), devOptions{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := devUsers(st); err != nil {
 		t.Fatal(err)
 	}
 	keyDir := filepath.Join(st.dir, "keys")
@@ -62,9 +65,9 @@ relay:
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := submit.LoadConfig(file)
+	c, err := config.Load(file)
 	if err != nil {
-		t.Fatalf("LoadConfig: %v", err)
+		t.Fatalf("config.Load: %v", err)
 	}
 	srv, runner, cleanup, err := buildFromConfig(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -74,7 +77,7 @@ relay:
 	if runner == nil || len(srv.Listeners) != 2 || len(srv.Networks) != 1 || srv.Users == nil {
 		t.Fatalf("server: %d listeners, %d networks, users %v", len(srv.Listeners), len(srv.Networks), srv.Users != nil)
 	}
-	if ds := srv.Pipeline.Domains["example.test"]; ds == nil || len(ds.Keys) != 2 || srv.Pipeline.ARC == nil {
+	if dk, ok := srv.Pipeline.KeyRing.Lookup("example.test"); !ok || len(dk.Keys) != 2 || srv.Pipeline.ARC == nil {
 		t.Fatalf("signing configuration not built: %+v", srv.Pipeline)
 	}
 	if err := srv.Listen(); err != nil {
@@ -115,8 +118,157 @@ relay:
 	bad := strings.Replace(cfg, "mode: smarthost", "mode: smarthose", 1)
 	bad = strings.Replace(bad, "selector: arc2026", "selector: \"arc 2026\"", 1)
 	os.WriteFile(file, []byte(bad), 0o600)
-	_, err = submit.LoadConfig(file)
+	_, err = config.Load(file)
 	if err == nil || !strings.Contains(err.Error(), "listeners[1].mode") || !strings.Contains(err.Error(), "arc.selector") {
 		t.Errorf("bad configuration: %v", err)
+	}
+}
+
+// TestDevModeIsAConfiguration: serve --dev writes DIR/sealgate.yaml, which config check
+// accepts and which, served with --config from a copy of the directory, builds the same
+// relay; that relay then signs and delivers a message.
+func TestDevModeIsAConfiguration(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	st, err := prepareDev(dir, devOptions{submission: "127.0.0.1:0", submissions: "127.0.0.1:0", smarthost: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.configFile != filepath.Join(dir, "sealgate.yaml") {
+		t.Fatalf("config file %s", st.configFile)
+	}
+	out, errOut, code := runCLI(t, "config", "check", "--config", st.configFile)
+	if code != 0 || out != "OK\n" || errOut != "" {
+		t.Fatalf("config check of the dev configuration: exit %d\n%s%s", code, out, errOut)
+	}
+	// The file names are relative: a copy of the directory serves from where it is.
+	copied := filepath.Join(t.TempDir(), "copy")
+	if err := os.CopyFS(copied, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"tls.key", "users", "credentials", "sealgate.yaml"} {
+		os.Chmod(filepath.Join(copied, secret), 0o600) // CopyFS keeps only the execute bits' shape
+	}
+	filepath.WalkDir(filepath.Join(copied, "keys"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			os.Chmod(p, 0o600)
+		}
+		return nil
+	})
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	build := func(file string) (*config.Config, *submit.Server, *relay.Runner) {
+		t.Helper()
+		cfg, err := config.Load(file)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		srv, runner, cleanup, err := buildFromConfig(cfg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cleanup)
+		return cfg, srv, runner
+	}
+	devCfg, dev, _ := build(st.configFile)
+	cfg, srv, runner := build(filepath.Join(copied, "sealgate.yaml"))
+	if cfg.Dir != copied || cfg.Relay.Outbox != filepath.Join(copied, "outbox") || cfg.DNS.ZoneFile != filepath.Join(copied, "example.test.zone") {
+		t.Errorf("paths of the copy not relative to it: dir %s, outbox %s, zone %s", cfg.Dir, cfg.Relay.Outbox, cfg.DNS.ZoneFile)
+	}
+
+	// The same relay: listeners, limits (the configuration's defaults), identities, keys.
+	want := submit.Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100, MaxConnections: 200, MaxConnectionsPerIP: 20,
+		PreAuthTimeout: 30 * time.Second, MaxHeaderFields: 1000, CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute}
+	if dev.Limits != want || srv.Limits != want {
+		t.Errorf("limits: dev %+v, config %+v; want the configuration defaults %+v", dev.Limits, srv.Limits, want)
+	}
+	describe := func(s *submit.Server, c *config.Config) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "host %s authserv %s\n", s.Hostname, s.Pipeline.AuthServID)
+		for _, l := range s.Listeners {
+			fmt.Fprintf(&b, "listener %s %s %s sasl=%v cert=%v net=%v tls=%v\n", l.Name, l.Address, l.Mode, l.SASL, l.ClientCert, l.Network, l.TLS != nil)
+		}
+		for _, n := range s.Networks {
+			fmt.Fprintf(&b, "network %v %+v\n", n.Prefixes, *n.Identity)
+		}
+		id, err := s.Users.Authenticate(devLogin, st.password)
+		if err != nil {
+			t.Fatalf("demo login: %v", err)
+		}
+		fmt.Fprintf(&b, "user %+v\n", *id)
+		for _, d := range s.Pipeline.KeyRing.Domains() {
+			dk, _ := s.Pipeline.KeyRing.Lookup(d)
+			fmt.Fprintf(&b, "domain %s subdomains=%v unsigned=%v", d, dk.SignSubdomains, dk.RelayUnsigned)
+			for _, k := range dk.Keys {
+				fmt.Fprintf(&b, " %s:%T", k.Selector, k.Signer)
+			}
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "arc %s %s %T\n", s.Pipeline.ARC.Domain, s.Pipeline.ARC.Selector, s.Pipeline.ARC.Signer)
+		return b.String()
+	}
+	got, wantDesc := describe(srv, cfg), describe(dev, devCfg)
+	if got != wantDesc {
+		t.Errorf("serve --config of the copy differs from serve --dev:\n%s\nwant:\n%s", got, wantDesc)
+	}
+	for _, line := range []string{
+		"listener submission 127.0.0.1:0 submission sasl=true cert=false net=false tls=true",
+		"listener submissions 127.0.0.1:0 submissions sasl=true cert=false net=false tls=true",
+		"listener smarthost 127.0.0.1:0 smarthost sasl=false cert=false net=true tls=true",
+		"network [127.0.0.1/32] {Name:smarthost-localhost Kind:client network MaySendAs:[*@example.test] AllowNullSender:true Seal:true RatePerMinute:0",
+		"user {Name:demo@example.test Kind:login MaySendAs:[*@example.test] AllowNullSender:false Seal:true",
+		"domain example.test subdomains=false unsigned=false rsa2026:*rsa.PrivateKey ed2026:ed25519.PrivateKey",
+		"arc example.test arc2026 *rsa.PrivateKey",
+	} {
+		if !strings.Contains(got, line) {
+			t.Errorf("relay built from the dev configuration lacks %q:\n%s", line, got)
+		}
+	}
+
+	// Serve the copy and send a message through its smart host.
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go runner.Run(ctx)
+	c, err := smtp.Dial(srv.Addrs()[2].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SendMail("demo@example.test", []string{"someone@example.net"},
+		strings.NewReader("From: demo@example.test\r\nTo: someone@example.net\r\nSubject: hi\r\n\r\nhello\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var eml []byte
+	for deadline := time.Now().Add(10 * time.Second); eml == nil; {
+		files, _ := filepath.Glob(filepath.Join(copied, "outbox", "*.eml"))
+		if len(files) > 0 {
+			eml, _ = os.ReadFile(files[0])
+		} else if time.Now().After(deadline) {
+			t.Fatal("no message in the outbox of the copy")
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if strings.Count(string(eml), "DKIM-Signature:") != 2 || !strings.Contains(string(eml), "ARC-Seal: i=1;") {
+		t.Errorf("delivered message not signed and sealed:\n%s", eml)
+	}
+}
+
+// With --config, a dev-only flag is an error naming it, not silently ignored.
+func TestServeConfigRefusesDevFlags(t *testing.T) {
+	for _, flag := range []string{"--dir=x", "--next-hop=127.0.0.1:25", "--submission-addr=127.0.0.1:0", "--submissions-addr=127.0.0.1:0", "--smarthost-addr=127.0.0.1:0"} {
+		_, errOut, code := runCLI(t, "serve", "--config", "/nonexistent/sealgate.yaml", flag)
+		name, _, _ := strings.Cut(flag, "=")
+		if code != 2 || !strings.Contains(errOut, name+" is a dev-mode flag") {
+			t.Errorf("serve --config %s: exit %d, %q", flag, code, errOut)
+		}
+	}
+	_, errOut, code := runCLI(t, "serve", "--dev", "--config", "x.yaml")
+	if code != 2 || !strings.Contains(errOut, "--config is not used with --dev") {
+		t.Errorf("serve --dev --config: exit %d, %q", code, errOut)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/rsa"
 	"fmt"
 	"io"
 	"os"
@@ -86,10 +88,33 @@ func headerList(s string) []string {
 	return out
 }
 
+// minRSABitsFlag is --min-rsa-bits of sign and arc seal: the smallest RSA key accepted,
+// 2048 by default, down to 1024 (RFC 8301 §3.2) for an existing key still to be rotated.
+func minRSABitsFlag(cmd *cobra.Command) *int {
+	return cmd.Flags().Int("min-rsa-bits", sign.MinRSABits,
+		"smallest RSA key to sign with; lower it, down to 1024 (RFC 8301 §3.2), only for an existing key still to be rotated")
+}
+
+// checkMinRSABitsFlag checks --min-rsa-bits.
+func checkMinRSABitsFlag(n int) error {
+	if n < sign.LowestMinRSABits {
+		return fmt.Errorf("--min-rsa-bits %d: must be at least %d (RFC 8301 §3.2)", n, sign.LowestMinRSABits)
+	}
+	return nil
+}
+
+// warnWeakKey warns on stderr about an RSA key under sign.MinRSABits.
+func warnWeakKey(cmd *cobra.Command, file string, key crypto.Signer) {
+	if pub, ok := key.Public().(*rsa.PublicKey); ok && pub.N.BitLen() < sign.MinRSABits {
+		fmt.Fprintf(cmd.ErrOrStderr(), "sealgate: warning: %s: RSA key of %d bits; RFC 8301 §3.2 recommends 2048: rotate it\n", file, pub.N.BitLen())
+	}
+}
+
 func newSignCmd() *cobra.Command {
 	var domain, headers, oversign, timestamp, identifier string
 	var selectors, keyFiles []string
 	var expire time.Duration
+	var minRSABits *int
 	cmd := &cobra.Command{
 		Use:   "sign --domain D --selector S --key FILE [--selector S2 --key FILE2] [FILE]",
 		Short: "DKIM-sign a message (RFC 6376, RFC 8463)",
@@ -108,6 +133,9 @@ most important are oversigned so that copies added later break the signature.`,
 			if len(selectors) != len(keyFiles) {
 				return fmt.Errorf("give one --key per --selector (%d selectors, %d keys)", len(selectors), len(keyFiles))
 			}
+			if err := checkMinRSABitsFlag(*minRSABits); err != nil {
+				return err
+			}
 			t, err := parseTimestamp(timestamp)
 			if err != nil {
 				return err
@@ -116,15 +144,16 @@ most important are oversigned so that copies added later break the signature.`,
 			if err != nil {
 				return err
 			}
-			o := &sign.Options{Domain: d, HeaderKeys: headerList(headers), Time: t, Expiration: expire, Identifier: identifier}
+			o := &sign.Options{Domain: d, HeaderKeys: headerList(headers), Time: t, Expiration: expire, Identifier: identifier, MinRSABits: *minRSABits}
 			if oversign != "" {
 				o.Oversign = headerList(oversign)
 			}
 			for i, sel := range selectors {
-				k, err := keys.Load(keyFiles[i])
+				k, err := keys.LoadWithOptions(keyFiles[i], keys.LoadOptions{MinRSABits: *minRSABits})
 				if err != nil {
 					return err
 				}
+				warnWeakKey(cmd, keyFiles[i], k)
 				o.Keys = append(o.Keys, sign.Key{Selector: sel, Signer: k})
 			}
 			msg, err := readInput(cmd, args)
@@ -147,6 +176,7 @@ most important are oversigned so that copies added later break the signature.`,
 	f.StringVar(&timestamp, "timestamp", "", "signing time t= in Unix seconds (default: now)")
 	f.DurationVar(&expire, "expire", 0, "add x= this long after t= (e.g. 168h); 0 means no expiry")
 	f.StringVar(&identifier, "identifier", "", "AUID i= (an address or @domain within --domain)")
+	minRSABits = minRSABitsFlag(cmd)
 	cmd.MarkFlagRequired("domain")
 	cmd.MarkFlagRequired("selector")
 	cmd.MarkFlagRequired("key")
@@ -182,15 +212,20 @@ the exit status is still 0.`,
 		RunE: nil,
 	}
 	dns := addDNSFlags(cmd)
+	minRSABits := minRSABitsFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		t, err := parseTimestamp(timestamp)
 		if err != nil {
 			return err
 		}
-		key, err := keys.Load(keyFile)
+		if err := checkMinRSABitsFlag(*minRSABits); err != nil {
+			return err
+		}
+		key, err := keys.LoadWithOptions(keyFile, keys.LoadOptions{MinRSABits: *minRSABits})
 		if err != nil {
 			return err
 		}
+		warnWeakKey(cmd, keyFile, key)
 		r, _, hdr, body, err := readMessageWithResolver(cmd, args, dns)
 		if err != nil {
 			return err

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"sealgate/keys"
 )
 
-// TestSignSealVerifyCLI drives the command-line contract of issue 2: sign, arc seal and
+// TestSignSealVerifyCLI drives the command-line contract of sign, arc seal and
 // arc verify with their exit statuses, on keys made by keys generate and a zone file of
 // the records it printed.
 func TestSignSealVerifyCLI(t *testing.T) {
@@ -88,5 +94,54 @@ func TestSignSealVerifyCLI(t *testing.T) {
 		if code != 2 || !strings.HasPrefix(errOut, "sealgate: ") {
 			t.Errorf("%s: code %d, stderr %q", name, code, errOut)
 		}
+	}
+}
+
+// TestMinRSABitsFlag: sign and arc seal refuse a 1024-bit key by default and sign with it
+// given --min-rsa-bits 1024 (RFC 8301 §3.2 permits 1024 for signers), warning on stderr.
+func TestMinRSABitsFlag(t *testing.T) {
+	dir := t.TempDir()
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(weak)
+	keyFile := filepath.Join(dir, "old.key")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	zoneFile := filepath.Join(dir, "zone")
+	os.WriteFile(zoneFile, []byte(keys.DNSRecord(weak.Public(), "old", "example.test")+"\n"), 0o644)
+	msgFile := filepath.Join(dir, "m.eml")
+	os.WriteFile(msgFile, []byte("From: a@example.test\nTo: b@example.net\nSubject: hi\n\nhello\n"), 0o644)
+
+	signArgs := []string{"sign", "--domain", "example.test", "--selector", "old", "--key", keyFile}
+	sealArgs := []string{"arc", "seal", "--domain", "example.test", "--selector", "old", "--key", keyFile,
+		"--authserv-id", "relay.example.test", "--zone", zoneFile}
+	for name, args := range map[string][]string{"sign": signArgs, "arc seal": sealArgs} {
+		out, errOut, code := runCLI(t, append(args, msgFile)...)
+		if code != 2 || out != "" || !strings.Contains(errOut, "RSA key is 1024 bits; signing needs at least 2048") ||
+			!strings.Contains(errOut, "--min-rsa-bits 1024") {
+			t.Errorf("%s without --min-rsa-bits: exit %d, stdout %q, stderr %q", name, code, out, errOut)
+		}
+		_, errOut, code = runCLI(t, append(args, "--min-rsa-bits", "512", msgFile)...)
+		if code != 2 || !strings.Contains(errOut, "--min-rsa-bits 512: must be at least 1024") {
+			t.Errorf("%s --min-rsa-bits 512: exit %d, %q", name, code, errOut)
+		}
+	}
+
+	signed, errOut, code := runCLI(t, append(signArgs, "--min-rsa-bits", "1024", msgFile)...)
+	if code != 0 || !strings.HasPrefix(signed, "DKIM-Signature: ") || !strings.Contains(errOut, "warning: "+keyFile+": RSA key of 1024 bits") {
+		t.Fatalf("sign --min-rsa-bits 1024: exit %d, stderr %q\n%s", code, errOut, signed)
+	}
+	signedFile := filepath.Join(dir, "signed.eml")
+	os.WriteFile(signedFile, []byte(signed), 0o644)
+	sealed, errOut, code := runCLI(t, append(sealArgs, "--min-rsa-bits", "1024", signedFile)...)
+	if code != 0 || !strings.HasPrefix(sealed, "ARC-Seal: i=1;") || !strings.Contains(errOut, "RSA key of 1024 bits") {
+		t.Fatalf("arc seal --min-rsa-bits 1024: exit %d, stderr %q\n%s", code, errOut, sealed)
+	}
+	sealedFile := filepath.Join(dir, "sealed.eml")
+	os.WriteFile(sealedFile, []byte(sealed), 0o644)
+	out, _, code := runCLI(t, "verify", "--zone", zoneFile, sealedFile)
+	if code != 0 || !strings.Contains(out, "dkim=pass header.d=example.test") || !strings.Contains(out, "header.s=old") || !strings.Contains(out, "arc=pass") {
+		t.Errorf("verify of the 1024-bit signature and seal: exit %d\n%s", code, out)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"sealgate/internal/addr"
 	"sealgate/internal/atomicfile"
+	"sealgate/internal/config"
 	"sealgate/submit"
 )
 
@@ -62,7 +63,7 @@ that address. Options such as rate=60 can be added to the line afterwards.`,
 }
 
 func runUsersAdd(cmd *cobra.Command, login, file string, patterns []string, passwordStdin bool) error {
-	if err := submit.ValidateLogin(login); err != nil {
+	if err := config.ValidateLogin(login); err != nil {
 		return exitStatus(2, fmt.Errorf("users add: %w", err))
 	}
 	if len(patterns) == 0 {
@@ -72,7 +73,7 @@ func runUsersAdd(cmd *cobra.Command, login, file string, patterns []string, pass
 		}
 		patterns = []string{a.String()}
 	}
-	if err := submit.CheckUsersFilePatterns(patterns); err != nil {
+	if err := config.CheckUsersFilePatterns(patterns); err != nil {
 		return exitStatus(2, fmt.Errorf("users add: %w", err))
 	}
 	if file != "" {
@@ -91,7 +92,7 @@ func runUsersAdd(cmd *cobra.Command, login, file string, patterns []string, pass
 	if err != nil {
 		return fmt.Errorf("users add: %w", err)
 	}
-	line, err := submit.FormatUserLine(login, hash, patterns)
+	line, err := config.FormatUserLine(login, hash, patterns)
 	if err != nil {
 		return exitStatus(2, fmt.Errorf("users add: %w", err))
 	}
@@ -122,21 +123,11 @@ func checkLoginFree(file, login string) error {
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for n := 1; sc.Scan(); n++ {
 		fields := strings.Fields(sc.Text())
-		if len(fields) > 0 && !strings.HasPrefix(fields[0], "#") && asciiFold(fields[0]) == asciiFold(login) {
+		if len(fields) > 0 && !strings.HasPrefix(fields[0], "#") && config.FoldLogin(fields[0]) == config.FoldLogin(login) {
 			return fmt.Errorf("%s:%d: login %q is already there; edit or remove that line first", file, n, fields[0])
 		}
 	}
 	return sc.Err()
-}
-
-func asciiFold(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // appendLine appends one line in a single write, so concurrent appends do not

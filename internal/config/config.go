@@ -1,0 +1,360 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"sealgate/internal/addr"
+)
+
+// Config is sealgate's whole configuration, loaded by Load from one YAML file with
+// SEALGATE_* environment overrides and checked by Validate. The keys are described in
+// examples/sealgate.yaml.
+type Config struct {
+	Hostname       string                `mapstructure:"hostname"`
+	AuthservID     string                `mapstructure:"authserv_id"`
+	Dir            string                `mapstructure:"dir"`
+	Listeners      []ListenerConfig      `mapstructure:"listeners"`
+	Limits         LimitsConfig          `mapstructure:"limits"`
+	UsersFile      string                `mapstructure:"users_file"`
+	ClientNetworks []ClientNetworkConfig `mapstructure:"client_networks"`
+	ClientCerts    []ClientCertConfig    `mapstructure:"client_certs"`
+	Domains        []DomainConfig        `mapstructure:"domains"`
+	ARC            ARCConfig             `mapstructure:"arc"`
+	Relay          RelayConfig           `mapstructure:"relay"`
+	DNS            DNSConfig             `mapstructure:"dns"`
+}
+
+// ListenerConfig is one entry of listeners.
+type ListenerConfig struct {
+	Name     string   `mapstructure:"name"`
+	Address  string   `mapstructure:"address"`
+	Mode     string   `mapstructure:"mode"` // submission | submissions | smarthost
+	Auth     []string `mapstructure:"auth"` // sasl | client-cert | network
+	TLSCert  string   `mapstructure:"tls_cert"`
+	TLSKey   string   `mapstructure:"tls_key"`
+	ClientCA string   `mapstructure:"client_ca"`
+}
+
+// LimitsConfig is the limits section.
+type LimitsConfig struct {
+	MaxMessageBytes     int64         `mapstructure:"max_message_bytes"`
+	MaxRecipients       int           `mapstructure:"max_recipients"`
+	MaxConnections      int           `mapstructure:"max_connections"`
+	MaxConnectionsPerIP int           `mapstructure:"max_connections_per_ip"`
+	CommandTimeout      time.Duration `mapstructure:"command_timeout"`
+	DataTimeout         time.Duration `mapstructure:"data_timeout"`
+	PreAuthTimeout      time.Duration `mapstructure:"pre_auth_timeout"`
+	MaxHeaderFields     int           `mapstructure:"max_header_fields"`
+	AuthFailures        int           `mapstructure:"auth_failures"`
+	AuthCooldown        time.Duration `mapstructure:"auth_cooldown"`
+}
+
+// SenderRules are the per-identity settings shared by client networks and client
+// certificates (logins carry them in the users file, see UserEntry).
+type SenderRules struct {
+	MaySendAs       []string `mapstructure:"may_send_as"`
+	AllowNullSender bool     `mapstructure:"allow_null_sender"`
+	Seal            *bool    `mapstructure:"seal"` // nil: true
+	RatePerMinute   int      `mapstructure:"rate_per_minute"`
+	MaxRecipients   int      `mapstructure:"max_recipients"`
+	AllowUnsigned   bool     `mapstructure:"allow_unsigned"`
+}
+
+// Patterns parses MaySendAs.
+func (r SenderRules) Patterns() ([]addr.Pattern, error) {
+	return addr.ParsePatterns(r.MaySendAs)
+}
+
+// Sealed reports whether the identity's mail is ARC-sealed (seal, default true).
+func (r SenderRules) Sealed() bool { return r.Seal == nil || *r.Seal }
+
+// ClientNetworkConfig is one entry of client_networks: a client organisation's servers,
+// known by source address.
+type ClientNetworkConfig struct {
+	Name        string   `mapstructure:"name"`
+	CIDRs       []string `mapstructure:"cidrs"`
+	SenderRules `mapstructure:",squash"`
+}
+
+// ClientCertConfig is one entry of client_certs: a client known by its TLS client
+// certificate's subject common name or SHA-256 fingerprint.
+type ClientCertConfig struct {
+	Name        string `mapstructure:"name"`
+	Subject     string `mapstructure:"subject"`
+	SHA256      string `mapstructure:"sha256"`
+	SenderRules `mapstructure:",squash"`
+}
+
+// DomainConfig is one entry of domains: a domain we sign for.
+type DomainConfig struct {
+	Domain   string      `mapstructure:"domain"`
+	Keys     []KeyConfig `mapstructure:"keys"`
+	Unsigned string      `mapstructure:"unsigned"` // refuse (default) | relay
+	// SignSubdomains lets these keys sign (d=Domain) for subdomains that have no entry.
+	SignSubdomains bool `mapstructure:"sign_subdomains"`
+	// MinRSABits lowers the smallest RSA key accepted, down to 1024; 0 means 2048.
+	MinRSABits int `mapstructure:"min_rsa_bits"`
+}
+
+// KeyConfig is one DKIM key of a domain.
+type KeyConfig struct {
+	Selector string `mapstructure:"selector"`
+	KeyFile  string `mapstructure:"key_file"`
+}
+
+// ARCConfig is the relay's ARC sealing key (RFC 8617).
+type ARCConfig struct {
+	Domain              string `mapstructure:"domain"`
+	Selector            string `mapstructure:"selector"`
+	KeyFile             string `mapstructure:"key_file"`
+	MinRSABits          int    `mapstructure:"min_rsa_bits"`
+	PseudonymousAuth    bool   `mapstructure:"pseudonymous_auth"`
+	PseudonymSecretFile string `mapstructure:"pseudonym_secret_file"`
+}
+
+// RelayConfig says where accepted mail goes: exactly one of NextHop and Outbox.
+type RelayConfig struct {
+	NextHop string `mapstructure:"next_hop"`
+	Outbox  string `mapstructure:"outbox"`
+}
+
+// DNSConfig says where DNS answers come from (keys of existing ARC chains): the system
+// resolver by default, one recursive server, or a zone file (dev mode, tests).
+type DNSConfig struct {
+	Server   string        `mapstructure:"server"`
+	ZoneFile string        `mapstructure:"zone_file"`
+	Timeout  time.Duration `mapstructure:"timeout"`
+}
+
+// Defaults are applied before the file is read. Every scalar key is listed, even without a
+// default, because viper consults the environment only for keys it knows.
+var Defaults = map[string]any{
+	"hostname":                      "",
+	"authserv_id":                   "",
+	"dir":                           "",
+	"users_file":                    "",
+	"limits.max_message_bytes":      25 << 20,
+	"limits.max_recipients":         100,
+	"limits.max_connections":        200,
+	"limits.max_connections_per_ip": 20,
+	"limits.command_timeout":        "5m",
+	"limits.data_timeout":           "10m",
+	"limits.pre_auth_timeout":       "30s",
+	"limits.max_header_fields":      1000,
+	"limits.auth_failures":          5,
+	"limits.auth_cooldown":          "5m",
+	"arc.domain":                    "",
+	"arc.selector":                  "",
+	"arc.key_file":                  "",
+	"arc.min_rsa_bits":              0,
+	"arc.pseudonymous_auth":         false,
+	"arc.pseudonym_secret_file":     "",
+	"relay.next_hop":                "",
+	"relay.outbox":                  "",
+	"dns.server":                    "",
+	"dns.zone_file":                 "",
+	"dns.timeout":                   "5s",
+}
+
+// EnvVar returns the environment variable that overrides a scalar key:
+// "limits.max_recipients" is SEALGATE_LIMITS_MAX_RECIPIENTS.
+func EnvVar(key string) string {
+	return "SEALGATE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Load reads the YAML file at path, applies SEALGATE_* environment overrides (EnvVar; lists
+// cannot be overridden this way), resolves relative file names against the file's
+// directory, and validates the result. On error it returns every problem found (unknown
+// keys, values that do not parse and Validate's findings) joined, one per problem with its
+// key path, or with the environment variable's name when the variable's value is the
+// problem; the *Config is returned too if the file could be read.
+func Load(path string) (*Config, error) {
+	v := viper.New()
+	for k, d := range Defaults {
+		v.SetDefault(k, d)
+	}
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	v.SetEnvPrefix("SEALGATE")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if err := v.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	var c Config
+	// UnmarshalExact reports keys the struct does not know: a misspelt key must not
+	// silently fall back to a default.
+	decodeErr := decodeProblems(v.UnmarshalExact(&c, viper.DecodeHook(decodeHook)))
+	c.resolvePaths(filepath.Dir(path))
+	if c.AuthservID == "" {
+		c.AuthservID = c.Hostname
+	}
+	return &c, errors.Join(decodeErr, noteEnvironment(c.Validate()))
+}
+
+// decodeHook converts the strings of YAML and of the environment to numbers, booleans and
+// durations, with errors that say what was expected. It also refuses a bare number as a
+// duration, which would otherwise be taken as nanoseconds.
+func decodeHook(from, to reflect.Type, data any) (any, error) {
+	s, isString := data.(string)
+	if to == reflect.TypeFor[time.Duration]() {
+		const use = "use a number with a unit: 30s, 5m, 1h"
+		if isString {
+			d, err := time.ParseDuration(strings.TrimSpace(s))
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a duration; %s", s, use)
+			}
+			return d, nil
+		}
+		switch from.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+			return nil, fmt.Errorf("%v is not a duration; %s", data, use)
+		}
+		return data, nil
+	}
+	switch to.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if isString {
+			n, err := strconv.ParseInt(strings.TrimSpace(s), 10, to.Bits())
+			if err != nil {
+				return nil, fmt.Errorf("not a number: %q", s)
+			}
+			return n, nil
+		}
+		if from.Kind() == reflect.Float32 || from.Kind() == reflect.Float64 {
+			return nil, fmt.Errorf("not a whole number: %v", data)
+		}
+	case reflect.Bool:
+		if isString {
+			b, err := strconv.ParseBool(strings.TrimSpace(s))
+			if err != nil {
+				return nil, fmt.Errorf("not true or false: %q", s)
+			}
+			return b, nil
+		}
+	}
+	return data, nil
+}
+
+// decodeProblems rewrites mapstructure's errors into Validate's form, one per problem with
+// its key path: `limits.max_recipients: not a number: "lots"`, "listeners[0].colour: unknown
+// key"; or with the environment variable when one set the value.
+func decodeProblems(err error) error {
+	if err == nil {
+		return nil
+	}
+	var p problems
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		de, ok := err.(*mapstructure.DecodeError)
+		if !ok {
+			if u := errors.Unwrap(err); u != nil {
+				walk(u)
+				return
+			}
+			p = append(p, &problem{msg: err.Error()})
+			return
+		}
+		inner := de.Unwrap().Error()
+		if keys, ok := strings.CutPrefix(inner, "has invalid keys: "); ok {
+			for _, k := range strings.Split(keys, ", ") {
+				if de.Name() != "" {
+					k = de.Name() + "." + k
+				}
+				p.add(k, "unknown key")
+			}
+			return
+		}
+		key := de.Name()
+		if env := EnvVar(key); !strings.Contains(key, "[") {
+			if _, set := os.LookupEnv(env); set {
+				p = append(p, &problem{key: env, msg: fmt.Sprintf("%s (overrides %s)", inner, key)})
+				return
+			}
+		}
+		p.add(key, "%s", inner)
+	}
+	walk(err)
+	return p.join()
+}
+
+// noteEnvironment adds "(set by SEALGATE_X)" to problems with keys an environment
+// variable overrode, so the admin does not look for the value in the file.
+func noteEnvironment(err error) error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return err
+	}
+	for _, e := range j.Unwrap() {
+		pr, ok := e.(*problem)
+		if !ok || pr.key == "" || strings.Contains(pr.key, "[") {
+			continue
+		}
+		if _, set := os.LookupEnv(EnvVar(pr.key)); set {
+			pr.msg += " (set by " + EnvVar(pr.key) + ")"
+		}
+	}
+	return err
+}
+
+func (c *Config) resolvePaths(base string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	abs(&c.Dir)
+	abs(&c.UsersFile)
+	for i := range c.Listeners {
+		abs(&c.Listeners[i].TLSCert)
+		abs(&c.Listeners[i].TLSKey)
+		abs(&c.Listeners[i].ClientCA)
+	}
+	for i := range c.Domains {
+		for j := range c.Domains[i].Keys {
+			abs(&c.Domains[i].Keys[j].KeyFile)
+		}
+	}
+	abs(&c.ARC.KeyFile)
+	abs(&c.ARC.PseudonymSecretFile)
+	abs(&c.Relay.Outbox)
+	abs(&c.DNS.ZoneFile)
+}
+
+// problem is one configuration problem and its key path (or environment variable).
+type problem struct {
+	key, msg string
+}
+
+func (p *problem) Error() string {
+	if p.key == "" {
+		return p.msg
+	}
+	return p.key + ": " + p.msg
+}
+
+// problems collects configuration problems with their key paths.
+type problems []error
+
+func (p *problems) add(key, format string, a ...any) {
+	*p = append(*p, &problem{key: key, msg: fmt.Sprintf(format, a...)})
+}
+
+func (p problems) join() error { return errors.Join(p...) }

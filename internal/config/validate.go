@@ -1,0 +1,727 @@
+package config
+
+import (
+	"crypto"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"sealgate/internal/addr"
+	"sealgate/internal/resolver"
+	"sealgate/keys"
+	"sealgate/sign"
+)
+
+// Resources is what serve needs from the files a configuration names, loaded and checked
+// by Open through the same code as Validate.
+type Resources struct {
+	// KeyRing holds the DKIM keys of every configured domain.
+	KeyRing *sign.KeyRing
+	// ARCKey is the sealing key of arc.key_file.
+	ARCKey crypto.Signer
+	// PseudonymKey is the secret of arc.pseudonym_secret_file when pseudonymous_auth is on.
+	PseudonymKey []byte
+	// ListenerTLS holds each listener's TLS configuration, in the order of Listeners; nil
+	// for a listener without tls_cert.
+	ListenerTLS []*tls.Config
+	// Users are the entries of users_file (nil without one).
+	Users []UserEntry
+	// NetworkPrefixes holds each client network's address ranges, in the order of
+	// ClientNetworks.
+	NetworkPrefixes [][]netip.Prefix
+	// Resolver answers DNS queries as the dns section says.
+	Resolver resolver.Resolver
+	// WeakKeys describes each RSA key under sign.MinRSABits that a lowered min_rsa_bits let
+	// in ("domains[0].keys[1] (example.com s=old): RSA 1024 bits"), for a warning at start.
+	WeakKeys []string
+}
+
+// Validate checks the whole configuration and returns every problem at once, joined, each
+// prefixed by its key path ("listeners[1].tls_cert: file /x not found"); nil if there is
+// none. It reads every file the configuration names, as Open does.
+func (c *Config) Validate() error {
+	_, err := c.Open()
+	return err
+}
+
+// Open loads and checks everything the configuration names (keys, certificates, the users
+// file, the pseudonym secret, the DNS zone file) and returns it. Its error lists every
+// problem, like Validate's; the Resources are then incomplete.
+func (c *Config) Open() (*Resources, error) {
+	v := &validation{c: c, res: &Resources{}}
+	v.top()
+	v.listeners()
+	v.limits()
+	v.users()
+	v.clients()
+	v.domains()
+	v.arc()
+	v.relay()
+	v.dns()
+	v.coverage()
+	if err := v.p.join(); err != nil {
+		return nil, err
+	}
+	return v.res, nil
+}
+
+// validation is one run of Open: the problems found and what was loaded.
+type validation struct {
+	c   *Config
+	p   problems
+	res *Resources
+
+	usesSASL, usesNetwork, usesCert bool
+	// domainIndex maps each valid configured domain to its index in Domains.
+	domainIndex map[addr.Domain]int
+}
+
+func (v *validation) top() {
+	c, p := v.c, &v.p
+	if c.Hostname == "" {
+		p.add("hostname", "required")
+	} else if _, err := addr.ParseDomain(c.Hostname); err != nil {
+		p.add("hostname", "%v", err)
+	}
+	if strings.ContainsAny(c.AuthservID, " \t;()\"\\") {
+		p.add("authserv_id", "%q contains white space or RFC 8601 specials", c.AuthservID)
+	}
+	if c.Dir == "" {
+		p.add("dir", "required")
+	} else {
+		v.directory("dir", c.Dir)
+	}
+}
+
+// directory checks that path, if it exists, is a directory (serve creates it otherwise).
+func (v *validation) directory(key, path string) {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		v.p.add(key, "%v", err)
+	case !st.IsDir():
+		v.p.add(key, "%s is not a directory", path)
+	}
+}
+
+// file checks that a required file exists and is a regular file; it reports false after
+// adding a problem.
+func (v *validation) file(key, path string) bool {
+	if path == "" {
+		v.p.add(key, "required")
+		return false
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		v.p.add(key, "file %s not found", path)
+	case err != nil:
+		v.p.add(key, "%v", err)
+	case !st.Mode().IsRegular():
+		v.p.add(key, "%s is not a regular file", path)
+	default:
+		return true
+	}
+	return false
+}
+
+// secretFile is file, and the file mode rule of private keys.
+func (v *validation) secretFile(key, path, what string) bool {
+	if !v.file(key, path) {
+		return false
+	}
+	st, err := os.Stat(path)
+	if err == nil {
+		err = keys.CheckFileMode(path, st, what)
+	}
+	if err != nil {
+		v.p.add(key, "%v", err)
+		return false
+	}
+	return true
+}
+
+func (v *validation) listeners() {
+	c, p := v.c, &v.p
+	if len(c.Listeners) == 0 {
+		p.add("listeners", "at least one listener is required")
+	}
+	v.res.ListenerTLS = make([]*tls.Config, len(c.Listeners))
+	names := map[string]bool{}
+	addrs := map[string]bool{}
+	for i, l := range c.Listeners {
+		k := fmt.Sprintf("listeners[%d]", i)
+		if l.Name == "" {
+			p.add(k+".name", "required")
+		} else if names[l.Name] {
+			p.add(k+".name", "%q used twice", l.Name)
+		}
+		names[l.Name] = true
+		if host, port, err := net.SplitHostPort(l.Address); err != nil {
+			p.add(k+".address", "%q: want host:port (%v)", l.Address, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			p.add(k+".address", "%q: bad port", l.Address)
+		} else if host != "" && net.ParseIP(host) == nil {
+			if _, err := addr.ParseDomain(host); err != nil {
+				p.add(k+".address", "%q: bad host", l.Address)
+			}
+		}
+		// Port 0 asks the system for a free port, so it never collides.
+		if l.Address != "" && !strings.HasSuffix(l.Address, ":0") && addrs[l.Address] {
+			p.add(k+".address", "%q used twice", l.Address)
+		}
+		addrs[l.Address] = true
+		hasTLS := l.TLSCert != "" || l.TLSKey != ""
+		switch l.Mode {
+		case "submission", "submissions":
+			// RFC 8314 §3 and RFC 6409 §4.3: submission always runs under TLS here.
+			hasTLS = true
+		case "smarthost":
+		case "":
+			p.add(k+".mode", "required (submission, submissions or smarthost)")
+		default:
+			p.add(k+".mode", "%q: want submission, submissions or smarthost", l.Mode)
+		}
+		if hasTLS {
+			v.res.ListenerTLS[i] = v.tls(k, l)
+		}
+		if len(l.Auth) == 0 {
+			p.add(k+".auth", "required: list of sasl, client-cert, network")
+		}
+		seen := map[string]bool{}
+		for j, a := range l.Auth {
+			ka := fmt.Sprintf("%s.auth[%d]", k, j)
+			if seen[a] {
+				p.add(ka, "%q listed twice", a)
+			}
+			seen[a] = true
+			switch a {
+			case "sasl":
+				v.usesSASL = true
+				if !hasTLS {
+					p.add(ka, "sasl needs tls_cert and tls_key: AUTH is offered only under TLS (RFC 8314 §3, RFC 4954 §4)")
+				}
+			case "client-cert":
+				v.usesCert = true
+				if !hasTLS {
+					p.add(ka, "client-cert needs tls_cert and tls_key")
+				}
+				if v.file(k+".client_ca", l.ClientCA) {
+					if pool, err := loadCertPool(l.ClientCA); err != nil {
+						p.add(k+".client_ca", "%v", err)
+					} else if cfg := v.res.ListenerTLS[i]; cfg != nil {
+						cfg.ClientCAs = pool
+						cfg.ClientAuth = tls.VerifyClientCertIfGiven
+					}
+				}
+			case "network":
+				v.usesNetwork = true
+			default:
+				p.add(ka, "%q: want sasl, client-cert or network", a)
+			}
+		}
+		if l.ClientCA != "" && !seen["client-cert"] {
+			p.add(k+".client_ca", "set but auth does not list client-cert")
+		}
+	}
+}
+
+// tls loads a listener's certificate and key: each file must parse, the key must match the
+// certificate, and the key file must be private to us like a DKIM key.
+func (v *validation) tls(k string, l ListenerConfig) *tls.Config {
+	certOK := v.file(k+".tls_cert", l.TLSCert)
+	keyOK := v.secretFile(k+".tls_key", l.TLSKey, "the private key")
+	if certOK {
+		if err := checkCertificateFile(l.TLSCert); err != nil {
+			v.p.add(k+".tls_cert", "%v", err)
+			certOK = false
+		}
+	}
+	if !certOK || !keyOK {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(l.TLSCert, l.TLSKey)
+	if err != nil {
+		msg := err.Error()
+		if strings.Contains(msg, "does not match") {
+			v.p.add(k+".tls_key", "%s does not match the certificate in %s", l.TLSKey, l.TLSCert)
+		} else {
+			v.p.add(k+".tls_key", "%s: %s", l.TLSKey, strings.TrimPrefix(msg, "tls: "))
+		}
+		return nil
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+// checkCertificateFile checks that a PEM file starts with a parseable certificate.
+func checkCertificateFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return fmt.Errorf("%s holds no PEM certificate", path)
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("%s: %v", path, err)
+		}
+		return nil
+	}
+}
+
+func loadCertPool(path string) (*x509.CertPool, error) {
+	if err := checkCertificateFile(path); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+func (v *validation) limits() {
+	lm, p := v.c.Limits, &v.p
+	if lm.MaxMessageBytes <= 0 {
+		p.add("limits.max_message_bytes", "must be positive")
+	}
+	if lm.MaxRecipients < 100 {
+		p.add("limits.max_recipients", "%d: RFC 5321 §4.5.3.1.8 requires accepting at least 100 (limit individual clients with max_recipients)", lm.MaxRecipients)
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{
+		{"limits.max_connections", lm.MaxConnections},
+		{"limits.max_connections_per_ip", lm.MaxConnectionsPerIP},
+		{"limits.max_header_fields", lm.MaxHeaderFields},
+		{"limits.auth_failures", lm.AuthFailures},
+	} {
+		if n.v <= 0 {
+			p.add(n.key, "must be positive")
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"limits.command_timeout", lm.CommandTimeout},
+		{"limits.data_timeout", lm.DataTimeout},
+		{"limits.pre_auth_timeout", lm.PreAuthTimeout},
+		{"limits.auth_cooldown", lm.AuthCooldown},
+	} {
+		if d.v <= 0 {
+			p.add(d.key, "must be a positive duration such as 5m")
+		}
+	}
+}
+
+func (v *validation) users() {
+	c, p := v.c, &v.p
+	switch {
+	case v.usesSASL && c.UsersFile == "":
+		p.add("users_file", "required: a listener accepts sasl")
+	case c.UsersFile != "":
+		if !v.secretFile("users_file", c.UsersFile, "the password hashes") {
+			return
+		}
+		entries, err := ReadUsersFile(c.UsersFile)
+		if err != nil {
+			for _, e := range leaves(err) {
+				p.add("users_file", "%v", e)
+			}
+			return
+		}
+		v.res.Users = entries
+	}
+}
+
+// leaves returns the errors of a tree of errors.Join results.
+func leaves(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, leaves(e)...)
+	}
+	return out
+}
+
+func (v *validation) clients() {
+	c, p := v.c, &v.p
+	if v.usesNetwork && len(c.ClientNetworks) == 0 {
+		p.add("client_networks", "required: a listener accepts network")
+	}
+	v.res.NetworkPrefixes = make([][]netip.Prefix, len(c.ClientNetworks))
+	names := map[string]bool{}
+	for i, n := range c.ClientNetworks {
+		k := fmt.Sprintf("client_networks[%d]", i)
+		v.name(k, n.Name, names)
+		if len(n.CIDRs) == 0 {
+			p.add(k+".cidrs", "required")
+		}
+		for j, s := range n.CIDRs {
+			pf, err := ParsePrefix(s)
+			if err != nil {
+				p.add(fmt.Sprintf("%s.cidrs[%d]", k, j), "%v", err)
+				continue
+			}
+			v.res.NetworkPrefixes[i] = append(v.res.NetworkPrefixes[i], pf)
+		}
+		v.rules(k, n.SenderRules)
+	}
+	if v.usesCert && len(c.ClientCerts) == 0 {
+		p.add("client_certs", "required: a listener accepts client-cert")
+	}
+	names = map[string]bool{}
+	for i, cc := range c.ClientCerts {
+		k := fmt.Sprintf("client_certs[%d]", i)
+		v.name(k, cc.Name, names)
+		switch {
+		case (cc.Subject == "") == (cc.SHA256 == ""):
+			p.add(k, "set exactly one of subject and sha256")
+		case cc.SHA256 != "" && !isHexFingerprint(cc.SHA256):
+			p.add(k+".sha256", "%q: want 64 hex digits (colons allowed)", cc.SHA256)
+		}
+		v.rules(k, cc.SenderRules)
+	}
+}
+
+func (v *validation) name(k, name string, seen map[string]bool) {
+	switch {
+	case name == "":
+		v.p.add(k+".name", "required")
+	case seen[name]:
+		v.p.add(k+".name", "%q used twice", name)
+	case strings.IndexFunc(name, func(r rune) bool { return r <= ' ' || r == ';' }) >= 0:
+		// The name appears in AAR smtp.auth (RFC 8601) and in replies.
+		v.p.add(k+".name", "%q contains white space, controls or ';'", name)
+	}
+	seen[name] = true
+}
+
+func (v *validation) rules(k string, r SenderRules) {
+	p := &v.p
+	if len(r.MaySendAs) == 0 {
+		p.add(k+".may_send_as", "required: at least one pattern")
+	}
+	for j, s := range r.MaySendAs {
+		if _, err := addr.ParsePattern(s); err != nil {
+			p.add(fmt.Sprintf("%s.may_send_as[%d]", k, j), "%v", err)
+		}
+	}
+	if r.RatePerMinute < 0 {
+		p.add(k+".rate_per_minute", "must not be negative")
+	}
+	if r.MaxRecipients < 0 {
+		p.add(k+".max_recipients", "must not be negative")
+	}
+}
+
+// domains checks the domains section, loads every key and builds the key ring from the
+// domains that are valid.
+func (v *validation) domains() {
+	c, p := v.c, &v.p
+	v.domainIndex = map[addr.Domain]int{}
+	var ring []sign.DomainKeys
+	for i, d := range c.Domains {
+		k := fmt.Sprintf("domains[%d]", i)
+		nd, err := addr.ParseDomain(d.Domain)
+		valid := err == nil
+		switch {
+		case err != nil:
+			p.add(k+".domain", "%v", err)
+		case slices.ContainsFunc(ring, func(dk sign.DomainKeys) bool { return dk.Domain == nd }):
+			p.add(k+".domain", "%s listed twice", nd)
+			valid = false
+		case d.SignSubdomains && addr.IsPublicSuffix(nd):
+			p.add(k+".sign_subdomains", "%s is a public suffix: the domains under it belong to others, and its keys may not sign for them", quote(nd))
+			valid = false
+		}
+		minOK := true
+		if err := sign.CheckMinRSABits(d.MinRSABits); err != nil {
+			p.add(k+".min_rsa_bits", "%v", err)
+			minOK = false
+		}
+		dk := sign.DomainKeys{Domain: nd, SignSubdomains: d.SignSubdomains, RelayUnsigned: d.Unsigned == "relay", MinRSABits: d.MinRSABits}
+		selectors := map[string]bool{}
+		for j, key := range d.Keys {
+			kk := fmt.Sprintf("%s.keys[%d]", k, j)
+			selOK := true
+			if err := addr.CheckSelector(key.Selector); err != nil {
+				p.add(kk+".selector", "%v", err)
+				selOK = false
+			} else if selectors[strings.ToLower(key.Selector)] {
+				p.add(kk+".selector", "%q listed twice", key.Selector)
+				selOK = false
+			}
+			selectors[strings.ToLower(key.Selector)] = true
+			signer := v.key(kk+".key_file", key.KeyFile, d.MinRSABits, minOK, fmt.Sprintf("%s (%s s=%s)", kk, nd, key.Selector))
+			if signer != nil && selOK {
+				dk.Keys = append(dk.Keys, sign.Key{Selector: key.Selector, Signer: signer})
+			}
+		}
+		switch d.Unsigned {
+		case "", "refuse":
+			if len(d.Keys) == 0 {
+				p.add(k+".keys", "no keys and unsigned is refuse: all mail for %s would be refused; add keys or set unsigned: relay", d.Domain)
+			}
+		case "relay":
+		default:
+			p.add(k+".unsigned", "%q: want refuse or relay", d.Unsigned)
+		}
+		if valid {
+			v.domainIndex[nd] = i
+			ring = append(ring, dk)
+		}
+	}
+	r, err := sign.NewKeyRing(ring...)
+	if err != nil {
+		// Every reason NewKeyRing has was checked above; this is a bug if it happens.
+		p.add("domains", "%v", err)
+		return
+	}
+	v.res.KeyRing = r
+}
+
+// key loads a DKIM or ARC private key for real: the file mode rule, PEM, key type and the
+// RSA minimum. It returns nil after adding a problem. weak names the key in WeakKeys.
+func (v *validation) key(key, path string, minRSABits int, minOK bool, weak string) crypto.Signer {
+	if !v.file(key, path) || !minOK {
+		return nil
+	}
+	signer, err := keys.LoadWithOptions(path, keys.LoadOptions{MinRSABits: minRSABits})
+	if err != nil {
+		v.p.add(key, "%s", strings.TrimPrefix(err.Error(), "keys: "))
+		return nil
+	}
+	if pub, ok := signer.Public().(*rsa.PublicKey); ok && pub.N.BitLen() < sign.MinRSABits {
+		v.res.WeakKeys = append(v.res.WeakKeys, fmt.Sprintf("%s: RSA %d bits", weak, pub.N.BitLen()))
+	}
+	return signer
+}
+
+func (v *validation) arc() {
+	a, p := v.c.ARC, &v.p
+	if _, err := addr.ParseDomain(a.Domain); err != nil {
+		p.add("arc.domain", "%v", err)
+	}
+	if a.Selector == "" {
+		p.add("arc.selector", "required")
+	} else if err := addr.CheckSelector(a.Selector); err != nil {
+		p.add("arc.selector", "%v", err)
+	}
+	minOK := true
+	if err := sign.CheckMinRSABits(a.MinRSABits); err != nil {
+		p.add("arc.min_rsa_bits", "%v", err)
+		minOK = false
+	}
+	v.res.ARCKey = v.key("arc.key_file", a.KeyFile, a.MinRSABits, minOK, fmt.Sprintf("arc.key_file (%s s=%s)", a.Domain, a.Selector))
+	if a.PseudonymousAuth && v.secretFile("arc.pseudonym_secret_file", a.PseudonymSecretFile, "the secret") {
+		secret, err := os.ReadFile(a.PseudonymSecretFile)
+		secret = []byte(strings.TrimSpace(string(secret)))
+		switch {
+		case err != nil:
+			p.add("arc.pseudonym_secret_file", "%v", err)
+		case len(secret) < MinPseudonymSecretBytes:
+			p.add("arc.pseudonym_secret_file", "%s holds %d bytes; the secret must be at least %d (for example: head -c 32 /dev/urandom | base64 > %s)",
+				a.PseudonymSecretFile, len(secret), MinPseudonymSecretBytes, a.PseudonymSecretFile)
+		default:
+			v.res.PseudonymKey = secret
+		}
+	}
+}
+
+// MinPseudonymSecretBytes is the shortest pseudonym secret accepted (white space around it
+// is not counted): 128 bits, so that nobody can guess it and unmask pseudonyms.
+const MinPseudonymSecretBytes = 16
+
+func (v *validation) relay() {
+	r, p := v.c.Relay, &v.p
+	switch {
+	case r.NextHop == "" && r.Outbox == "":
+		p.add("relay", "set relay.next_hop (HOST:PORT of the next SMTP server) or relay.outbox (a directory for .eml files); delivery to MX hosts is not built yet")
+	case r.NextHop != "" && r.Outbox != "":
+		p.add("relay", "set relay.next_hop or relay.outbox, not both")
+	}
+	if r.NextHop != "" {
+		if host, port, err := net.SplitHostPort(r.NextHop); err != nil || host == "" || port == "" {
+			p.add("relay.next_hop", "%q: want host:port", r.NextHop)
+		} else if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			p.add("relay.next_hop", "%q: bad port", r.NextHop)
+		}
+	}
+	if r.Outbox != "" {
+		v.directory("relay.outbox", r.Outbox)
+	}
+}
+
+func (v *validation) dns() {
+	d, p := v.c.DNS, &v.p
+	if d.Timeout <= 0 {
+		p.add("dns.timeout", "must be a positive duration such as 5s")
+		return
+	}
+	switch {
+	case d.Server != "" && d.ZoneFile != "":
+		p.add("dns", "set dns.server or dns.zone_file, not both")
+		return
+	case d.ZoneFile != "":
+		if !v.file("dns.zone_file", d.ZoneFile) {
+			return
+		}
+	}
+	r, err := resolver.New(resolver.Config{Server: d.Server, ZoneFile: d.ZoneFile, Timeout: d.Timeout})
+	if err != nil {
+		key := "dns"
+		switch {
+		case d.ZoneFile != "":
+			key = "dns.zone_file"
+		case d.Server != "":
+			key = "dns.server"
+		}
+		p.add(key, "%s", strings.TrimPrefix(err.Error(), "resolver: "))
+		return
+	}
+	v.res.Resolver = r
+}
+
+// coverage checks that every may_send_as pattern of every identity has DKIM keys to sign
+// with, or may be relayed unsigned: otherwise serve would refuse all of that mail.
+func (v *validation) coverage() {
+	if v.res.KeyRing == nil {
+		return
+	}
+	for i, n := range v.c.ClientNetworks {
+		v.coverRules(fmt.Sprintf("client_networks[%d]", i), n.SenderRules)
+	}
+	for i, cc := range v.c.ClientCerts {
+		v.coverRules(fmt.Sprintf("client_certs[%d]", i), cc.SenderRules)
+	}
+	for _, u := range v.res.Users {
+		for _, pt := range u.MaySendAs {
+			if msg := v.cover(pt, u.AllowUnsigned, "unsigned=yes on this line"); msg != "" {
+				v.p.add("users_file", "%s:%d: login %q: may_send_as %s: %s", v.c.UsersFile, u.Line, u.Login, pt, msg)
+			}
+		}
+	}
+}
+
+func (v *validation) coverRules(k string, r SenderRules) {
+	for j, s := range r.MaySendAs {
+		pt, err := addr.ParsePattern(s)
+		if err != nil {
+			continue // reported by rules
+		}
+		if msg := v.cover(pt, r.AllowUnsigned, "allow_unsigned: true on "+k); msg != "" {
+			v.p.add(fmt.Sprintf("%s.may_send_as[%d]", k, j), "%s: %s", pt, msg)
+		}
+	}
+}
+
+// cover says what is missing for pattern pt to be signed (or relayed unsigned by an
+// identity with allowUnsigned), or "" when nothing is.
+func (v *validation) cover(pt addr.Pattern, allowUnsigned bool, allowHint string) string {
+	ring, d := v.res.KeyRing, pt.Domain()
+	if !pt.Subdomains() {
+		dk, ok := ring.Lookup(d)
+		if !ok {
+			return fmt.Sprintf("no DKIM keys sign for %s: add it under domains with keys (or set sign_subdomains: true on a parent domain listed there)", d)
+		}
+		return v.usable(dk, allowUnsigned, allowHint)
+	}
+	// *@*.d: every subdomain without an entry of its own is signed by d's (or a parent's)
+	// entry with sign_subdomains, and every listed subdomain by its own.
+	dk, ok := ring.ForSubdomainsOf(d)
+	if !ok {
+		if i, listed := v.domainIndex[d]; listed {
+			return fmt.Sprintf("no DKIM keys sign for the subdomains of %s: set sign_subdomains: true on domains[%d] (%s)", d, i, d)
+		}
+		return fmt.Sprintf("no DKIM keys sign for the subdomains of %s: add %s under domains with keys and sign_subdomains: true", d, d)
+	}
+	if msg := v.usable(dk, allowUnsigned, allowHint); msg != "" {
+		return msg
+	}
+	for _, sub := range ring.Domains() {
+		if sub.IsSubdomainOf(d) {
+			own, _ := ring.Lookup(sub)
+			if msg := v.usable(own, allowUnsigned, allowHint); msg != "" {
+				return msg
+			}
+		}
+	}
+	return ""
+}
+
+// usable says why mail covered by entry dk cannot pass for an identity, or "".
+func (v *validation) usable(dk *sign.DomainKeys, allowUnsigned bool, allowHint string) string {
+	i := v.domainIndex[dk.Domain]
+	if len(v.c.Domains[i].Keys) > 0 {
+		return "" // key problems are reported on the keys themselves
+	}
+	switch {
+	case !dk.RelayUnsigned:
+		return "" // reported as domains[i].keys: no keys and unsigned is refuse
+	case !allowUnsigned:
+		return fmt.Sprintf("domains[%d] (%s) has no DKIM keys and relays unsigned mail only for identities that allow it: set %s, or add keys", i, dk.Domain, allowHint)
+	}
+	return ""
+}
+
+// ParsePrefix parses a client network range: a CIDR prefix without host bits, or a bare
+// address meaning that one host.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if pf, err := netip.ParsePrefix(s); err == nil {
+		if pf != pf.Masked() {
+			return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, pf.Masked())
+		}
+		return pf, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR range nor an IP address", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+func isHexFingerprint(s string) bool {
+	s = strings.ReplaceAll(s, ":", "")
+	if len(s) != 64 {
+		return false
+	}
+	return !slices.ContainsFunc([]byte(s), func(c byte) bool {
+		return !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F')
+	})
+}
+
+// quote names a domain for an admin, with its Unicode form when it is an IDN.
+func quote(d addr.Domain) string {
+	if u := d.Unicode(); u != string(d) {
+		return fmt.Sprintf("%s (%s)", d, u)
+	}
+	return string(d)
+}

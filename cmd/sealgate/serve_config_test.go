@@ -176,8 +176,8 @@ func TestDevModeIsAConfiguration(t *testing.T) {
 	}
 
 	// The same relay: listeners, limits (the configuration's defaults), identities, keys.
-	want := submit.Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100, MaxConnections: 200, MaxConnectionsPerIP: 20,
-		PreAuthTimeout: 30 * time.Second, MaxHeaderFields: 1000, CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute}
+	want := submit.Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100, MaxConnections: 200,
+		CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute}
 	if dev.Limits != want || srv.Limits != want {
 		t.Errorf("limits: dev %+v, config %+v; want the configuration defaults %+v", dev.Limits, srv.Limits, want)
 	}

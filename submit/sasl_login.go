@@ -1,7 +1,12 @@
 package submit
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -93,4 +98,23 @@ func clientAuthError(err error) error {
 		return se
 	}
 	return smtp.ErrAuthFailed
+}
+
+// loginTagKey keys the tags of redactLogin; random per process, so a tag cannot
+// be looked up in a table of common passwords.
+var loginTagKey = func() []byte {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return k
+}()
+
+// redactLogin is how a login that did not authenticate is logged: its first
+// three characters, its length and a keyed hash tag, never the whole text,
+// because users type their password into the login field. The tag lets an
+// operator see that failures repeat one login within a process's lifetime.
+func redactLogin(login string) string {
+	mac := hmac.New(sha256.New, loginTagKey)
+	mac.Write([]byte(login))
+	r := []rune(login)
+	return fmt.Sprintf("%q... (%d chars, tag %s)", string(r[:min(3, len(r))]), len(r), hex.EncodeToString(mac.Sum(nil)[:6]))
 }

@@ -13,11 +13,18 @@ import (
 
 // Counter counts events per key in fixed windows. It is the storage behind
 // AuthThrottle; the in-memory MemoryCounter serves one node, and a shared store
-// can replace it for several (Incr = Redis INCR + PEXPIRE NX, Get = GET).
+// can replace it for several (Incr = Redis INCR + PEXPIRE NX, Get = GET, Decr = a
+// script that runs DECR only while the key exists and is above zero). Incr is
+// atomic and returns the new count, so a caller can count an event and check the
+// limit in one step: concurrent callers, on one node or several, each see a
+// different count.
 type Counter interface {
 	// Incr adds one to key's count and returns the new count. A new count
 	// expires ttl after its first increment.
 	Incr(ctx context.Context, key string, ttl time.Duration) (int64, error)
+	// Decr takes one from key's count if the key exists and its count is above
+	// zero; it never creates a key and leaves the expiry alone.
+	Decr(ctx context.Context, key string) error
 	// Get returns key's current count, 0 if absent or expired.
 	Get(ctx context.Context, key string) (int64, error)
 }
@@ -61,6 +68,18 @@ func (c *MemoryCounter) Incr(_ context.Context, key string, ttl time.Duration) (
 	e.n++
 	c.entries[key] = e
 	return e.n, nil
+}
+
+// Decr implements Counter.
+func (c *MemoryCounter) Decr(_ context.Context, key string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if ok && c.now().Before(e.expires) && e.n > 0 {
+		e.n--
+		c.entries[key] = e
+	}
+	return nil
 }
 
 // Get implements Counter.
@@ -112,15 +131,23 @@ func makeRoom[V any](m map[string]V, max int, sweeps *int, expired func(V) bool,
 }
 
 // AuthThrottle blocks AUTH from a source address after repeated failures:
-// once Limit failures fall within Window, every AUTH from that source gets
-// 421 4.7.0 for Cooldown (standards.md §8.4). A success does not reset the
-// count: a client sharing the address (NAT) must not be able to clear an
-// attacker's failures, and an attacker must not clear them by logging in with a
-// throwaway account. IPv6 sources are counted per /64, since one host usually
-// holds a whole /64.
+// once Limit attempts that did not succeed fall within Window, every AUTH from
+// that source gets 421 4.7.0 for Cooldown (standards.md §8.4). IPv6 sources are
+// counted per /64, since one host usually holds a whole /64.
+//
+// An attempt is counted before its password is checked (Reserve), with one
+// atomic increment that also tells whether the attempt fits the limit; one past
+// the limit is refused without a check. So attempts in flight count, and fifty
+// connections sending AUTH at the same moment get Limit password checks between
+// them, not fifty. A successful login gives its own reservation back
+// (AuthAttempt.Succeeded): a mail client authenticates on every connection, and
+// an office behind one NAT address must not lock itself out by logging in. That
+// does not clear anybody's failures: only the successful attempt's own count is
+// returned, so an attacker cannot wash out failures with a throwaway account, and
+// a client sharing the address cannot clear an attacker's.
 type AuthThrottle struct {
 	Counter  Counter
-	Limit    int           // failures allowed in Window before blocking (default 5)
+	Limit    int           // attempts that did not succeed allowed in Window before blocking (default 5)
 	Window   time.Duration // failure counting window (default Cooldown)
 	Cooldown time.Duration // how long a blocked source stays blocked (default 5m)
 }
@@ -171,17 +198,56 @@ func (t *AuthThrottle) Check(ctx context.Context, ip netip.Addr) *smtp.SMTPError
 	return nil
 }
 
-// Failure records a failed AUTH from ip and returns 421 4.7.0 if this failure
-// blocks the source (the caller then answers with it instead of 535).
-func (t *AuthThrottle) Failure(ctx context.Context, ip netip.Addr) *smtp.SMTPError {
+// AuthAttempt is one counted AUTH attempt, between Reserve and the password
+// check's outcome.
+type AuthAttempt struct {
+	t   *AuthThrottle
+	key string
+}
+
+// Reserve counts one AUTH attempt from ip before its password is checked. It
+// returns 421 4.7.0, and no attempt, when ip is blocked or the attempt is past
+// the limit; the caller must then not check the password. Otherwise the caller
+// checks it and reports the outcome with Succeeded or Failed.
+func (t *AuthThrottle) Reserve(ctx context.Context, ip netip.Addr) (*AuthAttempt, *smtp.SMTPError) {
+	if e := t.Check(ctx, ip); e != nil {
+		return nil, e
+	}
 	limit, window, cooldown := t.params()
 	key := sourceKey(ip)
 	n, err := t.Counter.Incr(ctx, "authfail|"+key, window)
+	if err == nil && n > limit {
+		t.Counter.Incr(ctx, "authblock|"+key, cooldown)
+		return nil, errAuthBlocked(cooldown)
+	}
+	return &AuthAttempt{t: t, key: key}, nil
+}
+
+// Succeeded gives a successful attempt's reservation back.
+func (a *AuthAttempt) Succeeded(ctx context.Context) {
+	a.t.Counter.Decr(ctx, "authfail|"+a.key)
+}
+
+// Failed keeps the attempt counted and returns 421 4.7.0 if the source has now
+// used up its limit (the caller then answers with it instead of 535).
+func (a *AuthAttempt) Failed(ctx context.Context) *smtp.SMTPError {
+	limit, _, cooldown := a.t.params()
+	n, err := a.t.Counter.Get(ctx, "authfail|"+a.key)
 	if err != nil || n < limit {
 		return nil
 	}
-	t.Counter.Incr(ctx, "authblock|"+key, cooldown)
+	a.t.Counter.Incr(ctx, "authblock|"+a.key, cooldown)
 	return errAuthBlocked(cooldown)
+}
+
+// Failure records a failed AUTH from ip that was not reserved, and returns 421
+// 4.7.0 if this failure blocks the source: Reserve followed by Failed.
+func (t *AuthThrottle) Failure(ctx context.Context, ip netip.Addr) *smtp.SMTPError {
+	a, e := t.Reserve(ctx, ip)
+	if e != nil {
+		return e
+	}
+	return a.Failed(ctx)
 }
 
 // RateLimiter decides whether one more event for key fits a per-minute budget.

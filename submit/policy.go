@@ -94,13 +94,9 @@ func reason(err error) string {
 }
 
 // CheckEnvelopeSender checks a MAIL FROM value as go-smtp passes it to
-// Session.Mail ("" for <>), RFC 6409 §4.3 and standards.md §8.2 rule 1. It returns
-// nil when the identity may use it. The null sender needs AllowNullSender; address
-// literals are refused; every other address must match MaySendAs. A nil identity
-// gets 530 5.7.0.
-//
-// Callers must send on the checked address (addr.ParsePath(from).Addr.String()),
-// not the raw value.
+// Session.Mail ("" for <>), RFC 6409 §4.3 and standards.md §8.2 rule 1: it parses
+// it with addr.ParsePath and calls CheckEnvelopePath. A nil identity gets 530
+// 5.7.0.
 func CheckEnvelopeSender(id *Identity, from string) *smtp.SMTPError {
 	if id == nil {
 		return errUnauthenticated()
@@ -108,6 +104,19 @@ func CheckEnvelopeSender(id *Identity, from string) *smtp.SMTPError {
 	p, err := addr.ParsePath(from)
 	if err != nil {
 		return errEnvelopeSyntax(from, err)
+	}
+	return CheckEnvelopePath(id, p)
+}
+
+// CheckEnvelopePath checks a parsed MAIL FROM reverse-path (RFC 6409 §4.3,
+// standards.md §8.2 rule 1). It returns nil when the identity may use it. The null
+// sender needs AllowNullSender; address literals are refused; every other
+// address must match MaySendAs. A nil identity gets 530 5.7.0.
+//
+// Callers must store and send on p.String(), the address that was checked.
+func CheckEnvelopePath(id *Identity, p addr.Path) *smtp.SMTPError {
+	if id == nil {
+		return errUnauthenticated()
 	}
 	if p.Null {
 		if id.AllowNullSender {

@@ -272,6 +272,15 @@ type Path struct {
 	Route string
 }
 
+// String returns the path's mailbox in RFC 5321 form (Address.String), or "" for
+// the null path: the form to store and send on.
+func (p Path) String() string {
+	if p.Null {
+		return ""
+	}
+	return p.Addr.String()
+}
+
 // ParsePath parses a MAIL FROM or RCPT TO value as emersion/go-smtp v0.25.1 hands
 // it to a Session: without angle brackets, "" for the null path, with the quoting
 // of a Quoted-string local part already removed (go-smtp turns

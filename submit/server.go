@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"golang.org/x/time/rate"
 )
 
 // ListenerMode is what a listener is for.
@@ -44,9 +45,49 @@ type Listener struct {
 type Limits struct {
 	MaxMessageBytes int64
 	MaxRecipients   int
-	MaxConnections  int
+	// MaxConnections bounds the connections on all listeners together; 0 = no bound.
+	MaxConnections int
+	// MaxConnectionsPerIP bounds the connections from one source address (IPv6: one
+	// /64) on all listeners together, so that one client cannot take every slot;
+	// 0 = DefaultMaxConnectionsPerIP.
+	MaxConnectionsPerIP int
+	// PreAuthTimeout bounds the time from the greeting to a successful AUTH or, for
+	// a client known by its address or certificate, to an accepted MAIL;
+	// 0 = DefaultPreAuthTimeout.
+	PreAuthTimeout time.Duration
+	// MaxHeaderFields bounds the number of header fields of a message;
+	// 0 = DefaultMaxHeaderFields.
+	MaxHeaderFields int
 	CommandTimeout  time.Duration
 	DataTimeout     time.Duration
+}
+
+// Defaults of the Limits whose zero value means "default".
+const (
+	DefaultMaxConnectionsPerIP = 20
+	DefaultPreAuthTimeout      = 30 * time.Second
+	DefaultMaxHeaderFields     = 1000
+)
+
+func (l Limits) maxPerIP() int {
+	if l.MaxConnectionsPerIP > 0 {
+		return l.MaxConnectionsPerIP
+	}
+	return DefaultMaxConnectionsPerIP
+}
+
+func (l Limits) preAuthTimeout() time.Duration {
+	if l.PreAuthTimeout > 0 {
+		return l.PreAuthTimeout
+	}
+	return DefaultPreAuthTimeout
+}
+
+func (l Limits) maxHeaderFields() int {
+	if l.MaxHeaderFields > 0 {
+		return l.MaxHeaderFields
+	}
+	return DefaultMaxHeaderFields
 }
 
 // Authenticator checks a login and password (the users file).
@@ -70,6 +111,10 @@ type CertIdentity struct {
 }
 
 // Server accepts mail on its listeners and hands each message to the Pipeline.
+//
+// Each connection is served by an smtp.Server of its own, so that its Debug
+// writer, which sees every byte go-smtp reads after TLS is removed, belongs to
+// that one connection (see wireScanner).
 type Server struct {
 	Hostname     string
 	Listeners    []Listener
@@ -83,9 +128,15 @@ type Server struct {
 	Log          *slog.Logger
 
 	mu      sync.Mutex
-	servers []*smtp.Server
 	lns     []net.Listener
-	conns   chan struct{} // connection slots
+	lcs     []Listener
+	closed  bool
+	conns   map[*clientConn]*smtp.Server // connections being served
+	total   int                          // connections counted against MaxConnections
+	perIP   map[string]int               // connections per sourceKey
+	wg      sync.WaitGroup               // one per connection being served
+	refusal chan struct{}                // bounds refusals in progress
+	refLog  *refusalLog
 }
 
 // Addrs returns the addresses the listeners are bound to, in order (after Listen).
@@ -101,26 +152,32 @@ func (s *Server) Addrs() []net.Addr {
 
 // Listen binds every listener. Serve must follow.
 func (s *Server) Listen() error {
-	if s.Limits.MaxConnections > 0 {
-		s.conns = make(chan struct{}, s.Limits.MaxConnections)
-	}
+	s.mu.Lock()
+	s.conns = make(map[*clientConn]*smtp.Server)
+	s.perIP = make(map[string]int)
+	s.refusal = make(chan struct{}, maxRefusalsInProgress)
+	s.refLog = &refusalLog{log: s.Log, lim: rate.NewLimiter(1, 10)}
+	s.mu.Unlock()
 	for _, lc := range s.Listeners {
 		if lc.SASL && lc.TLS == nil {
+			s.Close()
 			return fmt.Errorf("listener %s: SASL needs TLS (AUTH is only offered over TLS)", lc.Name)
+		}
+		if lc.Mode == ModeSubmissions && lc.TLS == nil {
+			s.Close()
+			return fmt.Errorf("listener %s: implicit TLS needs a TLS configuration", lc.Name)
 		}
 		ln, err := net.Listen("tcp", lc.Address)
 		if err != nil {
 			s.Close()
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
-		ln = &limitListener{Listener: ln, slots: s.conns, log: s.Log}
-		if lc.Mode == ModeSubmissions {
-			ln = tls.NewListener(ln, lc.TLS)
+		if lc.TLS != nil {
+			lc.TLS = withTLSStartHook(lc.TLS)
 		}
-		srv := s.newSMTPServer(lc)
 		s.mu.Lock()
-		s.servers = append(s.servers, srv)
 		s.lns = append(s.lns, ln)
+		s.lcs = append(s.lcs, lc)
 		s.mu.Unlock()
 	}
 	return nil
@@ -129,33 +186,208 @@ func (s *Server) Listen() error {
 // Serve serves every listener until Close; it returns the first error.
 func (s *Server) Serve() error {
 	s.mu.Lock()
-	servers, lns := s.servers, s.lns
+	lns, lcs := s.lns, s.lcs
 	s.mu.Unlock()
-	errs := make(chan error, len(servers))
-	for i := range servers {
-		go func() { errs <- servers[i].Serve(lns[i]) }()
+	errs := make(chan error, len(lns))
+	for i := range lns {
+		go func() { errs <- s.acceptLoop(lns[i], lcs[i]) }()
 	}
-	err := <-errs
-	if errors.Is(err, smtp.ErrServerClosed) {
-		return nil
+	return <-errs
+}
+
+// acceptLoop accepts connections until the listener is closed, retrying
+// temporary failures (such as running out of file descriptors) with a backoff
+// as net/http does.
+func (s *Server) acceptLoop(ln net.Listener, lc Listener) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.Log.Warn("accept failed; retrying", "listener", lc.Name, "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.serveConn(c, lc)
 	}
-	return err
+}
+
+// serveConn admits c within the connection limits and serves it, or refuses it
+// with 421.
+func (s *Server) serveConn(raw net.Conn, lc Listener) {
+	ip := remoteIP(raw)
+	key := sourceKey(ip)
+	s.mu.Lock()
+	var refusal string
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		raw.Close()
+		return
+	case s.Limits.MaxConnections > 0 && s.total >= s.Limits.MaxConnections:
+		refusal = "Too many connections, try again later"
+	case s.perIP[key] >= s.Limits.maxPerIP():
+		refusal = fmt.Sprintf("Too many connections from your address (at most %d), try again later", s.Limits.maxPerIP())
+	}
+	if refusal != "" {
+		s.mu.Unlock()
+		s.refuse(raw, lc, ip, refusal)
+		return
+	}
+	s.total++
+	s.perIP[key]++
+	cc := newClientConn(raw, s, lc, ip)
+	cc.release = func() {
+		s.mu.Lock()
+		s.total--
+		if s.perIP[key]--; s.perIP[key] <= 0 {
+			delete(s.perIP, key)
+		}
+		delete(s.conns, cc)
+		s.mu.Unlock()
+	}
+	srv := s.newSMTPServer(lc, cc)
+	s.conns[cc] = srv
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		var conn net.Conn = cc
+		if lc.Mode == ModeSubmissions {
+			// The handshake runs here rather than in go-smtp so that we know when it
+			// is complete (see clientConn.replyConn); it runs under the same
+			// deadlines.
+			tc := tls.Server(cc, lc.TLS)
+			if d := s.Limits.CommandTimeout; d > 0 {
+				tc.SetDeadline(time.Now().Add(d))
+			} else {
+				tc.SetReadDeadline(time.Time{}) // the pre-auth deadline still applies
+			}
+			if err := tc.Handshake(); err != nil {
+				s.Log.Debug("TLS handshake failed", "listener", lc.Name, "client_ip", ip.String(), "err", err)
+				cc.Close()
+				return
+			}
+			cc.tlsReady(tc)
+			conn = tc
+		}
+		srv.Serve(&oneConnListener{conn: conn, done: cc.done})
+	}()
+}
+
+// Refusals in progress at once; beyond that, a refused connection is closed
+// without a reply rather than spending a goroutine and a TLS handshake on it.
+const (
+	maxRefusalsInProgress = 64
+	refusalTimeout        = 5 * time.Second
+)
+
+// refuse answers a connection over the limits with 421 4.7.0 and closes it. On the
+// implicit-TLS port the reply is given inside TLS, after the handshake, so the
+// client sees an SMTP reply and not a TLS error.
+func (s *Server) refuse(c net.Conn, lc Listener, ip netip.Addr, msg string) {
+	s.refLog.refused(lc.Name, ip, msg)
+	select {
+	case s.refusal <- struct{}{}:
+	default:
+		c.Close()
+		return
+	}
+	go func() {
+		defer func() { <-s.refusal }()
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(refusalTimeout))
+		if lc.Mode == ModeSubmissions {
+			tc := tls.Server(c, lc.TLS)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			c = tc
+		}
+		// The client has sent nothing but its TLS handshake yet (it waits for the
+		// greeting), so closing right after the reply does not reset the
+		// connection; no linger holds the slot of a refusal.
+		fmt.Fprintf(c, "421 4.7.0 %s %s\r\n", s.Hostname, msg)
+	}()
+}
+
+// refusalLog logs refused connections at a bounded rate: a flood of connections
+// from one address must not become a flood of log lines. Lines left out are
+// counted in the next one.
+type refusalLog struct {
+	log        *slog.Logger
+	mu         sync.Mutex
+	lim        *rate.Limiter
+	suppressed int
+}
+
+func (r *refusalLog) refused(listener string, ip netip.Addr, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.lim.Allow() {
+		r.suppressed++
+		return
+	}
+	r.log.Warn("connection refused", "listener", listener, "client_ip", ip.String(), "reason", msg, "suppressed_before", r.suppressed)
+	r.suppressed = 0
 }
 
 // Close stops accepting and closes every connection.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, srv := range s.servers {
-		srv.Close()
+	s.closed = true
+	lns := s.lns
+	conns := make(map[*clientConn]*smtp.Server, len(s.conns))
+	for cc, srv := range s.conns {
+		conns[cc] = srv
+	}
+	s.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	for cc, srv := range conns {
+		srv.Close() // ends the session (Logout)
+		cc.Close()  // in case go-smtp has not taken the connection yet (TLS handshake)
 	}
 	return nil
 }
 
-func (s *Server) newSMTPServer(lc Listener) *smtp.Server {
-	srv := smtp.NewServer(&backend{s: s, lc: lc})
+// Shutdown closes the listeners and waits up to ctx for sessions to end.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	lns := s.lns
+	s.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) newSMTPServer(lc Listener, cc *clientConn) *smtp.Server {
+	srv := smtp.NewServer(&backend{s: s, lc: lc, cc: cc})
 	srv.Domain = s.Hostname
-	srv.TLSConfig = lc.TLS
+	srv.TLSConfig = nil
+	if lc.Mode != ModeSubmissions {
+		srv.TLSConfig = lc.TLS // STARTTLS where configured
+	}
 	srv.MaxMessageBytes = s.Limits.MaxMessageBytes
 	srv.MaxRecipients = s.Limits.MaxRecipients
 	srv.MaxLineLength = 1000 // RFC 5321 §4.5.3.1.6: text line, CRLF included
@@ -165,8 +397,12 @@ func (s *Server) newSMTPServer(lc Listener) *smtp.Server {
 	// plain connection with 538 5.7.11 (RFC 4954 §6) instead of go-smtp's 523.
 	srv.AllowInsecureAuth = true
 	srv.EnableDSN = true
+	// Not offered: delivery cannot carry SMTPUTF8 yet, and a non-ASCII envelope
+	// address is refused at MAIL and RCPT (see errNonASCIIAddress).
 	srv.EnableSMTPUTF8 = false
 	srv.ErrorLog = slogLogger{s.Log}
+	// go-smtp writes every byte it reads (and writes) to Debug, after TLS.
+	srv.Debug = &wireScanner{cc: cc}
 	return srv
 }
 
@@ -176,61 +412,42 @@ type slogLogger struct{ l *slog.Logger }
 func (l slogLogger) Printf(format string, v ...any) { l.l.Warn(fmt.Sprintf(format, v...)) }
 func (l slogLogger) Println(v ...any)               { l.l.Warn(fmt.Sprint(v...)) }
 
-// limitListener refuses connections beyond the configured number with a 421 greeting.
-type limitListener struct {
-	net.Listener
-	slots chan struct{}
-	log   *slog.Logger
+// oneConnListener hands one connection to smtp.Server.Serve, then blocks until
+// that connection is closed.
+type oneConnListener struct {
+	conn net.Conn
+	done <-chan struct{}
+	once sync.Once
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil || l.slots == nil {
-			return c, err
-		}
-		select {
-		case l.slots <- struct{}{}:
-			return &slotConn{Conn: c, release: func() { <-l.slots }}, nil
-		default:
-			l.log.Warn("connection refused: too many connections", "client_ip", c.RemoteAddr().String())
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
-			c.Close()
-		}
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.conn })
+	if c != nil {
+		return c, nil
 	}
+	<-l.done
+	return nil, net.ErrClosed
 }
 
-type slotConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *slotConn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
-}
-
-// CloseWrite half-closes the connection where the one underneath can (TCP), so that
-// a reply written just before closing is followed by FIN at once (see session.hangUp).
-func (c *slotConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.ErrUnsupported
-}
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 
 type backend struct {
 	s  *Server
 	lc Listener
+	cc *clientConn
 }
 
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	ip := remoteIP(c.Conn())
-	sess := &session{s: b.s, lc: b.lc, conn: c, ip: ip, log: b.s.Log.With("listener", b.lc.Name, "client_ip", ip.String())}
+	if err := b.cc.closing(); err != nil {
+		return nil, err
+	}
+	ip := b.cc.ip
+	sess := &session{s: b.s, lc: b.lc, conn: c, cc: b.cc, ip: ip, log: b.s.Log.With("listener", b.lc.Name, "client_ip", ip.String())}
 	if st, ok := c.TLSConnectionState(); ok {
 		sess.tls = &st
+		b.cc.tlsReady(c.Conn())
 		if b.lc.ClientCert && len(st.VerifiedChains) > 0 {
 			sess.identity = b.s.certIdentity(st.VerifiedChains[0][0])
 		}
@@ -273,16 +490,4 @@ func (s *Server) certIdentity(cert *x509.Certificate) *Identity {
 		}
 	}
 	return nil
-}
-
-// Shutdown closes the listeners and waits up to ctx for sessions to end.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	servers := s.servers
-	s.mu.Unlock()
-	var errs []error
-	for _, srv := range servers {
-		errs = append(errs, srv.Shutdown(ctx))
-	}
-	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ type session struct {
 	s        *Server
 	lc       Listener
 	conn     *smtp.Conn
+	cc       *clientConn
 	ip       netip.Addr
 	tls      *tls.ConnectionState
 	log      *slog.Logger
@@ -80,27 +82,47 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	if se.tls == nil {
 		return nil, errEncryptionRequired
 	}
+	if e := se.cc.closing(); e != nil {
+		return nil, e
+	}
 	ctx := context.Background()
 	if t := se.s.AuthThrottle; t != nil {
 		if err := t.Check(ctx, se.ip); err != nil {
-			se.log.Warn("AUTH refused: address is throttled")
+			se.refused("AUTH refused: address is throttled")
 			se.closeAfterReply()
 			return nil, err
 		}
 	}
 	check := func(login, password string) error {
+		var attempt *AuthAttempt
+		if t := se.s.AuthThrottle; t != nil {
+			// Count the attempt before the password check, so that attempts in
+			// flight count against the limit (see AuthThrottle).
+			a, blocked := t.Reserve(ctx, se.ip)
+			if blocked != nil {
+				se.refused("AUTH refused: address is throttled", "login", redactLogin(login))
+				se.closeAfterReply()
+				return blocked
+			}
+			attempt = a
+		}
 		id, err := se.s.Users.Authenticate(login, password)
 		if err != nil {
-			se.log.Warn("authentication failed", "login", login)
-			if t := se.s.AuthThrottle; t != nil {
-				if blocked := t.Failure(ctx, se.ip); blocked != nil {
+			// The login is not logged as typed: users type passwords into it.
+			se.refused("authentication failed", "login", redactLogin(login))
+			if attempt != nil {
+				if blocked := attempt.Failed(ctx); blocked != nil {
 					se.closeAfterReply()
 					return blocked
 				}
 			}
 			return smtp.ErrAuthFailed
 		}
+		if attempt != nil {
+			attempt.Succeeded(ctx)
+		}
 		se.identity, se.sasl = id, true
+		se.cc.authenticated()
 		se.log = se.log.With("identity", id.Name)
 		se.log.Info("authenticated", "mechanism", mech)
 		return nil
@@ -123,6 +145,9 @@ func (se *session) closeAfterReply() {
 
 // Mail checks the envelope sender against the identity (RFC 6409 §4.1, standards §8.2).
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	if e := se.cc.closing(); e != nil {
+		return e
+	}
 	if se.hungUp {
 		// go-smtp may still hold pipelined bytes that followed a refused DATA in its buffer,
 		// and reads them as commands if it has no read timeout to fail on the closed
@@ -133,26 +158,32 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		if se.lc.SASL {
 			return errAuthRequired
 		}
-		se.log.Warn("MAIL refused: client not in a trusted network and no certificate", "from", from)
+		se.refused("MAIL refused: client not in a trusted network and no certificate", "from", from)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 			Message: "Relay access denied: " + se.ip.String() + " is not a known client of this relay"}
 	}
-	if err := CheckEnvelopeSender(se.identity, from); err != nil {
-		se.log.Warn("MAIL FROM refused", "from", from, "reason", err.Message)
-		return err
+	p, e := se.envelopePath("MAIL", from)
+	if e == nil {
+		e = CheckEnvelopePath(se.identity, p)
+	}
+	if e != nil {
+		se.refused("MAIL FROM refused", "from", from, "reason", e.Message)
+		return e
 	}
 	if r := se.s.Rate; r != nil {
 		if err := r.Allow(context.Background(), se.identity); err != nil {
-			se.log.Warn("MAIL refused: rate limit", "rate", se.identity.RatePerMinute)
+			se.refused("MAIL refused: rate limit", "rate", se.identity.RatePerMinute)
 			return err
 		}
 	}
-	se.from = from
+	// What was checked is what is stored and sent on: the canonical form.
+	se.from = p.String()
 	se.dsn = dsnParams{}
 	if opts != nil {
 		se.dsn.envID = opts.EnvelopeID
 		se.dsn.ret = string(opts.Return)
 	}
+	se.cc.authenticated() // a transaction has started: the pre-authentication period is over
 	return nil
 }
 
@@ -160,12 +191,16 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 // clients may relay to anyone, which is what a submission relay is for. Address literals
 // are refused.
 func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if e := se.cc.closing(); e != nil {
+		return e
+	}
 	if se.identity == nil {
 		return errRelayDenied
 	}
-	p, err := addr.ParsePath(to)
-	if err != nil {
-		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax: " + err.Error()}
+	p, e := se.envelopePath("RCPT", to)
+	if e != nil {
+		se.refused("RCPT TO refused", "to", to, "reason", e.Message)
+		return e
 	}
 	if p.Null {
 		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "The null path is not a recipient"}
@@ -176,7 +211,7 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if err := CheckRecipientCount(se.identity, len(se.to)+1); err != nil {
 		return err
 	}
-	se.to = append(se.to, p.Addr.String())
+	se.to = append(se.to, p.String())
 	var notify, orcpt string
 	if opts != nil {
 		for i, n := range opts.Notify {
@@ -195,6 +230,76 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
+// envelopePath parses a MAIL FROM (verb "MAIL") or RCPT TO ("RCPT") value that
+// go-smtp passed on, and refuses what could not be relayed as the client wrote it:
+//
+//   - a non-ASCII address: we do not offer SMTPUTF8, and delivery could not carry
+//     it (RFC 6531 §3.4: without SMTPUTF8 the client must not send one; RFC 6531
+//     §3.5: 553 5.6.7);
+//   - a local part that is not a Dot-string and was not quoted, such as
+//     <a@b@c.example> (RFC 5321 §4.1.2): go-smtp passes it on as it passes
+//     <"a@b"@c.example>, so the argument as written (wireScanner) decides.
+//
+// The address returned is what is checked, stored (Path.String, quoting where the
+// local part needs it) and sent on.
+func (se *session) envelopePath(verb, value string) (addr.Path, *smtp.SMTPError) {
+	what, enh, code := "MAIL FROM", smtp.EnhancedCode{5, 1, 7}, 553
+	if verb == "RCPT" {
+		what, enh, code = "RCPT TO", smtp.EnhancedCode{5, 1, 3}, 501
+	}
+	if !isASCII(value) {
+		return addr.Path{}, errNonASCIIAddress(what, value)
+	}
+	if written, ok := se.cc.takePath(verb, value); ok {
+		if written == "" {
+			return addr.Path{Null: true}, nil
+		}
+		a, err := addr.ParseAddress(written)
+		if err != nil {
+			why := reason(err)
+			if !strings.HasPrefix(written, `"`) && strings.Count(written, "@") > 1 {
+				why = `the local part holds "@" but is not quoted; a local part that is not a dot-string must be a quoted string (RFC 5321 §4.1.2), as in "` +
+					strings.ReplaceAll(written[:strings.LastIndexByte(written, '@')], `"`, `\"`) + `"` + written[strings.LastIndexByte(written, '@'):]
+			}
+			return addr.Path{}, &smtp.SMTPError{Code: 553, EnhancedCode: enh,
+				Message: fmt.Sprintf("%s <%s> cannot be relayed as written: %s", what, written, why)}
+		}
+		return addr.Path{Addr: a}, nil
+	}
+	p, err := addr.ParsePath(value)
+	if err != nil {
+		return addr.Path{}, &smtp.SMTPError{Code: code, EnhancedCode: enh,
+			Message: fmt.Sprintf("%s <%s> is not a valid address: %s", what, value, reason(err))}
+	}
+	return p, nil
+}
+
+func errNonASCIIAddress(what, value string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+		Message: fmt.Sprintf("%s %q contains non-ASCII characters, which need SMTPUTF8 (RFC 6531); this relay does not offer SMTPUTF8", what, value)}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// The first few refusals on a connection are logged one by one; the rest are
+// counted, and the count is logged when the connection closes (clientConn.Close),
+// so a client repeating a refused command cannot fill the log.
+const refusalsLogged = 5
+
+// refused logs a refused command, within the connection's budget of log lines.
+func (se *session) refused(msg string, args ...any) {
+	if se.cc.countRefusal() {
+		se.log.Warn(msg, args...)
+	}
+}
+
 // Data reads the message: the header into memory (strictly CRLF), the body streamed into
 // the spool and the body hasher at once, refusing any bare CR or LF (SMTP smuggling).
 //
@@ -202,12 +307,22 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 // (see hangUp). Under BDAT the chunk sizes frame the message, so the refusal is the ordinary
 // reply and the session goes on.
 func (se *session) Data(r io.Reader) error {
+	se.cc.enterData()
+	defer se.cc.leaveData()
+	if e := se.cc.closing(); e != nil {
+		return e
+	}
 	if se.identity == nil || len(se.to) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need MAIL and RCPT first"}
 	}
 	// go-smtp hands BDAT chunks over through an io.Pipe, which it fills from the connection
 	// itself; DATA comes from a reader on the connection, used only while Data runs.
 	_, bdat := r.(*io.PipeReader)
+	if bdat {
+		// A BDAT message keeps every CR, so the checks below see them; what
+		// wireScanner saw meanwhile is not about this message's framing.
+		defer se.cc.smuggledData()
+	}
 	dr := &deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.Limits.DataTimeout}
 	if !bdat {
 		dr.poll = dataPoll
@@ -225,14 +340,27 @@ func (se *session) Data(r io.Reader) error {
 	bufs := dataBufPool.Get().(*dataBufs)
 	defer bufs.release()
 	br := bufs.br
-	br.Reset(dr)
+	guard := &dataGuard{r: dr, maxFields: se.s.Limits.maxHeaderFields()}
+	if !bdat {
+		guard.cc = se.cc
+	}
+	br.Reset(guard)
 	hdr, err := dkimcore.ReadHeader(br, true)
 	if err != nil {
-		if errors.Is(err, dkimcore.ErrBareLineEnd) {
+		if errors.Is(err, dkimcore.ErrBareLineEnd) || errors.Is(err, errSmuggledData) {
 			return refuse("header")
 		}
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return err
+		}
+		if errors.Is(err, errTooManyFields) {
+			// Stop taking fields into memory; read the rest through the bare CR/LF
+			// check so the connection stays in step.
+			se.refused("message refused: too many header fields", "max", guard.maxFields)
+			if !bdat && discardChecked(br, bufs.buf) {
+				return refuse("body")
+			}
+			return errHeaderFields(guard.maxFields)
 		}
 		if !bdat && discardChecked(br, bufs.buf) {
 			return refuse("body")
@@ -271,10 +399,13 @@ func (se *session) Data(r io.Reader) error {
 		}
 		if rerr != nil {
 			in.Abort()
+			if errors.Is(rerr, errSmuggledData) {
+				return refuse("body")
+			}
 			return rerr // ErrDataTooLarge becomes 552 5.3.4 in go-smtp
 		}
 	}
-	if check.End() {
+	if check.End() || !bdat && se.cc.smuggledData() {
 		in.Abort()
 		return refuse("body")
 	}
@@ -320,11 +451,78 @@ func discardChecked(r io.Reader, buf []byte) bool {
 	var check lineEndCheck
 	for {
 		n, err := r.Read(buf)
-		if check.Write(buf[:n]) {
+		if check.Write(buf[:n]) || errors.Is(err, errSmuggledData) {
 			return true
 		}
 		if err != nil {
 			return err == io.EOF && check.End()
+		}
+	}
+}
+
+var (
+	errTooManyFields = errors.New("too many header fields")
+	errSmuggledData  = errors.New(`a line "." followed by a bare CR`)
+)
+
+func errHeaderFields(max int) *smtp.SMTPError {
+	// RFC 3463 X.3.4: message too big for system.
+	return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+		Message: fmt.Sprintf("Message header has more than %d header fields", max)}
+}
+
+// dataGuard sits between go-smtp's DATA reader and Data's buffer. It counts the
+// header fields as they arrive and fails with errTooManyFields past maxFields,
+// once, then passes the rest through (to be drained through the bare CR/LF
+// check). With cc set (DATA, not BDAT) it fails with errSmuggledData once
+// wireScanner has seen a line "." followed by a bare CR, which go-smtp's DATA
+// reader removes from what it passes on.
+type dataGuard struct {
+	r         io.Reader
+	cc        *clientConn
+	maxFields int
+
+	fields    int
+	inBody    bool
+	lineStart bool // the next byte starts a line (valid once started)
+	started   bool
+	tripped   bool
+}
+
+func (g *dataGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if g.cc != nil && g.cc.smuggledData() {
+		return n, errSmuggledData
+	}
+	if !g.inBody && !g.tripped {
+		g.count(p[:n])
+		if g.fields > g.maxFields {
+			g.tripped = true
+			return n, errTooManyFields
+		}
+	}
+	return n, err
+}
+
+// count counts field starts in p: a line that starts with neither white space
+// (a continuation) nor a line end (the blank line that ends the header).
+func (g *dataGuard) count(p []byte) {
+	for _, b := range p {
+		if !g.started || g.lineStart {
+			g.started, g.lineStart = true, false
+			switch b {
+			case '\r', '\n':
+				g.inBody = true
+				return
+			case ' ', '\t':
+			default:
+				if g.fields++; g.fields > g.maxFields {
+					return
+				}
+			}
+		}
+		if b == '\n' {
+			g.lineStart = true
 		}
 	}
 }
@@ -371,8 +569,14 @@ func (se *session) resetTransaction() {
 // Reset ends the mail transaction; the identity stays (RFC 5321 §4.1.1.5).
 func (se *session) Reset() { se.resetTransaction() }
 
-// Logout ends the session.
-func (se *session) Logout() error { return nil }
+// Logout ends the session. go-smtp also ends the session when STARTTLS succeeds,
+// with the TLS connection already in place: clientConn learns of it here.
+func (se *session) Logout() error {
+	if se.tls == nil {
+		se.cc.tlsReady(se.conn.Conn())
+	}
+	return nil
+}
 
 // dataPoll is how often, under DATA, a silent client's bytes are taken from go-smtp for the
 // bare CR/LF check (see deadlineReader).

@@ -1,0 +1,511 @@
+package submit
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// clientConn is the TCP connection of one client, beneath TLS and go-smtp. It
+// holds the connection's slot (given back on Close), keeps every read deadline
+// within the pre-authentication deadline, and ends the connection itself when a
+// read outside DATA times out.
+//
+// Why it ends the connection itself: go-smtp reads commands with
+// net/textproto's ReadLine, and bufio.Reader.ReadLine returns the bytes of an
+// unfinished line with a nil error when the read beneath fails (a deadline, a
+// closed connection): go-smtp then runs half a line as a command, and, as it
+// re-arms its deadline per command, gives the client a whole new timeout. Under
+// TLS nothing beneath go-smtp can tell where lines end, so the half line cannot
+// be held back. Instead, at a timeout clientConn writes the 421 reply itself,
+// closes the connection, and marks it closing: every later read fails at once,
+// whatever go-smtp makes of the half line is answered to a closed connection,
+// and every session callback refuses (session.closing).
+type clientConn struct {
+	net.Conn
+	s       *Server
+	lc      Listener
+	ip      netip.Addr
+	release func()
+	done    chan struct{} // closed by Close
+	once    sync.Once
+
+	mu              sync.Mutex
+	preAuthDeadline time.Time // zero once the client authenticated or started a transaction
+	inData          int       // Data is running: its reads time out on purpose (deadlineReader)
+	tlsStarted      bool      // a TLS handshake began on this connection (STARTTLS or implicit)
+	tlsConn         net.Conn  // the TLS connection above, once its handshake is complete
+	aborted         *smtp.SMTPError
+	smuggled        bool       // wireScanner saw CR LF "." CR not followed by LF
+	paths           []wirePath // MAIL and RCPT arguments as written, oldest first
+	refusals        int        // refused commands (see session.refused)
+}
+
+func newClientConn(c net.Conn, s *Server, lc Listener, ip netip.Addr) *clientConn {
+	cc := &clientConn{Conn: c, s: s, lc: lc, ip: ip, done: make(chan struct{}),
+		preAuthDeadline: time.Now().Add(s.Limits.preAuthTimeout())}
+	c.SetReadDeadline(cc.preAuthDeadline)
+	return cc
+}
+
+var (
+	errPreAuthTimeout = func(host string, d time.Duration, smartHost bool) *smtp.SMTPError {
+		what := "no successful authentication"
+		if smartHost {
+			what = "no mail transaction"
+		}
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+			Message: fmt.Sprintf("%s %s within %s, closing connection", host, what, d)}
+	}
+	errIdleTimeout = func(host string) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+			Message: host + " timeout waiting for a complete command, closing connection"}
+	}
+	errSmuggling = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: `a line "." followed by a bare CR; lines must end in CRLF (refused to prevent SMTP smuggling); closing connection`}
+)
+
+func (c *clientConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.mu.Lock()
+		inData, preAuth := c.inData > 0, c.preAuthDeadline
+		c.mu.Unlock()
+		if !inData {
+			if !preAuth.IsZero() && !time.Now().Before(preAuth) {
+				c.abort(errPreAuthTimeout(c.s.Hostname, c.s.Limits.preAuthTimeout(), !c.lc.SASL))
+			} else {
+				c.abort(errIdleTimeout(c.s.Hostname))
+			}
+			return n, net.ErrClosed
+		}
+	}
+	return n, err
+}
+
+// SetReadDeadline keeps t within the pre-authentication deadline.
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	return c.Conn.SetReadDeadline(c.clamp(t))
+}
+
+// SetDeadline keeps the read deadline within the pre-authentication deadline.
+func (c *clientConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetReadDeadline(c.clamp(t))
+}
+
+func (c *clientConn) clamp(t time.Time) time.Time {
+	c.mu.Lock()
+	d := c.preAuthDeadline
+	c.mu.Unlock()
+	if !d.IsZero() && (t.IsZero() || t.After(d)) {
+		return d
+	}
+	return t
+}
+
+// authenticated ends the pre-authentication period: the next command read gets
+// the ordinary command timeout.
+func (c *clientConn) authenticated() {
+	c.mu.Lock()
+	c.preAuthDeadline = time.Time{}
+	c.mu.Unlock()
+}
+
+// enterData and leaveData bracket Data: reads under it time out on purpose
+// (deadlineReader) and are the session's to handle.
+func (c *clientConn) enterData() {
+	c.mu.Lock()
+	c.inData++
+	c.mu.Unlock()
+}
+
+func (c *clientConn) leaveData() {
+	c.mu.Lock()
+	c.inData--
+	c.mu.Unlock()
+}
+
+// tlsStarting records that a TLS handshake began: until it completes, nothing can
+// be written to the client in plain text.
+func (c *clientConn) tlsStarting() {
+	c.mu.Lock()
+	c.tlsStarted = true
+	c.mu.Unlock()
+}
+
+// tlsReady records the TLS connection above, once its handshake is complete.
+func (c *clientConn) tlsReady(tc net.Conn) {
+	if _, ok := tc.(*tls.Conn); !ok {
+		return
+	}
+	c.mu.Lock()
+	c.tlsStarted, c.tlsConn = true, tc
+	c.mu.Unlock()
+}
+
+// replyConn is where a reply to the client can be written: the connection itself
+// before TLS, the TLS connection after its handshake, nil in between.
+func (c *clientConn) replyConn() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.tlsConn != nil:
+		return c.tlsConn
+	case c.tlsStarted || c.lc.Mode == ModeSubmissions:
+		return nil
+	}
+	return c
+}
+
+// closing returns the reply the connection was ended with, or nil while it is
+// open. Session callbacks refuse once it is set.
+func (c *clientConn) closing() *smtp.SMTPError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.aborted
+}
+
+// How long abort waits for its reply to be written, and reads what the client
+// still sends before closing.
+const (
+	abortWriteTimeout = 2 * time.Second
+	abortLinger       = time.Second
+	abortDrainBytes   = 1 << 20
+)
+
+// abort ends the connection with reply e: written where it can be (see
+// replyConn), followed by a half-close and a bounded read of what the client
+// still sends, so that closing does not reset the connection before the client
+// reads the reply (see session.hangUp).
+func (c *clientConn) abort(e *smtp.SMTPError) {
+	c.mu.Lock()
+	if c.aborted != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.aborted = e
+	c.mu.Unlock()
+	if w := c.replyConn(); w != nil {
+		c.Conn.SetWriteDeadline(time.Now().Add(abortWriteTimeout))
+		fmt.Fprintf(w, "%d %d.%d.%d %s\r\n", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
+		if cw, ok := w.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		c.Conn.SetReadDeadline(time.Now().Add(abortLinger))
+		io.Copy(io.Discard, io.LimitReader(c.Conn, abortDrainBytes))
+	}
+	c.Close()
+}
+
+// Close closes the connection and gives its slot back.
+func (c *clientConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		close(c.done)
+		if c.release != nil {
+			c.release()
+		}
+		c.mu.Lock()
+		n := c.refusals - refusalsLogged
+		c.mu.Unlock()
+		if n > 0 {
+			c.s.Log.Warn("refused commands not logged one by one", "listener", c.lc.Name, "client_ip", c.ip.String(), "count", n)
+		}
+	})
+	return err
+}
+
+// countRefusal counts a refused command and reports whether it is among the
+// first refusalsLogged of the connection, to be logged.
+func (c *clientConn) countRefusal() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refusals++
+	return c.refusals <= refusalsLogged
+}
+
+// CloseWrite half-closes the connection where the one underneath can (TCP), so that
+// a reply written just before closing is followed by FIN at once (see session.hangUp).
+func (c *clientConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// withTLSStartHook returns a copy of cfg that tells a clientConn when a TLS
+// handshake begins on it (go-smtp runs STARTTLS's handshake itself).
+func withTLSStartHook(cfg *tls.Config) *tls.Config {
+	cfg = cfg.Clone()
+	next := cfg.GetConfigForClient
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if cc, ok := hello.Conn.(*clientConn); ok {
+			cc.tlsStarting()
+		}
+		if next != nil {
+			return next(hello)
+		}
+		return nil, nil
+	}
+	return cfg
+}
+
+// wireScanner is the Debug writer of a connection's smtp.Server: go-smtp hands it
+// every byte it reads from the client, after TLS and before its own parsing, and
+// every reply line it writes (both in one stream; replies are whole lines that
+// start with a digit, so they never start a line "." or "MAIL").
+//
+// It looks for two things go-smtp's parsing loses:
+//
+//   - a line "." followed by a bare CR (CR LF "." CR, then anything but LF): go-smtp's
+//     DATA reader drops both the "." and the CR, so the session would get the
+//     message two bytes short instead of seeing a bare CR. Outside DATA such a
+//     line is never valid either. Found under DATA, Data refuses the message and
+//     hangs up (clientConn.smuggled); found elsewhere, the connection is ended at
+//     once with 550 5.6.0.
+//   - the MAIL FROM and RCPT TO arguments as the client wrote them: go-smtp
+//     removes the quoting of a Quoted-string local part, so <"a@b"@c.example>
+//     and the invalid <a@b@c.example> reach the session alike (see
+//     session.envelopePath).
+//
+// It never returns an error: go-smtp would hand that to its reader.
+type wireScanner struct {
+	cc    *clientConn
+	state int
+	line  []byte // the line being captured, when it may be MAIL or RCPT
+	capt  bool
+}
+
+const (
+	wsMidLine = iota
+	wsLineStart
+	wsDot   // line start, "."
+	wsDotCR // line start, ".", CR
+)
+
+// maxCapturedLine bounds a captured command line: go-smtp refuses longer ones.
+const maxCapturedLine = 1000
+
+func (w *wireScanner) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		switch w.state {
+		case wsMidLine:
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				w.capture(p)
+				return n, nil
+			}
+			w.capture(p[:i])
+			w.endLine()
+			p = p[i+1:]
+			w.state = wsLineStart
+		case wsLineStart:
+			switch p[0] {
+			case '.':
+				w.state = wsDot
+				p = p[1:]
+				continue
+			case 'M', 'm', 'R', 'r':
+				w.capt = !w.cc.dataRunning()
+				w.line = w.line[:0]
+			}
+			w.state = wsMidLine
+		case wsDot:
+			if p[0] == '\r' {
+				w.state = wsDotCR
+				p = p[1:]
+				continue
+			}
+			w.state = wsMidLine
+		case wsDotCR:
+			if p[0] != '\n' {
+				w.cc.smuggling()
+			}
+			w.state = wsMidLine
+		}
+	}
+	return n, nil
+}
+
+func (w *wireScanner) capture(p []byte) {
+	if !w.capt {
+		return
+	}
+	if len(w.line)+len(p) > maxCapturedLine {
+		w.capt = false
+		return
+	}
+	w.line = append(w.line, p...)
+}
+
+func (w *wireScanner) endLine() {
+	if !w.capt {
+		return
+	}
+	w.capt = false
+	line := strings.TrimSuffix(string(w.line), "\r")
+	if len(line) < 5 || line[4] != ' ' {
+		return
+	}
+	verb, arg := strings.ToUpper(line[:4]), strings.TrimSpace(line[5:])
+	var ok bool
+	switch verb {
+	case "MAIL":
+		arg, ok = cutPrefixFold(arg, "FROM:")
+	case "RCPT":
+		arg, ok = cutPrefixFold(arg, "TO:")
+	}
+	if !ok {
+		return
+	}
+	if wp, ok := parseWirePath(verb, strings.TrimSpace(arg)); ok {
+		w.cc.addPath(wp)
+	}
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return s, false
+	}
+	return s[len(prefix):], true
+}
+
+// wirePath is a MAIL FROM or RCPT TO argument as the client wrote it.
+type wirePath struct {
+	verb string // "MAIL" or "RCPT"
+	// value is what go-smtp passes to the session for it (quoting removed).
+	value string
+	// mailbox is the mailbox as written, quoting kept, without the angle brackets
+	// and source route; "" for the null reverse-path.
+	mailbox string
+}
+
+// parseWirePath parses a path the way go-smtp v0.25.1's parser does
+// (parser.parsePath and parseReversePath in its parse.go), so that the result
+// can be matched with the value go-smtp passes to the session, and keeps the
+// mailbox as written.
+func parseWirePath(verb, s string) (wirePath, bool) {
+	wp := wirePath{verb: verb}
+	if verb == "MAIL" && strings.HasPrefix(s, "<>") {
+		return wp, true
+	}
+	s = strings.TrimPrefix(s, "<")
+	if strings.HasPrefix(s, "@") {
+		i := strings.IndexByte(s, ':')
+		if i < 0 {
+			return wp, false
+		}
+		s = s[i+1:]
+	}
+	var value strings.Builder
+	i := 0
+	if strings.HasPrefix(s, `"`) {
+		for i = 1; ; i++ {
+			if i >= len(s) {
+				return wp, false
+			}
+			ch := s[i]
+			if ch == '\\' {
+				if i++; i >= len(s) {
+					return wp, false
+				}
+				ch = s[i]
+			} else if ch == '"' {
+				i++
+				break
+			}
+			value.WriteByte(ch)
+		}
+	} else {
+		for ; i < len(s) && s[i] != '@'; i++ {
+			if strings.IndexByte("()<>[]:;\\,\" \t", s[i]) >= 0 {
+				return wp, false
+			}
+			value.WriteByte(s[i])
+		}
+	}
+	if value.Len() == 0 || i >= len(s) || s[i] != '@' {
+		return wp, false
+	}
+	j := i + 1
+	for j < len(s) && s[j] != ' ' && s[j] != '\t' && s[j] != '>' {
+		j++
+	}
+	if j == i+1 {
+		return wp, false
+	}
+	value.WriteString(s[i:j])
+	wp.value, wp.mailbox = value.String(), s[:j]
+	return wp, true
+}
+
+// maxWirePaths bounds the paths held: each is taken by the session callback for
+// its command soon after it is read; lines of a message that happen to start
+// with "MAIL" are never taken and only wait to be dropped.
+const maxWirePaths = 64
+
+func (c *clientConn) addPath(wp wirePath) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.paths) >= maxWirePaths {
+		c.paths = c.paths[1:]
+	}
+	c.paths = append(c.paths, wp)
+}
+
+// takePath returns the mailbox as written of the oldest MAIL or RCPT argument
+// (verb) that go-smtp passed on as value, and drops it and every older one.
+func (c *clientConn) takePath(verb, value string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, wp := range c.paths {
+		if wp.verb == verb && wp.value == value {
+			c.paths = c.paths[i+1:]
+			return wp.mailbox, true
+		}
+	}
+	return "", false
+}
+
+func (c *clientConn) dataRunning() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inData > 0
+}
+
+// smuggling records a line "." followed by a bare CR. Under DATA the session
+// refuses the message (see smuggledData); anywhere else the connection ends now.
+func (c *clientConn) smuggling() {
+	c.mu.Lock()
+	c.smuggled = true
+	inData := c.inData > 0
+	c.mu.Unlock()
+	if !inData {
+		c.s.Log.Warn("connection closed: a line \".\" followed by a bare CR", "listener", c.lc.Name, "client_ip", c.ip.String())
+		c.abort(errSmuggling)
+	}
+}
+
+// smuggledData reports whether a line "." followed by a bare CR was seen, and
+// forgets it (a BDAT message checks its own bytes, which keep the CR).
+func (c *clientConn) smuggledData() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.smuggled
+	c.smuggled = false
+	return s
+}

@@ -1,0 +1,649 @@
+package submit
+
+import (
+	"bufio"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"sealgate/relay"
+	"sealgate/sign"
+)
+
+// hardServer is an in-process server with a smart-host listener trusting
+// 127.0.0.0/8, a STARTTLS submission listener and an implicit-TLS submission
+// listener, in that order.
+type hardServer struct {
+	srv                       *Server
+	spool                     *relay.Spool
+	log                       *lockedLog
+	pool                      *x509.CertPool
+	smart, starttls, implicit string
+}
+
+func startHardServer(t *testing.T, limits Limits, users Authenticator, throttle *AuthThrottle) *hardServer {
+	t.Helper()
+	spool, err := relay.OpenSpool(filepath.Join(t.TempDir(), "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { spool.Close() })
+	ca := newTestCA(t)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	tlsCfg := &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "relay.example.test", x509.ExtKeyUsageServerAuth)}, MinVersion: tls.VersionTLS12}
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	logs := &lockedLog{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	if limits.MaxMessageBytes == 0 {
+		limits.MaxMessageBytes = 4 << 20
+	}
+	if limits.CommandTimeout == 0 {
+		limits.CommandTimeout = 20 * time.Second
+	}
+	if limits.DataTimeout == 0 {
+		limits.DataTimeout = bareDataTimeout
+	}
+	srv := &Server{
+		Hostname: "relay.example.test",
+		Listeners: []Listener{
+			{Name: "smarthost", Address: "127.0.0.1:0", Mode: ModeSmartHost, Network: true},
+			{Name: "submission", Address: "127.0.0.1:0", Mode: ModeSubmission, SASL: true, TLS: tlsCfg},
+			{Name: "submissions", Address: "127.0.0.1:0", Mode: ModeSubmissions, SASL: true, TLS: tlsCfg},
+		},
+		Limits:       limits,
+		Users:        users,
+		AuthThrottle: throttle,
+		Networks: []NetworkIdentity{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+			Identity: NewIdentity("mta", KindClientNetwork, MustParsePatterns("*@client.example"))}},
+		Pipeline: &Pipeline{Hostname: "relay.example.test", AuthServID: "relay.example.test", Spool: spool, Log: log,
+			KeyRing: mustKeyRing(sign.DomainKeys{Domain: "client.example", Keys: []sign.Key{{Selector: "ed", Signer: edKey}}})},
+		Log: log,
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	t.Cleanup(func() { srv.Close() })
+	a := srv.Addrs()
+	return &hardServer{srv: srv, spool: spool, log: logs, pool: pool, smart: a[0].String(), starttls: a[1].String(), implicit: a[2].String()}
+}
+
+// dialFrom connects from the loopback address local ("" for the default).
+func dialFrom(t *testing.T, local, address string) (net.Conn, error) {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	return d.Dial("tcp", address)
+}
+
+func newRawClient(t *testing.T, c net.Conn) *rawClient {
+	t.Cleanup(func() { c.Close() })
+	return &rawClient{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+// greet reads the greeting and says EHLO.
+func (c *rawClient) greet() {
+	c.t.Helper()
+	if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "220 ") {
+		c.t.Fatalf("greeting: %q", got)
+	}
+	if got := c.cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
+		c.t.Fatalf("EHLO: %q", got)
+	}
+}
+
+// dialImplicitTLS connects to the implicit-TLS listener and reads the greeting.
+func (s *hardServer) dialImplicitTLS(t *testing.T) *rawClient {
+	t.Helper()
+	c, err := tls.Dial("tcp", s.implicit, &tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := newRawClient(t, c)
+	rc.greet()
+	return rc
+}
+
+// dialSTARTTLS connects to the STARTTLS listener and upgrades.
+func (s *hardServer) dialSTARTTLS(t *testing.T) *rawClient {
+	t.Helper()
+	raw, err := dialFrom(t, "", s.starttls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := newRawClient(t, raw)
+	rc.greet()
+	if got := rc.cmd("STARTTLS"); !strings.HasPrefix(got, "220 ") {
+		t.Fatalf("STARTTLS: %q", got)
+	}
+	tc := tls.Client(raw, &tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	rc.conn, rc.r = tc, bufio.NewReader(tc)
+	if got := rc.cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("EHLO after STARTTLS: %q", got)
+	}
+	return rc
+}
+
+// gatedAuth is an Authenticator that counts password checks and holds each one
+// until released, so that checks are in flight together.
+type gatedAuth struct {
+	password string
+	checks   atomic.Int32
+	gated    atomic.Bool // hold checks until release is closed
+	started  chan string
+	release  chan struct{}
+}
+
+func newGatedAuth(password string) *gatedAuth {
+	return &gatedAuth{password: password, started: make(chan string, 100), release: make(chan struct{})}
+}
+
+func (a *gatedAuth) Authenticate(login, password string) (*Identity, error) {
+	a.checks.Add(1)
+	if a.gated.Load() {
+		a.started <- password
+		<-a.release
+	}
+	if password != a.password {
+		return nil, errors.New("wrong password")
+	}
+	return NewIdentity(login, KindLogin, MustParsePatterns("*@client.example")), nil
+}
+
+func plainAuth(login, password string) string {
+	return "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+login+"\x00"+password))
+}
+
+// TestAuthThrottleConcurrentAttempts sends 59 wrong passwords on 59 connections
+// from one address at once, then the right one: attempts are counted before their
+// password is checked, so no more than the limit of checks run, the attempts past
+// the limit are refused at once with 421 4.7.0, and so is the right password that
+// comes once the limit is reached.
+func TestAuthThrottleConcurrentAttempts(t *testing.T) {
+	const limit = 5
+	auth := newGatedAuth("right horse battery")
+	s := startHardServer(t, Limits{MaxConnectionsPerIP: 100}, auth, NewAuthThrottle(limit, time.Minute))
+
+	// Control: the right password alone logs in, several times, as a client
+	// logging in on every connection does: successes give their attempt back.
+	for i := 0; i < 2*limit; i++ {
+		c := s.dialImplicitTLS(t)
+		if got := c.cmd(plainAuth("alice@client.example", auth.password)); !strings.HasPrefix(got, "235 ") {
+			t.Fatalf("right password alone, login %d: %q", i+1, got)
+		}
+		c.conn.Close()
+	}
+	auth.checks.Store(0)
+	auth.gated.Store(true)
+
+	conns := make([]*rawClient, 60)
+	for i := range conns {
+		conns[i] = s.dialImplicitTLS(t)
+	}
+	replies := make(chan string, 60)
+	var wg sync.WaitGroup
+	for i := 0; i < 59; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns[i].write(plainAuth("alice@client.example", fmt.Sprintf("guess %d", i)) + "\r\n")
+			conns[i].conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+			line, _ := conns[i].r.ReadString('\n')
+			replies <- strings.TrimRight(line, "\r\n")
+		}()
+	}
+	// limit checks are now in flight, held by the authenticator; every other
+	// attempt must be answered without one.
+	for i := 0; i < limit; i++ {
+		select {
+		case <-auth.started:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d password checks started", i)
+		}
+	}
+	for i := 0; i < 59-limit; i++ {
+		select {
+		case got := <-replies:
+			if !strings.HasPrefix(got, "421 4.7.0 ") {
+				t.Errorf("attempt past the limit: %q, want 421 4.7.0", got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d attempts past the limit answered, want %d, while %d checks are in flight", i, 59-limit, limit)
+		}
+	}
+	if got := conns[59].cmd(plainAuth("alice@client.example", auth.password)); !strings.HasPrefix(got, "421 4.7.0 ") {
+		t.Errorf("right password once the limit is reached: %q, want 421 4.7.0", got)
+	}
+	close(auth.release)
+	wg.Wait()
+	for i := 0; i < limit; i++ {
+		if got := <-replies; !strings.HasPrefix(got, "535 ") && !strings.HasPrefix(got, "421 4.7.0 ") {
+			t.Errorf("checked wrong password: %q, want 535 or 421", got)
+		}
+	}
+	if n := auth.checks.Load(); n > limit {
+		t.Errorf("%d password checks for 60 attempts, want at most %d", n, limit)
+	}
+	if strings.Contains(s.log.String(), "guess ") || strings.Contains(s.log.String(), auth.password) {
+		t.Errorf("a password reached the log:\n%s", s.log.String())
+	}
+}
+
+// TestFailedLoginRedacted checks that a failed login is not logged as typed: users
+// type their password into the login field.
+func TestFailedLoginRedacted(t *testing.T) {
+	auth := newGatedAuth("x")
+	s := startHardServer(t, Limits{}, auth, nil)
+	c := s.dialImplicitTLS(t)
+	const typed = "Tr0ub4dor&3-typed-as-login"
+	if got := c.cmd(plainAuth(typed, "wrong")); !strings.HasPrefix(got, "535 ") {
+		t.Fatalf("wrong password: %q", got)
+	}
+	logs := s.log.String()
+	if !strings.Contains(logs, "authentication failed") {
+		t.Fatalf("failure not logged:\n%s", logs)
+	}
+	if strings.Contains(logs, typed) || strings.Contains(logs, "typed-as-login") {
+		t.Errorf("the login as typed is in the log:\n%s", logs)
+	}
+	if !strings.Contains(logs, `"\"Tr0\"... (26 chars, tag `) {
+		t.Errorf("the log does not hold the redacted form:\n%s", logs)
+	}
+	if redactLogin(typed) != redactLogin(typed) || redactLogin(typed) == redactLogin(typed+"x") {
+		t.Error("tags do not tell logins apart")
+	}
+}
+
+// TestRefusalsLoggedOnce checks that a client repeating a refused command gets a
+// few log lines and one count at the end, not a line per refusal.
+func TestRefusalsLoggedOnce(t *testing.T) {
+	s := startHardServer(t, Limits{}, nil, nil)
+	conn, err := dialFrom(t, "", s.smart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newRawClient(t, conn)
+	c.greet()
+	var b strings.Builder
+	for i := 0; i < 1000; i++ {
+		b.WriteString("MAIL FROM:<ceo@bank.example>\r\n")
+	}
+	go io.WriteString(c.conn, b.String())
+	for i := 0; i < 1000; i++ {
+		if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "553 5.7.1 ") {
+			t.Fatalf("refusal %d: %q", i, got)
+		}
+	}
+	if got := c.cmd("QUIT"); !strings.HasPrefix(got, "221 ") {
+		t.Fatalf("QUIT: %q", got)
+	}
+	c.assertClosed()
+	var lines, summaries int
+	deadline := time.Now().Add(5 * time.Second)
+	for summaries == 0 && time.Now().Before(deadline) {
+		lines = strings.Count(s.log.String(), "MAIL FROM refused")
+		summaries = strings.Count(s.log.String(), "refused commands not logged one by one")
+		if summaries == 0 {
+			time.Sleep(10 * time.Millisecond) // the summary is logged as the server closes its side
+		}
+	}
+	if lines != refusalsLogged || summaries != 1 || !strings.Contains(s.log.String(), fmt.Sprintf("count=%d", 1000-refusalsLogged)) {
+		t.Errorf("%d refusal lines and %d summaries, want %d and 1 with count=%d:\n%s", lines, summaries, refusalsLogged, 1000-refusalsLogged, s.log.String())
+	}
+}
+
+// TestConnectionsPerAddress holds 500 idle connections from 127.0.0.2: it gets at
+// most MaxConnectionsPerIP of them, the rest are refused with 421 4.7.0, and a
+// client at 127.0.0.1 is still greeted and delivers a message.
+func TestConnectionsPerAddress(t *testing.T) {
+	s := startHardServer(t, Limits{MaxConnections: 200, MaxConnectionsPerIP: 20, PreAuthTimeout: time.Minute}, nil, nil)
+	probe, err := dialFrom(t, "127.0.0.2", s.smart)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
+			t.Skipf("cannot bind 127.0.0.2: %v", err)
+		}
+		t.Fatal(err)
+	}
+	probe.Close()
+	var attacker []net.Conn
+	defer func() {
+		for _, c := range attacker {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 500; i++ {
+		c, err := dialFrom(t, "127.0.0.2", s.smart)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		attacker = append(attacker, c)
+	}
+	greeted, refused := 0, 0
+	for _, c := range attacker {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		switch {
+		case strings.HasPrefix(line, "220 "):
+			greeted++
+		case strings.HasPrefix(line, "421 4.7.0 ") && strings.Contains(line, "from your address (at most 20)"):
+			refused++
+		}
+	}
+	// Refusals beyond those in progress at once are closed without a reply.
+	if greeted != 20 || refused == 0 {
+		t.Errorf("of 500 connections from one address, %d greeted and %d refused with 421 4.7.0; want 20 greeted", greeted, refused)
+	}
+
+	conn, err := dialFrom(t, "127.0.0.1", s.smart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newRawClient(t, conn)
+	c.greet()
+	c.startData()
+	if got := c.cmd(bareHeader + "\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("message from the other address: %q", got)
+	}
+	if ids, _ := s.spool.List(); len(ids) != 1 {
+		t.Errorf("spool holds %d messages, want 1", len(ids))
+	}
+}
+
+// TestImplicitTLSRefusalInsideTLS checks that a connection over the limit on the
+// implicit-TLS port gets its 421 inside TLS, not a TLS error.
+func TestImplicitTLSRefusalInsideTLS(t *testing.T) {
+	s := startHardServer(t, Limits{MaxConnectionsPerIP: 1}, nil, nil)
+	first := s.dialImplicitTLS(t)
+	_ = first
+	c, err := tls.Dial("tcp", s.implicit, &tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatalf("TLS to a connection over the limit: %v", err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if !strings.HasPrefix(line, "421 4.7.0 relay.example.test Too many connections from your address (at most 1)") {
+		t.Errorf("over the limit: %q, %v; want 421 4.7.0 inside TLS", line, err)
+	}
+}
+
+// TestPreAuthTimeout checks that a client that does not authenticate (or, known by
+// its address, start a transaction) within PreAuthTimeout gets 421 4.4.2 and is
+// disconnected, on every kind of listener, while a client that did is not.
+func TestPreAuthTimeout(t *testing.T) {
+	const preAuth = time.Second
+	auth := newGatedAuth("pw")
+	s := startHardServer(t, Limits{PreAuthTimeout: preAuth}, auth, nil)
+
+	// Each client below is connected before any is waited for, so the test
+	// waits for one timeout, not one per client.
+	conn, err := dialFrom(t, "", s.smart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smart := newRawClient(t, conn)
+	smart.greet()
+	// NOOPs restart go-smtp's command timeout, not the pre-authentication one.
+	for i := 0; i < 3; i++ {
+		if got := smart.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
+			t.Fatalf("NOOP: %q", got)
+		}
+	}
+	conn, err = dialFrom(t, "", s.starttls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent := newRawClient(t, conn)
+	if got := silent.reply(5 * time.Second); !strings.HasPrefix(got, "220 ") {
+		t.Fatalf("greeting: %q", got)
+	}
+	clients := []struct {
+		what string
+		c    *rawClient
+	}{
+		{"smart host without MAIL", smart},
+		{"STARTTLS port, silent after the greeting", silent},
+		{"STARTTLS port, after STARTTLS without AUTH", s.dialSTARTTLS(t)},
+		{"implicit TLS without AUTH", s.dialImplicitTLS(t)},
+	}
+
+	// After AUTH, or MAIL on the smart host, the ordinary command timeout applies.
+	authed := s.dialImplicitTLS(t)
+	if got := authed.cmd(plainAuth("alice@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
+		t.Fatalf("AUTH: %q", got)
+	}
+	conn, err = dialFrom(t, "", s.smart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mail := newRawClient(t, conn)
+	mail.greet()
+	if got := mail.cmd("MAIL FROM:<billing@client.example>"); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("MAIL: %q", got)
+	}
+
+	for _, tc := range clients {
+		tc.c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := tc.c.r.ReadString('\n')
+		if !strings.HasPrefix(line, "421 4.4.2 relay.example.test no ") {
+			t.Errorf("%s: %q, %v; want 421 4.4.2", tc.what, line, err)
+		}
+		tc.c.assertClosed()
+	}
+	if got := authed.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
+		t.Errorf("authenticated client after the pre-authentication timeout: %q", got)
+	}
+	if got := mail.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
+		t.Errorf("smart-host client in a transaction after the pre-authentication timeout: %q", got)
+	}
+}
+
+// TestPartialLineAtTimeout checks that half a command line is never run when the
+// command timeout expires: the client gets 421 4.4.2 and the connection is closed,
+// with no reply to the half line.
+func TestPartialLineAtTimeout(t *testing.T) {
+	s := startHardServer(t, Limits{CommandTimeout: 400 * time.Millisecond, PreAuthTimeout: time.Minute}, nil, nil)
+	for _, half := range []string{"RCPT TO:<ops@partner.example>", "NOOP", "RSET"} {
+		conn, err := dialFrom(t, "", s.smart)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newRawClient(t, conn)
+		c.greet()
+		if got := c.cmd("MAIL FROM:<billing@client.example>"); !strings.HasPrefix(got, "250 ") {
+			t.Fatalf("MAIL: %q", got)
+		}
+		c.write(half)
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := c.r.ReadString('\n')
+		if !strings.HasPrefix(line, "421 4.4.2 relay.example.test timeout") {
+			t.Errorf("half line %q at the timeout: %q, %v; want only 421 4.4.2", half, line, err)
+		}
+		c.assertClosed()
+	}
+}
+
+// TestEnvelopeAddressesAsWritten checks that envelope addresses are stored in
+// canonical RFC 5321 form, quoting kept where the local part needs it, and that
+// what could not be relayed as written is refused at MAIL or RCPT.
+func TestEnvelopeAddressesAsWritten(t *testing.T) {
+	s := startHardServer(t, Limits{}, nil, nil)
+	conn, err := dialFrom(t, "", s.smart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newRawClient(t, conn)
+	c.greet()
+	ehlo := c.cmd("EHLO again.client.example")
+	_ = ehlo
+	refusals := []struct{ cmd, want string }{
+		{"MAIL FROM:<ceo@evil.example@client.example>", `553 5.1.7 MAIL FROM <ceo@evil.example@client.example> cannot be relayed as written: the local part holds "@" but is not quoted`},
+		{"MAIL FROM:<a..b@client.example>", "553 5.1.7 MAIL FROM <a..b@client.example> cannot be relayed as written:"},
+		{"MAIL FROM:<b\u00efll@client.example>", "553 5.6.7 MAIL FROM \"b\u00efll@client.example\" contains non-ASCII characters"},
+		{"MAIL FROM:<billing@b\u00fccher.example>", "553 5.6.7 "},
+	}
+	for _, r := range refusals {
+		if got := c.cmd(r.cmd); !strings.HasPrefix(got, r.want) {
+			t.Errorf("%s:\n got %q\nwant %q...", r.cmd, got, r.want)
+		}
+	}
+	if got := c.cmd(`MAIL FROM:<"ceo@evil.example"@client.example>`); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("quoted local part with @: %q", got)
+	}
+	for _, r := range []struct{ cmd, want string }{
+		{"RCPT TO:<a@b@partner.example>", `553 5.1.3 RCPT TO <a@b@partner.example> cannot be relayed as written: the local part holds "@" but is not quoted`},
+		{"RCPT TO:<ops@p\u00e4rtner.example>", "553 5.6.7 RCPT TO \"ops@p\u00e4rtner.example\" contains non-ASCII characters"},
+		{`RCPT TO:<"a b"@partner.example>`, "250 "},
+		{`RCPT TO:<"x> RET=HDRS"@partner.example>`, "250 "},
+		{`RCPT TO:<"plain"@partner.example>`, "250 "},
+		{"RCPT TO:<@hop.example:route@partner.example>", "250 "},
+		{"DATA", "354 "},
+	} {
+		if got := c.cmd(r.cmd); !strings.HasPrefix(got, r.want) {
+			t.Errorf("%s:\n got %q\nwant %q...", r.cmd, got, r.want)
+		}
+	}
+	if got := c.cmd("From: billing@client.example\r\nSubject: t\r\n\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("message: %q", got)
+	}
+	if got := c.cmd(`MAIL FROM:<"x> RET=HDRS"@client.example>`); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("quoted local part with '>': %q", got)
+	}
+	c.cmd("RCPT TO:<ops@partner.example>")
+	c.cmd("DATA")
+	if got := c.cmd("From: billing@client.example\r\nSubject: t\r\n\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("message: %q", got)
+	}
+
+	ids, err := s.spool.List()
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("spool: %v, %v; want 2 messages", ids, err)
+	}
+	got := map[string]string{}
+	for _, id := range ids {
+		env, err := s.spool.Envelope(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[env.From] = strings.Join(env.To, " ")
+	}
+	want := map[string]string{
+		`"ceo@evil.example"@client.example`: `"a b"@partner.example "x> RET=HDRS"@partner.example plain@partner.example route@partner.example`,
+		`"x> RET=HDRS"@client.example`:      "ops@partner.example",
+	}
+	for from, to := range want {
+		if got[from] != to {
+			t.Errorf("envelope from %s: to %q, want %q (all: %q)", from, got[from], to, got)
+		}
+	}
+	if strings.Contains(ehlo, "SMTPUTF8") {
+		t.Errorf("SMTPUTF8 advertised: %q", ehlo)
+	}
+}
+
+// TestHeaderFieldCap checks that a message with more header fields than
+// MaxHeaderFields is refused with 552 5.3.4 and the session stays in step, and
+// that one at the limit is accepted.
+func TestHeaderFieldCap(t *testing.T) {
+	s := startHardServer(t, Limits{}, nil, nil)
+	conn, err := dialFrom(t, "", s.smart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newRawClient(t, conn)
+	c.greet()
+	c.startData()
+	go io.WriteString(c.conn, bareHeader+strings.Repeat("Subject: x\r\n", 80000)+"\r\nbody\r\n.\r\n")
+	if got := c.reply(20 * time.Second); !strings.HasPrefix(got, "552 5.3.4 Message header has more than 1000 header fields") {
+		t.Fatalf("80,000 fields: %q", got)
+	}
+	c.startData()
+	// bareHeader has 5 fields.
+	if got := c.cmd(bareHeader + strings.Repeat("Subject: x\r\n", DefaultMaxHeaderFields-5) + "\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("%d fields: %q", DefaultMaxHeaderFields, got)
+	}
+	if ids, _ := s.spool.List(); len(ids) != 1 {
+		t.Errorf("spool holds %d messages, want 1", len(ids))
+	}
+}
+
+// TestDotBareCR checks that a line "." followed by a bare CR, whose "." and CR
+// go-smtp's DATA reader drops, is refused on every kind of listener and never
+// accepted two bytes short.
+func TestDotBareCR(t *testing.T) {
+	s := startHardServer(t, Limits{}, newGatedAuth("pw"), nil)
+	dials := map[string]func() *rawClient{
+		"smart host": func() *rawClient {
+			conn, err := dialFrom(t, "", s.smart)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := newRawClient(t, conn)
+			c.greet()
+			return c
+		},
+		"STARTTLS": func() *rawClient {
+			c := s.dialSTARTTLS(t)
+			c.cmd(plainAuth("billing@client.example", "pw"))
+			return c
+		},
+		"implicit TLS": func() *rawClient {
+			c := s.dialImplicitTLS(t)
+			c.cmd(plainAuth("billing@client.example", "pw"))
+			return c
+		},
+	}
+	for name, dial := range dials {
+		for _, payload := range []string{
+			bareHeader + "\r\nline one\r\n.\rX\r\nmore\r\n.\r\n",
+			bareHeader + "\r\nline one\r\n.\r\r\n.\r\n",
+			bareHeader + ".\rX-Smuggled: yes\r\n\r\nbody\r\n.\r\n",
+		} {
+			c := dial()
+			c.startData()
+			c.write(payload)
+			c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line, err := c.r.ReadString('\n')
+			if !strings.HasPrefix(line, "550 5.6.0 ") && !(line == "" && err != nil && !isTimeout(err)) {
+				t.Errorf("%s, %q: %q, %v; want 550 5.6.0 or a closed connection", name, payload[len(bareHeader):], line, err)
+			}
+		}
+		// Outside DATA the same line ends the connection.
+		c := dial()
+		c.write(".\rX\r\nNOOP\r\n")
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if line, err := c.r.ReadString('\n'); !strings.HasPrefix(line, "550 5.6.0 ") {
+			t.Errorf("%s, command: %q, %v; want 550 5.6.0", name, line, err)
+		}
+		c.assertClosed()
+	}
+	if ids, _ := s.spool.List(); len(ids) != 0 {
+		t.Errorf("spool holds %d messages, want none", len(ids))
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -3,6 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -270,5 +274,41 @@ func TestServeConfigRefusesDevFlags(t *testing.T) {
 	_, errOut, code := runCLI(t, "serve", "--dev", "--config", "x.yaml")
 	if code != 2 || !strings.Contains(errOut, "--config is not used with --dev") {
 		t.Errorf("serve --dev --config: exit %d, %q", code, errOut)
+	}
+}
+
+// A 1024-bit key let in by min_rsa_bits is warned about at every start, and by config check.
+func TestWeakKeyWarning(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	st, err := prepareDev(dir, devOptions{submission: "127.0.0.1:0", submissions: "127.0.0.1:0", smarthost: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(weak)
+	os.WriteFile(filepath.Join(dir, "keys", "rsa2026.example.test.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	yaml, _ := os.ReadFile(st.configFile)
+	os.WriteFile(st.configFile, []byte(strings.Replace(string(yaml), "  - domain: example.test\n", "  - domain: example.test\n    min_rsa_bits: 1024\n", 1)), 0o600)
+
+	cfg, err := config.Load(st.configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	_, _, cleanup, err := buildFromConfig(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup()
+	if !strings.Contains(logs.String(), `level=WARN msg="signing with an RSA key under 2048 bits`) ||
+		!strings.Contains(logs.String(), `key="domains[0].keys[0] (example.test s=rsa2026): RSA 1024 bits"`) {
+		t.Errorf("no start-up warning about the 1024-bit key:\n%s", logs.String())
+	}
+	out, errOut, code := runCLI(t, "config", "check", "--config", st.configFile)
+	if code != 0 || out != "OK\n" || !strings.Contains(errOut, "warning: domains[0].keys[0] (example.test s=rsa2026): RSA 1024 bits") {
+		t.Errorf("config check: exit %d, %q, %q", code, out, errOut)
 	}
 }

@@ -468,16 +468,16 @@ func (s *Signature) CheckBodyHash(bodies BodyHashes) error {
 }
 
 // VerifyHeaders looks up the signer's key and verifies b= over hashInput followed by the
-// signature field itself, b= emptied, canonicalised with c.
+// signature field itself, b= emptied, canonicalised with c: a one-off Verifier with the
+// default key rules.
 func (s *Signature) VerifyHeaders(ctx context.Context, r resolver.Resolver, hashInput []byte, c Canonicalization) error {
-	key, err := LookupKey(ctx, r, s.Selector, s.Domain)
-	if err != nil {
-		return err
-	}
-	return s.VerifyWithKey(key, hashInput, c)
+	_, err := (&Verifier{Resolver: r}).Verify(ctx, s, hashInput, c)
+	return err
 }
 
-// VerifyWithKey is VerifyHeaders with a key already at hand.
+// VerifyWithKey checks b= with a key already at hand: the key type must match a=, and an RSA
+// key must have at least MinVerifyRSABits. Verifier.Verify adds the rest of the key record's
+// rules.
 func (s *Signature) VerifyWithKey(key *KeyRecord, hashInput []byte, c Canonicalization) error {
 	digest := fieldDigest(hashInput, StripSignatureValue(s.Field), c)
 	switch pub := key.PublicKey.(type) {

@@ -29,8 +29,9 @@ import (
 // file code.
 //
 // A journal message lives there only until its first delivery attempt ends:
-//   - delivered (Remove): a done record is appended; no fsync (as for a removed
-//     file, a crash may bring the message back and deliver it twice, never lose it);
+//   - delivered (Remove): a done record is appended and made durable by the
+//     segment's next group fdatasync (shared with commits) before Remove returns,
+//     so a delivered message does not come back after a crash to be sent twice;
 //   - deferred (Update) or given up (Fail): the message is written out as its own
 //     file in msg/ or failed/ (fsynced, renamed, directory fsynced), then a done
 //     record is appended. After a crash between the two the file wins.
@@ -480,6 +481,48 @@ func (j *journal) done(id string) error {
 		err = cerr
 	}
 	return err
+}
+
+// remove ends the journal life of delivered message id durably: its done record
+// is appended and an fdatasync of the segment it went to, shared like a commit's,
+// has completed when remove returns. The segment is held (pending) meanwhile, so
+// it is not deleted before it is synced.
+func (j *journal) remove(id string) error {
+	j.mu.Lock()
+	e, ok := j.entries[id]
+	if !ok {
+		j.mu.Unlock()
+		return nil
+	}
+	delete(j.entries, id)
+	e.seg.live--
+	seg, _, err := j.append(doneRecord(id), recDone)
+	if err == nil {
+		seg.pending++
+	}
+	cerr := j.collect()
+	j.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	err = seg.sync.sync()
+	j.mu.Lock()
+	seg.pending--
+	if err != nil {
+		// Whether the done record reached the disk is unknown: the message may
+		// come back after a crash and be delivered again, never lost. Append no
+		// more to a file whose pages the kernel may have dropped.
+		seg.sealed = true
+		err = fmt.Errorf("spool: fdatasync %s: %w", seg.path, err)
+	}
+	if c := j.collect(); cerr == nil {
+		cerr = c
+	}
+	j.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return cerr
 }
 
 // collect deletes the oldest segments while they are sealed and hold neither

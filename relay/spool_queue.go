@@ -184,16 +184,19 @@ func (s *Spool) Update(env *Envelope) error {
 	return s.msgDir.sync()
 }
 
-// Remove deletes a queued message (after delivery): the .msg first, so a crash in
-// between leaves only an .env that OpenSpool removes. No directory fsync: after a
-// crash a removed message may come back and be delivered twice, which SMTP
-// tolerates (RFC 5321 §6.1); losing one it does not.
+// Remove takes a delivered message out of the queue, durably: when it returns
+// nil, not even a power failure brings the message back to be delivered again.
+// A journal message gets a done record covered by an fdatasync of its segment; a
+// message file is unlinked (the .msg first, so a crash in between leaves only an
+// .env that OpenSpool removes) and msg/ fsynced. Either sync is shared with
+// concurrent commits and removals, as Commit's are. A crash before it returns
+// may deliver the message twice, which SMTP tolerates (RFC 5321 §6.1).
 func (s *Spool) Remove(id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
 	if _, ok := s.journal.lookup(id); ok {
-		return s.journal.done(id)
+		return s.journal.remove(id)
 	}
 	for _, ext := range []string{extMsg, extEnv} {
 		p := s.path(dirMsg, id, ext)
@@ -201,7 +204,7 @@ func (s *Spool) Remove(id string) error {
 			return fmt.Errorf("spool: remove %s: %w", p, err)
 		}
 	}
-	return nil
+	return s.msgDir.sync()
 }
 
 // writeOut moves journal message env.ID to its own file, sub/<id>.msg, holding

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"sealgate/internal/addr"
+	"sealgate/internal/config"
 )
 
 // MustParsePatterns parses may_send_as patterns for the tests of this package.
@@ -73,5 +74,24 @@ func TestPermits(t *testing.T) {
 		if k.String() != want {
 			t.Errorf("%d.String() = %q", k, k.String())
 		}
+	}
+}
+
+func TestIdentityFromRules(t *testing.T) {
+	no := false
+	id, err := IdentityFromRules("acme", KindClientNetwork, config.SenderRules{
+		MaySendAs: []string{"*@acme.example", "*@bücher.example"}, Seal: &no, RatePerMinute: 10,
+		MaxRecipients: 5, AllowNullSender: true, AllowUnsigned: true,
+	})
+	if err != nil || id.Kind != KindClientNetwork || id.Name != "acme" || id.Seal || id.RatePerMinute != 10 || id.MaxRecipients != 5 ||
+		!id.AllowNullSender || !id.AllowUnsigned || id.AllowedString() != "*@acme.example, *@xn--bcher-kva.example" {
+		t.Errorf("network identity: %+v %v", id, err)
+	}
+	id, err = IdentityFromRules("gw", KindClientCert, config.SenderRules{MaySendAs: []string{"news@acme.example"}})
+	if err != nil || id.Kind != KindClientCert || !id.Seal || id.AllowNullSender || id.AllowUnsigned {
+		t.Errorf("certificate identity with defaults: %+v %v", id, err)
+	}
+	if _, err := IdentityFromRules("bad", KindClientCert, config.SenderRules{MaySendAs: []string{"*@co.uk"}}); err == nil {
+		t.Error("public-suffix pattern accepted")
 	}
 }

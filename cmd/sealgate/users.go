@@ -15,6 +15,7 @@ import (
 	"sealgate/internal/addr"
 	"sealgate/internal/atomicfile"
 	"sealgate/internal/config"
+	"sealgate/keys"
 	"sealgate/submit"
 )
 
@@ -104,6 +105,12 @@ func runUsersAdd(cmd *cobra.Command, login, file string, patterns []string, pass
 		return exitStatus(1, fmt.Errorf("users add: %w", err))
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "added %s to %s (may send as %s)\n", login, file, strings.Join(patterns, ", "))
+	// serve and config check refuse a users file others can read (the hashes are secrets).
+	if st, err := os.Stat(file); err == nil {
+		if err := keys.CheckFileMode(file, st, "the password hashes"); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "sealgate: warning: %v; serve refuses it until then\n", err)
+		}
+	}
 	return nil
 }
 

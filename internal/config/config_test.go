@@ -27,8 +27,8 @@ func TestLoadConfig(t *testing.T) {
 	if c.Limits != want {
 		t.Errorf("limits = %+v, want defaults %+v", c.Limits, want)
 	}
-	if c.DNS != (DNSConfig{Timeout: 5 * time.Second}) {
-		t.Errorf("dns = %+v, want the system resolver with a 5s timeout", c.DNS)
+	if c.DNS != (DNSConfig{ZoneFile: filepath.Join(dir, "corp.example.zone"), Timeout: 5 * time.Second}) {
+		t.Errorf("dns = %+v, want the zone file with the default 5s timeout", c.DNS)
 	}
 	n := c.ClientNetworks[0]
 	pats, err := n.Patterns()
@@ -350,21 +350,21 @@ func TestValidateRelayAndDNS(t *testing.T) {
 	_, err, _ = loadWith(t, map[string]string{"outbox": "a file"}, "  outbox: outbox\n", "  outbox: outbox\n")
 	onlyProblems(t, err, "relay.outbox: ") // a file, not a directory
 
-	_, err, dir := loadWith(t, map[string]string{"zone": "this is not a zone\n"}, "relay:\n", "dns:\n  zone_file: zone\nrelay:\n")
+	_, err, dir := loadWith(t, map[string]string{"zone": "this is not a zone\n"}, "zone_file: corp.example.zone", "zone_file: zone")
 	onlyProblems(t, err, "dns.zone_file: zone file "+filepath.Join(dir, "zone")+":1")
 
-	_, err, _ = loadWith(t, map[string]string{"zone": ""}, "relay:\n", "dns:\n  zone_file: zone\n  server: 192.0.2.53:53\nrelay:\n")
+	_, err, _ = loadWith(t, nil, "dns:\n", "dns:\n  server: 192.0.2.53:53\n")
 	onlyProblems(t, err, "dns: set dns.server or dns.zone_file, not both")
 
-	_, err, _ = loadWith(t, nil, "relay:\n", "dns:\n  server: \"bad server:x\"\nrelay:\n")
+	_, err, _ = loadWith(t, nil, "  zone_file: corp.example.zone", "  server: \"bad server:x\"")
 	onlyProblems(t, err, `dns.server: DNS server "bad server:x"`)
 
-	c, err, _ := loadWith(t, map[string]string{"zone": "$ORIGIN corp.example.\n@ 300 IN TXT \"v=spf1 -all\"\n"}, "relay:\n", "dns:\n  zone_file: zone\nrelay:\n")
+	c, err, _ := loadWith(t, nil, "  zone_file: corp.example.zone", "  server: 192.0.2.53:53")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res, err := c.Open(); err != nil || res.Resolver == nil {
-		t.Errorf("zone file resolver: %v", err)
+		t.Errorf("DNS server resolver: %v", err)
 	}
 }
 

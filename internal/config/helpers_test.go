@@ -133,6 +133,8 @@ arc:
   key_file: keys/arc.pem
 relay:
   outbox: outbox
+dns:
+  zone_file: corp.example.zone   # the tests never use the system resolver
 `
 
 // goodConfigDir writes goodConfig and every file it names (real keys and certificates)
@@ -145,7 +147,8 @@ func goodConfigDir(t *testing.T) string {
 		"tls/cert.pem":  cert, "tls/key.pem": key,
 		"users":       "alice " + testHash("pw") + " *@corp.example\n",
 		"keys/s1.pem": edKey(t), "keys/e.pem": edKey(t), "keys/acme.pem": edKey(t), "keys/buecher.pem": edKey(t),
-		"keys/arc.pem": edKey(t),
+		"keys/arc.pem":      edKey(t),
+		"corp.example.zone": "$ORIGIN corp.example.\n@ 300 IN TXT \"v=spf1 -all\"\n",
 	})
 	return dir
 }

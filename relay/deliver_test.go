@@ -487,6 +487,42 @@ func TestOutboxSink(t *testing.T) {
 	}
 }
 
+// A message delivered again after a crash (once completely, once interrupted
+// before its rename) ends up in the outbox once: the same name is replaced and
+// the interrupted attempt's temporary copy is removed; other files stay.
+func TestOutboxSinkRedeliveryLeavesOneCopy(t *testing.T) {
+	out := t.TempDir()
+	const id = "0123456789abcdefghijklmn"
+	msg := testHeader + "\r\nbody\r\n"
+	for name, content := range map[string]string{
+		id + ".eml":                          msg,      // delivered, not yet removed from the spool
+		"." + id + ".eml.tmp1234567":         msg[:10], // an attempt killed while writing
+		"." + id + ".eml.tmp7654321":         msg,      // an attempt killed before its rename
+		"other.eml":                          "other",  // another message
+		".0123456789abcdefghijklmo.eml.tmp1": "other",  // another message's attempt
+	} {
+		if err := os.WriteFile(filepath.Join(out, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := &Envelope{ID: id, From: "a@x.test", To: []string{"b@y.test"}}
+	if err := (OutboxSink{Dir: out}).Deliver(context.Background(), env, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	ents, _ := os.ReadDir(out)
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	want := []string{".0123456789abcdefghijklmo.eml.tmp1", id + ".eml", "other.eml"}
+	if !slices.Equal(names, want) {
+		t.Errorf("outbox holds %q, want %q", names, want)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, id+".eml")); string(b) != msg {
+		t.Errorf("outbox file = %q, want the message", b)
+	}
+}
+
 // TestNextHopReusesConnections delivers several messages through one NextHop and checks
 // they share one SMTP session, that a session the server dropped is replaced, and that
 // with MaxIdle < 0 every message gets its own session.

@@ -442,3 +442,49 @@ func FuzzJournalScan(f *testing.F) {
 		}
 	})
 }
+
+// Remove returns only after a sync that started after the removal was written:
+// for a journal message an fdatasync of the segment that covers its done
+// record, for a message file an fsync of msg/ after the unlink.
+func TestRemoveIsDurable(t *testing.T) {
+	s := testSpool(t, t.TempDir())
+	id := commit(t, s, testEnv("b@y.test"), testHeader, "body\r\n")
+	seg := s.journal.segs[len(s.journal.segs)-1]
+	var synced []int64 // segment size at each fdatasync
+	do := seg.sync.do
+	seg.sync.do = func() error {
+		fi, err := seg.f.Stat()
+		if err != nil {
+			return err
+		}
+		synced = append(synced, fi.Size())
+		return do()
+	}
+	if err := s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(seg.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) == 0 || synced[len(synced)-1] < fi.Size() {
+		t.Errorf("segment synced at sizes %v, done record ends at %d: the removal is not durable", synced, fi.Size())
+	}
+
+	fileSpool := testFileSpool(t, t.TempDir())
+	id = commit(t, fileSpool, testEnv("b@y.test"), testHeader, "body\r\n")
+	p := fileSpool.path(dirMsg, id, extMsg)
+	var goneAtSync []bool
+	dirDo := fileSpool.msgDir.do
+	fileSpool.msgDir.do = func() error {
+		_, err := os.Lstat(p)
+		goneAtSync = append(goneAtSync, err != nil)
+		return dirDo()
+	}
+	if err := fileSpool.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if len(goneAtSync) == 0 || !goneAtSync[len(goneAtSync)-1] {
+		t.Errorf("msg/ fsyncs %v (true: after the unlink): the removal is not durable", goneAtSync)
+	}
+}

@@ -47,7 +47,9 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 		Hostname: cfg.Hostname,
 		Limits: submit.Limits{
 			MaxMessageBytes: lm.MaxMessageBytes, MaxRecipients: lm.MaxRecipients,
-			MaxConnections: lm.MaxConnections, CommandTimeout: lm.CommandTimeout, DataTimeout: lm.DataTimeout,
+			MaxConnections: lm.MaxConnections, MaxConnectionsPerIP: lm.MaxConnectionsPerIP,
+			PreAuthTimeout: lm.PreAuthTimeout, MaxHeaderFields: lm.MaxHeaderFields,
+			CommandTimeout: lm.CommandTimeout, DataTimeout: lm.DataTimeout,
 		},
 		AuthThrottle: submit.NewAuthThrottle(lm.AuthFailures, lm.AuthCooldown),
 		Rate:         submit.NewMessageRate(),

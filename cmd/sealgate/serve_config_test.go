@@ -64,7 +64,13 @@ arc:
   key_file: %[5]s/arc2026.example.test.key
 relay:
   outbox: %[1]s/outbox
-`, dir, st.certFile, st.keyFile, st.usersFile, keyDir)
+limits:
+  max_connections_per_ip: 7
+  pre_auth_timeout: 12s
+  max_header_fields: 300
+dns:
+  zone_file: %[6]s
+`, dir, st.certFile, st.keyFile, st.usersFile, keyDir, st.zoneFile)
 	file := filepath.Join(dir, "sealgate.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -83,6 +89,9 @@ relay:
 	}
 	if dk, ok := srv.Pipeline.KeyRing.Lookup("example.test"); !ok || len(dk.Keys) != 2 || srv.Pipeline.ARC == nil {
 		t.Fatalf("signing configuration not built: %+v", srv.Pipeline)
+	}
+	if l := srv.Limits; l.MaxConnectionsPerIP != 7 || l.PreAuthTimeout != 12*time.Second || l.MaxHeaderFields != 300 || l.DataTimeout != 10*time.Minute {
+		t.Errorf("limits not wired: %+v", l)
 	}
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
@@ -180,8 +189,8 @@ func TestDevModeIsAConfiguration(t *testing.T) {
 	}
 
 	// The same relay: listeners, limits (the configuration's defaults), identities, keys.
-	want := submit.Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100, MaxConnections: 200,
-		CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute}
+	want := submit.Limits{MaxMessageBytes: 25 << 20, MaxRecipients: 100, MaxConnections: 200, MaxConnectionsPerIP: 20,
+		PreAuthTimeout: 30 * time.Second, MaxHeaderFields: 1000, CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute}
 	if dev.Limits != want || srv.Limits != want {
 		t.Errorf("limits: dev %+v, config %+v; want the configuration defaults %+v", dev.Limits, srv.Limits, want)
 	}
@@ -274,6 +283,24 @@ func TestServeConfigRefusesDevFlags(t *testing.T) {
 	_, errOut, code := runCLI(t, "serve", "--dev", "--config", "x.yaml")
 	if code != 2 || !strings.Contains(errOut, "--config is not used with --dev") {
 		t.Errorf("serve --dev --config: exit %d, %q", code, errOut)
+	}
+}
+
+// The configuration's defaults are the submission side's.
+func TestLimitsDefaultsAgree(t *testing.T) {
+	for key, want := range map[string]any{
+		"limits.max_connections_per_ip": submit.DefaultMaxConnectionsPerIP,
+		"limits.pre_auth_timeout":       submit.DefaultPreAuthTimeout.String(),
+		"limits.max_header_fields":      submit.DefaultMaxHeaderFields,
+	} {
+		got := config.Defaults[key]
+		if d, ok := got.(string); ok {
+			pd, _ := time.ParseDuration(d)
+			got = pd.String()
+		}
+		if got != want {
+			t.Errorf("config default %s = %v, submit's default %v", key, got, want)
+		}
 	}
 }
 

@@ -172,19 +172,22 @@ func verifyOne(ctx context.Context, v *dkimcore.Verifier, r *Result, sig *dkimco
 		return
 	}
 	// The key first, as RFC 6376 §6.1.2 orders it (and dkimpy and go-msgauth do): a
-	// signature without a usable key is permerror or temperror whatever its body hash says.
-	key, err := v.Key(ctx, sig.Selector, sig.Domain)
+	// signature without a usable key is permerror, temperror or policy whatever its body
+	// hash says.
+	key, err := v.UsableKey(ctx, sig)
+	if key != nil {
+		r.KeyBits, r.Testing = key.Bits(), key.Testing
+	}
 	if err != nil {
 		r.setError(err)
 		return
 	}
-	r.KeyBits, r.Testing = key.Bits(), key.Testing
 	if err := sig.CheckBodyHash(bodies); err != nil {
 		r.setError(err)
 		return
 	}
 	input := dkimcore.AppendHeaderHashInput(nil, hdr, sig.Headers, sig.HeaderCanon)
-	if _, err := v.Verify(ctx, sig, input, sig.HeaderCanon); err != nil {
+	if err := sig.VerifyWithKey(key, input, sig.HeaderCanon); err != nil {
 		r.setError(err)
 		return
 	}

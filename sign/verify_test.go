@@ -169,6 +169,7 @@ func TestVerifyChecks(t *testing.T) {
 		{name: "512-bit key", tags: strings.Replace(std, "s=good", "s=tiny", 1), status: StatusPermError, reason: "512 bits"},
 		{name: "1024-bit key", tags: strings.Replace(std, "s=good", "s=small", 1), key: k1024, status: StatusPass, bits: 1024},
 		{name: "1024-bit key under a 2048 minimum", tags: strings.Replace(std, "s=good", "s=small", 1), key: k1024, opts: VerifyOptions{MinRSABits: 2048}, status: StatusPolicy, reason: "under the 2048 bits", bits: 1024},
+		{name: "1024-bit key under a 2048 minimum, body changed", tags: strings.Replace(std, "s=good", "s=small", 1) + "; bh=" + base64.StdEncoding.EncodeToString(make([]byte, 32)), key: k1024, opts: VerifyOptions{MinRSABits: 2048}, status: StatusPolicy, reason: "under the 2048 bits", bits: 1024},
 		{name: "signed by another key", tags: std, key: k1024, status: StatusFail, reason: "signature did not verify", bits: 2048},
 		{name: "bad bh=", tags: std + "; bh=" + base64.StdEncoding.EncodeToString(make([]byte, 32)), status: StatusFail, reason: "body hash", bits: 2048},
 		{name: "empty tag-spec", tags: "v=1; a=rsa-sha256; d=example.com; s=good; h=from;; c=relaxed", status: StatusPermError, reason: "empty tag-spec"},

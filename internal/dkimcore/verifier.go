@@ -51,27 +51,45 @@ func (v *Verifier) Key(ctx context.Context, selector, domain string) (*KeyRecord
 	return k.rec, k.err
 }
 
-// Verify fetches the key of sig and checks b= over hashInput followed by the signature
-// field itself (b= emptied) canonicalised with c. Besides the signature it checks what the
-// key record says about its use (RFC 6376 §6.1.2): the key type matches a=, the key is not
-// revoked, an RSA key is large enough, and for a DKIM-Signature under a t=s key, i= is in d=
-// exactly. It returns the key record when one was found, so callers can report its size and
-// t=y, also when verification then fails. Errors are *Error values.
-func (v *Verifier) Verify(ctx context.Context, sig *Signature, hashInput []byte, c Canonicalization) (*KeyRecord, error) {
+// UsableKey fetches the key of sig and checks what the key record says about its use (RFC
+// 6376 §6.1.2): the key is not revoked (LookupKey), its type matches a=, an RSA key is large
+// enough, and for a DKIM-Signature under a t=s key, i= is in d= exactly. It returns the key
+// record whenever one was found, so callers can report its size and t=y also when it may not
+// be used. Errors are *Error values.
+func (v *Verifier) UsableKey(ctx context.Context, sig *Signature) (*KeyRecord, error) {
 	key, err := v.Key(ctx, sig.Selector, sig.Domain)
 	if err != nil {
 		return nil, err
 	}
-	if sig.Kind == DKIMSignature && key.Strict && sig.Identifier != "" && !identifierInDomain(sig.Identifier, sig.Domain, true) {
-		return key, permErr("key record has t=s, so i= must be in d=%s itself, not a subdomain (RFC 6376 §3.6.1)", sig.Domain)
-	}
-	if pub, ok := key.PublicKey.(*rsa.PublicKey); ok {
+	switch pub := key.PublicKey.(type) {
+	case *rsa.PublicKey:
+		if sig.Algorithm != RSASHA256 {
+			return key, permErr("key type rsa does not match a=%s", sig.Algorithm)
+		}
 		if bits, min := pub.N.BitLen(), max(v.MinRSABits, MinVerifyRSABits); bits < min {
 			if bits < MinVerifyRSABits {
 				return key, permErr("RSA key of %d bits is too short (RFC 8301 §3.2)", bits)
 			}
 			return key, policyErr("RSA key of %d bits is under the %d bits required here", bits, min)
 		}
+	case ed25519.PublicKey:
+		if sig.Algorithm != Ed25519SHA256 {
+			return key, permErr("key type ed25519 does not match a=%s", sig.Algorithm)
+		}
+	}
+	if sig.Kind == DKIMSignature && key.Strict && sig.Identifier != "" && !identifierInDomain(sig.Identifier, sig.Domain, true) {
+		return key, permErr("key record has t=s, so i= must be in d=%s itself, not a subdomain (RFC 6376 §3.6.1)", sig.Domain)
+	}
+	return key, nil
+}
+
+// Verify checks sig with its key (UsableKey): b= over hashInput followed by the signature
+// field itself (b= emptied) canonicalised with c. It returns the key record when one was
+// found, also when verification then fails. Errors are *Error values.
+func (v *Verifier) Verify(ctx context.Context, sig *Signature, hashInput []byte, c Canonicalization) (*KeyRecord, error) {
+	key, err := v.UsableKey(ctx, sig)
+	if err != nil {
+		return key, err
 	}
 	return key, sig.VerifyWithKey(key, hashInput, c)
 }

@@ -30,7 +30,7 @@ import (
 // be held back. Instead, at a timeout clientConn writes the 421 reply itself,
 // closes the connection, and marks it closing: every later read fails at once,
 // whatever go-smtp makes of the half line is answered to a closed connection,
-// and every session callback refuses (session.closing).
+// and every session callback refuses (clientConn.closing).
 type clientConn struct {
 	net.Conn
 	s       *Server

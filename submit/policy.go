@@ -20,8 +20,7 @@ type HeaderLookup interface {
 
 // The replies of the sender policy, one constructor per rule. Envelope refusals
 // use 553 (RFC 5321 §4.2.2 "mailbox name not allowed"), refusals after DATA use
-// 550; both carry 5.7.1 "delivery not authorized" (RFC 3463, RFC 6409 §8,
-// standards.md §8.2 rule 5).
+// 550; both carry 5.7.1 "delivery not authorized" (RFC 3463, RFC 6409 §8).
 //
 // An unparsable originator field also gets 5.7.1 rather than a 5.6.x content
 // code: the message is refused because nobody can tell whose address it carries,
@@ -94,7 +93,7 @@ func reason(err error) string {
 }
 
 // CheckEnvelopeSender checks a MAIL FROM value as go-smtp passes it to
-// Session.Mail ("" for <>), RFC 6409 §4.3 and standards.md §8.2 rule 1: it parses
+// Session.Mail ("" for <>) (RFC 6409 §4.3): it parses
 // it with addr.ParsePath and calls CheckEnvelopePath. A nil identity gets 530
 // 5.7.0.
 func CheckEnvelopeSender(id *Identity, from string) *smtp.SMTPError {
@@ -108,8 +107,8 @@ func CheckEnvelopeSender(id *Identity, from string) *smtp.SMTPError {
 	return CheckEnvelopePath(id, p)
 }
 
-// CheckEnvelopePath checks a parsed MAIL FROM reverse-path (RFC 6409 §4.3,
-// standards.md §8.2 rule 1). It returns nil when the identity may use it. The null
+// CheckEnvelopePath checks a parsed MAIL FROM reverse-path (RFC 6409 §4.3).
+// It returns nil when the identity may use it. The null
 // sender needs AllowNullSender; address literals are refused; every other
 // address must match MaySendAs. A nil identity gets 530 5.7.0.
 //
@@ -134,7 +133,7 @@ func CheckEnvelopePath(id *Identity, p addr.Path) *smtp.SMTPError {
 }
 
 // CheckHeaderSenders checks the originator fields of a message after DATA
-// (standards.md §8.2 rules 2-4). It returns nil when the identity may send the
+// (RFC 5322 §3.6.2, §3.6.6). It returns nil when the identity may send the
 // message:
 //
 //   - exactly one From field (RFC 5322 §3.6), every mailbox in it parseable and

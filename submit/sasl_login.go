@@ -17,7 +17,7 @@ const LoginMechanism = "LOGIN"
 
 // ErrAuthzidNotPermitted answers a SASL PLAIN authorization identity that differs
 // from the authentication identity (RFC 4616 §2): acting as another user is
-// exactly the credential upgrade sealgate exists to block (standards.md §8.1).
+// exactly the credential upgrade sealgate exists to block.
 var ErrAuthzidNotPermitted = &smtp.SMTPError{
 	Code:         535,
 	EnhancedCode: smtp.EnhancedCode{5, 7, 8},

@@ -143,7 +143,7 @@ func (se *session) closeAfterReply() {
 	time.AfterFunc(250*time.Millisecond, func() { se.conn.Close() })
 }
 
-// Mail checks the envelope sender against the identity (RFC 6409 §4.1, standards §8.2).
+// Mail checks the envelope sender against the identity (RFC 6409 §4.1).
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	if e := se.cc.closing(); e != nil {
 		return e
@@ -537,7 +537,7 @@ const (
 // hangUp refuses a DATA that holds a bare CR or LF and closes the connection, as Postfix
 // does with smtpd_forbid_bare_newline. After a bare CR or LF, where the data ends is a
 // matter of interpretation, which is what SMTP smuggling exploits; go-smtp itself misses the
-// end after CR CR LF . CR LF (libraries.md §1) and would wait for it until the DATA timeout.
+// end after CR CR LF . CR LF and would wait for it until the DATA timeout.
 // So we do not look for the end: we reply and hang up, which RFC 5321 §3.8 allows after a
 // reply. The error returned goes to go-smtp, whose reply and reads then fail on the closed
 // connection, silently.

@@ -132,7 +132,7 @@ func makeRoom[V any](m map[string]V, max int, sweeps *int, expired func(V) bool,
 
 // AuthThrottle blocks AUTH from a source address after repeated failures:
 // once Limit attempts that did not succeed fall within Window, every AUTH from
-// that source gets 421 4.7.0 for Cooldown (standards.md §8.4). IPv6 sources are
+// that source gets 421 4.7.0 for Cooldown. IPv6 sources are
 // counted per /64, since one host usually holds a whole /64.
 //
 // An attempt is counted before its password is checked (Reserve), with one
@@ -320,7 +320,7 @@ func NewMessageRate() *MessageRate {
 }
 
 func errRateLimited(id *Identity) *smtp.SMTPError {
-	// 451 4.7.1: temporary policy deferral (standards.md §8.4); the client retries.
+	// 451 4.7.1: temporary policy deferral (RFC 3463 X.7.1); the client retries.
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
 		Message: fmt.Sprintf("%s may send %d messages per minute; try again later", id, id.RatePerMinute)}
 }

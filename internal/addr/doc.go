@@ -12,7 +12,11 @@
 //   - RFC 5322 §3.4 mailbox lists in header fields, including RFC 6854 group syntax in
 //     From/Sender, with RFC 2047 encoded-word display names in the charsets of the
 //     WHATWG Encoding Standard (ParseHeaderMailboxes);
-//   - detection of display names that pretend to be addresses.
+//   - detection of display names that pretend to be addresses;
+//   - may_send_as patterns (Pattern: an address, "*@domain", "*@*.domain");
+//   - the Public Suffix List (IsPublicSuffix) and organisational domains (OrgDomain,
+//     RFC 7489 §3.2), through golang.org/x/net/publicsuffix;
+//   - the one rule for DKIM and ARC selectors (CheckSelector, RFC 6376 §3.1).
 //
 // Local parts: RFC 5321 §2.4 says local parts are case-sensitive, but nearly every
 // provider treats them case-insensitively. sealgate applies one rule everywhere:
@@ -21,7 +25,7 @@
 // stored without its quoting: "bob"@example.com and bob@example.com are the same
 // mailbox (RFC 5322 §3.4.1).
 //
-// It deliberately does not: resolve or verify that domains exist, apply the Public
-// Suffix List, know about aliases or sub-addressing, or accept obsolete RFC 822
-// syntax beyond what net/mail accepts.
+// It deliberately does not: resolve or verify that domains exist, fetch a newer Public
+// Suffix List than the one compiled in, know about aliases or sub-addressing, or accept
+// obsolete RFC 822 syntax beyond what net/mail accepts.
 package addr

@@ -194,12 +194,12 @@ func Load(path string) (*Config, error) {
 	var c Config
 	// UnmarshalExact reports keys the struct does not know: a misspelt key must not
 	// silently fall back to a default.
-	decodeErr := decodeProblems(v.UnmarshalExact(&c, viper.DecodeHook(decodeHook)))
+	decodeErr, undecoded := decodeProblems(v.UnmarshalExact(&c, viper.DecodeHook(decodeHook)))
 	c.resolvePaths(filepath.Dir(path))
 	if c.AuthservID == "" {
 		c.AuthservID = c.Hostname
 	}
-	return &c, errors.Join(decodeErr, noteEnvironment(c.Validate()))
+	return &c, errors.Join(decodeErr, noteEnvironment(c.Validate(), undecoded))
 }
 
 // decodeHook converts the strings of YAML and of the environment to numbers, booleans and
@@ -249,10 +249,12 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 
 // decodeProblems rewrites mapstructure's errors into Validate's form, one per problem with
 // its key path: `limits.max_recipients: not a number: "lots"`, "listeners[0].colour: unknown
-// key"; or with the environment variable when one set the value.
-func decodeProblems(err error) error {
+// key"; or with the environment variable when one set the value. undecoded holds the key
+// paths of the values that did not decode.
+func decodeProblems(err error) (_ error, undecoded map[string]bool) {
+	undecoded = map[string]bool{}
 	if err == nil {
-		return nil
+		return nil, undecoded
 	}
 	var p problems
 	var walk func(error)
@@ -283,6 +285,7 @@ func decodeProblems(err error) error {
 			return
 		}
 		key := de.Name()
+		undecoded[key] = true
 		if env := EnvVar(key); !strings.Contains(key, "[") {
 			if _, set := os.LookupEnv(env); set {
 				p = append(p, &problem{key: env, msg: fmt.Sprintf("%s (overrides %s)", inner, key)})
@@ -292,26 +295,32 @@ func decodeProblems(err error) error {
 		p.add(key, "%s", inner)
 	}
 	walk(err)
-	return p.join()
+	return p.join(), undecoded
 }
 
-// noteEnvironment adds "(set by SEALGATE_X)" to problems with keys an environment
-// variable overrode, so the admin does not look for the value in the file.
-func noteEnvironment(err error) error {
-	j, ok := err.(interface{ Unwrap() []error })
-	if !ok {
-		return err
+// noteEnvironment drops Validate's problems with keys that did not decode (their value was
+// reported already; what Validate saw is a zero), and adds "(set by SEALGATE_X)" to those
+// with keys an environment variable overrode, so the admin does not look for the value in
+// the file.
+func noteEnvironment(err error, undecoded map[string]bool) error {
+	if err == nil {
+		return nil
 	}
-	for _, e := range j.Unwrap() {
+	var out problems
+	for _, e := range leaves(err) {
 		pr, ok := e.(*problem)
-		if !ok || pr.key == "" || strings.Contains(pr.key, "[") {
+		switch {
+		case !ok:
+		case undecoded[pr.key]:
 			continue
+		case pr.key != "" && !strings.Contains(pr.key, "["):
+			if _, set := os.LookupEnv(EnvVar(pr.key)); set {
+				pr.msg += " (set by " + EnvVar(pr.key) + ")"
+			}
 		}
-		if _, set := os.LookupEnv(EnvVar(pr.key)); set {
-			pr.msg += " (set by " + EnvVar(pr.key) + ")"
-		}
+		out = append(out, e)
 	}
-	return err
+	return out.join()
 }
 
 func (c *Config) resolvePaths(base string) {

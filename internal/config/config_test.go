@@ -93,13 +93,17 @@ relay:
 		`limits.data_timeout: "10 minutes" is not a duration; use a number with a unit: 30s, 5m, 1h`,
 		`limits.auth_cooldown: 600 is not a duration; use a number with a unit: 30s, 5m, 1h`,
 		`limits.max_connections: not a whole number: 1.5`,
-		// What failed to decode is zero and Validate says so too.
-		"limits.max_recipients: 0: RFC 5321 §4.5.3.1.8 requires accepting at least 100",
-		"limits.max_connections: must be positive",
-		"limits.command_timeout: must be a positive duration such as 5m (set by SEALGATE_LIMITS_COMMAND_TIMEOUT)",
-		"limits.data_timeout: must be a positive duration",
-		"limits.auth_cooldown: must be a positive duration",
+		// What failed to decode is not reported again as the zero Validate saw.
 	)
+
+	// A value from the environment that Validate refuses says where it came from.
+	t.Setenv("SEALGATE_LIMITS_MAX_RECIPIENTS", "10")
+	t.Setenv("SEALGATE_LIMITS_COMMAND_TIMEOUT", "0s")
+	t.Setenv("SEALGATE_ARC_PSEUDONYMOUS_AUTH", "false")
+	_, err, _ = loadWith(t, nil)
+	onlyProblems(t, err,
+		"limits.max_recipients: 10: RFC 5321 §4.5.3.1.8 requires accepting at least 100 (limit individual clients with max_recipients) (set by SEALGATE_LIMITS_MAX_RECIPIENTS)",
+		"limits.command_timeout: must be a positive duration such as 5m (set by SEALGATE_LIMITS_COMMAND_TIMEOUT)")
 }
 
 func TestConfigValidateReportsEverything(t *testing.T) {

@@ -221,6 +221,9 @@ the exit status is still 0.`,
 		if err := checkMinRSABitsFlag(*minRSABits); err != nil {
 			return err
 		}
+		if err := addr.CheckSelector(selector); err != nil {
+			return fmt.Errorf("--selector %w", err)
+		}
 		key, err := keys.LoadWithOptions(keyFile, keys.LoadOptions{MinRSABits: *minRSABits})
 		if err != nil {
 			return err

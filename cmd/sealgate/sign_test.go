@@ -89,6 +89,7 @@ func TestSignSealVerifyCLI(t *testing.T) {
 		"missing file":      {"arc", "verify", "--zone", zoneFile, filepath.Join(dir, "nope.eml")},
 		"unreadable key":    {"sign", "--domain", "example.test", "--selector", "s", "--key", filepath.Join(dir, "nope.key"), msgFile},
 		"bad zone":          {"arc", "verify", "--zone", msgFile, sealedFile},
+		"bad seal selector": {"arc", "seal", "--domain", "example.test", "--selector", "_arc", "--key", filepath.Join(dir, "rsa1.key"), "--authserv-id", "r.example", "--zone", zoneFile, signedFile},
 	} {
 		_, errOut, code := runCLI(t, args...)
 		if code != 2 || !strings.HasPrefix(errOut, "sealgate: ") {

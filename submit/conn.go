@@ -120,8 +120,14 @@ func (c *clientConn) clamp(t time.Time) time.Time {
 // the ordinary command timeout.
 func (c *clientConn) authenticated() {
 	c.mu.Lock()
+	was := c.preAuthDeadline
 	c.preAuthDeadline = time.Time{}
 	c.mu.Unlock()
+	if !was.IsZero() && c.s.Limits.CommandTimeout <= 0 {
+		// Without a command timeout go-smtp never sets a deadline again, so the
+		// pre-authentication one would stay.
+		c.Conn.SetReadDeadline(time.Time{})
+	}
 }
 
 // enterData and leaveData bracket Data: reads under it time out on purpose

@@ -53,8 +53,11 @@ func startHardServer(t *testing.T, limits Limits, users Authenticator, throttle 
 	if limits.MaxMessageBytes == 0 {
 		limits.MaxMessageBytes = 4 << 20
 	}
-	if limits.CommandTimeout == 0 {
+	switch {
+	case limits.CommandTimeout == 0:
 		limits.CommandTimeout = 20 * time.Second
+	case limits.CommandTimeout < 0:
+		limits.CommandTimeout = 0 // no command timeout
 	}
 	if limits.DataTimeout == 0 {
 		limits.DataTimeout = bareDataTimeout
@@ -456,6 +459,31 @@ func TestPreAuthTimeout(t *testing.T) {
 	}
 	if got := mail.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("smart-host client in a transaction after the pre-authentication timeout: %q", got)
+	}
+}
+
+// TestPreAuthTimeoutWithoutCommandTimeout checks that without a command timeout,
+// when go-smtp sets no deadline of its own, the pre-authentication deadline does
+// not outlive the pre-authentication period.
+func TestPreAuthTimeoutWithoutCommandTimeout(t *testing.T) {
+	const preAuth = 300 * time.Millisecond
+	s := startHardServer(t, Limits{PreAuthTimeout: preAuth, CommandTimeout: -1}, nil, nil)
+	conn, err := dialFrom(t, "", s.smart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mail := newRawClient(t, conn)
+	mail.greet()
+	if got := mail.cmd("MAIL FROM:<billing@client.example>"); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("MAIL: %q", got)
+	}
+	// Nothing may arrive within twice the pre-authentication timeout.
+	mail.conn.SetReadDeadline(time.Now().Add(3 * preAuth))
+	if line, err := mail.r.ReadString('\n'); !isTimeout(err) {
+		t.Fatalf("client in a transaction got %q, %v after the pre-authentication timeout; want nothing", line, err)
+	}
+	if got := mail.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
+		t.Errorf("NOOP: %q", got)
 	}
 }
 

@@ -376,9 +376,16 @@ func TestValidateRelayAndDNS(t *testing.T) {
 // an identity allowed to: otherwise serve would refuse all of that mail.
 func TestValidateCoverage(t *testing.T) {
 	network := `may_send_as: ["*@acme.example", "*@bücher.example"]`
+	certPEM, _ := certPair(t)
 	t.Run("domain without keys", func(t *testing.T) {
 		_, err, _ := loadWith(t, nil, network, `may_send_as: ["*@acme.example", "news@other.example"]`)
 		onlyProblems(t, err, "client_networks[0].may_send_as[1]: news@other.example: no DKIM keys sign for other.example: add it under domains with keys (or set sign_subdomains: true on a parent domain listed there)")
+	})
+	t.Run("client certificate", func(t *testing.T) {
+		_, err, _ := loadWith(t, map[string]string{"ca.pem": certPEM},
+			"    auth: [sasl]\n", "    auth: [sasl, client-cert]\n    client_ca: ca.pem\n",
+			"domains:\n", "client_certs:\n  - {name: app, subject: app.initech.example, may_send_as: [noreply@initech.example]}\ndomains:\n")
+		onlyProblems(t, err, "client_certs[0].may_send_as[0]: noreply@initech.example: no DKIM keys sign for initech.example: add it under domains with keys")
 	})
 	t.Run("subdomains without sign_subdomains", func(t *testing.T) {
 		_, err, _ := loadWith(t, nil, network, `may_send_as: ["*@acme.example", "*@*.acme.example", "*@*.client.example"]`)

@@ -280,12 +280,17 @@ func withTLSStartHook(cfg *tls.Config) *tls.Config {
 //     DATA reader drops both the "." and the CR, so the session would get the
 //     message two bytes short instead of seeing a bare CR. Outside DATA such a
 //     line is never valid either. Found under DATA, Data refuses the message and
-//     hangs up (clientConn.smuggled); found elsewhere, the connection is ended at
+//     hangs up (dataGuard); found elsewhere, the connection is ended at
 //     once with 550 5.6.0.
 //   - the MAIL FROM and RCPT TO arguments as the client wrote them: go-smtp
 //     removes the quoting of a Quoted-string local part, so <"a@b"@c.example>
 //     and the invalid <a@b@c.example> reach the session alike (see
 //     session.envelopePath).
+//
+// The replies in the stream cannot hide either: go-smtp writes none while it
+// reads a message under DATA, and each ends in CRLF, so between client bytes it
+// can only make a line start where the client's next byte is read anyway after a
+// complete command.
 //
 // It never returns an error: go-smtp would hand that to its reader.
 type wireScanner struct {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,81 +27,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	hop := closedPort(t)
 	dir := t.TempDir()
 	r := startRelay(t, dir, "--next-hop", hop)
-
-	type sent struct {
-		header, body []byte
-		rcpt         string
-	}
-	var (
-		mu       sync.Mutex
-		accepted = map[string]sent{}
-		stop     atomic.Bool // workers finish
-		killing  atomic.Bool // errors from now on are the kill's doing
-		wg       sync.WaitGroup
-		errsMu   sync.Mutex
-		errs     []string
-	)
-	const workers = 8
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 42))
-			for n := 0; !stop.Load(); {
-				c, err := loadSession(t, r, w%2 == 1)
-				if err != nil {
-					if !killing.Load() {
-						errsMu.Lock()
-						errs = append(errs, fmt.Sprintf("worker %d: %v", w, err))
-						errsMu.Unlock()
-					}
-					return
-				}
-				for i := 0; i < 20 && !stop.Load(); i++ {
-					n++
-					rcpt := fmt.Sprintf("rcpt%d-%d@partner.example", w, n)
-					hdr, body := crashMessage(rng, w, n, rcpt)
-					id, err := c.sendQuiet(devLogin, rcpt, append(append([]byte{}, hdr...), append([]byte("\r\n"), body...)...))
-					if err != nil {
-						c.conn.Close()
-						if !killing.Load() {
-							errsMu.Lock()
-							errs = append(errs, fmt.Sprintf("worker %d: %v", w, err))
-							errsMu.Unlock()
-						}
-						return // the relay is gone (or broken): stop this worker
-					}
-					mu.Lock()
-					accepted[id] = sent{hdr, body, rcpt}
-					mu.Unlock()
-				}
-				c.conn.Close()
-			}
-		}()
-	}
-
-	// Let the load run, then kill without warning while it still runs.
-	time.Sleep(1500 * time.Millisecond)
-	mu.Lock()
-	n := len(accepted)
-	mu.Unlock()
-	killing.Store(true)
-	r.kill()
-	stop.Store(true)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("senders did not notice the killed relay within 20 s")
-	}
-	if len(errs) > 0 {
-		t.Errorf("errors before the kill: %q", errs)
-	}
-	t.Logf("%d messages answered 250 before SIGKILL (%d at the moment of the kill)", len(accepted), n)
-	if len(accepted) < 8 {
-		t.Fatalf("only %d messages accepted before the kill: no real load; relay log:\n%s", len(accepted), r.logs)
-	}
+	accepted := crashLoad(t, r)
 
 	// Every 250'd id is committed on disk (in the journal, or in its own file once
 	// its first attempt failed): open the spool as the restarted relay will.
@@ -169,6 +96,173 @@ func TestCrashUnderLoad(t *testing.T) {
 			t.Errorf("%s: stored message is not signed and sealed", id)
 		}
 	}
+}
+
+// TestCrashUnderLoadOutboxExactlyOnce: the same load and SIGKILL, delivering to
+// the dev outbox all the while, then a restart that drains the queue. SMTP
+// allows a crash to repeat a delivery (RFC 5321 §6.1), but the outbox is local
+// and can be exact: every message answered 250 is in the outbox once, as
+// <queue id>.eml with the content sent, and no file in the outbox (temporary
+// ones included) holds a Message-ID that another file holds too.
+func TestCrashUnderLoadOutboxExactlyOnce(t *testing.T) {
+	dir := t.TempDir()
+	r := startRelay(t, dir)
+	accepted := crashLoad(t, r)
+	outbox := filepath.Join(dir, "outbox")
+	before, _ := os.ReadDir(outbox)
+	t.Logf("%d files in the outbox at the kill", len(before))
+
+	r.restart()
+	for id := range accepted {
+		r.waitOutbox(t, id)
+	}
+	r.stop()
+	// Messages still queued (committed at the kill but never answered 250, not
+	// yet redelivered) may have a temporary file from the killed attempt: their
+	// next delivery removes it. Any other temporary file is a leftover copy.
+	sp, err := relay.OpenSpool(filepath.Join(dir, "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, err := sp.List()
+	sp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ents, err := os.ReadDir(outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]string{} // Message-ID -> outbox files holding it
+	for _, e := range ents {
+		if id, temp := strings.CutPrefix(e.Name(), "."); temp {
+			id, _, _ = strings.Cut(id, ".")
+			if slices.Contains(queued, id) {
+				continue
+			}
+			t.Errorf("temporary file %s left in the outbox, and its message is no longer queued", e.Name())
+		}
+		b, err := os.ReadFile(filepath.Join(outbox, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mid := ""
+		if f := headerFields(b, "Message-ID"); len(f) == 1 {
+			mid = f[0]
+		}
+		files[mid] = append(files[mid], e.Name())
+	}
+	for mid, names := range files {
+		if len(names) > 1 || mid == "" {
+			t.Errorf("Message-ID %q is in %d outbox files: %q", mid, len(names), names)
+		}
+	}
+	dups := 0
+	for id, s := range accepted {
+		mid := headerFields(append(s.header, "\r\n"...), "Message-ID")[0]
+		names := files[mid]
+		if len(names) != 1 || names[0] != id+".eml" {
+			dups++
+			t.Errorf("message %s (Message-ID %s) answered 250: outbox files %q, want exactly %s.eml", id, mid, names, id)
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(outbox, names[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, body, _ := bytes.Cut(b, []byte("\r\n\r\n"))
+		if !bytes.Equal(body, s.body) {
+			t.Errorf("%s: outbox body (%d bytes) differs from the body sent (%d bytes)", id, len(body), len(s.body))
+		}
+	}
+	t.Logf("%d messages answered 250, %d outbox files, %d duplicated or missing", len(accepted), len(ents), dups)
+}
+
+// sentMessage is what a sender of crashLoad sent and got 250 for.
+type sentMessage struct {
+	header, body []byte
+	rcpt         string
+}
+
+// crashLoad runs 8 concurrent authenticated senders against r for 1.5 s, then
+// kills r with SIGKILL while they still send, and returns what was answered 250,
+// by queue id. Senders stop at their first error and do not retry, so every
+// message (and Message-ID) is submitted once.
+func crashLoad(t *testing.T, r *relayProc) map[string]sentMessage {
+	t.Helper()
+	var (
+		mu       sync.Mutex
+		accepted = map[string]sentMessage{}
+		stop     atomic.Bool // workers finish
+		killing  atomic.Bool // errors from now on are the kill's doing
+		wg       sync.WaitGroup
+		errsMu   sync.Mutex
+		errs     []string
+	)
+	const workers = 8
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 42))
+			for n := 0; !stop.Load(); {
+				c, err := loadSession(t, r, w%2 == 1)
+				if err != nil {
+					if !killing.Load() {
+						errsMu.Lock()
+						errs = append(errs, fmt.Sprintf("worker %d: %v", w, err))
+						errsMu.Unlock()
+					}
+					return
+				}
+				for i := 0; i < 20 && !stop.Load(); i++ {
+					n++
+					rcpt := fmt.Sprintf("rcpt%d-%d@partner.example", w, n)
+					hdr, body := crashMessage(rng, w, n, rcpt)
+					id, err := c.sendQuiet(devLogin, rcpt, append(append([]byte{}, hdr...), append([]byte("\r\n"), body...)...))
+					if err != nil {
+						c.conn.Close()
+						if !killing.Load() {
+							errsMu.Lock()
+							errs = append(errs, fmt.Sprintf("worker %d: %v", w, err))
+							errsMu.Unlock()
+						}
+						return // the relay is gone (or broken): stop this worker
+					}
+					mu.Lock()
+					accepted[id] = sentMessage{hdr, body, rcpt}
+					mu.Unlock()
+				}
+				c.conn.Close()
+			}
+		}()
+	}
+
+	// Let the load run, then kill without warning while it still runs.
+	time.Sleep(1500 * time.Millisecond)
+	mu.Lock()
+	n := len(accepted)
+	mu.Unlock()
+	killing.Store(true)
+	r.kill()
+	stop.Store(true)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("senders did not notice the killed relay within 20 s")
+	}
+	if len(errs) > 0 {
+		t.Errorf("errors before the kill: %q", errs)
+	}
+	t.Logf("%d messages answered 250 before SIGKILL (%d at the moment of the kill)", len(accepted), n)
+	if len(accepted) < 8 {
+		t.Fatalf("only %d messages accepted before the kill: no real load; relay log:\n%s", len(accepted), r.logs)
+	}
+
+	return accepted
 }
 
 // closedPort returns 127.0.0.1:1 when nothing listens there, else another port

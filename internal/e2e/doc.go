@@ -1,18 +1,23 @@
 // Package e2e holds sealgate's end-to-end tests: they build the real binary, run
-// `sealgate serve --dev` as a subprocess on loopback ports, and talk SMTP to it with
-// swaks and with a small raw client of their own (so that every byte on the wire is
-// under the test's control). What they cover, per issue 3 "Done means":
+// `sealgate serve --dev` as a subprocess on loopback ports (internal/sealgatetest,
+// shared with the load benchmark), and talk SMTP to it with swaks and with a small
+// raw client of their own (so that every byte on the wire is under the test's
+// control). What they cover:
 //
 //   - swaks_test.go: AUTH PLAIN over STARTTLS, AUTH LOGIN over implicit TLS and the
 //     smart host by network; the delivered messages verify with dkimpy (both DKIM
 //     signatures and the ARC chain) and carry the expected AAR and Received;
 //   - policy_test.go: every sender-policy refusal, with its exact reply and proof that
 //     nothing was spooled;
-//   - openrelay_test.go: the open-relay battery (standards.md §8.7), AUTH before TLS,
-//     auth state across STARTTLS/RSET/reconnect, and the failed-AUTH throttle;
-//   - smuggling_test.go: the published SMTP smuggling payloads (standards.md §8.6);
-//   - crash_test.go: SIGKILL under load, restart, and every 250'd message still
-//     spooled byte for byte.
+//   - openrelay_test.go: the open-relay battery (unauthenticated clients and foreign
+//     recipients in every address form: percent hack, source route, quoted local part,
+//     bang path, address literal), AUTH before TLS, auth state across
+//     STARTTLS/RSET/reconnect, and the failed-AUTH throttle;
+//   - smuggling_test.go: the published SMTP smuggling payloads (lenient end-of-data
+//     sequences; DATA ends only on CRLF.CRLF, RFC 5321 §4.1.1.4);
+//   - crash_test.go: SIGKILL under load, restart, every 250'd message still
+//     spooled byte for byte, and, delivering to the outbox meanwhile, in the outbox
+//     exactly once.
 //
 // External tools: swaks (Debian package swaks) and /usr/bin/python3 with dkimpy
 // (python3-dkim). When they are missing the tests that need them skip, or fail when

@@ -1,21 +1,17 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"sealgate/internal/sealgatetest"
 )
 
 // binary is the sealgate executable built once by TestMain.
@@ -26,23 +22,14 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go env GOMOD: %v\n", err)
-		return 1
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
 	tmp, err := os.MkdirTemp("", "sealgate-e2e-")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	binary = filepath.Join(tmp, "sealgate")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/sealgate")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/sealgate in %s: %v\n%s", root, err, out)
+	if binary, err = sealgatetest.Build(tmp); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
 	return m.Run()
@@ -63,43 +50,25 @@ func requireTool(t testing.TB, name, pkg string) string {
 }
 
 const (
-	devLogin    = "demo@example.test"
+	devLogin    = sealgatetest.DevLogin
 	startupWait = 30 * time.Second
 	stopWait    = 40 * time.Second // serve gives sessions up to 30 s to end
 )
 
-var listeningRE = regexp.MustCompile(`msg=listening listener=(\S+) address=(\S+)`)
-
-// relayProc is one `sealgate serve --dev` subprocess.
+// relayProc is one `sealgate serve --dev` subprocess (internal/sealgatetest), with
+// the test's failure reporting.
 type relayProc struct {
-	t        testing.TB
-	dir      string
-	args     []string
-	cmd      *exec.Cmd
-	logs     *lockedBuffer
-	exited   chan struct{}
-	waitErr  error
-	password string
-	// Listener addresses (host:port) parsed from the "listening" log lines.
-	Submission, Submissions, SmartHost string
+	*sealgatetest.Relay // listener addresses: Submission, Submissions, SmartHost
+	t                   testing.TB
+	dir                 string
+	password            string
+	logs                relayLog // what the current run logged, for messages
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// relayLog prints the relay's log so far.
+type relayLog struct{ r *sealgatetest.Relay }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+func (l relayLog) String() string { return l.r.Logs() }
 
 // startRelay runs sealgate serve --dev in dir (a fresh t.TempDir() when dir is "")
 // with its listeners on 127.0.0.1:0 and waits until all three listen. The process is
@@ -109,95 +78,23 @@ func startRelay(t testing.TB, dir string, extra ...string) *relayProc {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	r := &relayProc{t: t, dir: dir}
-	r.args = append([]string{"serve", "--dev", "--dir", dir,
-		"--submission-addr", "127.0.0.1:0", "--submissions-addr", "127.0.0.1:0", "--smarthost-addr", "127.0.0.1:0"}, extra...)
-	r.start()
+	rl, err := sealgatetest.Start(sealgatetest.Options{Binary: binary, Dir: dir, Args: extra, StartTimeout: startupWait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relayProc{Relay: rl, t: t, dir: dir, password: rl.Password, logs: relayLog{rl}}
 	t.Cleanup(r.stop)
 	return r
-}
-
-func (r *relayProc) start() {
-	t := r.t
-	t.Helper()
-	r.logs = &lockedBuffer{}
-	r.exited = make(chan struct{})
-	r.Submission, r.Submissions, r.SmartHost = "", "", ""
-	cmd := exec.Command(binary, r.args...)
-	cmd.Stdout = io.Discard
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s %v: %v", binary, r.args, err)
-	}
-	r.cmd = cmd
-	found := make(chan [2]string, 8)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64*1024), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			r.logs.Write([]byte(line + "\n"))
-			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				found <- [2]string{m[1], m[2]}
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	go func() {
-		r.waitErr = cmd.Wait()
-		pw.Close()
-		close(r.exited)
-	}()
-	deadline := time.After(startupWait)
-	for r.Submission == "" || r.Submissions == "" || r.SmartHost == "" {
-		select {
-		case l := <-found:
-			switch l[0] {
-			case "submission":
-				r.Submission = l[1]
-			case "submissions":
-				r.Submissions = l[1]
-			case "smarthost":
-				r.SmartHost = l[1]
-			}
-		case <-r.exited:
-			t.Fatalf("sealgate exited before listening (%v); log:\n%s", r.waitErr, r.logs)
-		case <-deadline:
-			r.cmd.Process.Kill()
-			<-r.exited
-			t.Fatalf("sealgate did not log all three listeners within %v; log:\n%s", startupWait, r.logs)
-		}
-	}
-	cred, err := os.ReadFile(filepath.Join(r.dir, "credentials"))
-	if err != nil {
-		t.Fatalf("read credentials: %v", err)
-	}
-	login, pass, ok := strings.Cut(strings.TrimSpace(string(cred)), " ")
-	if !ok || login != devLogin || pass == "" {
-		t.Fatalf("credentials file is %q, want a line %q", cred, devLogin+" PASSWORD")
-	}
-	r.password = pass
 }
 
 // stop sends SIGTERM and waits for a clean exit (status 0).
 func (r *relayProc) stop() {
 	t := r.t
-	select {
-	case <-r.exited:
+	if r.Exited() {
 		return // already stopped or killed
-	default:
 	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.exited:
-		if r.waitErr != nil {
-			t.Errorf("sealgate exited with %v after SIGTERM; log:\n%s", r.waitErr, r.logs)
-		}
-	case <-time.After(stopWait):
-		r.cmd.Process.Kill()
-		<-r.exited
-		t.Errorf("sealgate did not exit within %v of SIGTERM; killed. log:\n%s", stopWait, r.logs)
+	if err := r.Stop(stopWait); err != nil {
+		t.Errorf("sealgate did not stop cleanly after SIGTERM: %v; log:\n%s", err, r.logs)
 	}
 	if t.Failed() {
 		t.Logf("sealgate log (%s):\n%s", r.dir, r.logs)
@@ -206,18 +103,16 @@ func (r *relayProc) stop() {
 
 // kill sends SIGKILL and waits until the process is gone.
 func (r *relayProc) kill() {
-	r.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-r.exited:
-	case <-time.After(10 * time.Second):
-		r.t.Fatalf("sealgate did not die within 10 s of SIGKILL")
-	}
+	r.Kill()
 }
 
 // restart starts the process again with the same directory and flags.
 func (r *relayProc) restart() {
 	r.t.Helper()
-	r.start()
+	if err := r.Restart(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.password = r.Password
 }
 
 // snapshot lists the files under the spool's msg/ and tmp/ and the outbox.

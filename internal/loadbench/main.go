@@ -7,10 +7,11 @@
 //	SEALGATE serve --dev --dir DIR --submission-addr 127.0.0.1:0 --submissions-addr 127.0.0.1:0 \
 //	    --smarthost-addr 127.0.0.1:0 --next-hop 127.0.0.1:PORT
 //
-// in a fresh temporary directory (the durable spool is always on: temp file, fsync, rename,
-// fsync directory before each 250), with PORT an SMTP sink that this program runs in-process
-// (accepts everything, counts messages, discards bodies). It then drives -c concurrent clients
-// for -duration (or -n messages) in each mode and message size:
+// (through internal/sealgatetest, as the end-to-end tests do) in a fresh temporary directory
+// (the durable spool is always on: each 250 only once the message is on disk), with PORT an
+// SMTP sink that this program runs in-process (accepts everything, counts messages, discards
+// bodies). It then drives -c concurrent clients for -duration (or -n messages) in each mode
+// and message size:
 //
 //   - starttls-auth: the submission port, STARTTLS then AUTH PLAIN once per connection (the
 //     relay forgets the session on STARTTLS, so AUTH comes after it), then a
@@ -53,7 +54,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -83,13 +83,15 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"golang.org/x/sys/unix"
+
+	"sealgate/internal/sealgatetest"
 )
 
 const (
 	modeStartTLSAuth = "starttls-auth"
 	modeSmartHost    = "smarthost"
 
-	demoLogin = "demo@example.test"
+	demoLogin = sealgatetest.DevLogin
 	rcptTo    = "sink@example.net"
 )
 
@@ -266,7 +268,7 @@ func run(ctx context.Context, o *options) error {
 	defer rl.stop() // on error paths; a no-op once the relay has exited
 	if !o.jsonOut {
 		fmt.Printf("relay pid %d: submission %s, smarthost %s, next hop (sink) %s, state %s (%s)\n",
-			rl.cmd.Process.Pid, rl.submission, rl.smarthost, sink.addr, base, rep.SpoolFS)
+			rl.PID(), rl.Submission, rl.SmartHost, sink.addr, base, rep.SpoolFS)
 		if rep.SpoolFS == "tmpfs" {
 			fmt.Println("WARNING: the spool is on tmpfs, where fsync costs nothing; use -dir on a real disk")
 		}
@@ -472,160 +474,50 @@ func (discardLog) Println(...any)        {}
 
 // ---- relay subprocess ----
 
+// relayProc is the relay subprocess (internal/sealgatetest) and the file its log goes to.
 type relayProc struct {
-	cmd                   *exec.Cmd
-	submission, smarthost string
-	password              string
-	logPath               string
-	exited                chan struct{} // closed once cmd.Wait has returned
-	waitErr               error
+	*sealgatetest.Relay
+	logPath string
+	logFile *os.File
 }
 
-// startRelay runs `SEALGATE serve --dev` in base/dev with every listener on a free port and
-// the sink as next hop, and waits until it logs its listening addresses.
 // relayProfile is the -relay-cpuprofile flag.
 var relayProfile string
 
+// startRelay runs `SEALGATE serve --dev` in base/dev with every listener on a free port and
+// the sink as next hop, and waits until it logs its listening addresses. Its log (stdout and
+// stderr) goes to base/relay.log.
 func startRelay(bin, base, nextHop string) (*relayProc, error) {
-	dir := filepath.Join(base, "dev")
-	rl := &relayProc{logPath: filepath.Join(base, "relay.log"), exited: make(chan struct{})}
-	logFile, err := os.Create(rl.logPath)
+	logPath := filepath.Join(base, "relay.log")
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	rl.cmd = exec.Command(bin, "serve", "--dev", "--dir", dir,
-		"--submission-addr", "127.0.0.1:0", "--submissions-addr", "127.0.0.1:0",
-		"--smarthost-addr", "127.0.0.1:0", "--next-hop", nextHop)
+	args := []string{"--next-hop", nextHop}
 	if relayProfile != "" {
-		rl.cmd.Args = append(rl.cmd.Args, "--cpuprofile", relayProfile)
+		args = append(args, "--cpuprofile", relayProfile)
 	}
-	rl.cmd.Stdout = logFile
-	// If this program dies without stopping the relay, the kernel sends it SIGTERM.
-	rl.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	stderr, err := rl.cmd.StderrPipe()
+	r, err := sealgatetest.Start(sealgatetest.Options{Binary: bin, Dir: filepath.Join(base, "dev"), Args: args, Log: logFile})
 	if err != nil {
 		logFile.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w\nits log ends:\n%s", err, tail(logPath, 20))
 	}
-	if err := rl.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	type listening struct{ name, addr string }
-	found := make(chan listening, 8)
-	scanned := make(chan struct{})
-	go func() {
-		// Every line goes to relay.log; the listening lines are also parsed:
-		//   time=... level=INFO msg=listening listener=submission address=127.0.0.1:NNNNN
-		defer close(scanned)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			logFile.WriteString(line + "\n")
-			kv := logfmt(line)
-			if kv["msg"] == "listening" && kv["level"] == "INFO" {
-				select {
-				case found <- listening{kv["listener"], kv["address"]}:
-				default:
-				}
-			}
-		}
-		io.Copy(logFile, stderr) // a line over the limit: keep draining
-	}()
-	go func() {
-		<-scanned // all reads done before Wait closes the pipe
-		rl.waitErr = rl.cmd.Wait()
-		logFile.Close()
-		close(rl.exited)
-	}()
-	timeout := time.After(60 * time.Second)
-	for rl.submission == "" || rl.smarthost == "" {
-		select {
-		case l := <-found:
-			switch l.name {
-			case "submission":
-				rl.submission = l.addr
-			case "smarthost":
-				rl.smarthost = l.addr
-			}
-		case <-rl.exited:
-			return nil, fmt.Errorf("relay exited before listening (%v); its log:\n%s", rl.waitErr, tail(rl.logPath, 20))
-		case <-timeout:
-			rl.stop()
-			return nil, fmt.Errorf("relay did not log its listening addresses within 60s; its log:\n%s", tail(rl.logPath, 20))
-		}
-	}
-	cred, err := os.ReadFile(filepath.Join(dir, "credentials"))
-	if err != nil {
-		rl.stop()
-		return nil, fmt.Errorf("relay credentials: %w", err)
-	}
-	for _, line := range strings.Split(string(cred), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == demoLogin {
-			rl.password = f[1]
-		}
-	}
-	if rl.password == "" {
-		rl.stop()
-		return nil, fmt.Errorf("no %q line in %s", demoLogin+" PASSWORD", filepath.Join(dir, "credentials"))
-	}
-	return rl, nil
+	return &relayProc{Relay: r, logPath: logPath, logFile: logFile}, nil
 }
 
 // stop sends SIGTERM, waits for the relay to exit (it lets sessions and deliveries in
 // flight end, up to 30 s) and describes how it ended; after 45 s it is killed.
 func (rl *relayProc) stop() string {
-	select {
-	case <-rl.exited:
-		return fmt.Sprintf("had already exited: %v", rl.waitErr)
-	default:
+	defer rl.logFile.Close() // every line is written once the relay has exited
+	if rl.Exited() {
+		return fmt.Sprintf("had already exited: %v", rl.WaitErr())
 	}
 	t := time.Now()
-	if err := rl.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return fmt.Sprintf("SIGTERM: %v", err)
-	}
-	select {
-	case <-rl.exited:
-	case <-time.After(45 * time.Second):
-		rl.cmd.Process.Kill()
-		<-rl.exited
-		return "did not exit within 45 s of SIGTERM; killed"
-	}
 	status := "exit status 0"
-	if rl.waitErr != nil {
-		status = rl.waitErr.Error()
+	if err := rl.Stop(45 * time.Second); err != nil {
+		status = err.Error()
 	}
 	return fmt.Sprintf("%s, %.0f ms after SIGTERM", status, ms(time.Since(t)))
-}
-
-// logfmt splits a log/slog text line into its key=value pairs (values may be quoted).
-func logfmt(line string) map[string]string {
-	kv := map[string]string{}
-	for line != "" {
-		line = strings.TrimLeft(line, " ")
-		eq := strings.IndexByte(line, '=')
-		if eq <= 0 {
-			break
-		}
-		key, rest := line[:eq], line[eq+1:]
-		var val string
-		if strings.HasPrefix(rest, `"`) {
-			if q, err := strconv.QuotedPrefix(rest); err == nil {
-				val, _ = strconv.Unquote(q)
-				rest = rest[len(q):]
-			} else {
-				val, rest = rest, ""
-			}
-		} else if sp := strings.IndexByte(rest, ' '); sp >= 0 {
-			val, rest = rest[:sp], rest[sp:]
-		} else {
-			val, rest = rest, ""
-		}
-		kv[key] = val
-		line = rest
-	}
-	return kv
 }
 
 func tail(path string, n int) string {
@@ -918,10 +810,10 @@ func (rs *runState) worker(id int, c *smtp.Client, start <-chan struct{}) (*smtp
 }
 
 func loadRun(ctx context.Context, o *options, rl *relayProc, sk *sink, mode string, size int) (*runResult, error) {
-	rs := &runState{o: o, mode: mode, password: rl.password, msgs: newMessageMaker(mode, size)}
-	rs.addr = rl.submission
+	rs := &runState{o: o, mode: mode, password: rl.Password, msgs: newMessageMaker(mode, size)}
+	rs.addr = rl.Submission
 	if mode == modeSmartHost {
-		rs.addr = rl.smarthost
+		rs.addr = rl.SmartHost
 	}
 	rs.ctx, rs.abort = context.WithCancelCause(ctx)
 	defer rs.abort(nil)
@@ -951,7 +843,7 @@ func loadRun(ctx context.Context, o *options, rl *relayProc, sk *sink, mode stri
 		wg.Go(func() { clients[i], lats[i] = rs.worker(i, clients[i], start) })
 	}
 	sink0 := sk.count()
-	s0, err := snapshot(rl.cmd.Process.Pid)
+	s0, err := snapshot(rl.PID())
 	if err != nil {
 		close(start)
 		rs.abort(err)
@@ -963,7 +855,7 @@ func loadRun(ctx context.Context, o *options, rl *relayProc, sk *sink, mode stri
 	close(start)
 	wg.Wait()
 	t1 := time.Now()
-	s1, err := snapshot(rl.cmd.Process.Pid)
+	s1, err := snapshot(rl.PID())
 	if err != nil {
 		return nil, err
 	}
@@ -999,13 +891,13 @@ func loadRun(ctx context.Context, o *options, rl *relayProc, sk *sink, mode stri
 	drainEnd := time.Now().Add(o.drainLimit)
 	for sk.count()-sink0 < r.Accepted && time.Now().Before(drainEnd) && ctx.Err() == nil {
 		select {
-		case <-rl.exited:
-			return nil, fmt.Errorf("relay exited (%v); its log ends:\n%s", rl.waitErr, tail(rl.logPath, 20))
+		case <-rl.Done():
+			return nil, fmt.Errorf("relay exited (%v); its log ends:\n%s", rl.WaitErr(), tail(rl.logPath, 20))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	t2 := time.Now()
-	s2, err := snapshot(rl.cmd.Process.Pid)
+	s2, err := snapshot(rl.PID())
 	if err != nil {
 		return nil, err
 	}

@@ -87,9 +87,8 @@ const (
 // is still failing after MaxAge, is moved to the spool's failed/ directory with
 // the failed recipients recorded and a "bounce needed" event logged.
 //
-// Generating the DSN (RFC 3464) from failed/ is a later issue; until then
-// failed/ is where an admin finds what was not delivered. Nothing is dropped
-// silently.
+// No delivery status notification (RFC 3464) is generated yet: failed/ is where
+// an admin finds what was not delivered, with why. Nothing is dropped silently.
 type Runner struct {
 	Spool     *Spool
 	Deliverer Deliverer
@@ -297,10 +296,10 @@ func (r *Runner) settle(ctx context.Context, env *Envelope, err error, log *slog
 		}
 	}
 
-	// Every recipient is settled and some failed.
-	// TODO(dsn issue): generate the DSN (RFC 3464) to env.From from failed/,
-	// honouring NOTIFY/RET/ENVID (RFC 3461) and never bouncing a bounce
-	// (From == "", RFC 5321 §4.5.5).
+	// Every recipient is settled and some failed. The envelope in failed/ keeps
+	// what a DSN (RFC 3464) to env.From needs: the failed recipients with their
+	// NOTIFY and ORCPT, RET and ENVID (RFC 3461); none is generated yet, and none
+	// may ever go to the null sender (RFC 5321 §4.5.5).
 	if ferr := r.Spool.Fail(env); ferr != nil {
 		log.Error("relay: move failed message to failed/", "error", ferr)
 		return now.Add(r.backoff(1)) // still queued; settle again later

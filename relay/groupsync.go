@@ -13,9 +13,9 @@ import (
 )
 
 // groupSync group-commits a sync (of a directory or a journal segment): a caller
-// needs a sync that started after its own write; if one is running it waits for
-// the next, and one sync serves every caller waiting when it starts
-// (libraries.md §4).
+// needs a sync that started after its own write (one already running may have
+// begun before it), so if one is running it waits for the next, and one sync
+// serves every caller waiting when it starts.
 type groupSync struct {
 	do func() error
 

@@ -26,7 +26,7 @@ import (
 //	tmp/            files being written atomically (.env overrides, messages written
 //	                out of the journal, conversions); emptied by OpenSpool
 //	failed/         messages given up on (permanent failure or too old), kept for the
-//	                DSN generator of a later issue and for the admin; same file names
+//	                admin with what a DSN would need; same file names
 //	corrupt/        files OpenSpool could not use, kept for inspection
 //	journal/        <seq>.log segments holding small messages until their first
 //	                delivery attempt ends (journal.go); the fast path of Commit
@@ -81,8 +81,8 @@ type Envelope struct {
 	NextAttempt time.Time `json:"next_attempt"`
 	LastError   string    `json:"last_error,omitempty"`
 
-	// Failed lists recipients that will not be delivered, for the DSN (bounce)
-	// generator of a later issue.
+	// Failed lists recipients that will not be delivered, with why: what a
+	// delivery status notification (RFC 3464) reports.
 	Failed []FailedRecipient `json:"failed,omitempty"`
 }
 

@@ -242,8 +242,8 @@ func (s *Spool) writeOut(sub string, env *Envelope) error {
 }
 
 // Fail stores env (with its LastError and Failed recipients) and moves the message
-// from the queue to failed/, where it waits for the DSN generator (a later issue)
-// or an admin. Order: env written to failed/<id>.env and failed/ fsynced; the
+// from the queue to failed/, where it waits for an admin (and the data a DSN
+// needs stays with it). Order: env written to failed/<id>.env and failed/ fsynced; the
 // .msg renamed to failed/ (the message leaves the queue); the old msg/<id>.env
 // removed; failed/ and msg/ fsynced. OpenSpool finishes an interrupted move.
 func (s *Spool) Fail(env *Envelope) error {

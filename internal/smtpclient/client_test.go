@@ -208,7 +208,7 @@ func TestSendPerRecipientResults(t *testing.T) {
 	}
 }
 
-// The two addresses: quoted local parts go out quoted; their unquoted
+// Two addresses a submitter may quote: quoted local parts go out quoted; their unquoted
 // forms (which would make the next hop read another address) are refused before
 // anything is written, and the session stays usable.
 func TestEnvelopeAddressesQuotedOrRefused(t *testing.T) {

@@ -181,15 +181,15 @@ func plainAuth(login, password string) string {
 // TestAuthThrottleConcurrentAttempts sends 59 wrong passwords on 59 connections
 // from one address at once, then the right one: attempts are counted before their
 // password is checked, so no more than the limit of checks run, the attempts past
-// the limit are refused at once with 421 4.7.0, and so is the right password that
-// comes once the limit is reached.
+// the limit wait without a check and are refused with 421 4.7.0 once the checked
+// ones have failed, and so is the right password.
 func TestAuthThrottleConcurrentAttempts(t *testing.T) {
 	const limit = 5
 	auth := newGatedAuth("right horse battery")
 	s := startHardServer(t, Limits{MaxConnectionsPerIP: 100}, auth, NewAuthThrottle(limit, time.Minute))
 
 	// Control: the right password alone logs in, several times, as a client
-	// logging in on every connection does: successes give their attempt back.
+	// logging in on every connection does: successes are not counted.
 	for i := 0; i < 2*limit; i++ {
 		c := s.dialImplicitTLS(t)
 		if got := c.cmd(plainAuth("alice@client.example", auth.password)); !strings.HasPrefix(got, "235 ") {
@@ -206,18 +206,19 @@ func TestAuthThrottleConcurrentAttempts(t *testing.T) {
 	}
 	replies := make(chan string, 60)
 	var wg sync.WaitGroup
+	send := func(i int, password string) {
+		defer wg.Done()
+		conns[i].conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conns[i].conn, plainAuth("alice@client.example", password)+"\r\n")
+		conns[i].conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		line, _ := conns[i].r.ReadString('\n')
+		replies <- strings.TrimRight(line, "\r\n")
+	}
 	for i := 0; i < 59; i++ {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conns[i].write(plainAuth("alice@client.example", fmt.Sprintf("guess %d", i)) + "\r\n")
-			conns[i].conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-			line, _ := conns[i].r.ReadString('\n')
-			replies <- strings.TrimRight(line, "\r\n")
-		}()
+		go send(i, fmt.Sprintf("guess %d", i))
 	}
-	// limit checks are now in flight, held by the authenticator; every other
-	// attempt must be answered without one.
+	// limit checks are now in flight, held by the authenticator.
 	for i := 0; i < limit; i++ {
 		select {
 		case <-auth.started:
@@ -225,31 +226,75 @@ func TestAuthThrottleConcurrentAttempts(t *testing.T) {
 			t.Fatalf("only %d password checks started", i)
 		}
 	}
-	for i := 0; i < 59-limit; i++ {
-		select {
-		case got := <-replies:
-			if !strings.HasPrefix(got, "421 4.7.0 ") {
-				t.Errorf("attempt past the limit: %q, want 421 4.7.0", got)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%d attempts past the limit answered, want %d, while %d checks are in flight", i, 59-limit, limit)
-		}
-	}
-	if got := conns[59].cmd(plainAuth("alice@client.example", auth.password)); !strings.HasPrefix(got, "421 4.7.0 ") {
-		t.Errorf("right password once the limit is reached: %q, want 421 4.7.0", got)
+	rightReply := make(chan string, 1)
+	go func() {
+		conns[59].conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conns[59].conn, plainAuth("alice@client.example", auth.password)+"\r\n")
+		conns[59].conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		line, _ := conns[59].r.ReadString('\n')
+		rightReply <- strings.TrimRight(line, "\r\n")
+	}()
+	select {
+	case got := <-replies:
+		t.Fatalf("an attempt was answered while the limit of checks is in flight: %q", got)
+	case got := <-rightReply:
+		t.Fatalf("the right password was answered while the limit of checks is in flight: %q", got)
+	case <-time.After(300 * time.Millisecond):
+		// The others wait for a place (a bounded wait for something not to happen).
 	}
 	close(auth.release)
 	wg.Wait()
-	for i := 0; i < limit; i++ {
-		if got := <-replies; !strings.HasPrefix(got, "535 ") && !strings.HasPrefix(got, "421 4.7.0 ") {
-			t.Errorf("checked wrong password: %q, want 535 or 421", got)
+	var refused, checkedRefusals int
+	for i := 0; i < 59; i++ {
+		switch got := <-replies; {
+		case strings.HasPrefix(got, "421 4.7.0 "):
+			refused++
+		case strings.HasPrefix(got, "535 "):
+			checkedRefusals++
+		default:
+			t.Errorf("wrong password: %q, want 421 4.7.0 or 535", got)
 		}
 	}
-	if n := auth.checks.Load(); n > limit {
-		t.Errorf("%d password checks for 60 attempts, want at most %d", n, limit)
+	if got := <-rightReply; !strings.HasPrefix(got, "421 4.7.0 ") {
+		t.Errorf("right password once the limit is reached: %q, want 421 4.7.0", got)
+	}
+	if n := auth.checks.Load(); n != limit || refused+checkedRefusals != 59 || checkedRefusals > limit {
+		t.Errorf("%d password checks for 60 attempts (%d refused with 421, %d with 535), want %d checks", n, refused, checkedRefusals, limit)
 	}
 	if strings.Contains(s.log.String(), "guess ") || strings.Contains(s.log.String(), auth.password) {
 		t.Errorf("a password reached the log:\n%s", s.log.String())
+	}
+}
+
+// TestAuthThrottleConcurrentLogins checks that logins from one address that come
+// together, more than the limit of them, all succeed: those past the limit wait
+// for a place, and successes give theirs back.
+func TestAuthThrottleConcurrentLogins(t *testing.T) {
+	const limit, logins = 5, 12
+	auth := newGatedAuth("pw")
+	auth.gated.Store(true)
+	s := startHardServer(t, Limits{}, auth, NewAuthThrottle(limit, time.Minute))
+	replies := make(chan string, logins)
+	for i := 0; i < logins; i++ {
+		c := s.dialImplicitTLS(t)
+		go func() {
+			io.WriteString(c.conn, plainAuth(fmt.Sprintf("user%d@client.example", i), "pw")+"\r\n")
+			c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+			line, _ := c.r.ReadString('\n')
+			replies <- strings.TrimRight(line, "\r\n")
+		}()
+	}
+	for i := 0; i < limit; i++ {
+		<-auth.started
+	}
+	close(auth.release)
+	for i := 0; i < logins; i++ {
+		if got := <-replies; !strings.HasPrefix(got, "235 ") {
+			t.Errorf("concurrent login: %q, want 235", got)
+		}
+	}
+	if n := auth.checks.Load(); n != logins {
+		t.Errorf("%d checks, want %d", n, logins)
 	}
 }
 

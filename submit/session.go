@@ -100,8 +100,10 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 			// flight count against the limit (see AuthThrottle).
 			a, blocked := t.Reserve(ctx, se.ip)
 			if blocked != nil {
-				se.refused("AUTH refused: address is throttled", "login", redactLogin(login))
-				se.closeAfterReply()
+				se.refused("AUTH refused: address is throttled", "login", redactLogin(login), "reply", blocked.Code)
+				if blocked.Code == 421 {
+					se.closeAfterReply()
+				}
 				return blocked
 			}
 			attempt = a

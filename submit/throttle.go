@@ -131,25 +131,32 @@ func makeRoom[V any](m map[string]V, max int, sweeps *int, expired func(V) bool,
 }
 
 // AuthThrottle blocks AUTH from a source address after repeated failures:
-// once Limit attempts that did not succeed fall within Window, every AUTH from
-// that source gets 421 4.7.0 for Cooldown. IPv6 sources are
-// counted per /64, since one host usually holds a whole /64.
+// once Limit failures fall within Window, every AUTH from that source gets
+// 421 4.7.0 for Cooldown. IPv6 sources are counted per /64, since one host
+// usually holds a whole /64.
 //
-// An attempt is counted before its password is checked (Reserve), with one
-// atomic increment that also tells whether the attempt fits the limit; one past
-// the limit is refused without a check. So attempts in flight count, and fifty
-// connections sending AUTH at the same moment get Limit password checks between
-// them, not fifty. A successful login gives its own reservation back
-// (AuthAttempt.Succeeded): a mail client authenticates on every connection, and
-// an office behind one NAT address must not lock itself out by logging in. That
-// does not clear anybody's failures: only the successful attempt's own count is
-// returned, so an attacker cannot wash out failures with a throwaway account, and
-// a client sharing the address cannot clear an attacker's.
+// The limit also holds for attempts whose password is still being checked: an
+// attempt is counted as in flight before its check starts (Reserve), and a check
+// starts only while failures plus attempts in flight stay within Limit. Each
+// count is one atomic increment, so this holds across connections and, with a
+// shared Counter, across nodes. Sixty connections sending AUTH at the same
+// moment get Limit password checks between them, not sixty: the others wait for
+// a free place (a success gives its place back at once), and are refused
+// without a check once the failures reach the limit.
+//
+// A success does not count and does not reset the failures: a mail client
+// authenticates on every connection, and an office behind one NAT address must
+// not lock itself out by logging in; and a client sharing the address must not
+// be able to clear an attacker's failures, nor an attacker to clear its own
+// with a throwaway account.
 type AuthThrottle struct {
 	Counter  Counter
-	Limit    int           // attempts that did not succeed allowed in Window before blocking (default 5)
+	Limit    int           // failures allowed in Window before blocking (default 5)
 	Window   time.Duration // failure counting window (default Cooldown)
 	Cooldown time.Duration // how long a blocked source stays blocked (default 5m)
+	// Wait is how long an attempt waits for a free place among the attempts in
+	// flight before it is refused with 454 4.7.0 (default 10s).
+	Wait time.Duration
 }
 
 // NewAuthThrottle returns an AuthThrottle on a MemoryCounter of 100 000 keys.
@@ -171,6 +178,14 @@ func (t *AuthThrottle) params() (limit int64, window, cooldown time.Duration) {
 	return
 }
 
+// How often a waiting attempt looks again, and how long an in-flight count
+// lives if the node holding it dies before giving it back.
+const (
+	authWaitPoll    = 50 * time.Millisecond
+	inFlightTTL     = 2 * time.Minute
+	defaultAuthWait = 10 * time.Second
+)
+
 func sourceKey(ip netip.Addr) string {
 	ip = ip.Unmap()
 	if ip.Is6() {
@@ -186,6 +201,11 @@ func errAuthBlocked(cooldown time.Duration) *smtp.SMTPError {
 		Message: fmt.Sprintf("too many failed authentications from your address; try again in %s", cooldown)}
 }
 
+// errAuthSourceBusy answers an attempt that found no free place in time: 454 4.7.0,
+// temporary authentication failure (RFC 4954 §6).
+var errAuthSourceBusy = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+	Message: "too many authentications in progress from your address; try again later"}
+
 // Check returns 421 4.7.0 if ip is blocked, else nil. Call it before running a
 // SASL exchange. A storage error fails open (nil): the throttle is a defence
 // against guessing, not an authentication step.
@@ -198,41 +218,74 @@ func (t *AuthThrottle) Check(ctx context.Context, ip netip.Addr) *smtp.SMTPError
 	return nil
 }
 
-// AuthAttempt is one counted AUTH attempt, between Reserve and the password
-// check's outcome.
+// AuthAttempt is one AUTH attempt in flight, between Reserve and the outcome of
+// its password check.
 type AuthAttempt struct {
-	t   *AuthThrottle
-	key string
+	t    *AuthThrottle
+	key  string
+	done bool
 }
 
-// Reserve counts one AUTH attempt from ip before its password is checked. It
-// returns 421 4.7.0, and no attempt, when ip is blocked or the attempt is past
-// the limit; the caller must then not check the password. Otherwise the caller
-// checks it and reports the outcome with Succeeded or Failed.
+// Reserve counts one AUTH attempt from ip as in flight before its password is
+// checked, waiting up to Wait for failures plus attempts in flight to leave it a
+// place within Limit. It returns 421 4.7.0 when ip is blocked or its failures
+// reach the limit meanwhile, and 454 4.7.0 when no place came free in time; the
+// caller must then not check the password. Otherwise the caller checks it and
+// reports the outcome with Succeeded or Failed.
 func (t *AuthThrottle) Reserve(ctx context.Context, ip netip.Addr) (*AuthAttempt, *smtp.SMTPError) {
-	if e := t.Check(ctx, ip); e != nil {
-		return nil, e
-	}
-	limit, window, cooldown := t.params()
+	limit, _, cooldown := t.params()
 	key := sourceKey(ip)
-	n, err := t.Counter.Incr(ctx, "authfail|"+key, window)
-	if err == nil && n > limit {
-		t.Counter.Incr(ctx, "authblock|"+key, cooldown)
-		return nil, errAuthBlocked(cooldown)
+	wait := t.Wait
+	if wait <= 0 {
+		wait = defaultAuthWait
 	}
-	return &AuthAttempt{t: t, key: key}, nil
+	deadline := time.Now().Add(wait)
+	for {
+		if e := t.Check(ctx, ip); e != nil {
+			return nil, e
+		}
+		failures, err := t.Counter.Get(ctx, "authfail|"+key)
+		if err == nil && failures >= limit {
+			t.Counter.Incr(ctx, "authblock|"+key, cooldown)
+			return nil, errAuthBlocked(cooldown)
+		}
+		inFlight, err := t.Counter.Incr(ctx, "authtry|"+key, inFlightTTL)
+		if err != nil || failures+inFlight <= limit {
+			return &AuthAttempt{t: t, key: key}, nil
+		}
+		t.Counter.Decr(ctx, "authtry|"+key)
+		if !time.Now().Before(deadline) {
+			return nil, errAuthSourceBusy
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errAuthSourceBusy
+		case <-time.After(authWaitPoll):
+		}
+	}
 }
 
-// Succeeded gives a successful attempt's reservation back.
+// Succeeded ends a successful attempt: its place is given back, nothing counted.
 func (a *AuthAttempt) Succeeded(ctx context.Context) {
-	a.t.Counter.Decr(ctx, "authfail|"+a.key)
+	if !a.done {
+		a.done = true
+		a.t.Counter.Decr(ctx, "authtry|"+a.key)
+	}
 }
 
-// Failed keeps the attempt counted and returns 421 4.7.0 if the source has now
-// used up its limit (the caller then answers with it instead of 535).
+// Failed counts the failure, gives the place back, and returns 421 4.7.0 if the
+// source has now reached its limit (the caller then answers with it instead of
+// 535).
 func (a *AuthAttempt) Failed(ctx context.Context) *smtp.SMTPError {
-	limit, _, cooldown := a.t.params()
-	n, err := a.t.Counter.Get(ctx, "authfail|"+a.key)
+	if a.done {
+		return nil
+	}
+	a.done = true
+	limit, window, cooldown := a.t.params()
+	// Counted before the place is given back, so that failures plus attempts in
+	// flight never read lower than they are.
+	n, err := a.t.Counter.Incr(ctx, "authfail|"+a.key, window)
+	a.t.Counter.Decr(ctx, "authtry|"+a.key)
 	if err != nil || n < limit {
 		return nil
 	}
@@ -241,12 +294,13 @@ func (a *AuthAttempt) Failed(ctx context.Context) *smtp.SMTPError {
 }
 
 // Failure records a failed AUTH from ip that was not reserved, and returns 421
-// 4.7.0 if this failure blocks the source: Reserve followed by Failed.
+// 4.7.0 if this failure blocks the source.
 func (t *AuthThrottle) Failure(ctx context.Context, ip netip.Addr) *smtp.SMTPError {
-	a, e := t.Reserve(ctx, ip)
-	if e != nil {
+	if e := t.Check(ctx, ip); e != nil {
 		return e
 	}
+	a := &AuthAttempt{t: t, key: sourceKey(ip)}
+	a.t.Counter.Incr(ctx, "authtry|"+a.key, inFlightTTL)
 	return a.Failed(ctx)
 }
 

@@ -66,6 +66,47 @@ func TestAuthThrottle(t *testing.T) {
 	}
 }
 
+// TestAuthThrottleInFlight checks Reserve's accounting: failures plus attempts in
+// flight stay within the limit, a success gives its place back, and an attempt
+// that finds no place in time gets 454 4.7.0.
+func TestAuthThrottleInFlight(t *testing.T) {
+	ctx := context.Background()
+	th := &AuthThrottle{Counter: NewMemoryCounter(100), Limit: 3, Cooldown: time.Minute, Wait: 10 * time.Millisecond}
+	ip := netip.MustParseAddr("192.0.2.9")
+	var held []*AuthAttempt
+	for i := 0; i < 3; i++ {
+		a, e := th.Reserve(ctx, ip)
+		if e != nil {
+			t.Fatalf("attempt %d: %v", i+1, e)
+		}
+		held = append(held, a)
+	}
+	if _, e := th.Reserve(ctx, ip); e == nil || e.Code != 454 || e.EnhancedCode != (smtp.EnhancedCode{4, 7, 0}) {
+		t.Fatalf("attempt past the limit in flight: %v, want 454 4.7.0", e)
+	}
+	held[0].Succeeded(ctx)
+	held[0].Succeeded(ctx) // a second call gives back nothing more
+	a, e := th.Reserve(ctx, ip)
+	if e != nil {
+		t.Fatalf("attempt after a success: %v", e)
+	}
+	if _, e := th.Reserve(ctx, ip); e == nil || e.Code != 454 {
+		t.Fatalf("place given back twice: %v", e)
+	}
+	if e := held[1].Failed(ctx); e != nil {
+		t.Fatalf("first failure: %v", e)
+	}
+	if e := held[2].Failed(ctx); e != nil {
+		t.Fatalf("second failure: %v", e)
+	}
+	if e := a.Failed(ctx); e == nil || e.Code != 421 {
+		t.Fatalf("third failure: %v, want 421", e)
+	}
+	if _, e := th.Reserve(ctx, ip); e == nil || e.Code != 421 {
+		t.Fatalf("after the limit: %v, want 421", e)
+	}
+}
+
 func TestAuthThrottleIPv6Prefix(t *testing.T) {
 	ctx := context.Background()
 	th := &AuthThrottle{Counter: NewMemoryCounter(100), Limit: 2, Cooldown: time.Minute}

@@ -146,9 +146,13 @@ func (c *clientConn) leaveData() {
 
 // tlsStarting records that a TLS handshake began: until it completes, nothing can
 // be written to the client in plain text.
+//
+// What wireScanner recorded before is forgotten: go-smtp discards the plain-text
+// bytes it read after STARTTLS (RFC 3207 §6), so must we.
 func (c *clientConn) tlsStarting() {
 	c.mu.Lock()
 	c.tlsStarted = true
+	c.paths = nil
 	c.mu.Unlock()
 }
 

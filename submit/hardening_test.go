@@ -729,3 +729,34 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestSTARTTLSInjectionForgotten checks that a MAIL argument injected in plain
+// text after STARTTLS, which go-smtp discards, does not stand for the client's
+// MAIL inside TLS.
+func TestSTARTTLSInjectionForgotten(t *testing.T) {
+	s := startHardServer(t, Limits{}, newGatedAuth("pw"), nil)
+	raw, err := dialFrom(t, "", s.starttls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newRawClient(t, raw)
+	c.greet()
+	c.write("STARTTLS\r\nMAIL FROM:<\"x@y\"@client.example>\r\n")
+	if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "220 ") {
+		t.Fatalf("STARTTLS: %q", got)
+	}
+	tc := tls.Client(raw, &tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c.conn, c.r = tc, bufio.NewReader(tc)
+	if got := c.cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("EHLO: %q", got)
+	}
+	if got := c.cmd(plainAuth("billing@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
+		t.Fatalf("AUTH: %q", got)
+	}
+	if got := c.cmd("MAIL FROM:<x@y@client.example>"); !strings.HasPrefix(got, "553 5.1.7 ") {
+		t.Errorf("unquoted MAIL after an injected quoted one: %q, want 553 5.1.7", got)
+	}
+}

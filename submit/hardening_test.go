@@ -434,6 +434,21 @@ func TestImplicitTLSRefusalInsideTLS(t *testing.T) {
 	if !strings.HasPrefix(line, "421 4.7.0 relay.example.test Too many connections from your address (at most 1)") {
 		t.Errorf("over the limit: %q, %v; want 421 4.7.0 inside TLS", line, err)
 	}
+
+	// The limit on all connections together, from another address.
+	g := startHardServer(t, Limits{MaxConnections: 1}, nil, nil)
+	g.dialImplicitTLS(t)
+	raw, err := dialFrom(t, "127.0.0.2", g.implicit)
+	if err != nil {
+		t.Skipf("cannot connect from 127.0.0.2: %v", err)
+	}
+	tc := tls.Client(raw, &tls.Config{RootCAs: g.pool, ServerName: "127.0.0.1"})
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err = bufio.NewReader(tc).ReadString('\n')
+	if line != "421 4.7.0 relay.example.test Too many connections, try again later\r\n" {
+		t.Errorf("over the global limit: %q, %v; want 421 4.7.0 inside TLS", line, err)
+	}
 }
 
 // TestPreAuthTimeout checks that a client that does not authenticate (or, known by

@@ -305,54 +305,6 @@ header.oldest-pass=K, or arc=fail (reason). Exit status 0 for none and pass, 1 f
 	return cmd
 }
 
-func newVerifyCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "verify [FILE]",
-		Short: "Verify a message's DKIM signatures and ARC chain",
-		Long: `Prints one Authentication-Results entry per DKIM signature (dkim=pass header.d=...
-header.i=... header.s=... header.a=... header.b=..., with reason="..." when it did not pass
-and the key size as a comment) and one for the ARC chain. Results are pass, fail, neutral
-(not checked: more than 8 signatures), temperror, permerror or policy (l=, rsa-sha1).
-Exit status 0 when at least one DKIM signature passes and the ARC chain does not fail,
-1 otherwise, 2 on errors.`,
-		Args: cobra.MaximumNArgs(1),
-	}
-	dns := addDNSFlags(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		r, _, hdr, body, err := readMessageWithResolver(cmd, args, dns)
-		if err != nil {
-			return err
-		}
-		ctx := context.Background()
-		bodies := dkimcore.HashBody(body, append(sign.BodyCanonicalizations(hdr), arc.RequiredCanonicalizations(hdr)...)...)
-		results := sign.VerifyHeader(ctx, hdr, bodies, &sign.VerifyOptions{Resolver: r})
-		out := cmd.OutOrStdout()
-		pass := false
-		if len(results) == 0 {
-			fmt.Fprintln(out, "dkim=none")
-		}
-		for _, res := range results {
-			line := res.AuthResult().String()
-			if res.KeyBits > 0 {
-				line += fmt.Sprintf(" (%d-bit key", res.KeyBits)
-				if res.Testing {
-					line += ", t=y: testing"
-				}
-				line += ")"
-			}
-			fmt.Fprintln(out, line)
-			pass = pass || res.Status == sign.StatusPass
-		}
-		ar := arc.Validate(ctx, hdr, bodies, arc.ValidateOptions{Resolver: r})
-		fmt.Fprintln(out, ar.String())
-		if !pass || ar.Status == arc.Fail {
-			return exitStatus(1, fmt.Errorf("verification failed"))
-		}
-		return nil
-	}
-	return cmd
-}
-
 func init() {
 	rootCmd.AddCommand(newSignCmd(), newArcCmd(), newVerifyCmd())
 }

@@ -127,6 +127,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	var lastScan time.Time
 	rescan := true
 	for {
+		// The select below picks at random among ready cases: an attempt that
+		// ended because ctx was cancelled may be seen before ctx.Done. Start
+		// nothing more once ctx is done.
+		if ctx.Err() != nil {
+			wg.Wait()
+			return nil
+		}
 		if rescan {
 			r.scan(q, inflight, log)
 			lastScan, rescan = time.Now(), false

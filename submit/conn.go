@@ -69,7 +69,7 @@ var (
 	}
 	errIdleTimeout = func(host string) *smtp.SMTPError {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-			Message: host + " timeout waiting for a complete command, closing connection"}
+			Message: host + " timeout waiting for the client, closing connection"}
 	}
 	errSmuggling = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: `a line "." followed by a bare CR; lines must end in CRLF (refused to prevent SMTP smuggling); closing connection`}

@@ -61,7 +61,7 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
 		return nil, err // a *net.OpError naming the address
 	}
 	host, _, _ := net.SplitHostPort(addr)
-	c := &Client{conn: conn, text: textproto.NewConn(conn), timeout: timeout, helo: helo, host: host}
+	c := &Client{conn: conn, raw: conn, text: textproto.NewConn(conn), timeout: timeout, helo: helo, host: host}
 	stop := c.CloseOnDone(ctx)
 	defer stop()
 	c.deadline()
@@ -78,7 +78,8 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
 
 // Client is one SMTP session. It is not safe for concurrent use.
 type Client struct {
-	conn    net.Conn
+	conn    net.Conn // raw, or the TLS connection over it after StartTLS
+	raw     net.Conn // the TCP connection; never reassigned, so CloseOnDone may close it from any goroutine
 	text    *textproto.Conn
 	timeout time.Duration
 	helo    string
@@ -129,7 +130,7 @@ func (c *Client) deadline() {
 func (c *Client) CloseOnDone(ctx context.Context) (stop func() bool) {
 	return context.AfterFunc(ctx, func() {
 		c.broken.Store(true)
-		c.conn.Close()
+		c.raw.Close()
 	})
 }
 

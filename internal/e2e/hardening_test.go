@@ -176,3 +176,35 @@ func TestEnvelopeQuotingToNextHop(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionsPerAddressLimit holds idle connections from 127.0.0.2 to the
+// real binary: past its per-address limit (20 by default) they are refused with
+// 421 4.7.0, and 127.0.0.1 is still greeted and delivers.
+func TestConnectionsPerAddressLimit(t *testing.T) {
+	r := startRelay(t, "")
+	var held []*smtpClient
+	refused := 0
+	for i := 0; i < 40; i++ {
+		c, err := dialErr(t, r.SmartHost, dialOpts{localAddr: "127.0.0.2"})
+		switch {
+		case err == nil:
+			held = append(held, c)
+		case strings.Contains(err.Error(), "421 4.7.0"):
+			refused++
+		case i == 0:
+			t.Skipf("cannot connect from 127.0.0.2: %v", err)
+		default:
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+	}
+	if len(held) != 20 || refused != 20 {
+		t.Errorf("of 40 connections from one address, %d greeted and %d refused with 421 4.7.0; want 20 and 20", len(held), refused)
+	}
+	c := dialAuth(t, r)
+	defer c.quit()
+	stage, rp := c.send(devLogin, []string{"ops@partner.example"}, msg("From: demo@example.test\n"+stdTail, "Hello.\n"))
+	if stage != "END" || rp.Code != 250 {
+		t.Fatalf("from another address: %s at %s\n%s", rp, stage, c.Transcript())
+	}
+	r.waitOutbox(t, queueID(t, rp))
+}

@@ -73,6 +73,8 @@ func spfReason(result spf.Result, err error, lookups int) string {
 		return "malformed record: " + err.Error()
 	case errors.Is(err, spf.ErrTooManyMXRecords):
 		return "an mx term names more than 10 MX hosts (RFC 7208 §4.6.4)"
+	case errors.As(err, new(*spfSyntaxError)):
+		return err.Error()
 	case err == nil:
 		if result == spf.Neutral {
 			return "no mechanism matched and there is no redirect (RFC 7208 §4.7)"
@@ -146,7 +148,22 @@ func (s *spfResolver) LookupTXT(ctx context.Context, name string) ([]string, err
 		s.lookups++
 	}
 	txt, err := s.r.LookupTXT(ctx, name)
-	return txt, netError(err)
+	if err != nil {
+		return nil, netError(err)
+	}
+	var recs []string
+	for _, t := range txt {
+		if l := strings.ToLower(t); l == "v=spf1" || strings.HasPrefix(l, "v=spf1 ") {
+			recs = append(recs, t)
+		}
+	}
+	if len(recs) == 1 {
+		if msg := checkSPFSyntax(recs[0]); msg != "" {
+			// Not a *net.DNSError: the library gives permerror for it.
+			return nil, &spfSyntaxError{domain: strings.TrimSuffix(name, "."), msg: msg}
+		}
+	}
+	return txt, nil
 }
 
 func (s *spfResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {

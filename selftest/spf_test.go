@@ -1,0 +1,134 @@
+package selftest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// spfZone publishes the SPF cases of TestSPF.
+const spfZone = `
+pass.example.        TXT "v=spf1 ip4:192.0.2.0/24 -all"
+fail.example.        TXT "v=spf1 ip4:198.51.100.7 -all"
+soft.example.        TXT "v=spf1 ~all"
+neutral.example.     TXT "v=spf1 ip4:198.51.100.7"
+nospf.example.       TXT "google-site-verification=abc"
+malformed.example.   TXT "v=spf1 ip4:192.0.2.0/24 bogus:x -all"
+badmask.example.     TXT "v=spf1 ip4:192.0.2.0/99 -all"
+two.example.         TXT "v=spf1 -all"
+two.example.         TXT "v=spf1 +all"
+a.example.           TXT "v=spf1 a -all"
+a.example.           A   192.0.2.25
+a.example.           AAAA 2001:db8::99
+mx.example.          TXT "v=spf1 mx -all"
+mx.example.          MX  10 mail.mx.example.
+mail.mx.example.     A   192.0.2.25
+inc.example.         TXT "v=spf1 include:_spf.inc.example -all"
+_spf.inc.example.    TXT "v=spf1 include:_spf2.inc.example -all"
+_spf2.inc.example.   TXT "v=spf1 ip4:192.0.2.25 -all"
+incnone.example.     TXT "v=spf1 include:nothing.example -all"
+redir.example.       TXT "v=spf1 redirect=pass.example"
+void.example.        TXT "v=spf1 a:n1.void.example a:n2.void.example a:n3.void.example -all"
+nodata.example.      A   192.0.2.1
+macro.example.       TXT "v=spf1 exists:%{ir}.%{l}._spf.%{d} -all"
+25.2.0.192.b._spf.macro.example. A 127.0.0.2
+hang.example.        TXT "v=spf1 include:slow.example -all"
+nullmx.example.      TXT "v=spf1 mx -all"
+nullmx.example.      MX  0 .
+`
+
+// overLimitZone is an include chain of 11 DNS-querying terms, one over the limit of 10
+// (RFC 7208 §4.6.4), and one of exactly 10.
+func overLimitZone() string {
+	var b strings.Builder
+	for i := 0; i < 11; i++ {
+		fmt.Fprintf(&b, "l%d.chain.example. TXT \"v=spf1 include:l%d.chain.example -all\"\n", i, i+1)
+	}
+	b.WriteString("l11.chain.example. TXT \"v=spf1 ip4:192.0.2.25 -all\"\n")
+	return b.String()
+}
+
+func TestSPF(t *testing.T) {
+	addr := startDNS(t, spfZone+overLimitZone(), "slow.example")
+	r := testResolver(t, addr)
+	ip := net.ParseIP("192.0.2.25")
+	for _, tc := range []struct {
+		name, domain, sender string
+		result, reason       string
+		lookups, voids       int
+	}{
+		{"pass", "pass.example", "", "pass", "matched ip", 0, 0},
+		{"fail", "fail.example", "", "fail", "matched all", 0, 0},
+		{"softfail", "soft.example", "", "softfail", "", 0, 0},
+		{"neutral", "neutral.example", "", "neutral", "no mechanism matched", 0, 0},
+		{"no record", "nospf.example", "", "none", "no SPF record", 0, 0},
+		{"no such domain", "nx.example", "", "none", "no SPF record", 0, 0},
+		{"unknown mechanism", "malformed.example", "", "permerror", "unknown mechanism", 0, 0},
+		{"bad mask", "badmask.example", "", "permerror", "not a prefix length", 0, 0},
+		{"two records", "two.example", "", "permerror", "more than one v=spf1 record", 0, 0},
+		{"a", "a.example", "", "pass", "matched a", 1, 0},
+		{"mx", "mx.example", "", "pass", "matched mx", 1, 0},
+		{"include chain", "inc.example", "", "pass", "", 2, 0},
+		{"include of a domain without SPF", "incnone.example", "", "permerror", "has no SPF record", 1, 0},
+		{"redirect", "redir.example", "", "pass", "matched ip", 1, 0},
+		{"include chain over the limit", "l0.chain.example", "", "permerror", "more than 10 DNS-querying terms", 10, 0},
+		{"include chain at the limit", "l1.chain.example", "", "pass", "", 10, 0},
+		{"void lookups over the limit", "void.example", "", "permerror", "more than 2 void lookups", 3, 3},
+		{"macro", "macro.example", "b@macro.example", "pass", "matched exists", 1, 0},
+		{"temperror", "hang.example", "", "temperror", "", 1, 0},
+		{"null MX", "nullmx.example", "", "fail", "matched all", 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sender := tc.sender
+			if sender == "" {
+				sender = "bounce@" + tc.domain
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			start := time.Now()
+			res := checkSPF(ctx, r, ip, "mailfrom", "relay.example", sender, tc.domain)
+			if time.Since(start) > 10*time.Second {
+				t.Errorf("took %v", time.Since(start))
+			}
+			if res.Result != tc.result || !strings.Contains(res.Reason, tc.reason) {
+				t.Errorf("got %s (%s), want %s (%s)", res.Result, res.Reason, tc.result, tc.reason)
+			}
+			if res.Lookups != tc.lookups || res.VoidLookups != tc.voids {
+				t.Errorf("lookups %d void %d, want %d and %d", res.Lookups, res.VoidLookups, tc.lookups, tc.voids)
+			}
+		})
+	}
+}
+
+// TestSPFAddressType: an a term asks the client's address type only (RFC 7208 §5.3), so a
+// query of the other type that never gets an answer does not make it temperror.
+func TestSPFAddressType(t *testing.T) {
+	zone := `dual.example. TXT "v=spf1 a -all"
+dual.example. A 192.0.2.25
+dual.example. AAAA 2001:db8::25
+`
+	for _, tc := range []struct {
+		client string
+		hang   uint16
+	}{{"192.0.2.25", dns.TypeAAAA}, {"2001:db8::25", dns.TypeA}} {
+		r := testResolver(t, startTypeHang(t, startDNS(t, zone), tc.hang))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		res := checkSPF(ctx, r, net.ParseIP(tc.client), "mailfrom", "h.example", "b@dual.example", "dual.example")
+		cancel()
+		if res.Result != "pass" {
+			t.Errorf("client %s, %s never answered: %s (%s), want pass", tc.client, dns.TypeToString[tc.hang], res.Result, res.Reason)
+		}
+	}
+	// The type that matters never answering is temperror.
+	r := testResolver(t, startTypeHang(t, startDNS(t, zone), dns.TypeA))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if res := checkSPF(ctx, r, net.ParseIP("192.0.2.25"), "mailfrom", "h.example", "b@dual.example", "dual.example"); res.Result != "temperror" {
+		t.Errorf("IPv4 client, A never answered: %s (%s), want temperror", res.Result, res.Reason)
+	}
+}

@@ -59,7 +59,6 @@ func startDNS(t *testing.T, zone string, hang ...string) string {
 	}))
 }
 
-
 // testResolver is a network resolver asking addr with a short per-query timeout.
 func testResolver(t *testing.T, addr string) resolver.Resolver {
 	t.Helper()

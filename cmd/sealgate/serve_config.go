@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"sealgate/internal/config"
+	"sealgate/internal/libcrypto"
 	"sealgate/relay"
 	"sealgate/submit"
 )
@@ -37,6 +38,15 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 	}
 	for _, w := range res.WeakKeys {
 		log.Warn("signing with an RSA key under 2048 bits (min_rsa_bits); RFC 8301 §3.2 recommends 2048: rotate it", "key", w)
+	}
+	for _, d := range res.KeyRing.Domains() {
+		dk, _ := res.KeyRing.Lookup(d)
+		for _, k := range dk.Keys {
+			log.Info("signing key", "domain", d, "selector", k.Selector, "signer", libcrypto.Implementation(k.Signer))
+		}
+	}
+	if res.ARCKey != nil {
+		log.Info("signing key", "arc_domain", cfg.ARC.Domain, "selector", cfg.ARC.Selector, "signer", libcrypto.Implementation(res.ARCKey))
 	}
 	var sealer *submit.ARCSealer
 	if res.ARCKey != nil {

@@ -261,7 +261,7 @@ func run(ctx context.Context, o *options) error {
 		defer os.RemoveAll(base)
 	}
 	rep.SpoolFS = fsType(base)
-	rl, err := startRelay(o.sealgate, base, sink.addr)
+	rl, err := startRelay(o.sealgate, base, sink.addr, o.conns)
 	if err != nil {
 		return err
 	}
@@ -487,7 +487,7 @@ var relayProfile string
 // startRelay runs `SEALGATE serve --dev` in base/dev with every listener on a free port and
 // the sink as next hop, and waits until it logs its listening addresses. Its log (stdout and
 // stderr) goes to base/relay.log.
-func startRelay(bin, base, nextHop string) (*relayProc, error) {
+func startRelay(bin, base, nextHop string, conns int) (*relayProc, error) {
 	logPath := filepath.Join(base, "relay.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -497,7 +497,10 @@ func startRelay(bin, base, nextHop string) (*relayProc, error) {
 	if relayProfile != "" {
 		args = append(args, "--cpuprofile", relayProfile)
 	}
-	r, err := sealgatetest.Start(sealgatetest.Options{Binary: bin, Dir: filepath.Join(base, "dev"), Args: args, Log: logFile})
+	// Every load client connects from 127.0.0.1: raise the per-address connection limit
+	// (20 by default, a defence against one client taking every slot) above the load.
+	env := []string{fmt.Sprintf("SEALGATE_LIMITS_MAX_CONNECTIONS_PER_IP=%d", conns+8)}
+	r, err := sealgatetest.Start(sealgatetest.Options{Binary: bin, Dir: filepath.Join(base, "dev"), Args: args, Log: logFile, Env: env})
 	if err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("%w\nits log ends:\n%s", err, tail(logPath, 20))

@@ -79,6 +79,9 @@ type Options struct {
 	Log io.Writer
 	// StartTimeout bounds the wait for the listeners; 0 means 60 s.
 	StartTimeout time.Duration
+	// Env is added to the relay's environment, e.g. SEALGATE_LIMITS_MAX_CONNECTIONS_PER_IP=64
+	// (SEALGATE_* variables override the configuration dev mode writes).
+	Env []string
 }
 
 // Relay is one `sealgate serve --dev` process (and its restarts).
@@ -125,6 +128,9 @@ func (r *Relay) start() error {
 		"--submission-addr", "127.0.0.1:0", "--submissions-addr", "127.0.0.1:0", "--smarthost-addr", "127.0.0.1:0"}, o.Args...)
 	cmd := exec.Command(o.Binary, args...)
 	cmd.SysProcAttr = sysProcAttr()
+	if len(o.Env) > 0 {
+		cmd.Env = append(os.Environ(), o.Env...)
+	}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	r.mu.Lock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"sealgate/internal/dkimcore"
 	"sealgate/internal/resolver"
 	"sealgate/internal/resolver/resolvertest"
 	"sealgate/keys"
@@ -127,4 +128,9 @@ func startTypeHang(t *testing.T, upstream string, qtype uint16) string {
 			resolvertest.Reply(w, req, resp)
 		}
 	}))
+}
+
+// readForTest parses a header for tests.
+func readForTest(msg string) (dkimcore.Header, []byte, error) {
+	return sign.ReadMessage(strings.NewReader(msg))
 }

@@ -634,6 +634,10 @@ func disagreement(a, b *DMARCResult) string {
 	if a.OrgDomain != b.OrgDomain && a.OrgDomain != "" && b.OrgDomain != "" {
 		diffs = append(diffs, fmt.Sprintf("organisational domain %s by the tree walk, %s by the Public Suffix List", a.OrgDomain, b.OrgDomain))
 	}
+	if b.Result == "fail" && b.Record != nil && b.Record.Pct < 100 && b.Policy != "none" {
+		diffs = append(diffs, fmt.Sprintf("pct=%d samples only under %s; %s ignores pct and applies %s=%s to every failing message",
+			b.Record.Pct, b.RFC, a.RFC, a.PolicyTag, a.Policy))
+	}
 	if len(diffs) == 0 {
 		return ""
 	}

@@ -66,8 +66,9 @@ func (e *RecipientsError) Error() string {
 
 // Default Runner settings.
 var (
-	// DefaultBackoff is the delay before retry n (the last entry repeats).
-	DefaultBackoff = []time.Duration{time.Minute, 5 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour}
+	// DefaultBackoff is the delay before retry n (the last entry repeats): 1m,
+	// 5m, 15m, 30m, 1h, then every 2h until MaxAge.
+	DefaultBackoff = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour}
 )
 
 // Defaults for the Runner fields of the same names.

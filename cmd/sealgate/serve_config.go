@@ -115,5 +115,7 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 		Hostname: cfg.Hostname, AuthServID: cfg.AuthservID, KeyRing: res.KeyRing, ARC: sealer,
 		Spool: spool, Resolver: res.Resolver, Log: log,
 	}
-	return srv, &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log}, func() { spool.Close() }, nil
+	runner := &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log,
+		Backoff: cfg.Relay.Retry.Backoff(), MaxAge: cfg.Relay.Retry.GiveUpAfter}
+	return srv, runner, func() { spool.Close() }, nil
 }

@@ -126,6 +126,9 @@ type ARCConfig struct {
 type RelayConfig struct {
 	NextHop string `mapstructure:"next_hop"`
 	Outbox  string `mapstructure:"outbox"`
+
+	Retry RetryConfig `mapstructure:"retry"` // queue.go
+	DSN   DSNConfig   `mapstructure:"dsn"`   // queue.go
 }
 
 // DNSConfig says where DNS answers come from (keys of existing ARC chains): the system
@@ -161,6 +164,11 @@ var Defaults = map[string]any{
 	"arc.pseudonym_secret_file":     "",
 	"relay.next_hop":                "",
 	"relay.outbox":                  "",
+	"relay.retry.every":             "2h",
+	"relay.retry.give_up_after":     "120h",
+	"relay.dsn.domain":              "",
+	"relay.dsn.from":                "",
+	"relay.dsn.delay_warning":       "0s",
 	"dns.server":                    "",
 	"dns.zone_file":                 "",
 	"dns.timeout":                   "5s",
@@ -211,6 +219,11 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 		const use = "use a number with a unit: 30s, 5m, 1h"
 		if isString {
 			d, err := time.ParseDuration(strings.TrimSpace(s))
+			if n, isDays := strings.CutSuffix(strings.TrimSpace(s), "d"); err != nil && isDays {
+				if _, nerr := strconv.ParseFloat(n, 64); nerr == nil {
+					return nil, fmt.Errorf("%q is not a duration; there is no day unit: write days as hours (5 days: 120h)", s)
+				}
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%q is not a duration; %s", s, use)
 			}

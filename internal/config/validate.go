@@ -67,6 +67,7 @@ func (c *Config) Open() (*Resources, error) {
 	v.domains()
 	v.arc()
 	v.relay()
+	v.queue()
 	v.dns()
 	v.coverage()
 	if err := v.p.join(); err != nil {

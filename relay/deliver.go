@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -100,6 +101,10 @@ type Runner struct {
 	MaxAge         time.Duration   // default DefaultMaxAge
 	PollInterval   time.Duration   // fallback rescan of the spool; default DefaultPollInterval
 	AttemptTimeout time.Duration   // per delivery attempt; default DefaultAttemptTimeout
+
+	// OnAttempt, when set, is called with each AttemptEvent after its log line
+	// (for metrics), from the worker that made the attempt.
+	OnAttempt func(AttemptEvent)
 }
 
 type attemptResult struct {
@@ -230,25 +235,56 @@ func (r *Runner) attempt(ctx context.Context, id string, log *slog.Logger) time.
 	}
 	log = log.With("identity", env.Identity)
 	dctx, cancel := context.WithTimeout(ctx, cmpOr(r.AttemptTimeout, DefaultAttemptTimeout))
+	dctx, hops := withHopRecorder(dctx)
 	err = r.Deliverer.Deliver(dctx, env, msg)
 	cancel()
 	msg.Close()
-	return r.settle(ctx, env, err, log)
+	return r.settle(ctx, env, hops.list(), err, log)
 }
 
-// settle records the outcome of a delivery attempt in the spool.
-func (r *Runner) settle(ctx context.Context, env *Envelope, err error, log *slog.Logger) time.Time {
+// settle records the outcome of a delivery attempt in the spool, and logs one
+// "delivery attempt" line per AttemptEvent (hops say where each recipient went).
+func (r *Runner) settle(ctx context.Context, env *Envelope, hops []Hop, err error, log *slog.Logger) time.Time {
 	now := time.Now()
+	if err != nil && ctx.Err() != nil {
+		log.Info("delivery interrupted by shutdown; will retry", "error", err)
+		return now
+	}
+	// What each recipient of this attempt came to, for the attempt's events.
+	rcpts := slices.Clone(env.To)
+	attempt := env.Attempts + 1
+	outcomes := make(map[string]outcome, len(rcpts))
+	tempStatus, next := StatusDeferred, time.Time{}
+	defer func() {
+		for rcpt, o := range outcomes {
+			if o.status == StatusDeferred {
+				o.status = tempStatus
+				outcomes[rcpt] = o
+			}
+		}
+		for _, ev := range attemptEvents(env, rcpts, hops, outcomes, attempt, next, now) {
+			logAttempt(log, ev)
+			if r.OnAttempt != nil {
+				r.OnAttempt(ev)
+			}
+		}
+	}()
+	for _, rcpt := range rcpts {
+		switch {
+		case err == nil:
+			outcomes[rcpt] = outcome{status: StatusSent}
+		case IsPermanent(err):
+			outcomes[rcpt] = outcome{status: StatusBounced, err: err}
+		default:
+			outcomes[rcpt] = outcome{status: StatusDeferred, err: err}
+		}
+	}
+
 	if err == nil {
 		if rerr := r.Spool.Remove(env.ID); rerr != nil {
 			log.Error("relay: delivered but not removed; may be delivered again", "error", rerr)
 		}
-		log.Info("delivered", "rcpts", len(env.To), "attempt", env.Attempts+1)
 		return time.Time{}
-	}
-	if ctx.Err() != nil {
-		log.Info("delivery interrupted by shutdown; will retry", "error", err)
-		return now
 	}
 
 	temp := err // failure still to retry, nil when none is left
@@ -258,11 +294,15 @@ func (r *Runner) settle(ctx context.Context, env *Envelope, err error, log *slog
 		accepted := map[string]bool{}
 		for _, a := range rerr.Accepted {
 			accepted[a] = true
+			outcomes[a] = outcome{status: StatusSent}
 		}
 		permanent := map[string]error{}
 		for _, f := range rerr.Failed {
 			if IsPermanent(f.Err) {
 				permanent[f.Rcpt] = f.Err
+				outcomes[f.Rcpt] = outcome{status: StatusBounced, err: f.Err}
+			} else {
+				outcomes[f.Rcpt] = outcome{status: StatusDeferred, err: f.Err}
 			}
 		}
 		for i := len(env.To) - 1; i >= 0; i-- {
@@ -272,9 +312,6 @@ func (r *Runner) settle(ctx context.Context, env *Envelope, err error, log *slog
 			} else if perr, ok := permanent[rcpt]; ok {
 				r.giveUp(env, i, perr, now, log)
 			}
-		}
-		if len(rerr.Accepted) > 0 {
-			log.Info("delivered to some recipients", "accepted", rerr.Accepted)
 		}
 	case IsPermanent(err):
 		for i := len(env.To) - 1; i >= 0; i-- {
@@ -293,10 +330,10 @@ func (r *Runner) settle(ctx context.Context, env *Envelope, err error, log *slog
 			if uerr := r.Spool.Update(env); uerr != nil {
 				log.Error("relay: record deferral", "error", uerr)
 			}
-			log.Warn("delivery deferred", "error", temp, "attempt", env.Attempts,
-				"next_attempt", env.NextAttempt, "rcpts", len(env.To))
+			next = env.NextAttempt
 			return env.NextAttempt
 		}
+		tempStatus = StatusExpired
 		gaveUp := fmt.Errorf("still failing after %d attempts since %s: %w",
 			env.Attempts, env.ReceivedAt.Format(time.RFC3339), temp)
 		for i := len(env.To) - 1; i >= 0; i-- {

@@ -34,6 +34,11 @@ type Dialer struct {
 	// LocalAddr is the source address to connect from (a *net.TCPAddr); nil
 	// lets the system choose.
 	LocalAddr net.Addr
+	// ImplicitTLS, when set, starts TLS as soon as the connection is made, before
+	// the greeting (RFC 8314 §3: the submissions port, 465). Its ServerName
+	// defaults to the host dialed. As with StartTLS, InsecureSkipVerify accepts
+	// any certificate and TLS() still reports whether it verified.
+	ImplicitTLS *tls.Config
 }
 
 // Dial connects to addr (host:port), reads the greeting and says EHLO, falling
@@ -64,6 +69,11 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (*Client, error) {
 	c := &Client{conn: conn, raw: conn, text: textproto.NewConn(conn), timeout: timeout, helo: helo, host: host}
 	stop := c.CloseOnDone(ctx)
 	defer stop()
+	if d.ImplicitTLS != nil {
+		if err := c.handshake(d.ImplicitTLS); err != nil {
+			return nil, err
+		}
+	}
 	c.deadline()
 	if _, err := c.read("greeting", 220); err != nil {
 		c.Close()
@@ -116,6 +126,31 @@ func (e *ReplyError) Error() string {
 
 // Permanent reports whether the reply is a permanent failure (RFC 5321 §4.2.1: 5yz).
 func (e *ReplyError) Permanent() bool { return e.Code >= 500 && e.Code < 600 }
+
+// EnhancedCode returns the enhanced status code (RFC 3463 §2) that starts the
+// reply text, such as "5.1.1", and the text after it; "" and the whole text when
+// the reply has none, or one whose class differs from the reply code's (RFC
+// 2034 §4 requires them to agree).
+func (e *ReplyError) EnhancedCode() (code, text string) {
+	return Reply{Code: e.Code, Message: e.Message}.EnhancedCode()
+}
+
+// EnhancedCode is ReplyError.EnhancedCode for any reply.
+func (r Reply) EnhancedCode() (code, text string) {
+	msg := strings.ReplaceAll(r.Message, "\n", " ")
+	first, rest, _ := strings.Cut(msg, " ")
+	parts := strings.Split(first, ".")
+	if len(parts) != 3 || r.Code < 200 || r.Code > 599 || first[0] != byte('0'+r.Code/100) {
+		return "", msg
+	}
+	for i, p := range parts {
+		// RFC 3463 §2: class 1 digit, subject 1-3 digits, detail 1-3 digits.
+		if p == "" || len(p) > 3 || (i == 0 && len(p) != 1) || strings.Trim(p, "0123456789") != "" {
+			return "", msg
+		}
+	}
+	return first, rest
+}
 
 // deadline restarts the timeout for the next exchange.
 func (c *Client) deadline() {
@@ -268,6 +303,18 @@ func (c *Client) StartTLS(cfg *tls.Config) error {
 	if _, ok := c.Extension("STARTTLS"); !ok {
 		return errors.New("smtpclient: STARTTLS: not offered by the server")
 	}
+	if _, err := c.cmd(220, "STARTTLS"); err != nil {
+		return err
+	}
+	if err := c.handshake(cfg); err != nil {
+		return err
+	}
+	return c.hello()
+}
+
+// handshake runs the TLS handshake on the connection (after STARTTLS, or at
+// once for implicit TLS) and records TLSInfo; on failure the connection is closed.
+func (c *Client) handshake(cfg *tls.Config) error {
 	conf := &tls.Config{}
 	if cfg != nil {
 		conf = cfg.Clone()
@@ -287,9 +334,6 @@ func (c *Client) StartTLS(cfg *tls.Config) error {
 			return nil
 		}
 	}
-	if _, err := c.cmd(220, "STARTTLS"); err != nil {
-		return err
-	}
 	tc := tls.Client(c.conn, conf)
 	c.deadline()
 	if err := tc.Handshake(); err != nil {
@@ -301,7 +345,7 @@ func (c *Client) StartTLS(cfg *tls.Config) error {
 	cs := tc.ConnectionState()
 	c.tls = &TLSInfo{Version: cs.Version, CipherSuite: cs.CipherSuite, ServerName: conf.ServerName,
 		Verified: verifyErr == nil, VerifyError: verifyErr}
-	return c.hello()
+	return nil
 }
 
 // verifyServer checks the server's chain for conf.ServerName as crypto/tls does

@@ -22,12 +22,15 @@
 //   - Sends the MAIL and RCPT parameters of SIZE (RFC 1870), SMTPUTF8 (RFC 6531),
 //     DSN (RFC 3461) and SUBMITTER (RFC 4405), each only when the server offers
 //     the extension, xtext-encoded (RFC 3461 §4) where those RFCs say so.
-//   - STARTTLS (RFC 3207), reporting whether the server's certificate verified,
-//     and AUTH (RFC 4954) with any go-sasl client, only under TLS.
+//   - REQUIRETLS (RFC 8689): a transaction that asks for it goes only over
+//     verified TLS to a server offering it.
+//   - STARTTLS (RFC 3207) and implicit TLS (RFC 8314), reporting whether the
+//     server's certificate verified, and AUTH (RFC 4954) with any go-sasl
+//     client, only under TLS.
 //   - Dials from a chosen source address (Dialer.LocalAddr).
 //
 // What it does not do: choose servers (MX lookup, RFC 5321 §5), keep sessions
-// between callers (pooling is the caller's; see relay.NextHop), retry, decide TLS
-// policy (MTA-STS, DANE, REQUIRETLS: the caller reads TLS() and decides), implicit
-// TLS, CHUNKING/BDAT, or rewriting a message in any way.
+// between callers (pooling is the caller's; see relay.Transport), retry, decide
+// TLS policy (MTA-STS, DANE: the caller reads TLS() and decides), CHUNKING/BDAT,
+// or rewriting a message in any way.
 package smtpclient

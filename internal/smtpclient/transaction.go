@@ -32,6 +32,11 @@ type Transaction struct {
 	// Submitter is the purported responsible address (RFC 4405 §4, computed
 	// by RFC 4407's algorithm), sent as SUBMITTER=<xtext>.
 	Submitter string
+	// RequireTLS asks the server to pass the message on only over verified TLS
+	// (RFC 8689 §3). Such a transaction is never sent on a session without TLS
+	// whose certificate verified, nor to a server that does not offer
+	// REQUIRETLS: the error is ErrRequireTLS, before anything is written.
+	RequireTLS bool
 	// MailParams are further MAIL parameters, sent whatever the server offered:
 	// the caller knows what it asks for.
 	MailParams []Param
@@ -81,6 +86,12 @@ type UnsendableError struct {
 
 func (e *UnsendableError) Error() string { return e.Err.Error() }
 func (e *UnsendableError) Unwrap() error { return e.Err }
+
+// ErrRequireTLS reports a transaction with RequireTLS that the session cannot
+// carry (RFC 8689 §4.1): no TLS, a certificate that did not verify, or no
+// REQUIRETLS in the server's EHLO reply. Another server may take it; the session
+// stays usable.
+var ErrRequireTLS = errors.New("REQUIRETLS: the message needs verified TLS to a server that offers REQUIRETLS")
 
 // ErrStaleSession reports that a session which had carried a transaction did
 // not answer the RSET opening the next one: the server dropped it meanwhile.
@@ -302,6 +313,13 @@ func (c *Client) mailCommand(tx *Transaction, utf8 bool) (string, error) {
 			}
 			params = append(params, "SUBMITTER="+XText(mbox))
 		}
+	}
+	if tx.RequireTLS {
+		_, offered := c.Extension("REQUIRETLS")
+		if c.tls == nil || !c.tls.Verified || !offered {
+			return "", ErrRequireTLS
+		}
+		params = append(params, "REQUIRETLS") // RFC 8689 §3
 	}
 	extra, err := formatParams(tx.MailParams)
 	if err != nil {

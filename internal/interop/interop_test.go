@@ -24,6 +24,7 @@ import (
 
 	"sealgate/arc"
 	"sealgate/internal/dkimcore"
+	"sealgate/internal/libcrypto"
 	"sealgate/internal/resolver"
 	"sealgate/internal/resolver/resolvertest"
 	"sealgate/keys"
@@ -113,7 +114,7 @@ func firstLine(s string) string {
 // testKeys are the keys of every party. The hops before us and dkimpy as a signer share
 // one RSA and one Ed25519 key, published under each of their names.
 type testKeys struct {
-	ourRSA *rsa.PrivateKey
+	ourRSA crypto.Signer // what keys.Load gives serve: libcrypto's signer in a build with it
 	ourEd  ed25519.PrivateKey
 	extRSA *rsa.PrivateKey
 	extEd  ed25519.PrivateKey
@@ -122,7 +123,11 @@ type testKeys struct {
 func newKeys(t *testing.T) *testKeys {
 	k := &testKeys{}
 	var err error
-	if k.ourRSA, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+	ourRSA, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.ourRSA, err = libcrypto.NewRSASigner(ourRSA); err != nil {
 		t.Fatal(err)
 	}
 	if k.extRSA, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {

@@ -59,20 +59,20 @@ func newClientConn(c net.Conn, s *Server, lc Listener, ip netip.Addr) *clientCon
 }
 
 var (
-	errPreAuthTimeout = func(host string, d time.Duration, smartHost bool) *smtp.SMTPError {
+	errPreAuthTimeout = func(host string, d time.Duration, smartHost bool) *Refusal {
 		what := "no successful authentication"
 		if smartHost {
 			what = "no mail transaction"
 		}
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-			Message: fmt.Sprintf("%s %s within %s, closing connection", host, what, d)}
+		return refusal(ReasonPreAuthTimeout, 421, smtp.EnhancedCode{4, 4, 2},
+			fmt.Sprintf("%s %s within %s, closing connection", host, what, d))
 	}
-	errIdleTimeout = func(host string) *smtp.SMTPError {
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-			Message: host + " timeout waiting for the client, closing connection"}
+	errIdleTimeout = func(host string) *Refusal {
+		return refusal(ReasonIdleTimeout, 421, smtp.EnhancedCode{4, 4, 2},
+			host+" timeout waiting for the client, closing connection")
 	}
-	errSmuggling = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-		Message: `a line "." followed by a bare CR; lines must end in CRLF (refused to prevent SMTP smuggling); closing connection`}
+	errSmuggling = refusal(ReasonSmuggling, 550, smtp.EnhancedCode{5, 6, 0},
+		`a line "." followed by a bare CR; lines must end in CRLF (refused to prevent SMTP smuggling); closing connection`)
 )
 
 func (c *clientConn) Read(p []byte) (int, error) {
@@ -200,14 +200,19 @@ const (
 // replyConn), followed by a half-close and a bounded read of what the client
 // still sends, so that closing does not reset the connection before the client
 // reads the reply (see session.hangUp).
-func (c *clientConn) abort(e *smtp.SMTPError) {
+func (c *clientConn) abort(r *Refusal) {
 	c.mu.Lock()
 	if c.aborted != nil {
 		c.mu.Unlock()
 		return
 	}
+	e := r.SMTPError
 	c.aborted = e
 	c.mu.Unlock()
+	c.s.metrics().Refused(r.Reason)
+	if r.Reason != ReasonSmuggling { // logged where it was seen
+		c.s.Log.Info("connection closed by the server", "reason", string(r.Reason), "listener", c.lc.Name, "client_ip", c.ip.String())
+	}
 	if w := c.replyConn(); w != nil {
 		c.Conn.SetWriteDeadline(time.Now().Add(abortWriteTimeout))
 		fmt.Fprintf(w, "%d %d.%d.%d %s\r\n", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
@@ -510,7 +515,7 @@ func (c *clientConn) smuggling() {
 	inData := c.inData > 0
 	c.mu.Unlock()
 	if !inData {
-		c.s.Log.Warn("connection closed: a line \".\" followed by a bare CR", "listener", c.lc.Name, "client_ip", c.ip.String())
+		c.s.Log.Warn("connection closed: a line \".\" followed by a bare CR", "reason", string(ReasonSmuggling), "listener", c.lc.Name, "client_ip", c.ip.String())
 		c.abort(errSmuggling)
 	}
 }

@@ -45,6 +45,8 @@ type Pipeline struct {
 	// DKIMExpiration, when positive, adds x= to DKIM signatures.
 	DKIMExpiration time.Duration
 	Log            *slog.Logger
+	// Metrics counts signatures and seals; nil counts nothing.
+	Metrics Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -173,12 +175,13 @@ func (p *Pipeline) run(ctx context.Context, steps []step, m *message) error {
 
 func (p *Pipeline) checkPolicy(_ context.Context, m *message) error {
 	if serr := CheckHeaderSenders(m.Identity, m.hdr); serr != nil {
-		m.log.Warn("message refused by sender policy", "reason", serr.Message)
+		m.log.Warn("message refused by sender policy", "reason", string(serr.Reason), "reply", serr.Code, "reply_text", serr.Message)
 		return serr
 	}
 	var err error
 	if m.fromDomains, err = headerFromDomains(m.hdr); err != nil {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: err.Error()}
+		m.log.Warn("message refused: From domain", "reason", string(ReasonFromDomainUnparsable), "err", err)
+		return refusal(ReasonFromDomainUnparsable, 550, smtp.EnhancedCode{5, 6, 0}, err.Error())
 	}
 	return nil
 }
@@ -220,7 +223,7 @@ func (p *Pipeline) signDKIM(_ context.Context, m *message) error {
 				m.log.Info("relaying unsigned: domain has no DKIM keys", "domain", d)
 				continue
 			}
-			m.log.Warn("message refused: no DKIM keys for From domain", "domain", d)
+			m.log.Warn("message refused: no DKIM keys for From domain", "reason", string(ReasonNoDKIMKeys), "domain", d)
 			return errNotConfigured(d)
 		}
 		if slices.Contains(signed, dk.Domain) {
@@ -231,13 +234,16 @@ func (p *Pipeline) signDKIM(_ context.Context, m *message) error {
 		o.Time, o.Expiration = m.now, p.DKIMExpiration
 		fields, err := sign.Sign(m.hdr, m.Bodies, o)
 		if err != nil {
-			m.log.Error("DKIM signing failed", "domain", dk.Domain, "err", err)
-			return errTemporary("signing failed")
+			m.log.Error("DKIM signing failed", "reason", string(ReasonSigningFailed), "domain", dk.Domain, "err", err)
+			return errTemporary(ReasonSigningFailed, "signing failed")
 		}
 		sigs = append(sigs, fields...)
 	}
 	m.hdr = append(sigs, m.hdr...)
 	m.signatures = len(sigs)
+	for _, d := range signed {
+		p.metrics().Signed(d.String())
+	}
 	return nil
 }
 
@@ -254,10 +260,11 @@ func (p *Pipeline) sealARC(ctx context.Context, m *message) error {
 	case errors.As(err, &ns):
 		m.log.Info("not ARC-sealed", "reason", ns.Reason)
 	case err != nil:
-		m.log.Error("ARC sealing failed", "err", err)
-		return errTemporary("sealing failed")
+		m.log.Error("ARC sealing failed", "reason", string(ReasonSealingFailed), "err", err)
+		return errTemporary(ReasonSealingFailed, "sealing failed")
 	default:
 		m.hdr = append(fields, m.hdr...)
+		p.metrics().Sealed(p.ARC.Domain)
 		if chain.Status != arc.None {
 			m.log.Info("sealed existing ARC chain", "cv", chain.Status, "reason", chain.Reason)
 		}
@@ -273,8 +280,8 @@ func (p *Pipeline) spool(_ context.Context, m *message) error {
 	m.committed = true // Commit cleans up after itself on failure
 	qid, err := m.Body.Commit(env, m.hdr.Bytes())
 	if err != nil {
-		m.log.Error("spool commit failed", "err", err)
-		return errTemporary("could not queue the message")
+		m.log.Error("spool commit failed", "reason", string(ReasonSpoolFailed), "err", err)
+		return errTemporary(ReasonSpoolFailed, "could not queue the message")
 	}
 	m.queueID = qid
 	m.log.Info("message accepted", "from", m.From, "rcpts", len(m.To), "size", env.Size, "dkim_signatures", m.signatures)
@@ -368,12 +375,12 @@ func randomToken() string {
 
 // errNotConfigured refuses mail for a From domain we have no keys for: signing with another
 // domain's key would not align, and relaying unsigned was not allowed.
-func errNotConfigured(d addr.Domain) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-		Message: fmt.Sprintf("From domain %s is not configured for DKIM signing on this relay", d.Unicode())}
+func errNotConfigured(d addr.Domain) *Refusal {
+	return refusal(ReasonNoDKIMKeys, 550, smtp.EnhancedCode{5, 7, 1},
+		fmt.Sprintf("From domain %s is not configured for DKIM signing on this relay", d.Unicode()))
 }
 
 // errTemporary is a local failure the client should retry; the detail is logged, not sent.
-func errTemporary(what string) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error: " + what + "; try again later"}
+func errTemporary(r Reason, what string) *Refusal {
+	return refusal(r, 451, smtp.EnhancedCode{4, 3, 0}, "Local error: "+what+"; try again later")
 }

@@ -27,65 +27,65 @@ type HeaderLookup interface {
 // which is an authorization decision; one status class for every sender-policy
 // refusal also keeps client handling and monitoring simple.
 
-func policyError(code int, format string, a ...any) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 7, 1}, Message: fmt.Sprintf(format, a...)}
+func policyError(r Reason, code int, format string, a ...any) *Refusal {
+	return refusal(r, code, smtp.EnhancedCode{code / 100, 7, 1}, fmt.Sprintf(format, a...))
 }
 
-func errUnauthenticated() *smtp.SMTPError {
+func errUnauthenticated() *Refusal {
 	// RFC 4954 §6: 530 5.7.0 Authentication required.
-	return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required"}
+	return refusal(ReasonAuthRequired, 530, smtp.EnhancedCode{5, 7, 0}, "authentication required")
 }
 
-func errEnvelopeSyntax(from string, err error) *smtp.SMTPError {
+func errEnvelopeSyntax(from string, err error) *Refusal {
 	// RFC 3463 X.1.7: bad sender's mailbox address syntax.
-	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
-		Message: fmt.Sprintf("MAIL FROM <%s> is not a valid address: %s", from, reason(err))}
+	return refusal(ReasonSenderSyntax, 553, smtp.EnhancedCode{5, 1, 7},
+		fmt.Sprintf("MAIL FROM <%s> is not a valid address: %s", from, reason(err)))
 }
 
-func errNullSender(id *Identity) *smtp.SMTPError {
-	return policyError(553, "MAIL FROM <> (null sender) is not permitted for %s (allowed: %s)", id, id.AllowedString())
+func errNullSender(id *Identity) *Refusal {
+	return policyError(ReasonNullSender, 553, "MAIL FROM <> (null sender) is not permitted for %s (allowed: %s)", id, id.AllowedString())
 }
 
-func errAddressLiteral(code int, what string, a addr.Address, id *Identity) *smtp.SMTPError {
-	return policyError(code, "%s <%s> uses an address literal, which is never permitted; %s may use: %s", what, a, id, id.AllowedString())
+func errAddressLiteral(code int, what string, a addr.Address, id *Identity) *Refusal {
+	return policyError(ReasonAddressLiteral, code, "%s <%s> uses an address literal, which is never permitted; %s may use: %s", what, a, id, id.AllowedString())
 }
 
-func errNotPermitted(code int, what string, a addr.Address, id *Identity) *smtp.SMTPError {
-	return policyError(code, "%s <%s> is not permitted for %s (allowed: %s)", what, a, id, id.AllowedString())
+func errNotPermitted(code int, what string, a addr.Address, id *Identity) *Refusal {
+	return policyError(ReasonSenderNotPermitted, code, "%s <%s> is not permitted for %s (allowed: %s)", what, a, id, id.AllowedString())
 }
 
-func errNoFrom() *smtp.SMTPError {
-	return policyError(550, "message has no From header field")
+func errNoFrom() *Refusal {
+	return policyError(ReasonNoFrom, 550, "message has no From header field")
 }
 
-func errFieldCount(field string, n int, allowed string) *smtp.SMTPError {
-	return policyError(550, "message has %d %s header fields; %s is allowed", n, field, allowed)
+func errFieldCount(field string, n int, allowed string) *Refusal {
+	return policyError(ReasonHeaderFieldCount, 550, "message has %d %s header fields; %s is allowed", n, field, allowed)
 }
 
-func errUnparsable(field string, err error) *smtp.SMTPError {
-	return policyError(550, "%s header field cannot be parsed: %s", field, reason(err))
+func errUnparsable(field string, err error) *Refusal {
+	return policyError(ReasonUnparsableHeader, 550, "%s header field cannot be parsed: %s", field, reason(err))
 }
 
-func errEmptyGroup(field, group string, id *Identity) *smtp.SMTPError {
-	return policyError(550, "%s header field has group %q without a mailbox; %s must name a permitted address (allowed: %s)", field, group, id, id.AllowedString())
+func errEmptyGroup(field, group string, id *Identity) *Refusal {
+	return policyError(ReasonEmptyGroup, 550, "%s header field has group %q without a mailbox; %s must name a permitted address (allowed: %s)", field, group, id, id.AllowedString())
 }
 
-func errNotOneMailbox(field string, n int) *smtp.SMTPError {
-	return policyError(550, "%s header field has %d mailboxes; exactly one is allowed", field, n)
+func errNotOneMailbox(field string, n int) *Refusal {
+	return policyError(ReasonNotOneMailbox, 550, "%s header field has %d mailboxes; exactly one is allowed", field, n)
 }
 
-func errSenderRequired(n int, id *Identity) *smtp.SMTPError {
-	return policyError(550, "From header field has %d mailboxes; a Sender header field with an address permitted for %s is required (allowed: %s)", n, id, id.AllowedString())
+func errSenderRequired(n int, id *Identity) *Refusal {
+	return policyError(ReasonSenderFieldRequired, 550, "From header field has %d mailboxes; a Sender header field with an address permitted for %s is required (allowed: %s)", n, id, id.AllowedString())
 }
 
-func errDisplayName(field, name string, id *Identity) *smtp.SMTPError {
-	return policyError(550, "%s display name %q looks like an address not permitted for %s (allowed: %s)", field, name, id, id.AllowedString())
+func errDisplayName(field, name string, id *Identity) *Refusal {
+	return policyError(ReasonDisplayNameAddress, 550, "%s display name %q looks like an address not permitted for %s (allowed: %s)", field, name, id, id.AllowedString())
 }
 
-func errTooManyRecipients(id *Identity) *smtp.SMTPError {
+func errTooManyRecipients(id *Identity) *Refusal {
 	// RFC 5321 §4.5.3.1.10 and go-smtp's own limit use 452 4.5.3.
-	return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3},
-		Message: fmt.Sprintf("too many recipients: %s may use at most %d per message", id, id.MaxRecipients)}
+	return refusal(ReasonTooManyRecipients, 452, smtp.EnhancedCode{4, 5, 3},
+		fmt.Sprintf("too many recipients: %s may use at most %d per message", id, id.MaxRecipients))
 }
 
 func reason(err error) string {
@@ -96,7 +96,7 @@ func reason(err error) string {
 // Session.Mail ("" for <>) (RFC 6409 §4.3): it parses
 // it with addr.ParsePath and calls CheckEnvelopePath. A nil identity gets 530
 // 5.7.0.
-func CheckEnvelopeSender(id *Identity, from string) *smtp.SMTPError {
+func CheckEnvelopeSender(id *Identity, from string) *Refusal {
 	if id == nil {
 		return errUnauthenticated()
 	}
@@ -113,7 +113,7 @@ func CheckEnvelopeSender(id *Identity, from string) *smtp.SMTPError {
 // address must match MaySendAs. A nil identity gets 530 5.7.0.
 //
 // Callers must store and send on p.String(), the address that was checked.
-func CheckEnvelopePath(id *Identity, p addr.Path) *smtp.SMTPError {
+func CheckEnvelopePath(id *Identity, p addr.Path) *Refusal {
 	if id == nil {
 		return errUnauthenticated()
 	}
@@ -148,7 +148,7 @@ func CheckEnvelopePath(id *Identity, p addr.Path) *smtp.SMTPError {
 // Because every one of these mailboxes must be permitted, the Purported
 // Responsible Address (RFC 4407 §2) is permitted too whenever the checks pass.
 // A nil identity gets 530 5.7.0.
-func CheckHeaderSenders(id *Identity, hdr HeaderLookup) *smtp.SMTPError {
+func CheckHeaderSenders(id *Identity, hdr HeaderLookup) *Refusal {
 	if id == nil {
 		return errUnauthenticated()
 	}
@@ -198,7 +198,7 @@ func CheckHeaderSenders(id *Identity, hdr HeaderLookup) *smtp.SMTPError {
 }
 
 // checkField parses one originator field and checks each of its mailboxes.
-func checkField(id *Identity, field, value string) ([]addr.Mailbox, *smtp.SMTPError) {
+func checkField(id *Identity, field, value string) ([]addr.Mailbox, *Refusal) {
 	ms, err := addr.ParseHeaderMailboxes(value)
 	if err != nil {
 		var ge *addr.EmptyGroupError
@@ -232,7 +232,7 @@ func checkField(id *Identity, field, value string) ([]addr.Mailbox, *smtp.SMTPEr
 // CheckRecipientCount is called with the number of recipients a message would
 // have after accepting one more RCPT TO. It returns 452 4.5.3 when that exceeds
 // the identity's MaxRecipients (0 = no per-identity cap).
-func CheckRecipientCount(id *Identity, n int) *smtp.SMTPError {
+func CheckRecipientCount(id *Identity, n int) *Refusal {
 	if id != nil && id.MaxRecipients > 0 && n > id.MaxRecipients {
 		return errTooManyRecipients(id)
 	}

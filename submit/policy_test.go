@@ -25,7 +25,7 @@ func alice() *Identity {
 	return NewIdentity("alice", KindLogin, MustParsePatterns("*@client.example", "*@*.client.example", "bob@other.example", "*@bücher.example"))
 }
 
-func checkReply(t *testing.T, name string, got *smtp.SMTPError, code int, enh smtp.EnhancedCode, parts ...string) {
+func checkReply(t *testing.T, name string, got *Refusal, code int, enh smtp.EnhancedCode, parts ...string) {
 	t.Helper()
 	if code == 0 {
 		if got != nil {

@@ -126,6 +126,7 @@ type Server struct {
 	AuthThrottle *AuthThrottle // nil: no AUTH failure throttling
 	Rate         *MessageRate  // nil: no per-identity message rate limit
 	Log          *slog.Logger
+	Metrics      Metrics // nil: nothing counted
 
 	mu      sync.Mutex
 	lns     []net.Listener
@@ -226,19 +227,22 @@ func (s *Server) serveConn(raw net.Conn, lc Listener) {
 	key := sourceKey(ip)
 	s.mu.Lock()
 	var refusal string
+	var why Reason
 	switch {
 	case s.closed:
 		s.mu.Unlock()
 		raw.Close()
 		return
 	case s.Limits.MaxConnections > 0 && s.total >= s.Limits.MaxConnections:
-		refusal = "Too many connections, try again later"
+		refusal, why = "Too many connections, try again later", ReasonTooManyConnections
 	case s.perIP[key] >= s.Limits.maxPerIP():
 		refusal = fmt.Sprintf("Too many connections from your address (at most %d), try again later", s.Limits.maxPerIP())
+		why = ReasonTooManyConnectionsIP
 	}
 	if refusal != "" {
 		s.mu.Unlock()
-		s.refuse(raw, lc, ip, refusal)
+		s.metrics().Refused(why)
+		s.refuse(raw, lc, ip, why, refusal)
 		return
 	}
 	s.total++
@@ -292,8 +296,8 @@ const (
 // refuse answers a connection over the limits with 421 4.7.0 and closes it. On the
 // implicit-TLS port the reply is given inside TLS, after the handshake, so the
 // client sees an SMTP reply and not a TLS error.
-func (s *Server) refuse(c net.Conn, lc Listener, ip netip.Addr, msg string) {
-	s.refLog.refused(lc.Name, ip, msg)
+func (s *Server) refuse(c net.Conn, lc Listener, ip netip.Addr, why Reason, msg string) {
+	s.refLog.refused(lc.Name, ip, why, msg)
 	select {
 	case s.refusal <- struct{}{}:
 	default:
@@ -328,14 +332,14 @@ type refusalLog struct {
 	suppressed int
 }
 
-func (r *refusalLog) refused(listener string, ip netip.Addr, msg string) {
+func (r *refusalLog) refused(listener string, ip netip.Addr, why Reason, msg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.lim.Allow() {
 		r.suppressed++
 		return
 	}
-	r.log.Warn("connection refused", "listener", listener, "client_ip", ip.String(), "reason", msg, "suppressed_before", r.suppressed)
+	r.log.Warn("connection refused", "reason", string(why), "listener", listener, "client_ip", ip.String(), "reply_text", msg, "suppressed_before", r.suppressed)
 	r.suppressed = 0
 }
 
@@ -448,6 +452,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if st, ok := c.TLSConnectionState(); ok {
 		sess.tls = &st
 		b.cc.tlsReady(c.Conn())
+		b.s.metrics().TLSIn(st.Version)
 		if b.lc.ClientCert && len(st.VerifiedChains) > 0 {
 			sess.identity = b.s.certIdentity(st.VerifiedChains[0][0])
 		}

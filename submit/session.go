@@ -52,17 +52,26 @@ type dsnParams struct {
 }
 
 var (
-	errAuthRequired       = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
-	errEncryptionRequired = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11},
-		Message: "Encryption required for requested authentication mechanism; use STARTTLS first"}
-	errRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied: authenticate first"}
-	errBareLineEnd = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-		Message: "Message contains a bare CR or LF; lines must end in CRLF (refused to prevent SMTP smuggling)"}
+	errAuthRequired       = refusal(ReasonAuthRequired, 530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
+	errEncryptionRequired = refusal(ReasonEncryptionRequired, 538, smtp.EnhancedCode{5, 7, 11},
+		"Encryption required for requested authentication mechanism; use STARTTLS first")
+	errAuthUnavailable  = refusal(ReasonAuthUnavailable, 504, smtp.EnhancedCode{5, 5, 4}, "AUTH is not available on this port")
+	errRelayDenied      = refusal(ReasonRelayDenied, 554, smtp.EnhancedCode{5, 7, 1}, "Relay access denied: authenticate first")
+	errNullRecipient    = refusal(ReasonNullRecipient, 501, smtp.EnhancedCode{5, 1, 3}, "The null path is not a recipient")
+	errRecipientLiteral = refusal(ReasonRecipientLiteral, 550, smtp.EnhancedCode{5, 7, 1},
+		"Address literals are not accepted as recipients")
+	errNeedMailRcpt = refusal(ReasonBadSequence, 503, smtp.EnhancedCode{5, 5, 1}, "Need MAIL and RCPT first")
+	errBareLineEnd  = refusal(ReasonBareLF, 550, smtp.EnhancedCode{5, 6, 0},
+		"Message contains a bare CR or LF; lines must end in CRLF (refused to prevent SMTP smuggling)")
 	// errBareLineEndHangUp is errBareLineEnd for DATA, after which we close the connection.
-	errBareLineEndHangUp = &smtp.SMTPError{Code: errBareLineEnd.Code, EnhancedCode: errBareLineEnd.EnhancedCode,
-		Message: errBareLineEnd.Message + "; closing connection"}
-	errMalformed = func(err error) *smtp.SMTPError {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
+	errBareLineEndHangUp = refusal(ReasonBareLF, errBareLineEnd.Code, errBareLineEnd.EnhancedCode,
+		errBareLineEnd.Message+"; closing connection")
+	errMalformed = func(err error) *Refusal {
+		return refusal(ReasonMalformedMessage, 550, smtp.EnhancedCode{5, 6, 0}, "Malformed message: "+err.Error())
+	}
+	errUnknownClient = func(ip netip.Addr) *Refusal {
+		return refusal(ReasonUnknownClient, 550, smtp.EnhancedCode{5, 7, 1},
+			"Relay access denied: "+ip.String()+" is not a known client of this relay")
 	}
 )
 
@@ -77,10 +86,10 @@ func (se *session) AuthMechanisms() []string {
 // Auth starts a SASL exchange for mech.
 func (se *session) Auth(mech string) (sasl.Server, error) {
 	if !se.lc.SASL || se.s.Users == nil {
-		return nil, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "AUTH is not available on this port"}
+		return nil, se.refuse(errAuthUnavailable, "AUTH refused: not offered on this listener")
 	}
 	if se.tls == nil {
-		return nil, errEncryptionRequired
+		return nil, se.refuse(errEncryptionRequired, "AUTH refused: no TLS")
 	}
 	if e := se.cc.closing(); e != nil {
 		return nil, e
@@ -88,9 +97,8 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	ctx := context.Background()
 	if t := se.s.AuthThrottle; t != nil {
 		if err := t.Check(ctx, se.ip); err != nil {
-			se.refused("AUTH refused: address is throttled")
 			se.closeAfterReply()
-			return nil, err
+			return nil, se.refuse(err, "AUTH refused: address is throttled")
 		}
 	}
 	check := func(login, password string) error {
@@ -100,22 +108,25 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 			// flight count against the limit (see AuthThrottle).
 			a, blocked := t.Reserve(ctx, se.ip)
 			if blocked != nil {
-				se.refused("AUTH refused: address is throttled", "login", redactLogin(login), "reply", blocked.Code)
 				if blocked.Code == 421 {
 					se.closeAfterReply()
 				}
-				return blocked
+				return se.refuse(blocked, "AUTH refused: address is throttled", "login", redactLogin(login))
 			}
 			attempt = a
 		}
 		id, err := se.s.Users.Authenticate(login, password)
 		if err != nil {
 			// The login is not logged as typed: users type passwords into it.
-			se.refused("authentication failed", "login", redactLogin(login))
+			why := ReasonAuthFailed
+			if err == errAuthBusy {
+				why = ReasonAuthBusy
+			}
+			se.refuse(&Refusal{SMTPError: smtp.ErrAuthFailed, Reason: why}, "authentication failed", "login", redactLogin(login))
 			if attempt != nil {
 				if blocked := attempt.Failed(ctx); blocked != nil {
 					se.closeAfterReply()
-					return blocked
+					return se.refuse(blocked, "AUTH refused: address is now throttled", "login", redactLogin(login))
 				}
 			}
 			return smtp.ErrAuthFailed
@@ -131,11 +142,29 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	}
 	switch mech {
 	case sasl.Plain:
-		return NewPlainServer(check), nil
+		return saslRefusals{NewPlainServer(check), se}, nil
 	case "LOGIN":
-		return NewLoginServer(check), nil
+		return saslRefusals{NewLoginServer(check), se}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// saslRefusals counts and logs the refusals the SASL servers make themselves, before any
+// password check.
+type saslRefusals struct {
+	sasl.Server
+	se *session
+}
+
+func (s saslRefusals) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := s.Server.Next(response)
+	switch err {
+	case ErrAuthzidNotPermitted:
+		s.se.refuse(&Refusal{SMTPError: ErrAuthzidNotPermitted, Reason: ReasonAuthzidNotPermitted}, "AUTH refused: authorization identity differs from the login")
+	case errLoginSequence:
+		s.se.refuse(&Refusal{SMTPError: errLoginSequence, Reason: ReasonSASLSequence}, "AUTH refused: unexpected SASL response")
+	}
+	return challenge, done, err
 }
 
 // closeAfterReply closes the connection shortly after the reply being returned has been
@@ -154,28 +183,24 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		// go-smtp may still hold pipelined bytes that followed a refused DATA in its buffer,
 		// and reads them as commands if it has no read timeout to fail on the closed
 		// connection. They are the smuggled commands: none may start a transaction.
-		return errBareLineEndHangUp
+		return se.refuse(errBareLineEndHangUp, "MAIL refused: the connection is closing after a bare CR/LF")
 	}
 	if se.identity == nil {
 		if se.lc.SASL {
-			return errAuthRequired
+			return se.refuse(errAuthRequired, "MAIL refused: not authenticated", "from", from)
 		}
-		se.refused("MAIL refused: client not in a trusted network and no certificate", "from", from)
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-			Message: "Relay access denied: " + se.ip.String() + " is not a known client of this relay"}
+		return se.refuse(errUnknownClient(se.ip), "MAIL refused: client not in a trusted network and no certificate", "from", from)
 	}
 	p, e := se.envelopePath("MAIL", from)
 	if e == nil {
 		e = CheckEnvelopePath(se.identity, p)
 	}
 	if e != nil {
-		se.refused("MAIL FROM refused", "from", from, "reason", e.Message)
-		return e
+		return se.refuse(e, "MAIL FROM refused", "from", from, "reply_text", e.Message)
 	}
 	if r := se.s.Rate; r != nil {
 		if err := r.Allow(context.Background(), se.identity); err != nil {
-			se.refused("MAIL refused: rate limit", "rate", se.identity.RatePerMinute)
-			return err
+			return se.refuse(err, "MAIL refused: rate limit", "rate", se.identity.RatePerMinute)
 		}
 	}
 	// What was checked is what is stored and sent on: the canonical form.
@@ -197,21 +222,20 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return e
 	}
 	if se.identity == nil {
-		return errRelayDenied
+		return se.refuse(errRelayDenied, "RCPT refused: not authenticated", "to", to)
 	}
 	p, e := se.envelopePath("RCPT", to)
 	if e != nil {
-		se.refused("RCPT TO refused", "to", to, "reason", e.Message)
-		return e
+		return se.refuse(e, "RCPT TO refused", "to", to, "reply_text", e.Message)
 	}
 	if p.Null {
-		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "The null path is not a recipient"}
+		return se.refuse(errNullRecipient, "RCPT TO refused", "to", to)
 	}
 	if p.Addr.AddressLiteral != "" {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Address literals are not accepted as recipients"}
+		return se.refuse(errRecipientLiteral, "RCPT TO refused", "to", to)
 	}
 	if err := CheckRecipientCount(se.identity, len(se.to)+1); err != nil {
-		return err
+		return se.refuse(err, "RCPT TO refused: too many recipients", "to", to)
 	}
 	se.to = append(se.to, p.String())
 	var notify, orcpt string
@@ -244,7 +268,7 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 //
 // The address returned is what is checked, stored (Path.String, quoting where the
 // local part needs it) and sent on.
-func (se *session) envelopePath(verb, value string) (addr.Path, *smtp.SMTPError) {
+func (se *session) envelopePath(verb, value string) (addr.Path, *Refusal) {
 	what, enh, code := "MAIL FROM", smtp.EnhancedCode{5, 1, 7}, 553
 	if verb == "RCPT" {
 		what, enh, code = "RCPT TO", smtp.EnhancedCode{5, 1, 3}, 501
@@ -263,22 +287,22 @@ func (se *session) envelopePath(verb, value string) (addr.Path, *smtp.SMTPError)
 				why = `the local part holds "@" but is not quoted; a local part that is not a dot-string must be a quoted string (RFC 5321 §4.1.2), as in "` +
 					strings.ReplaceAll(written[:strings.LastIndexByte(written, '@')], `"`, `\"`) + `"` + written[strings.LastIndexByte(written, '@'):]
 			}
-			return addr.Path{}, &smtp.SMTPError{Code: 553, EnhancedCode: enh,
-				Message: fmt.Sprintf("%s <%s> cannot be relayed as written: %s", what, written, why)}
+			return addr.Path{}, refusal(ReasonAddressSyntax, 553, enh,
+				fmt.Sprintf("%s <%s> cannot be relayed as written: %s", what, written, why))
 		}
 		return addr.Path{Addr: a}, nil
 	}
 	p, err := addr.ParsePath(value)
 	if err != nil {
-		return addr.Path{}, &smtp.SMTPError{Code: code, EnhancedCode: enh,
-			Message: fmt.Sprintf("%s <%s> is not a valid address: %s", what, value, reason(err))}
+		return addr.Path{}, refusal(ReasonAddressSyntax, code, enh,
+			fmt.Sprintf("%s <%s> is not a valid address: %s", what, value, reason(err)))
 	}
 	return p, nil
 }
 
-func errNonASCIIAddress(what, value string) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
-		Message: fmt.Sprintf("%s %q contains non-ASCII characters, which need SMTPUTF8 (RFC 6531); this relay does not offer SMTPUTF8", what, value)}
+func errNonASCIIAddress(what, value string) *Refusal {
+	return refusal(ReasonNonASCIIAddress, 553, smtp.EnhancedCode{5, 6, 7},
+		fmt.Sprintf("%s %q contains non-ASCII characters, which need SMTPUTF8 (RFC 6531); this relay does not offer SMTPUTF8", what, value))
 }
 
 func isASCII(s string) bool {
@@ -295,11 +319,15 @@ func isASCII(s string) bool {
 // so a client repeating a refused command cannot fill the log.
 const refusalsLogged = 5
 
-// refused logs a refused command, within the connection's budget of log lines.
-func (se *session) refused(msg string, args ...any) {
+// refuse counts r by its reason code and logs it, within the connection's budget of log
+// lines, with reason=CODE and the reply code; it returns the reply for go-smtp, which
+// recognises only an *smtp.SMTPError. Every refusal of a session callback goes through here.
+func (se *session) refuse(r *Refusal, msg string, args ...any) *smtp.SMTPError {
+	se.s.metrics().Refused(r.Reason)
 	if se.cc.countRefusal() {
-		se.log.Warn(msg, args...)
+		se.log.Warn(msg, append([]any{"reason", string(r.Reason), "reply", r.Code}, args...)...)
 	}
+	return r.SMTPError
 }
 
 // Data reads the message: the header into memory (strictly CRLF), the body streamed into
@@ -309,13 +337,14 @@ func (se *session) refused(msg string, args ...any) {
 // (see hangUp). Under BDAT the chunk sizes frame the message, so the refusal is the ordinary
 // reply and the session goes on.
 func (se *session) Data(r io.Reader) error {
+	start := time.Now()
 	se.cc.enterData()
 	defer se.cc.leaveData()
 	if e := se.cc.closing(); e != nil {
 		return e
 	}
 	if se.identity == nil || len(se.to) == 0 {
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need MAIL and RCPT first"}
+		return se.refuse(errNeedMailRcpt, "DATA refused: no transaction")
 	}
 	// go-smtp hands BDAT chunks over through an io.Pipe, which it fills from the connection
 	// itself; DATA comes from a reader on the connection, used only while Data runs.
@@ -334,8 +363,7 @@ func (se *session) Data(r io.Reader) error {
 	}
 	refuse := func(part string) error {
 		if bdat {
-			se.log.Warn("message refused: bare CR/LF in " + part)
-			return errBareLineEnd
+			return se.refuse(errBareLineEnd, "message refused: bare CR/LF in "+part)
 		}
 		return se.hangUp(part)
 	}
@@ -353,30 +381,31 @@ func (se *session) Data(r io.Reader) error {
 			return refuse("header")
 		}
 		if errors.Is(err, smtp.ErrDataTooLarge) {
+			se.s.metrics().Refused(ReasonMessageTooLarge)
 			return err
 		}
 		if errors.Is(err, errTooManyFields) {
 			// Stop taking fields into memory; read the rest through the bare CR/LF
 			// check so the connection stays in step.
-			se.refused("message refused: too many header fields", "max", guard.maxFields)
 			if !bdat && discardChecked(br, bufs.buf) {
 				return refuse("body")
 			}
-			return errHeaderFields(guard.maxFields)
+			return se.refuse(errHeaderFields(guard.maxFields), "message refused: too many header fields", "max", guard.maxFields)
 		}
 		if !bdat && discardChecked(br, bufs.buf) {
 			return refuse("body")
 		}
-		return errMalformed(err)
+		return se.refuse(errMalformed(err), "message refused: malformed header")
 	}
 	p := se.s.Pipeline
 	in, err := p.Spool.Create()
 	if err != nil {
-		se.log.Error("spool create failed", "err", err)
+		se.log.Error("spool create failed", "reason", string(ReasonSpoolFailed), "err", err)
 		if !bdat && discardChecked(br, bufs.buf) {
 			return refuse("body")
 		}
-		return errTemporary("could not queue the message")
+		se.s.metrics().Refused(ReasonSpoolFailed)
+		return errTemporary(ReasonSpoolFailed, "could not queue the message").SMTPError
 	}
 	hasher := dkimcore.NewBodyHasher(p.BodyCanonicalizations(hdr)...)
 	check := &lineEndCheck{}
@@ -392,8 +421,9 @@ func (se *session) Data(r io.Reader) error {
 			hasher.Write(chunk)
 			if _, err := in.Write(chunk); err != nil {
 				in.Abort()
-				se.log.Error("spool write failed", "err", err)
-				return errTemporary("could not queue the message")
+				se.log.Error("spool write failed", "reason", string(ReasonSpoolFailed), "err", err)
+				se.s.metrics().Refused(ReasonSpoolFailed)
+				return errTemporary(ReasonSpoolFailed, "could not queue the message").SMTPError
 			}
 		}
 		if rerr == io.EOF {
@@ -403,6 +433,9 @@ func (se *session) Data(r io.Reader) error {
 			in.Abort()
 			if errors.Is(rerr, errSmuggledData) {
 				return refuse("body")
+			}
+			if errors.Is(rerr, smtp.ErrDataTooLarge) {
+				se.s.metrics().Refused(ReasonMessageTooLarge)
 			}
 			return rerr // ErrDataTooLarge becomes 552 5.3.4 in go-smtp
 		}
@@ -422,9 +455,16 @@ func (se *session) Data(r io.Reader) error {
 	}
 	qid, err := p.Accept(context.Background(), sub)
 	if err != nil {
+		// The pipeline logged the refusal with its queue id and reason.
+		var r *Refusal
+		if errors.As(err, &r) {
+			se.s.metrics().Refused(r.Reason)
+			return r.SMTPError
+		}
 		return err
 	}
 	se.resetTransaction()
+	se.s.metrics().Accepted(time.Since(start))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + qid}
 }
 
@@ -467,10 +507,10 @@ var (
 	errSmuggledData  = errors.New(`a line "." followed by a bare CR`)
 )
 
-func errHeaderFields(max int) *smtp.SMTPError {
+func errHeaderFields(max int) *Refusal {
 	// RFC 3463 X.3.4: message too big for system.
-	return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
-		Message: fmt.Sprintf("Message header has more than %d header fields", max)}
+	return refusal(ReasonTooManyHeaderFields, 552, smtp.EnhancedCode{5, 3, 4},
+		fmt.Sprintf("Message header has more than %d header fields", max))
 }
 
 // dataGuard sits between go-smtp's DATA reader and Data's buffer. It counts the
@@ -544,7 +584,8 @@ const (
 // reply. The error returned goes to go-smtp, whose reply and reads then fail on the closed
 // connection, silently.
 func (se *session) hangUp(part string) error {
-	se.log.Warn("message refused, closing connection: bare CR/LF in " + part)
+	se.log.Warn("message refused, closing connection: bare CR/LF in "+part, "reason", string(ReasonBareLF))
+	se.s.metrics().Refused(ReasonBareLF)
 	se.hungUp = true
 	e := errBareLineEndHangUp
 	c := se.conn.Conn() // the TLS connection after STARTTLS
@@ -561,7 +602,7 @@ func (se *session) hangUp(part string) error {
 	c.SetReadDeadline(time.Now().Add(hangUpLinger))
 	io.Copy(io.Discard, io.LimitReader(c, hangUpDrainBytes))
 	c.Close()
-	return e
+	return e.SMTPError
 }
 
 func (se *session) resetTransaction() {

@@ -195,21 +195,21 @@ func sourceKey(ip netip.Addr) string {
 	return ip.String()
 }
 
-func errAuthBlocked(cooldown time.Duration) *smtp.SMTPError {
+func errAuthBlocked(cooldown time.Duration) *Refusal {
 	// 421 closes the connection (RFC 5321 §3.8); 4.7.0 = temporary security condition.
-	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
-		Message: fmt.Sprintf("too many failed authentications from your address; try again in %s", cooldown)}
+	return refusal(ReasonAuthThrottled, 421, smtp.EnhancedCode{4, 7, 0},
+		fmt.Sprintf("too many failed authentications from your address; try again in %s", cooldown))
 }
 
 // errAuthSourceBusy answers an attempt that found no free place in time: 454 4.7.0,
 // temporary authentication failure (RFC 4954 §6).
-var errAuthSourceBusy = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
-	Message: "too many authentications in progress from your address; try again later"}
+var errAuthSourceBusy = refusal(ReasonAuthThrottled, 454, smtp.EnhancedCode{4, 7, 0},
+	"too many authentications in progress from your address; try again later")
 
 // Check returns 421 4.7.0 if ip is blocked, else nil. Call it before running a
 // SASL exchange. A storage error fails open (nil): the throttle is a defence
 // against guessing, not an authentication step.
-func (t *AuthThrottle) Check(ctx context.Context, ip netip.Addr) *smtp.SMTPError {
+func (t *AuthThrottle) Check(ctx context.Context, ip netip.Addr) *Refusal {
 	_, _, cooldown := t.params()
 	n, err := t.Counter.Get(ctx, "authblock|"+sourceKey(ip))
 	if err == nil && n > 0 {
@@ -232,7 +232,7 @@ type AuthAttempt struct {
 // reach the limit meanwhile, and 454 4.7.0 when no place came free in time; the
 // caller must then not check the password. Otherwise the caller checks it and
 // reports the outcome with Succeeded or Failed.
-func (t *AuthThrottle) Reserve(ctx context.Context, ip netip.Addr) (*AuthAttempt, *smtp.SMTPError) {
+func (t *AuthThrottle) Reserve(ctx context.Context, ip netip.Addr) (*AuthAttempt, *Refusal) {
 	limit, _, cooldown := t.params()
 	key := sourceKey(ip)
 	wait := t.Wait
@@ -276,7 +276,7 @@ func (a *AuthAttempt) Succeeded(ctx context.Context) {
 // Failed counts the failure, gives the place back, and returns 421 4.7.0 if the
 // source has now reached its limit (the caller then answers with it instead of
 // 535).
-func (a *AuthAttempt) Failed(ctx context.Context) *smtp.SMTPError {
+func (a *AuthAttempt) Failed(ctx context.Context) *Refusal {
 	if a.done {
 		return nil
 	}
@@ -295,7 +295,7 @@ func (a *AuthAttempt) Failed(ctx context.Context) *smtp.SMTPError {
 
 // Failure records a failed AUTH from ip that was not reserved, and returns 421
 // 4.7.0 if this failure blocks the source.
-func (t *AuthThrottle) Failure(ctx context.Context, ip netip.Addr) *smtp.SMTPError {
+func (t *AuthThrottle) Failure(ctx context.Context, ip netip.Addr) *Refusal {
 	if e := t.Check(ctx, ip); e != nil {
 		return e
 	}
@@ -373,16 +373,16 @@ func NewMessageRate() *MessageRate {
 	return &MessageRate{Limiter: NewMemoryRateLimiter(100_000)}
 }
 
-func errRateLimited(id *Identity) *smtp.SMTPError {
+func errRateLimited(id *Identity) *Refusal {
 	// 451 4.7.1: temporary policy deferral (RFC 3463 X.7.1); the client retries.
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
-		Message: fmt.Sprintf("%s may send %d messages per minute; try again later", id, id.RatePerMinute)}
+	return refusal(ReasonRateLimited, 451, smtp.EnhancedCode{4, 7, 1},
+		fmt.Sprintf("%s may send %d messages per minute; try again later", id, id.RatePerMinute))
 }
 
 // Allow takes one message from id's budget and returns 451 4.7.1 when it is
 // spent. Call it once per message (at MAIL FROM). Identities are keyed by kind
 // and name; a storage error fails open.
-func (r *MessageRate) Allow(ctx context.Context, id *Identity) *smtp.SMTPError {
+func (r *MessageRate) Allow(ctx context.Context, id *Identity) *Refusal {
 	if id == nil || id.RatePerMinute <= 0 {
 		return nil
 	}

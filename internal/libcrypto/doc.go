@@ -1,6 +1,6 @@
-// Package libcrypto signs with RSA keys through the system's OpenSSL 3 libcrypto, for the
-// RSASSA-PKCS1-v1_5 signatures of DKIM (RFC 6376 §3.3.1, RFC 8301) and ARC (RFC 8617 §4.1.3)
-// that are most of the relay's CPU time per message.
+// Package libcrypto signs with RSA keys through the system's OpenSSL 3 libcrypto: the
+// RSASSA-PKCS1-v1_5 signatures (RFC 8017 §8.2) of DKIM (RFC 6376 §3.3.1, RFC 8301) and ARC
+// (RFC 8617 §4.1.2, §4.1.3), which are most of the relay's CPU time per message.
 //
 // It exists because no OpenSSL binding for Go is served by our module proxy, and Go's
 // crypto/rsa is about four times slower than OpenSSL's AVX-512 IFMA code path for RSA-2048

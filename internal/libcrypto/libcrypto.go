@@ -87,8 +87,10 @@ import (
 const Enabled = true
 
 // Signer is an RSA private key held by libcrypto. It is safe for concurrent use: every
-// signature gets its own EVP_PKEY_CTX, and the key itself is never changed after loading.
-// The key is freed when the Signer is garbage collected.
+// signature gets its own EVP_PKEY_CTX, and the EVP_PKEY is never changed after loading
+// (openssl-threads(7): objects are thread-safe while the calls made on them do not modify
+// them, and libcrypto locks its own cached state, such as the reference count and RSA
+// blinding). The key is freed when the Signer is garbage collected.
 type Signer struct {
 	pkey *C.EVP_PKEY
 	pub  *rsa.PublicKey

@@ -704,6 +704,14 @@ func (v *verification) verdict() Verdict {
 		return Verdict{Action: "quarantine", Stage: StageData,
 			Reason: fmt.Sprintf("DMARC fails (%s) and %s=quarantine applies (%s)", worst.Reason, worst.PolicyTag, worst.RFC)}
 	}
+	for _, d := range []*DMARCResult{v.rep.DMARC9989, v.rep.DMARC7489} {
+		if d.Result == "temperror" {
+			// A receiver may defer or go on (RFC 7489 §6.6.3); a strict one defers.
+			return Verdict{Action: "tempfail", Stage: StageData,
+				Reply:  fmt.Sprintf("451 4.7.5 DMARC of %s could not be evaluated: try again later", d.AuthorDomain),
+				Reason: fmt.Sprintf("DMARC temperror (%s): %s", d.RFC, d.Reason)}
+		}
+	}
 	if f.Exists != nil && !*f.Exists {
 		return Verdict{Action: "reject", Stage: StageData,
 			Reply:  fmt.Sprintf("550 5.7.1 the From domain %s does not exist", f.Domains[0]),

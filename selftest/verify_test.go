@@ -351,3 +351,38 @@ func TestVerifyErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyDKIMAndDomainErrors: a key server that never answers gives dkim=temperror and,
+// with nothing aligned passing, DMARC temperror and a deferral; a malformed key record gives
+// permerror; a From domain whose lookups never answer is temperror, not "does not exist".
+func TestVerifyDKIMAndDomainErrors(t *testing.T) {
+	zone := stagedZone() + `
+s1._domainkey.bad.example.  TXT "v=DKIM1; k=ed25519; p=not base64!"
+bad.example.                A   192.0.2.1
+_dmarc.bad.example.         TXT "v=DMARC1; p=reject"
+slowkey.example.            A   192.0.2.1
+_dmarc.slowkey.example.     TXT "v=DMARC1; p=reject"
+_dmarc.slowdomain.example.  TXT "v=DMARC1; p=reject"
+`
+	o := testOptions(t, zone, "s1._domainkey.slowkey.example", "slowdomain.example")
+	rep := run(t, Envelope{}, signed(t, message("a@slowkey.example"), "slowkey.example"), o)
+	if c := checkOf(t, rep, StageData, "dkim"); c.Result != "temperror" {
+		t.Errorf("dkim: %+v", c)
+	}
+	if rep.DMARC9989.Result != "temperror" || rep.Verdict.Action != "tempfail" || !strings.HasPrefix(rep.Verdict.Reply, "451 4.7.5") {
+		t.Errorf("dmarc %s, verdict %+v", rep.DMARC9989.Result, rep.Verdict)
+	}
+
+	rep = run(t, Envelope{}, signed(t, message("a@bad.example"), "bad.example"), o)
+	if c := checkOf(t, rep, StageData, "dkim"); c.Result != "permerror" {
+		t.Errorf("dkim: %+v", c)
+	}
+	if rep.DMARC9989.Result != "fail" || rep.Verdict.Action != "reject" {
+		t.Errorf("dmarc %s, verdict %+v", rep.DMARC9989.Result, rep.Verdict)
+	}
+
+	rep = run(t, Envelope{}, message("a@slowdomain.example"), o)
+	if c := checkOf(t, rep, StageData, "from-domain"); c.Result != "temperror" || rep.From.Exists != nil {
+		t.Errorf("from-domain: %+v, exists %v", c, rep.From.Exists)
+	}
+}

@@ -2,6 +2,8 @@ package selftest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +25,7 @@ const maxCallbackHosts = 3
 // CallbackResult is the callback verification of the return path: does the return path's
 // mail server accept mail for it? Callback verification is not standardised; this is the
 // usual probe: MX of the return-path domain, EHLO, MAIL FROM:<>, RCPT TO:<return path>,
+// RCPT TO a random address at the same domain (to tell a server that accepts anything),
 // QUIT, never DATA.
 type CallbackResult struct {
 	// Result is "pass" (250 to RCPT), "fail" (550, 551 or 553 to RCPT, or a null MX: the
@@ -32,6 +35,8 @@ type CallbackResult struct {
 	Reason string `json:"reason,omitempty"`
 	// Host is the MX host that answered.
 	Host string `json:"host,omitempty"`
+	// AcceptsAll is set when the server also accepted a random address at the domain.
+	AcceptsAll bool `json:"accepts_all,omitempty"`
 }
 
 // callback probes the return path rp (not the null path).
@@ -72,7 +77,9 @@ func callback(ctx context.Context, o *Options, rp addr.Address) *CallbackResult 
 				continue
 			}
 			stop := c.CloseOnDone(ctx)
-			rcpt, err := c.Verify("", rp.String())
+			// A second recipient that cannot exist tells a server that accepts any
+			// address, whose 250 proves nothing.
+			rcpt, err := c.Verify("", rp.String(), probeAddress(rp))
 			if err == nil {
 				c.Quit()
 			}
@@ -118,14 +125,25 @@ func callbackOutcome(host string, rp addr.Address, rcpt []error, err error) *Cal
 		res.Result, res.Reason = "unknown", fmt.Sprintf("%s refused the probe: %d %s", host, re.Code, re.Message)
 	case err != nil:
 		res.Result, res.Reason = "unknown", fmt.Sprintf("%s: %v", host, err)
-	case len(rcpt) == 1 && rcpt[0] == nil:
-		res.Result, res.Reason = "pass", fmt.Sprintf("%s accepts RCPT TO:<%s> from MAIL FROM:<>", host, rp)
-	case len(rcpt) == 1 && errors.As(rcpt[0], &re) && (re.Code == 550 || re.Code == 551 || re.Code == 553):
-		res.Result, res.Reason = "fail", fmt.Sprintf("%s refuses RCPT TO:<%s>: %d %s", host, rp, re.Code, re.Message)
-	case len(rcpt) == 1:
-		res.Result, res.Reason = "unknown", fmt.Sprintf("%s answered RCPT TO:<%s> with %v", host, rp, rcpt[0])
-	default:
+	case len(rcpt) == 0:
 		res.Result, res.Reason = "unknown", fmt.Sprintf("%s gave no reply to RCPT", host)
+	case rcpt[0] == nil:
+		res.Result, res.Reason = "pass", fmt.Sprintf("%s accepts RCPT TO:<%s> from MAIL FROM:<>", host, rp)
+		if len(rcpt) > 1 && rcpt[1] == nil {
+			res.AcceptsAll = true
+			res.Reason += ", but also an address that cannot exist: it accepts any recipient, so this proves little"
+		}
+	case errors.As(rcpt[0], &re) && (re.Code == 550 || re.Code == 551 || re.Code == 553):
+		res.Result, res.Reason = "fail", fmt.Sprintf("%s refuses RCPT TO:<%s>: %d %s", host, rp, re.Code, re.Message)
+	default:
+		res.Result, res.Reason = "unknown", fmt.Sprintf("%s answered RCPT TO:<%s> with %v", host, rp, rcpt[0])
 	}
 	return res
+}
+
+// probeAddress is an address at rp's domain that no one has: a random local part.
+func probeAddress(rp addr.Address) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "sealgate-probe-" + hex.EncodeToString(b) + "@" + string(rp.Domain)
 }

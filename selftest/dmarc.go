@@ -332,7 +332,8 @@ type Alignment struct {
 	// Result is the identifier's own result (dkim or spf).
 	Result string `json:"result"`
 	// Strict: the domain equals the author domain. Relaxed: both have the same
-	// organisational domain (as the RFC of the evaluation finds it).
+	// organisational domain (as the RFC of the evaluation finds it); only worked out for an
+	// identifier that passed.
 	Strict  bool `json:"strict"`
 	Relaxed bool `json:"relaxed"`
 	// Mode is the record's adkim= or aspf= ("s" or "r"), or "" without a record.
@@ -512,7 +513,9 @@ func evaluateOne(ctx context.Context, d *dmarcDNS, in dmarcInput, spec RFC) *DMA
 		dom, err := addr.ParseDomain(a.Domain)
 		if err == nil {
 			a.Strict = dom == author
-			a.Relaxed = a.Strict || orgOf(dom) == org
+			// Only a passing identifier can align; the others are not worth the lookups
+			// of a tree walk each (a message may carry many signatures).
+			a.Relaxed = a.Strict || a.Result == "pass" && orgOf(dom) == org
 		}
 		if policy != nil {
 			a.Mode = mode

@@ -224,13 +224,14 @@ func TestPRA(t *testing.T) {
 }
 
 // smtpProbeServer is a receiving SMTP server for callback tests: it answers RCPT with
-// rcptReply and records every command.
+// rcptReply (probeReply for the random address of the accept-all probe) and records every
+// command.
 type smtpProbeServer struct {
 	mu       sync.Mutex
 	commands []string
 }
 
-func (s *smtpProbeServer) start(t *testing.T, rcptReply string, greet bool) string {
+func (s *smtpProbeServer) start(t *testing.T, rcptReply, probeReply string, greet bool) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -242,14 +243,14 @@ func (s *smtpProbeServer) start(t *testing.T, rcptReply string, greet bool) stri
 			if err != nil {
 				return
 			}
-			go s.serve(c, rcptReply, greet)
+			go s.serve(c, rcptReply, probeReply, greet)
 		}
 	}()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
 }
 
-func (s *smtpProbeServer) serve(c net.Conn, rcptReply string, greet bool) {
+func (s *smtpProbeServer) serve(c net.Conn, rcptReply, probeReply string, greet bool) {
 	defer c.Close()
 	if !greet {
 		// Never greets: the client must give up on its own.
@@ -274,6 +275,8 @@ func (s *smtpProbeServer) serve(c net.Conn, rcptReply string, greet bool) {
 			reply("250 mx.corp.example")
 		case strings.HasPrefix(verb, "MAIL"), verb == "RSET", verb == "NOOP":
 			reply("250 2.0.0 OK")
+		case strings.HasPrefix(verb, "RCPT") && strings.Contains(line, "sealgate-probe-"):
+			reply(probeReply)
 		case strings.HasPrefix(verb, "RCPT"):
 			reply(rcptReply)
 		case verb == "DATA":
@@ -301,20 +304,26 @@ func TestCallback(t *testing.T) {
 		greet           bool
 		mailFrom        string
 		result, reason  string
+		acceptsAll      bool
 	}{
-		{"accepted", "250 2.1.5 OK", true, "b@bounce.corp.example", "pass", "accepts RCPT TO:<b@bounce.corp.example> from MAIL FROM:<>"},
-		{"refused", "550 5.1.1 no such user", true, "b@bounce.corp.example", "fail", "550 5.1.1 no such user"},
-		{"deferred", "450 4.2.1 try later", true, "b@bounce.corp.example", "unknown", "450"},
-		{"never greets", "", false, "b@bounce.corp.example", "unknown", "no mail server answered"},
-		{"null MX", "", true, "b@nullmx.example", "fail", "null MX"},
+		{"accepted", "250 2.1.5 OK", true, "b@bounce.corp.example", "pass", "accepts RCPT TO:<b@bounce.corp.example> from MAIL FROM:<>", false},
+		{"accepts anything", "250 2.1.5 OK", true, "b@bounce.corp.example", "pass", "it accepts any recipient", true},
+		{"refused", "550 5.1.1 no such user", true, "b@bounce.corp.example", "fail", "550 5.1.1 no such user", false},
+		{"deferred", "450 4.2.1 try later", true, "b@bounce.corp.example", "unknown", "450", false},
+		{"never greets", "", false, "b@bounce.corp.example", "unknown", "no mail server answered", false},
+		{"null MX", "", true, "b@nullmx.example", "fail", "null MX", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := &smtpProbeServer{}
 			o := testOptions(t, stagedZone())
-			o.Callback, o.CallbackPort, o.CallbackTimeout = true, srv.start(t, tc.rcptReply, tc.greet), 2*time.Second
+			probeReply := "550 5.1.1 no such user"
+			if tc.acceptsAll {
+				probeReply = "250 OK"
+			}
+			o.Callback, o.CallbackPort, o.CallbackTimeout = true, srv.start(t, tc.rcptReply, probeReply, tc.greet), 2*time.Second
 			rep := run(t, Envelope{MailFrom: tc.mailFrom}, message("a@corp.example"), o)
 			c := rep.Callback
-			if c == nil || c.Result != tc.result || !strings.Contains(c.Reason, tc.reason) {
+			if c == nil || c.Result != tc.result || !strings.Contains(c.Reason, tc.reason) || c.AcceptsAll != tc.acceptsAll {
 				t.Fatalf("callback %+v, want %s (%s)", c, tc.result, tc.reason)
 			}
 			sent := srv.sent()

@@ -87,10 +87,10 @@ const (
 // deliveries at once, removes a message once delivered, and reschedules
 // temporary failures with Backoff. A message that fails permanently, or that
 // is still failing after MaxAge, is moved to the spool's failed/ directory with
-// the failed recipients recorded and a "bounce needed" event logged.
-//
-// No delivery status notification (RFC 3464) is generated yet: failed/ is where
-// an admin finds what was not delivered, with why. Nothing is dropped silently.
+// the failed recipients recorded. The Bouncer (DSNSender) tells the sender with
+// a delivery status notification (RFC 3464); without one, a "bounce needed"
+// event is logged. failed/ is where an admin finds what was not delivered,
+// with why. Nothing is dropped silently.
 type Runner struct {
 	Spool     *Spool
 	Deliverer Deliverer
@@ -105,6 +105,15 @@ type Runner struct {
 	// OnAttempt, when set, is called with each AttemptEvent after its log line
 	// (for metrics), from the worker that made the attempt.
 	OnAttempt func(AttemptEvent)
+
+	// Bouncer, when set, sends delivery status notifications (RFC 3464) for
+	// the recipients given up on (DSNSender); without one they are only
+	// recorded in failed/ and logged as "bounce needed".
+	Bouncer Bouncer
+	// DelayWarning, when positive and the Bouncer is a DelayNotifier, sends
+	// one delay warning for a message still being retried this long after
+	// acceptance.
+	DelayWarning time.Duration
 }
 
 type attemptResult struct {
@@ -325,8 +334,9 @@ func (r *Runner) settle(ctx context.Context, env *Envelope, hops []Hop, err erro
 	if temp != nil {
 		env.Attempts++
 		env.LastError = temp.Error()
-		if now.Sub(env.ReceivedAt) < cmpOr(r.MaxAge, DefaultMaxAge) {
+		if now.Sub(env.queuedSince()) < cmpOr(r.MaxAge, DefaultMaxAge) {
 			env.NextAttempt = now.Add(r.backoff(env.Attempts))
+			r.report(ctx, env, hops, temp, now, log)
 			if uerr := r.Spool.Update(env); uerr != nil {
 				log.Error("relay: record deferral", "error", uerr)
 			}
@@ -341,22 +351,29 @@ func (r *Runner) settle(ctx context.Context, env *Envelope, hops []Hop, err erro
 		}
 	}
 
-	// Every recipient is settled and some failed. The envelope in failed/ keeps
-	// what a DSN (RFC 3464) to env.From needs: the failed recipients with their
-	// NOTIFY and ORCPT, RET and ENVID (RFC 3461); none is generated yet, and none
-	// may ever go to the null sender (RFC 5321 §4.5.5).
+	// Every recipient is settled and some failed. The Bouncer reports those
+	// given up on now (never to the null sender, RFC 5321 §4.5.5); the envelope
+	// in failed/ keeps each failed recipient with what its DSN said.
+	r.report(ctx, env, hops, nil, now, log)
 	if ferr := r.Spool.Fail(env); ferr != nil {
 		log.Error("relay: move failed message to failed/", "error", ferr)
 		return now.Add(r.backoff(1)) // still queued; settle again later
 	}
-	log.Error("bounce needed", "from", env.From, "failed_rcpts", len(env.Failed),
-		"last_error", env.LastError)
+	if r.Bouncer == nil {
+		log.Error("bounce needed", "from", env.From, "failed_rcpts", len(env.Failed),
+			"last_error", env.LastError)
+	} else {
+		log.Warn("message failed; kept in failed/", "from", env.From, "failed_rcpts", len(env.Failed),
+			"last_error", env.LastError)
+	}
 	return time.Time{}
 }
 
-// giveUp moves env.To[i] to env.Failed.
+// giveUp moves env.To[i] to env.Failed, and keeps it for the Bouncer (report).
 func (r *Runner) giveUp(env *Envelope, i int, err error, now time.Time, log *slog.Logger) {
 	f := FailedRecipient{Rcpt: env.To[i], Error: err.Error(), At: now}
+	f.Status, f.Reply = failureDetail(err)
+	env.bounce = append(env.bounce, RecipientError{Rcpt: f.Rcpt, Err: err})
 	if len(env.Notify) > i {
 		f.Notify = env.Notify[i]
 	}

@@ -84,6 +84,16 @@ type Envelope struct {
 	// Failed lists recipients that will not be delivered, with why: what a
 	// delivery status notification (RFC 3464) reports.
 	Failed []FailedRecipient `json:"failed,omitempty"`
+
+	// DelayWarned is when a delay warning DSN was queued (at most one per message).
+	DelayWarned time.Time `json:"delay_warned,omitzero"`
+	// RequeuedAt is when an admin brought the message back from failed/
+	// ("sealgate queue requeue"); retries run until MaxAge after it.
+	RequeuedAt time.Time `json:"requeued_at,omitzero"`
+
+	// bounce holds the recipients given up on during the current attempt,
+	// for Runner.Bouncer; not stored.
+	bounce []RecipientError
 }
 
 // FailedRecipient records why a recipient was given up on.
@@ -93,6 +103,24 @@ type FailedRecipient struct {
 	Notify string    `json:"notify,omitempty"`
 	Error  string    `json:"error"`
 	At     time.Time `json:"at"`
+	// Status is the enhanced status code (RFC 3463) of the failure, the
+	// server's or one derived from it; Reply is the server's reply ("550 5.1.1
+	// ...") and RemoteMTA the server that gave it, "" when none did.
+	Status    string `json:"status,omitempty"`
+	Reply     string `json:"reply,omitempty"`
+	RemoteMTA string `json:"remote_mta,omitempty"`
+	// DSN is the queue id of the DSN (RFC 3464) sent about this recipient, or
+	// why none was (DSNNotRequested, DSNNullSender, ...); "" before the
+	// Runner's Bouncer has seen it.
+	DSN string `json:"dsn,omitempty"`
+}
+
+// queuedSince is when the retry period of env began: acceptance, or the last requeue.
+func (e *Envelope) queuedSince() time.Time {
+	if e.RequeuedAt.After(e.ReceivedAt) {
+		return e.RequeuedAt
+	}
+	return e.ReceivedAt
 }
 
 // removeRecipient drops To[i] and the parallel Notify/ORcpt entries.

@@ -10,6 +10,7 @@ import (
 	"sealgate/internal/config"
 	"sealgate/internal/libcrypto"
 	"sealgate/relay"
+	"sealgate/sign"
 	"sealgate/submit"
 )
 
@@ -116,6 +117,28 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 		Spool: spool, Resolver: res.Resolver, Log: log,
 	}
 	runner := &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log,
-		Backoff: cfg.Relay.Retry.Backoff(), MaxAge: cfg.Relay.Retry.GiveUpAfter}
+		Backoff: cfg.Relay.Retry.Backoff(), MaxAge: cfg.Relay.Retry.GiveUpAfter,
+		Bouncer: dsnSender(cfg, res.KeyRing, spool, log), DelayWarning: cfg.Relay.DSN.DelayWarning}
 	return srv, runner, func() { spool.Close() }, nil
+}
+
+// dsnSender builds the relay's DSN sender (RFC 3464): From MAILER-DAEMON@ the relay's
+// domain (or relay.dsn.from), signed with that domain's keys from the ring. Without keys
+// for it the DSNs go unsigned, which is said once here.
+func dsnSender(cfg *config.Config, ring *sign.KeyRing, spool *relay.Spool, log *slog.Logger) *relay.DSNSender {
+	domain := cfg.DSNDomain()
+	from := cfg.Relay.DSN.From
+	if from == "" {
+		from = "MAILER-DAEMON@" + string(domain)
+	}
+	ds := &relay.DSNSender{Spool: spool, Hostname: cfg.Hostname, From: from,
+		RetryUntil: cfg.Relay.Retry.GiveUpAfter, Logger: log}
+	if dk, ok := ring.Lookup(domain); ok && len(dk.Keys) > 0 {
+		ds.Keys = dk
+		log.Info("DSNs are DKIM-signed", "from", from, "d", dk.Domain)
+	} else {
+		log.Warn("DSNs are sent unsigned: the key ring has no keys for the relay's domain (set relay.dsn.domain to a signing domain)",
+			"from", from, "domain", domain)
+	}
+	return ds
 }

@@ -109,8 +109,8 @@ func TestCounters(t *testing.T) {
 
 func TestDestinationClass(t *testing.T) {
 	for host, want := range map[string]string{
-		"":                                        "unreached",
-		"gmail-smtp-in.l.google.com.":             "google",
+		"":                            "unreached",
+		"gmail-smtp-in.l.google.com.": "google",
 		"example-com.mail.protection.outlook.com": "microsoft",
 		"mta5.am0.yahoodns.net":                   "yahoo",
 		"mx.example.net":                          "other",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -198,7 +199,7 @@ func (h *NextHop) deliver(ctx context.Context, env *Envelope, msg io.Reader) err
 // transaction builds the client's transaction from a spooled envelope.
 func transaction(env *Envelope) *smtpclient.Transaction {
 	tx := &smtpclient.Transaction{From: env.From, Size: env.Size, Ret: env.Ret, EnvID: env.EnvID,
-		Rcpts: make([]smtpclient.Recipient, len(env.To))}
+		Submitter: env.Submitter, RequireTLS: env.RequireTLS, Rcpts: make([]smtpclient.Recipient, len(env.To))}
 	for i, rcpt := range env.To {
 		r := smtpclient.Recipient{Addr: rcpt}
 		if len(env.Notify) > i {
@@ -218,6 +219,20 @@ func (h *NextHop) transaction(ctx context.Context, c *smtpclient.Client, tx *smt
 	stop := c.CloseOnDone(ctx)
 	res, err := c.Send(tx, msg)
 	stop() // the delivery's context no longer governs the session
+	hop := Hop{Rcpts: env.To, Host: h.Addr}
+	if len(env.To) > 0 {
+		hop.Domain = domainOf(env.To[0])
+	}
+	if host, _, err := net.SplitHostPort(h.Addr); err == nil {
+		hop.Host = host
+	}
+	if ip, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+		hop.IP = ip
+	}
+	if res != nil {
+		hop.Reply = res.Data
+	}
+	ReportHop(ctx, hop)
 	if err != nil {
 		if c.Reusable() { // refused before anything was written
 			h.release(c)

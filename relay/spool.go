@@ -73,6 +73,16 @@ type Envelope struct {
 	Notify []string `json:"notify,omitempty"`
 	ORcpt  []string `json:"orcpt,omitempty"`
 
+	// Submitter is the purported responsible address of the header (RFC 4407 §2),
+	// computed at acceptance; "" when the header has none. Sent as SUBMITTER
+	// (RFC 4405) to servers that offer it.
+	Submitter string `json:"submitter,omitempty"`
+	// RequireTLS is set when the client asked for REQUIRETLS (RFC 8689 §3): the
+	// message goes only over verified TLS to servers that offer REQUIRETLS.
+	// Both fields are optional members of the envelope JSON, so format version
+	// 2 holds them: files written before they existed read as "" and false.
+	RequireTLS bool `json:"requiretls,omitempty"`
+
 	// Size is the length in bytes of the stored message (header + blank line + body),
 	// set by Commit; used for the SIZE parameter (RFC 1870).
 	Size int64 `json:"size"`

@@ -79,6 +79,8 @@ type Submission struct {
 	// DSN parameters to pass on (RFC 3461).
 	EnvID, Ret    string
 	Notify, ORcpt []string
+	// RequireTLS is MAIL's REQUIRETLS (RFC 8689 §3).
+	RequireTLS bool
 }
 
 // BodyCanonicalizations says which body hashes Accept will need for a message with this
@@ -275,7 +277,11 @@ func (p *Pipeline) sealARC(ctx context.Context, m *message) error {
 func (p *Pipeline) spool(_ context.Context, m *message) error {
 	env := &relay.Envelope{
 		From: m.From, To: m.To, Identity: m.Identity.Name, ReceivedAt: m.now,
-		EnvID: m.EnvID, Ret: m.Ret, Notify: m.Notify, ORcpt: m.ORcpt,
+		EnvID: m.EnvID, Ret: m.Ret, Notify: m.Notify, ORcpt: m.ORcpt, RequireTLS: m.RequireTLS,
+	}
+	// The PRA (RFC 4407 §2) of the header as it leaves us, for SUBMITTER (RFC 4405).
+	if pra, _, ok := addr.PRA(m.hdr); ok {
+		env.Submitter = pra.String()
 	}
 	m.committed = true // Commit cleans up after itself on failure
 	qid, err := m.Body.Commit(env, m.hdr.Bytes())

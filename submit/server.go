@@ -401,6 +401,9 @@ func (s *Server) newSMTPServer(lc Listener, cc *clientConn) *smtp.Server {
 	// plain connection with 538 5.7.11 (RFC 4954 §6) instead of go-smtp's 523.
 	srv.AllowInsecureAuth = true
 	srv.EnableDSN = true
+	// REQUIRETLS (RFC 8689 §3): go-smtp offers it only under TLS; delivery keeps
+	// such a message to verified TLS (relay.Envelope.RequireTLS).
+	srv.EnableREQUIRETLS = true
 	// Not offered: delivery cannot carry SMTPUTF8 yet, and a non-ASCII envelope
 	// address is refused at MAIL and RCPT (see errNonASCIIAddress).
 	srv.EnableSMTPUTF8 = false

@@ -40,6 +40,8 @@ type session struct {
 	from string
 	to   []string
 	dsn  dsnParams
+	// requireTLS is MAIL's REQUIRETLS (RFC 8689 §3), offered only under TLS.
+	requireTLS bool
 
 	// hungUp is set once Data has refused a bare CR or LF and closed the connection.
 	hungUp bool
@@ -206,6 +208,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	// What was checked is what is stored and sent on: the canonical form.
 	se.from = p.String()
 	se.dsn = dsnParams{}
+	se.requireTLS = opts != nil && opts.RequireTLS
 	if opts != nil {
 		se.dsn.envID = opts.EnvelopeID
 		se.dsn.ret = string(opts.Return)
@@ -448,7 +451,7 @@ func (se *session) Data(r io.Reader) error {
 		Identity: se.identity, Authenticated: se.sasl, From: se.from, To: se.to,
 		ClientIP: net.IP(se.ip.AsSlice()), HELO: se.conn.Hostname(), TLS: se.tls,
 		Header: hdr, Body: in, Bodies: hasher.Sum(),
-		EnvID: se.dsn.envID, Ret: se.dsn.ret,
+		EnvID: se.dsn.envID, Ret: se.dsn.ret, RequireTLS: se.requireTLS,
 	}
 	if se.dsn.any {
 		sub.Notify, sub.ORcpt = se.dsn.notify, se.dsn.orcpt
@@ -606,7 +609,7 @@ func (se *session) hangUp(part string) error {
 }
 
 func (se *session) resetTransaction() {
-	se.from, se.to, se.dsn = "", nil, dsnParams{}
+	se.from, se.to, se.dsn, se.requireTLS = "", nil, dsnParams{}, false
 }
 
 // Reset ends the mail transaction; the identity stays (RFC 5321 §4.1.1.5).

@@ -93,6 +93,11 @@ func (e *UnsendableError) Unwrap() error { return e.Err }
 // stays usable.
 var ErrRequireTLS = errors.New("REQUIRETLS: the message needs verified TLS to a server that offers REQUIRETLS")
 
+// ErrInDoubt reports that the whole message was sent but no reply to it came
+// (the connection failed): the server may have taken it (RFC 5321 §6.1 accepts
+// the duplicate a retry may cause).
+var ErrInDoubt = errors.New("no reply after the end of the message")
+
 // ErrStaleSession reports that a session which had carried a transaction did
 // not answer the RSET opening the next one: the server dropped it meanwhile.
 // Nothing of the new transaction was taken; the session is closed, and the
@@ -224,6 +229,10 @@ func (c *Client) run(tx *Transaction, msg io.Reader, data bool) (_ *Result, err 
 	}
 	c.deadline()
 	r, err := c.read("end of data", 250)
+	var rerr *ReplyError
+	if err != nil && !errors.As(err, &rerr) {
+		return nil, fmt.Errorf("%w: %w", ErrInDoubt, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,156 @@
+package relay
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"sealgate/internal/resolver"
+	"sealgate/internal/smtpclient"
+)
+
+// DefaultMXPort is the SMTP port of MX hosts (RFC 5321 §4.5.4.2 relays use 25).
+const DefaultMXPort = 25
+
+// mxDestinations lists the servers for the recipients of g's domain (RFC 5321
+// §5.1): its MX hosts in preference order, each host's addresses before the
+// next host, limited and marked by the domain's MTA-STS policy.
+func (t *Transport) mxDestinations(ctx context.Context, env *Envelope, g *routeGroup) ([]destination, error) {
+	rt := g.route
+	port := cmpOr(t.MXPort, DefaultMXPort)
+	mode := rt.tlsMode()
+	if lit, ok := strings.CutPrefix(g.domain, "["); ok {
+		// An address literal (RFC 5321 §4.1.3) names the server itself.
+		lit = strings.TrimSuffix(strings.TrimPrefix(lit, "IPv6:"), "]")
+		ip, err := netip.ParseAddr(lit)
+		if err != nil {
+			return nil, &PermanentError{Err: fmt.Errorf("address literal %s: %w", g.domain, err)}
+		}
+		return []destination{{host: ip.String(), ip: net.IP(ip.AsSlice()), port: port, mode: mode, rt: rt}}, nil
+	}
+	if t.Resolver == nil {
+		return nil, errors.New("relay: delivery to MX hosts needs a resolver")
+	}
+	hosts, implicit, err := t.mxHosts(ctx, g.domain)
+	if err != nil {
+		return nil, err
+	}
+
+	var sts *STSPolicy
+	if t.MTASTS != nil {
+		sts = t.MTASTS.Policy(ctx, g.domain)
+	}
+	needTLS := ""
+	if sts != nil && sts.Mode != STSModeNone {
+		var allowed, refused []string
+		for _, h := range hosts {
+			if sts.MatchesMX(h) {
+				allowed = append(allowed, h)
+			} else {
+				refused = append(refused, h)
+			}
+		}
+		switch {
+		case len(refused) == 0:
+		case sts.Mode == STSModeEnforce:
+			// RFC 8461 §5.1: only MX hosts the policy names are candidates.
+			t.logger().Warn("MTA-STS: MX hosts not in the policy skipped", "queue_id", env.ID,
+				"domain", g.domain, "policy_id", sts.ID, "skipped", strings.Join(refused, ","))
+			hosts = allowed
+		default:
+			t.logger().Warn("MTA-STS testing policy not met: MX hosts not in the policy (delivering anyway)",
+				"queue_id", env.ID, "domain", g.domain, "policy_id", sts.ID, "hosts", strings.Join(refused, ","))
+		}
+		if sts.Mode == STSModeEnforce {
+			needTLS = "the MTA-STS policy (enforce) of " + g.domain
+			if len(hosts) == 0 {
+				return nil, fmt.Errorf("MTA-STS policy %s of %s (enforce) names none of its MX hosts (%s)",
+					sts.ID, g.domain, strings.Join(refused, ", "))
+			}
+		}
+	}
+
+	var dests []destination
+	var lastErr error
+	for _, h := range hosts {
+		ips, err := t.Resolver.LookupIP(ctx, h)
+		if err != nil {
+			lastErr = fmt.Errorf("addresses of %s: %w", h, err)
+			if implicit && resolver.IsNotFound(err) {
+				// RFC 5321 §5.1: no MX and no address: the domain takes no mail.
+				return nil, &PermanentError{Err: &smtpclient.ReplyError{Command: "address lookup", Code: 550,
+					Message: fmt.Sprintf("5.1.2 recipient domain %s has no MX and no address record", g.domain)}}
+			}
+			continue
+		}
+		for _, ip := range ips {
+			if rt.SourceIP != nil && (rt.SourceIP.To4() == nil) != (ip.To4() == nil) {
+				continue // unreachable from the source address
+			}
+			dests = append(dests, destination{host: h, ip: ip, port: port, mode: mode, sts: sts, needTLS: needTLS, rt: rt})
+		}
+	}
+	if len(dests) == 0 {
+		if lastErr == nil {
+			lastErr = fmt.Errorf("no address of %s's mail servers (%s) to connect to", g.domain, strings.Join(hosts, ", "))
+		}
+		return nil, lastErr
+	}
+	return dests, nil
+}
+
+// mxHosts returns the names of the servers for domain, in the order to try
+// them (RFC 5321 §5.1): the MX hosts by preference, equal preferences in random
+// order to spread the load; the domain itself (implicit is true) when it has no
+// MX. A domain that does not exist, or publishes a null MX (RFC 7505), is a
+// *PermanentError.
+func (t *Transport) mxHosts(ctx context.Context, domain string) (hosts []string, implicit bool, err error) {
+	mxs, err := t.Resolver.LookupMX(ctx, domain)
+	switch {
+	case err == nil:
+	case errors.Is(err, resolver.ErrNXDOMAIN):
+		return nil, false, &PermanentError{Err: &smtpclient.ReplyError{Command: "MX lookup", Code: 550,
+			Message: fmt.Sprintf("5.1.2 recipient domain %s does not exist", domain)}}
+	case resolver.IsNotFound(err):
+		return []string{domain}, true, nil
+	default:
+		return nil, false, fmt.Errorf("MX lookup for %s: %w", domain, err)
+	}
+	var real []*net.MX
+	for _, mx := range mxs {
+		if mx.Host != "." && mx.Host != "" {
+			real = append(real, mx)
+		}
+	}
+	if len(real) == 0 {
+		// RFC 7505 §3, §4.1: a null MX; 556 5.1.10 is the reply it prescribes.
+		return nil, false, &PermanentError{Err: &smtpclient.ReplyError{Command: "MX lookup", Code: 556,
+			Message: fmt.Sprintf("5.1.10 recipient domain %s accepts no mail (null MX, RFC 7505)", domain)}}
+	}
+	return orderMX(real), false, nil
+}
+
+// orderMX sorts mxs by preference, shuffling each run of equal preferences
+// (RFC 5321 §5.1), and returns the host names without the trailing dot.
+func orderMX(mxs []*net.MX) []string {
+	mxs = append([]*net.MX(nil), mxs...)
+	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
+	// A stable sort keeps the shuffled order among equal preferences.
+	slices.SortStableFunc(mxs, func(a, b *net.MX) int { return cmp.Compare(a.Pref, b.Pref) })
+	hosts := make([]string, 0, len(mxs))
+	seen := map[string]bool{}
+	for _, mx := range mxs {
+		h := strings.ToLower(strings.TrimSuffix(mx.Host, "."))
+		if !seen[h] {
+			seen[h] = true
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}

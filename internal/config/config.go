@@ -32,6 +32,8 @@ type Config struct {
 	ARC            ARCConfig             `mapstructure:"arc"`
 	Relay          RelayConfig           `mapstructure:"relay"`
 	DNS            DNSConfig             `mapstructure:"dns"`
+	Admin          AdminConfig           `mapstructure:"admin"`
+	Log            LogConfig             `mapstructure:"log"`
 }
 
 // ListenerConfig is one entry of listeners.
@@ -172,6 +174,9 @@ var Defaults = map[string]any{
 	"dns.server":                    "",
 	"dns.zone_file":                 "",
 	"dns.timeout":                   "5s",
+	"admin.listen":                  "",
+	"log.format":                    "text",
+	"log.level":                     "info",
 }
 
 // EnvVar returns the environment variable that overrides a scalar key:

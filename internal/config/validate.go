@@ -69,6 +69,7 @@ func (c *Config) Open() (*Resources, error) {
 	v.relay()
 	v.queue()
 	v.dns()
+	v.operations()
 	v.coverage()
 	if err := v.p.join(); err != nil {
 		return nil, err

@@ -86,17 +86,15 @@ func checkMechanism(term string) string {
 	if strings.IndexByte("+-~?", t[0]) >= 0 {
 		t = t[1:]
 	}
-	low := strings.ToLower(t)
 	bad := func(msg string) string { return fmt.Sprintf("%q: %s", term, msg) }
-	mech, arg, hasArg := strings.Cut(low, ":")
+	mech, arg, hasArg := strings.Cut(t, ":") // arg keeps the case of macro letters
 	rest := ""
 	if !hasArg {
 		if i := strings.IndexByte(mech, '/'); i >= 0 {
 			mech, rest = mech[:i], mech[i:]
 		}
-	} else {
-		arg = t[len(mech)+1:] // keep the case of macro letters
 	}
+	mech = strings.ToLower(mech)
 	switch mech {
 	case "all":
 		if hasArg || rest != "" {

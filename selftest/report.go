@@ -76,7 +76,18 @@ func (v *verification) authResults() dkimcore.Field {
 		}
 		add(authres.Result{Method: "iprev", Value: r.Result, Props: []authres.Prop{{Type: "policy", Property: "iprev", Value: rep.IP}}}, comment)
 	}
-	return authres.FormatField(authres.FieldName, authres.QuoteValue(rep.AuthServID), infos)
+	return authres.FormatField(authres.FieldName, quoteAuthServID(rep.AuthServID), infos)
+}
+
+// quoteAuthServID writes an authserv-id as a value (RFC 8601 §2.2): a token, or else a
+// quoted-string.
+func quoteAuthServID(id string) string {
+	if id != "" && !strings.ContainsFunc(id, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`()<>@,;:\"/[]?=`, r)
+	}) {
+		return id
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\r", " ", "\n", " ").Replace(id) + `"`
 }
 
 func spfComment(s *SPFResult) string {

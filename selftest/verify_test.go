@@ -395,3 +395,18 @@ _dmarc.slowdomain.example.  TXT "v=DMARC1; p=reject"
 		t.Errorf("from-domain: %+v, exists %v", c, rep.From.Exists)
 	}
 }
+
+// TestQuoteAuthServID: an authserv-id that is not a token is written as a quoted-string and
+// reads back the same.
+func TestQuoteAuthServID(t *testing.T) {
+	for _, id := range []string{"mx.example.net", "verifier@example.net", `odd "id"; x`} {
+		f := authres.FormatField(authres.FieldName, quoteAuthServID(id), []string{"dkim=none"})
+		got, _, err := authres.Parse(strings.TrimPrefix(strings.TrimSuffix(string(f), "\r\n"), authres.FieldName+":"))
+		if err != nil || got != id {
+			t.Errorf("%q: read back %q, %v (%s)", id, got, err, f)
+		}
+	}
+	if q := quoteAuthServID("mx.example.net"); q != "mx.example.net" {
+		t.Errorf("token quoted: %s", q)
+	}
+}

@@ -479,6 +479,13 @@ func evaluateOne(ctx context.Context, d *dmarcDNS, in dmarcInput, spec RFC) *DMA
 			res.Result, res.Reason = "permerror", steps[0].Note
 			return res
 		}
+		if temp != nil {
+			// A level of the walk went unanswered: the policy and the organisational
+			// domain found without it may be the wrong ones.
+			res.OrgDomain = string(org)
+			res.Result, res.Reason = "temperror", "the DNS tree walk could not be completed: "+temp.Error()
+			return res
+		}
 	} else {
 		org = addr.OrgDomain(author)
 		orgOf = addr.OrgDomain

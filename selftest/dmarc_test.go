@@ -189,3 +189,18 @@ func TestTreeWalkBound(t *testing.T) {
 		t.Errorf("%d queries, org %q, %s=%s disposition %s", d.Queries, d.OrgDomain, d.PolicyTag, d.Policy, d.Disposition)
 	}
 }
+
+// TestTreeWalkTemporaryFailure: a level of the RFC 9989 walk that does not answer makes the
+// evaluation temperror even when a record was found at another level; RFC 7489, which asks
+// only the From domain and its organisational domain, is not affected.
+func TestTreeWalkTemporaryFailure(t *testing.T) {
+	o := testOptions(t, "a.corp.example. A 192.0.2.1\n_dmarc.corp.example. TXT \"v=DMARC1; p=reject\"\n", "_dmarc.example")
+	rep := run(t, Envelope{}, message("x@a.corp.example"), o)
+	if rep.DMARC9989.Result != "temperror" || rep.DMARC7489.Result != "fail" || rep.DMARC7489.Disposition != "reject" {
+		t.Errorf("9989 %s (%s), 7489 %s/%s", rep.DMARC9989.Result, rep.DMARC9989.Reason, rep.DMARC7489.Result, rep.DMARC7489.Disposition)
+	}
+	// The stricter known outcome wins: RFC 7489 rejects.
+	if rep.Verdict.Action != "reject" {
+		t.Errorf("verdict %+v", rep.Verdict)
+	}
+}

@@ -666,7 +666,8 @@ func (v *verification) verdict() Verdict {
 				Reason: fmt.Sprintf("%s is listed in %s", v.ip, r.Zone)}
 		}
 	}
-	if s := v.rep.SPF; s != nil {
+	// The MAIL FROM identity, or for the null reverse-path the HELO one (RFC 7208 §2.4).
+	if s := v.spfIdentity(); s != nil {
 		waits := v.rep.SubmitterAt != nil && v.rep.SubmitterAt.DMARC != nil && v.rep.SubmitterAt.DMARC.Record != nil
 		switch {
 		case s.Result == "fail" && !waits:

@@ -26,7 +26,7 @@ type SPFResult struct {
 	// Sender is the <sender> of check_host(): the MAIL FROM address, or postmaster@HELO.
 	Sender string `json:"sender"`
 	// Result is one of none, neutral, pass, fail, softfail, temperror, permerror (RFC 7208
-	// §2.6), or "" when the check was not run (see Reason).
+	// §2.6).
 	Result string `json:"result"`
 	// Reason says which mechanism matched, or what went wrong.
 	Reason string `json:"reason,omitempty"`
@@ -49,12 +49,12 @@ func checkSPF(ctx context.Context, r resolver.Resolver, ip net.IP, identity, hel
 		// a verifier bound the whole evaluation; the result is then temperror).
 		res.Result = string(spf.TempError)
 	}
-	res.Reason = spfReason(result, err, a.lookups)
+	res.Reason = spfReason(result, err)
 	return res
 }
 
 // spfReason explains a result from the library's error.
-func spfReason(result spf.Result, err error, lookups int) string {
+func spfReason(result spf.Result, err error) string {
 	switch {
 	case errors.Is(err, spf.ErrLookupLimitReached):
 		return "more than 10 DNS-querying terms (include, a, mx, ptr, exists, redirect) (RFC 7208 §4.6.4)"

@@ -26,7 +26,9 @@ type IPRevResult struct {
 	Confirmed string   `json:"confirmed,omitempty"`
 }
 
-func checkIPRev(ctx context.Context, r resolver.Resolver, ip netip.Addr) *IPRevResult {
+// CheckIPRev checks forward-confirmed reverse DNS of ip (RFC 8601 §3): a PTR name whose
+// addresses of the same type include ip.
+func CheckIPRev(ctx context.Context, r resolver.Resolver, ip netip.Addr) *IPRevResult {
 	res := &IPRevResult{}
 	names, err := r.LookupAddr(ctx, ip.String())
 	switch {
@@ -107,7 +109,9 @@ func dnsblName(ip netip.Addr, zone string) string {
 	return strings.Join(parts, ".") + "." + strings.TrimSuffix(zone, ".")
 }
 
-func checkDNSBL(ctx context.Context, r resolver.Resolver, ip netip.Addr, zone string) DNSBLResult {
+// CheckDNSBL looks ip up in the DNS blocklist zone (RFC 5782). Answers in
+// 127.255.255.0/24, and answers outside 127.0.0.0/8, are the list's errors, not listings.
+func CheckDNSBL(ctx context.Context, r resolver.Resolver, ip netip.Addr, zone string) DNSBLResult {
 	res := DNSBLResult{Zone: zone}
 	name := dnsblName(ip, zone)
 	ips, err := resolver.LookupIPFamily(ctx, r, name, false)
@@ -158,7 +162,11 @@ type HELOResult struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-func checkHELO(ctx context.Context, r resolver.Resolver, ip netip.Addr, haveIP bool, helo string) *HELOResult {
+// CheckHELO checks the HELO/EHLO argument given by a client at ip: a fully qualified name
+// that resolves to ip, or an address literal equal to it. With the zero ip only the syntax
+// is checked.
+func CheckHELO(ctx context.Context, r resolver.Resolver, ip netip.Addr, helo string) *HELOResult {
+	haveIP := ip.IsValid()
 	if addr.IsAddressLiteral(helo) {
 		s := strings.TrimSuffix(strings.TrimPrefix(helo, "["), "]")
 		if v6, ok := strings.CutPrefix(s, "IPv6:"); ok {
@@ -204,10 +212,10 @@ func checkHELO(ctx context.Context, r resolver.Resolver, ip netip.Addr, haveIP b
 	return &HELOResult{Result: "fail", Reason: fmt.Sprintf("%s resolves to %s, not to %s", d, strings.Join(got, ", "), ip)}
 }
 
-// domainExists reports whether d exists for DMARC purposes (RFC 9989 np=, RFC 9091 §2.1):
+// DomainExists reports whether d exists for DMARC purposes (RFC 9989 np=, RFC 9091 §2.1):
 // it does not when its MX or address lookup says NXDOMAIN, or when it has none of MX, A and
 // AAAA. A temporary failure is returned as err.
-func domainExists(ctx context.Context, r resolver.Resolver, d addr.Domain) (bool, string, error) {
+func DomainExists(ctx context.Context, r resolver.Resolver, d addr.Domain) (bool, string, error) {
 	mx, err := r.LookupMX(ctx, string(d))
 	if err != nil && !resolver.IsNotFound(err) {
 		return true, "", err

@@ -37,7 +37,7 @@ func TestIPRev(t *testing.T) {
 		{"2001:db8::25", "pass", "six.corp.example"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		res := checkIPRev(ctx, r, netip.MustParseAddr(tc.ip))
+		res := CheckIPRev(ctx, r, netip.MustParseAddr(tc.ip))
 		cancel()
 		if res.Result != tc.result || !strings.Contains(res.Reason, tc.reason) {
 			t.Errorf("%s: %s (%s), want %s (%s)", tc.ip, res.Result, res.Reason, tc.result, tc.reason)
@@ -59,7 +59,7 @@ func TestDNSBL(t *testing.T) {
 		{"2001:db8::25", "bl.example", "listed", "127.0.0.4"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		res := checkDNSBL(ctx, r, netip.MustParseAddr(tc.ip), tc.zone)
+		res := CheckDNSBL(ctx, r, netip.MustParseAddr(tc.ip), tc.zone)
 		cancel()
 		got := res.Reason + res.Text + strings.Join(res.Codes, ",")
 		if res.Result != tc.result || !strings.Contains(got, tc.detail) {
@@ -88,7 +88,7 @@ func TestHELO(t *testing.T) {
 		{"192.0.2.25", "invalid", "neither a domain name nor an address literal"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		res := checkHELO(ctx, r, ip, true, tc.helo)
+		res := CheckHELO(ctx, r, ip, tc.helo)
 		cancel()
 		if res.Result != tc.result || !strings.Contains(res.Reason, tc.reason) {
 			t.Errorf("HELO %s: %s (%s), want %s (%s)", tc.helo, res.Result, res.Reason, tc.result, tc.reason)

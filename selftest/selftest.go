@@ -282,7 +282,7 @@ func (v *verification) connect(ctx context.Context) {
 	}
 	for _, z := range v.o.DNSBLZones {
 		tctx, cancel := v.timeout(ctx)
-		r := checkDNSBL(tctx, v.o.Resolver, v.ip, z)
+		r := CheckDNSBL(tctx, v.o.Resolver, v.ip, z)
 		cancel()
 		v.rep.DNSBL = append(v.rep.DNSBL, r)
 		detail := fmt.Sprintf("%s in %s", v.ip, z)
@@ -297,7 +297,7 @@ func (v *verification) connect(ctx context.Context) {
 		v.check(StageConnect, "dnsbl", r.Result, "%s", detail)
 	}
 	tctx, cancel := v.timeout(ctx)
-	v.rep.IPRev = checkIPRev(tctx, v.o.Resolver, v.ip)
+	v.rep.IPRev = CheckIPRev(tctx, v.o.Resolver, v.ip)
 	cancel()
 	v.check(StageConnect, "iprev", v.rep.IPRev.Result, "%s", v.rep.IPRev.Reason)
 }
@@ -310,7 +310,7 @@ func (v *verification) helo(ctx context.Context) {
 		return
 	}
 	tctx, cancel := v.timeout(ctx)
-	v.rep.HELOCheck = checkHELO(tctx, v.o.Resolver, v.ip, v.haveIP, v.env.HELO)
+	v.rep.HELOCheck = CheckHELO(tctx, v.o.Resolver, v.ip, v.env.HELO)
 	cancel()
 	v.check(StageHELO, "helo", v.rep.HELOCheck.Result, "%s", v.rep.HELOCheck.Reason)
 }
@@ -548,7 +548,7 @@ func (v *verification) fromDomains(ctx context.Context, hdr dkimcore.Header) dma
 	in.exists = true
 	if len(in.authors) == 1 {
 		tctx, cancel := v.timeout(ctx)
-		exists, detail, err := domainExists(tctx, v.o.Resolver, in.authors[0])
+		exists, detail, err := DomainExists(tctx, v.o.Resolver, in.authors[0])
 		cancel()
 		switch {
 		case err != nil:

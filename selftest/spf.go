@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"strings"
 
 	"blitiri.com.ar/go/spf"
@@ -34,6 +35,20 @@ type SPFResult struct {
 	// redirect); VoidLookups the lookups among them that found nothing (RFC 7208 §4.6.4).
 	Lookups     int `json:"lookups"`
 	VoidLookups int `json:"void_lookups"`
+}
+
+// CheckSPF evaluates SPF (RFC 7208) for a client at ip: the MAIL FROM identity of sender,
+// or with sender "" (the null reverse-path) the HELO identity of helo, whose <sender> is
+// postmaster@helo (RFC 7208 §2.4). The DNS-querying terms and void lookups are counted
+// against the limits of RFC 7208 §4.6.4, and the record is checked whole against the
+// grammar of RFC 7208 §12. ctx bounds the evaluation: running out of time is temperror.
+func CheckSPF(ctx context.Context, r resolver.Resolver, ip netip.Addr, helo, sender string) *SPFResult {
+	nip := net.IP(ip.Unmap().AsSlice())
+	if sender == "" {
+		return checkSPF(ctx, r, nip, "helo", helo, "postmaster@"+helo, helo)
+	}
+	domain := sender[strings.LastIndexByte(sender, '@')+1:]
+	return checkSPF(ctx, r, nip, "mailfrom", helo, sender, domain)
 }
 
 // checkSPF runs check_host(ip, domain, sender) through the project's resolver.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,22 @@ dual.example. AAAA 2001:db8::25
 	defer cancel()
 	if res := checkSPF(ctx, r, net.ParseIP("192.0.2.25"), "mailfrom", "h.example", "b@dual.example", "dual.example"); res.Result != "temperror" {
 		t.Errorf("IPv4 client, A never answered: %s (%s), want temperror", res.Result, res.Reason)
+	}
+}
+
+// TestCheckSPF: the exported form picks the identity: MAIL FROM, or HELO for the null
+// reverse-path.
+func TestCheckSPF(t *testing.T) {
+	r := testResolver(t, startDNS(t, spfZone))
+	ctx := context.Background()
+	ip := netip.MustParseAddr("192.0.2.25")
+	if res := CheckSPF(ctx, r, ip, "h.example", "b@pass.example"); res.Identity != "mailfrom" || res.Domain != "pass.example" || res.Result != "pass" {
+		t.Errorf("MAIL FROM: %+v", res)
+	}
+	if res := CheckSPF(ctx, r, ip, "a.example", ""); res.Identity != "helo" || res.Sender != "postmaster@a.example" || res.Result != "pass" {
+		t.Errorf("HELO: %+v", res)
+	}
+	if res := CheckSPF(ctx, r, netip.MustParseAddr("::ffff:192.0.2.26"), "a.example", ""); res.Result != "fail" {
+		t.Errorf("IPv4-mapped client: %+v", res)
 	}
 }

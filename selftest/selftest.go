@@ -309,6 +309,11 @@ func (v *verification) helo(ctx context.Context) {
 		v.check(StageHELO, "helo", "not checked", "no HELO name")
 		return
 	}
+	if v.heloName != "" && strings.EqualFold(string(v.heloName), strings.TrimSuffix(v.rep.AuthServID, ".")) {
+		v.rep.HELOCheck = &HELOResult{Result: "fail", Reason: fmt.Sprintf("the client gives our own name %s", v.heloName)}
+		v.check(StageHELO, "helo", "fail", "%s", v.rep.HELOCheck.Reason)
+		return
+	}
 	tctx, cancel := v.timeout(ctx)
 	v.rep.HELOCheck = CheckHELO(tctx, v.o.Resolver, v.ip, v.env.HELO)
 	cancel()

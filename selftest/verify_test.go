@@ -68,6 +68,8 @@ func TestVerifyStaged(t *testing.T) {
 			map[string]string{"data dkim": "pass", "data dmarc": "fail", "mail spf": "not checked", "connect iprev": "not checked"}},
 		{"null reverse-path: the HELO identity's SPF fail refuses at RCPT", Envelope{IP: clientIP, HELO: "other.example", MailFrom: "<>"}, good, nil, "reject", StageRcpt, "550 5.7.23 SPF of other.example",
 			map[string]string{"helo helo": "fail", "mail spf-helo": "fail"}},
+		{"HELO with the receiver's own name", Envelope{IP: clientIP, HELO: "MX.test.example", MailFrom: "b@bounce.corp.example"}, good, nil, "accept", StageData, "",
+			map[string]string{"helo helo": "fail"}},
 		{"null reverse-path: the HELO identity is aligned", Envelope{IP: clientIP, HELO: "relay.corp.example", MailFrom: "<>"}, message("a@corp.example"), nil, "accept", StageData, "",
 			map[string]string{"mail spf": "not checked", "mail spf-helo": "pass", "data dmarc": "pass"}},
 	} {

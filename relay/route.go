@@ -66,9 +66,35 @@ func (c *Credentials) client() (sasl.Client, error) {
 	case "PLAIN":
 		return sasl.NewPlainClient("", c.Username, c.Password), nil
 	case "LOGIN":
-		return sasl.NewLoginClient(c.Username, c.Password), nil
+		return &loginClient{user: c.Username, password: c.Password}, nil
 	}
 	return nil, fmt.Errorf("AUTH mechanism %q: want PLAIN or LOGIN", c.Mechanism)
+}
+
+// loginClient is the LOGIN mechanism (draft-murchison-sasl-login) as servers
+// use it: no initial response, then the user name and the password, each when
+// asked. go-sasl's sends the user name as an initial response and accepts only
+// a "Password:" challenge, which servers that ask "Username:" first refuse.
+type loginClient struct {
+	user, password string
+	step           int
+}
+
+func (l *loginClient) Start() (string, []byte, error) { return "LOGIN", nil, nil }
+
+func (l *loginClient) Next(challenge []byte) ([]byte, error) {
+	l.step++
+	switch ch := strings.ToLower(strings.TrimSpace(string(challenge))); {
+	case strings.HasPrefix(ch, "user"):
+		return []byte(l.user), nil
+	case strings.HasPrefix(ch, "pass"):
+		return []byte(l.password), nil
+	case l.step == 1:
+		return []byte(l.user), nil
+	case l.step == 2:
+		return []byte(l.password), nil
+	}
+	return nil, errors.New("LOGIN: unexpected third challenge")
 }
 
 // Route says how mail for a group of recipients leaves.

@@ -109,7 +109,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	b.WriteString(strings.ReplaceAll(r.AuthenticationResults, "\r\n", "\n"))
 	b.WriteString("\n")
 	for _, c := range r.Checks {
-		line := fmt.Sprintf("%-7s  %-11s  %-13s", c.Stage, c.Name, c.Result)
+		line := fmt.Sprintf("%-7s  %-11s  %-14s", c.Stage, c.Name, c.Result)
 		if c.Detail != "" {
 			line += "  " + c.Detail
 		}

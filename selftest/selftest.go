@@ -580,7 +580,8 @@ func dmarcDetail(d *DMARCResult) string {
 	if d.Record != nil {
 		fmt.Fprintf(&b, ", record at _dmarc.%s (%s=%s)", d.PolicyDomain, d.PolicyTag, d.Policy)
 	}
-	if d.Reason != "" {
+	if d.Reason != "" && d.Result != "fail" {
+		// A failure is explained by the alignment of each identifier below.
 		fmt.Fprintf(&b, ": %s", d.Reason)
 	}
 	var al []string
@@ -599,7 +600,10 @@ func dmarcDetail(d *DMARCResult) string {
 		case a.Relaxed:
 			state = "aligned relaxed only"
 		}
-		line := fmt.Sprintf("%s %s (%s) %s (%s required)", a.Method, a.Domain, a.Result, state, mode)
+		line := fmt.Sprintf("%s %s pass, %s (%s required)", a.Method, a.Domain, state, mode)
+		if a.Result != "pass" {
+			line = fmt.Sprintf("%s %s %s (only a pass can align)", a.Method, a.Domain, a.Result)
+		}
 		if !slices.Contains(al, line) {
 			al = append(al, line)
 		}

@@ -182,7 +182,7 @@ func TestAuthenticationResults(t *testing.T) {
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"connect  iprev        pass", "data     dmarc        pass           RFC 9989", "RFC 7489", "\nverdict: accept at data\n"} {
+	for _, s := range []string{"connect  iprev        pass", "data     dmarc        pass            RFC 9989", "RFC 7489", "\nverdict: accept at data\n"} {
 		if !strings.Contains(text.String(), s) {
 			t.Errorf("text lacks %q:\n%s", s, text.String())
 		}

@@ -53,8 +53,8 @@ _dmarc.corp.example.        300 TXT "v=DMARC1; p=reject; pct=0; rua=mailto:d@cor
 	// Unsigned and without an envelope: DMARC fails, the two RFCs disagree (pct=0), and the
 	// stages needing an IP say so; still exit 0.
 	out, _, code = runCLI(t, "verify", "--zone", zoneFile, msgFile)
-	for _, want := range []string{"dkim=none", "dmarc=fail", "connect  iprev        not checked    no client IP",
-		"mail     spf          not checked    no MAIL FROM", "RFC 9989 would reject, RFC 7489 would quarantine",
+	for _, want := range []string{"dkim=none", "dmarc=fail", "connect  iprev        not checked     no client IP",
+		"mail     spf          not checked     no MAIL FROM", "RFC 9989 would reject, RFC 7489 would quarantine",
 		"verdict: reject at data: 550 5.7.1 Email rejected per DMARC policy for corp.example"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("verify without envelope: exit %d, output lacks %q:\n%s", code, want, out)

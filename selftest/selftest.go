@@ -409,7 +409,7 @@ func (v *verification) rcpt(ctx context.Context) {
 	case sr.SPFAligned:
 		sr.Advice = fmt.Sprintf("SPF of the return path passes aligned with %s: DMARC will pass whatever DKIM says", sr.Domain)
 	case sr.DMARC.Record != nil:
-		sr.Advice = fmt.Sprintf("%s publishes DMARC (%s=%s) and SPF does not give it an aligned pass: DMARC can still pass through DKIM at DATA, so a receiver should wait for DATA rather than refuse an SPF failure at RCPT", sr.Domain, sr.DMARC.PolicyTag, sr.DMARC.Policy)
+		sr.Advice = fmt.Sprintf("%s has a DMARC policy (%s=%s at _dmarc.%s) and SPF does not give it an aligned pass: DMARC can still pass through DKIM at DATA, so a receiver should wait for DATA rather than refuse an SPF failure at RCPT", sr.Domain, sr.DMARC.PolicyTag, sr.DMARC.Policy, sr.DMARC.PolicyDomain)
 	case sr.DMARC.Result == "temperror":
 		sr.Advice = fmt.Sprintf("the DMARC record of %s could not be fetched: %s", sr.Domain, sr.DMARC.Reason)
 	default:

@@ -67,6 +67,7 @@ arguments, bad DNS flags).`,
 		if asJSON {
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
+			enc.SetEscapeHTML(false)
 			return enc.Encode(rep)
 		}
 		return rep.WriteText(cmd.OutOrStdout())

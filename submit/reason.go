@@ -46,7 +46,6 @@ const (
 	ReasonTooManyHeaderFields  Reason = "too_many_header_fields"
 	ReasonMalformedMessage     Reason = "malformed_message"
 	ReasonMessageTooLarge      Reason = "message_too_large"
-	ReasonConnectionClosing    Reason = "connection_closing"
 	ReasonPreAuthTimeout       Reason = "pre_auth_timeout"
 	ReasonIdleTimeout          Reason = "idle_timeout"
 	ReasonTooManyConnections   Reason = "too_many_connections"

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -138,6 +139,7 @@ type Server struct {
 	wg      sync.WaitGroup               // one per connection being served
 	refusal chan struct{}                // bounds refusals in progress
 	refLog  *refusalLog
+	live    atomic.Pointer[Settings] // see Reload
 }
 
 // Addrs returns the addresses the listeners are bound to, in order (after Listen).
@@ -174,7 +176,7 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 		if lc.TLS != nil {
-			lc.TLS = withTLSStartHook(lc.TLS)
+			lc.TLS = withTLSStartHook(s.liveTLS(lc.Name, lc.TLS))
 		}
 		s.mu.Lock()
 		s.lns = append(s.lns, ln)
@@ -476,7 +478,7 @@ func remoteIP(c net.Conn) netip.Addr {
 }
 
 func (s *Server) networkIdentity(ip netip.Addr) *Identity {
-	for _, n := range s.Networks {
+	for _, n := range s.settings().Networks {
 		for _, p := range n.Prefixes {
 			if p.Contains(ip) {
 				return n.Identity
@@ -489,7 +491,7 @@ func (s *Server) networkIdentity(ip netip.Addr) *Identity {
 func (s *Server) certIdentity(cert *x509.Certificate) *Identity {
 	sum := sha256.Sum256(cert.Raw)
 	fp := hex.EncodeToString(sum[:])
-	for _, c := range s.Certs {
+	for _, c := range s.settings().Certs {
 		if c.Fingerprint != "" && strings.EqualFold(strings.ReplaceAll(c.Fingerprint, ":", ""), fp) {
 			return c.Identity
 		}

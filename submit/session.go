@@ -79,7 +79,7 @@ var (
 
 // AuthMechanisms offers PLAIN and LOGIN, and only over TLS (RFC 4954 §4, RFC 8314).
 func (se *session) AuthMechanisms() []string {
-	if !se.lc.SASL || se.tls == nil || se.s.Users == nil {
+	if !se.lc.SASL || se.tls == nil || se.s.settings().Users == nil {
 		return nil
 	}
 	return []string{sasl.Plain, "LOGIN"}
@@ -87,7 +87,8 @@ func (se *session) AuthMechanisms() []string {
 
 // Auth starts a SASL exchange for mech.
 func (se *session) Auth(mech string) (sasl.Server, error) {
-	if !se.lc.SASL || se.s.Users == nil {
+	users := se.s.settings().Users
+	if !se.lc.SASL || users == nil {
 		return nil, se.refuse(errAuthUnavailable, "AUTH refused: not offered on this listener")
 	}
 	if se.tls == nil {
@@ -117,7 +118,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 			}
 			attempt = a
 		}
-		id, err := se.s.Users.Authenticate(login, password)
+		id, err := users.Authenticate(login, password)
 		if err != nil {
 			// The login is not logged as typed: users type passwords into it.
 			why := ReasonAuthFailed
@@ -400,7 +401,7 @@ func (se *session) Data(r io.Reader) error {
 		}
 		return se.refuse(errMalformed(err), "message refused: malformed header")
 	}
-	p := se.s.Pipeline
+	p := se.s.settings().Pipeline
 	in, err := p.Spool.Create()
 	if err != nil {
 		se.log.Error("spool create failed", "reason", string(ReasonSpoolFailed), "err", err)

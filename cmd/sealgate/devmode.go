@@ -52,6 +52,7 @@ type devState struct {
 type devOptions struct {
 	nextHop                            string
 	submission, submissions, smarthost string
+	admin                              string // admin.listen; "" for none
 }
 
 // prepareDev creates (or reuses) DIR with a self-signed certificate, DKIM keys for
@@ -177,12 +178,21 @@ arc:
 
 relay:
 %[11]s
+# /metrics, /healthz and /readyz over HTTP, on loopback only: no authentication.
+admin:
+  listen: %[12]q
+
+# Logs: text (logfmt) or json, and the level (debug, info, warn, error).
+log:
+  format: text
+  level: info
+
 # DNS answers (keys of ARC chains messages already carry) come from the zone file
 # alone; a real deployment removes this section to use the system resolver.
 dns:
   zone_file: %[7]s.zone
 `, "sealgate.yaml", devHostname, opts.submission, opts.submissions, opts.smarthost, devLogin, devDomain,
-		devRSASelector, devEdSelector, devARCSelector, relayRoute)
+		devRSASelector, devEdSelector, devARCSelector, relayRoute, opts.admin)
 }
 
 // ensureLogin reads the demo password from DIR/credentials or creates it.

@@ -1,8 +1,11 @@
 // Command sealgate is the sender-side DKIM/ARC signing relay and its admin tools.
 //
 // Every subcommand lives in its own file in this package and registers itself with rootCmd
-// in an init function. Errors are printed to stderr as "sealgate: ..." and exit with status 2
-// unless the command chose another status with exitStatus.
+// in an init function. Exit status, the same for every command: 0 success, 1 a check that
+// found a problem (config check, keys check, arc verify ...), 2 a usage or operational
+// error. Errors are printed to stderr as "sealgate: ..." and exit with status 2 unless the
+// command chose status 1 with exitStatus. Usage errors (unknown flags, missing arguments)
+// are status 2 as well.
 package main
 
 import (
@@ -36,6 +39,11 @@ func (e *exitError) Unwrap() error { return e.err }
 
 // exitStatus makes err end the process with the given status.
 func exitStatus(code int, err error) error { return &exitError{code: code, err: err} }
+
+func init() {
+	rootCmd.Version = buildVersion()
+	rootCmd.SetVersionTemplate("sealgate {{.Version}}\n")
+}
 
 func main() {
 	err := rootCmd.Execute()

@@ -1,27 +1,18 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
-
-	"sealgate/internal/config"
-	"sealgate/relay"
-	"sealgate/submit"
 )
 
 // devOnlyFlags are the flags that only dev mode uses; with --config they are errors, since
 // the configuration file says all of it.
-var devOnlyFlags = []string{"dir", "next-hop", "submission-addr", "submissions-addr", "smarthost-addr"}
+var devOnlyFlags = []string{"dir", "next-hop", "submission-addr", "submissions-addr", "smarthost-addr", "admin-addr"}
 
 func newServeCmd() *cobra.Command {
 	var dev bool
@@ -43,6 +34,7 @@ real deployment. It listens on
   127.0.0.1:2587  submission, STARTTLS + AUTH (PLAIN, LOGIN)
   127.0.0.1:2465  submissions, implicit TLS + AUTH
   127.0.0.1:2525  smart host; the trusted network 127.0.0.1/32 may send as *@example.test
+  127.0.0.1:2580  admin: /metrics, /healthz, /readyz (HTTP)
 and delivers to DIR/outbox/ (one .eml file per message), or with --next-hop to that SMTP
 server (plain SMTP, no auth). Running it again reuses DIR's keys and login and rewrites
 DIR/sealgate.yaml from the flags.
@@ -66,7 +58,7 @@ file says all of that, and giving them is an error.`,
 					}
 				}
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			logs := newLogging(os.Stderr)
 			if cpuProfile != "" {
 				stopProfile, err := startCPUProfile(cpuProfile)
 				if err != nil {
@@ -75,9 +67,9 @@ file says all of that, and giving them is an error.`,
 				defer stopProfile()
 			}
 			if !dev {
-				return runConfigured(cmd, configFile, log)
+				return serveFile(cmd, configFile, logs, nil)
 			}
-			return runDev(cmd, dir, opts, log)
+			return runDev(cmd, dir, opts, logs)
 		},
 	}
 	f := cmd.Flags()
@@ -87,60 +79,28 @@ file says all of that, and giving them is an error.`,
 	f.StringVar(&opts.submission, "submission-addr", "127.0.0.1:2587", "dev mode: submission (STARTTLS) listen address")
 	f.StringVar(&opts.submissions, "submissions-addr", "127.0.0.1:2465", "dev mode: implicit-TLS submission listen address")
 	f.StringVar(&opts.smarthost, "smarthost-addr", "127.0.0.1:2525", "dev mode: smart-host listen address")
+	f.StringVar(&opts.admin, "admin-addr", "127.0.0.1:2580", "dev mode: admin listen address (/metrics, /healthz, /readyz)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	f.MarkHidden("cpuprofile")
 	f.StringVar(&configFile, "config", "/etc/sealgate/sealgate.yaml", "configuration file (not with --dev)")
 	return cmd
 }
 
-// runDev prepares DIR, writes DIR/sealgate.yaml and serves it through the constructor
-// `serve --config` uses.
-func runDev(cmd *cobra.Command, dir string, opts devOptions, log *slog.Logger) error {
+// runDev prepares DIR, writes DIR/sealgate.yaml and serves it through the path
+// `serve --config` takes, printing where things are once the relay is up.
+func runDev(cmd *cobra.Command, dir string, opts devOptions, logs *logging) error {
 	st, err := prepareDev(dir, opts)
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(st.configFile)
-	if err != nil {
-		return fmt.Errorf("dev: configuration %s:\n%w", st.configFile, err)
+	banner := func(admin string) {
+		fmt.Fprintf(cmd.OutOrStdout(), "sealgate dev mode in %s\n  login:    %s\n  password: %s  (also in %s)\n  DNS:      %s\n  config:   %s\n",
+			dir, devLogin, st.password, filepath.Join(dir, "credentials"), st.zoneFile, st.configFile)
+		if admin != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "  admin:    http://%s/metrics  /healthz  /readyz\n", admin)
+		}
 	}
-	srv, runner, cleanup, err := buildFromConfig(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	fmt.Fprintf(cmd.OutOrStdout(), "sealgate dev mode in %s\n  login:    %s\n  password: %s  (also in %s)\n  DNS:      %s\n  config:   %s\n",
-		dir, devLogin, st.password, filepath.Join(dir, "credentials"), st.zoneFile, st.configFile)
-	return run(srv, runner, log)
-}
-
-// run serves until SIGINT or SIGTERM, then stops accepting, lets sessions and deliveries
-// in flight end, and returns.
-func run(srv *submit.Server, runner *relay.Runner, log *slog.Logger) error {
-	if err := srv.Listen(); err != nil {
-		return err
-	}
-	for i, a := range srv.Addrs() {
-		log.Info("listening", "listener", srv.Listeners[i].Name, "address", a.String())
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	runnerDone := make(chan error, 1)
-	go func() { runnerDone <- runner.Run(ctx) }()
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- srv.Serve() }()
-	select {
-	case err := <-serveDone:
-		stop()
-		<-runnerDone
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
-	return <-runnerDone
+	return serveFile(cmd, st.configFile, logs, banner)
 }
 
 func init() {

@@ -5,28 +5,12 @@ import (
 	"log/slog"
 	"path/filepath"
 
-	"github.com/spf13/cobra"
-
 	"sealgate/internal/config"
 	"sealgate/internal/libcrypto"
 	"sealgate/relay"
 	"sealgate/sign"
 	"sealgate/submit"
 )
-
-// runConfigured runs the relay from a configuration file (see examples/sealgate.yaml).
-func runConfigured(cmd *cobra.Command, file string, log *slog.Logger) error {
-	cfg, err := config.Load(file)
-	if err != nil {
-		return fmt.Errorf("configuration %s:\n%w", file, err)
-	}
-	srv, runner, cleanup, err := buildFromConfig(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	return run(srv, runner, log)
-}
 
 // buildFromConfig turns a validated configuration into a server and a delivery runner: the
 // one constructor of the relay, for `serve --config` and `serve --dev` alike. It loads the
@@ -49,9 +33,9 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 	if res.ARCKey != nil {
 		log.Info("signing key", "arc_domain", cfg.ARC.Domain, "selector", cfg.ARC.Selector, "signer", libcrypto.Implementation(res.ARCKey))
 	}
-	var sealer *submit.ARCSealer
-	if res.ARCKey != nil {
-		sealer = &submit.ARCSealer{Domain: cfg.ARC.Domain, Selector: cfg.ARC.Selector, Signer: res.ARCKey, PseudonymKey: res.PseudonymKey}
+	settings, err := submitSettings(cfg, res)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	lm := cfg.Limits
 	srv := &submit.Server{
@@ -66,29 +50,9 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 		Rate:         submit.NewMessageRate(),
 		Log:          log,
 	}
-	if res.Users != nil { // a nil *Users in the interface would look like a users file
-		users, err := submit.NewUsers(res.Users, submit.UsersOptions{})
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("users_file: %w", err)
-		}
-		srv.Users = users
-	}
-	for i, nc := range cfg.ClientNetworks {
-		id, err := submit.IdentityFromRules(nc.Name, submit.KindClientNetwork, nc.SenderRules)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("client_networks[%d]: %w", i, err)
-		}
-		srv.Networks = append(srv.Networks, submit.NetworkIdentity{Prefixes: res.NetworkPrefixes[i], Identity: id})
-	}
-	for i, cc := range cfg.ClientCerts {
-		id, err := submit.IdentityFromRules(cc.Name, submit.KindClientCert, cc.SenderRules)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("client_certs[%d]: %w", i, err)
-		}
-		srv.Certs = append(srv.Certs, submit.CertIdentity{Fingerprint: cc.SHA256, Subject: cc.Subject, Identity: id})
-	}
-	for i, lc := range cfg.Listeners {
-		l := submit.Listener{Name: lc.Name, Address: lc.Address, Mode: submit.ListenerMode(lc.Mode), TLS: res.ListenerTLS[i]}
+	srv.Users, srv.Networks, srv.Certs = settings.Users, settings.Networks, settings.Certs
+	for _, lc := range cfg.Listeners {
+		l := submit.Listener{Name: lc.Name, Address: lc.Address, Mode: submit.ListenerMode(lc.Mode), TLS: settings.TLS[lc.Name]}
 		for _, a := range lc.Auth {
 			switch a {
 			case "sasl":
@@ -112,10 +76,8 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	srv.Pipeline = &submit.Pipeline{
-		Hostname: cfg.Hostname, AuthServID: cfg.AuthservID, KeyRing: res.KeyRing, ARC: sealer,
-		Spool: spool, Resolver: res.Resolver, Log: log,
-	}
+	srv.Pipeline = settings.Pipeline
+	srv.Pipeline.Spool, srv.Pipeline.Log = spool, log
 	runner := &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log,
 		Backoff: cfg.Relay.Retry.Backoff(), MaxAge: cfg.Relay.Retry.GiveUpAfter,
 		Bouncer: dsnSender(cfg, res.KeyRing, spool, log), DelayWarning: cfg.Relay.DSN.DelayWarning}

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"sealgate/internal/config"
+	"sealgate/internal/metrics"
+	"sealgate/relay"
+	"sealgate/submit"
+)
+
+// process is one running relay: what it was started with, and what a reload replaces.
+type process struct {
+	file    string
+	started *config.Config // the configuration the listeners, limits and relay run on
+	logs    *logging
+	log     *slog.Logger
+	srv     *submit.Server
+	runner  *relay.Runner
+	spool   *relay.Spool
+	metrics *metrics.Metrics
+	dev     bool
+
+	mu       sync.Mutex // one reload at a time
+	pipeline atomic.Pointer[submit.Pipeline]
+	stopping atomic.Bool
+	start    time.Time
+}
+
+// serveFile runs the relay on a configuration file until SIGINT or SIGTERM; SIGHUP reloads
+// it. banner, when set (dev mode), prints where things are once the relay listens.
+func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin string)) error {
+	cfg, err := config.Load(file)
+	if err != nil {
+		return fmt.Errorf("configuration %s:\n%w", file, err)
+	}
+	logs.configure(cfg.Log.Format, cfg.Log.Level)
+	log := logs.logger
+	logStartup(log, file, cfg)
+	srv, runner, cleanup, err := buildFromConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	m := metrics.New()
+	p := &process{file: file, started: cfg, logs: logs, log: log, srv: srv, runner: runner,
+		spool: srv.Pipeline.Spool, metrics: m, dev: banner != nil, start: time.Now()}
+	srv.Metrics = m
+	srv.Pipeline.Metrics = m
+	srv.Pipeline.Resolver = m.Resolver(srv.Pipeline.Resolver)
+	p.pipeline.Store(srv.Pipeline)
+	if next := runner.OnAttempt; next != nil {
+		runner.OnAttempt = func(ev relay.AttemptEvent) { m.Attempt(ev); next(ev) }
+	} else {
+		runner.OnAttempt = m.Attempt
+	}
+	m.WatchQueue(p.spool, filepath.Join(cfg.Dir, "spool"))
+	return p.run(banner)
+}
+
+// logStartup writes the first line of a run: what is starting, on what.
+func logStartup(log *slog.Logger, file string, cfg *config.Config) {
+	var listeners, domains []string
+	for _, l := range cfg.Listeners {
+		listeners = append(listeners, fmt.Sprintf("%s=%s(%s)", l.Name, l.Address, l.Mode))
+	}
+	for _, d := range cfg.Domains {
+		var sels []string
+		for _, k := range d.Keys {
+			sels = append(sels, k.Selector)
+		}
+		domains = append(domains, d.Domain+"("+strings.Join(sels, ",")+")")
+	}
+	arc := "none"
+	if cfg.ARC.Domain != "" {
+		arc = cfg.ARC.Domain + "(" + cfg.ARC.Selector + ")"
+	}
+	log.Info("sealgate starting", "version", buildVersion(), "config", file, "hostname", cfg.Hostname,
+		"listeners", strings.Join(listeners, " "), "domains", strings.Join(domains, " "), "arc", arc,
+		"route", route(cfg), "admin", cmp(cfg.Admin.Listen, "off"), "pid", os.Getpid())
+}
+
+func route(cfg *config.Config) string {
+	switch {
+	case cfg.Relay.NextHop != "":
+		return "next_hop " + cfg.Relay.NextHop
+	case cfg.Relay.Outbox != "":
+		return "outbox " + cfg.Relay.Outbox
+	}
+	return "mx"
+}
+
+func cmp(s, empty string) string {
+	if s == "" {
+		return empty
+	}
+	return s
+}
+
+// run serves until SIGINT or SIGTERM, reloading at SIGHUP; then it stops accepting, lets
+// sessions and deliveries in flight end, and returns.
+func (p *process) run(banner func(admin string)) error {
+	log, srv := p.log, p.srv
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	for i, a := range srv.Addrs() {
+		log.Info("listening", "listener", srv.Listeners[i].Name, "address", a.String())
+	}
+	adminAddr := ""
+	if a := p.started.Admin.Listen; a != "" {
+		as, err := metrics.Listen(a, p.metrics.Handler(p.readinessChecks()...), log)
+		switch {
+		case err != nil && p.dev:
+			// Another dev relay may hold the port: dev mode runs on without it.
+			log.Warn("admin listener not started", "address", a, "err", err)
+		case err != nil:
+			srv.Close()
+			return err
+		default:
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				as.Shutdown(ctx)
+			}()
+			adminAddr = as.Addr().String()
+			log.Info("listening", "listener", "admin", "address", adminAddr)
+			if ip, err := netip.ParseAddrPort(adminAddr); err == nil && !ip.Addr().IsLoopback() {
+				log.Warn("the admin listener is not on a loopback address; /metrics and /readyz have no authentication", "address", adminAddr)
+			}
+		}
+	}
+	if banner != nil {
+		banner(adminAddr)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	runnerDone := make(chan error, 1)
+	go func() { runnerDone <- p.runner.Run(ctx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve() }()
+loop:
+	for {
+		select {
+		case err := <-serveDone:
+			p.stopping.Store(true)
+			stop()
+			<-runnerDone
+			p.logStopped(err)
+			return err
+		case <-hup:
+			p.reload("SIGHUP")
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	p.stopping.Store(true)
+	log.Info("shutting down", "signal", "SIGINT or SIGTERM")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	err := <-runnerDone
+	p.logStopped(err)
+	return err
+}
+
+func (p *process) logStopped(err error) {
+	if err != nil {
+		p.log.Error("sealgate stopped", "uptime", time.Since(p.start).Round(time.Second).String(), "err", err)
+		return
+	}
+	p.log.Info("sealgate stopped", "uptime", time.Since(p.start).Round(time.Second).String())
+}
+
+// reload reads the configuration file again and, if it is valid, swaps in its logins,
+// client identities, keys, certificates and log level (submit.Server.Reload): sessions
+// stay connected and the spool is untouched. Changes that need the listeners or the
+// delivery runner rebuilt are logged as needing a restart. An invalid configuration
+// changes nothing, and every problem is logged.
+func (p *process) reload(trigger string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	log := p.log.With("trigger", trigger)
+	fail := func(msg string, err error) error {
+		p.metrics.Reloaded(false)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				log.Error(msg, "problem", line)
+			}
+		}
+		log.Error("reload failed: still running the previous configuration", "config", p.file)
+		return err
+	}
+	cfg, err := config.Load(p.file)
+	if err != nil {
+		return fail("reload: configuration problem", err)
+	}
+	res, err := cfg.Open()
+	if err != nil {
+		return fail("reload: configuration problem", err)
+	}
+	st, err := submitSettings(cfg, res)
+	if err != nil {
+		return fail("reload: configuration problem", err)
+	}
+	for _, k := range restartNeeded(p.started, cfg) {
+		log.Warn("reload: this change takes effect only after a restart", "key", k)
+	}
+	old := p.pipeline.Load()
+	np := st.Pipeline
+	np.Hostname = old.Hostname // fixed at start, as the listeners' greeting is
+	np.Spool, np.Log, np.Metrics = old.Spool, old.Log, old.Metrics
+	np.DKIMExpiration, np.Now = old.DKIMExpiration, old.Now
+	np.Resolver = p.metrics.Resolver(np.Resolver)
+	p.srv.Reload(st)
+	p.pipeline.Store(np)
+	p.logs.setLevel(cfg.Log.Level)
+	p.metrics.Reloaded(true)
+	for _, w := range res.WeakKeys {
+		log.Warn("signing with an RSA key under 2048 bits (min_rsa_bits); RFC 8301 §3.2 recommends 2048: rotate it", "key", w)
+	}
+	users := 0
+	if res.Users != nil {
+		users = len(res.Users)
+	}
+	log.Info("configuration reloaded", "config", p.file, "users", users, "domains", len(res.KeyRing.Domains()))
+	return nil
+}
+
+// restartNeeded lists the configuration keys whose change a reload cannot apply.
+func restartNeeded(running, next *config.Config) []string {
+	var keys []string
+	diff := func(key string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			keys = append(keys, key)
+		}
+	}
+	diff("hostname", running.Hostname, next.Hostname)
+	diff("dir", running.Dir, next.Dir)
+	type listener struct {
+		Name, Address, Mode string
+		Auth                []string
+	}
+	var a, b []listener
+	for _, l := range running.Listeners {
+		a = append(a, listener{l.Name, l.Address, l.Mode, l.Auth})
+	}
+	for _, l := range next.Listeners {
+		b = append(b, listener{l.Name, l.Address, l.Mode, l.Auth})
+	}
+	diff("listeners (names, addresses, modes, auth)", a, b)
+	diff("limits", running.Limits, next.Limits)
+	diff("relay", running.Relay, next.Relay)
+	diff("admin.listen", running.Admin.Listen, next.Admin.Listen)
+	diff("log.format", running.Log.Format, next.Log.Format)
+	return keys
+}
+
+// readinessChecks are what /readyz checks: the spool takes new files, every listener is
+// bound and the relay is not shutting down, and there are keys to sign with.
+func (p *process) readinessChecks() []metrics.Check {
+	return []metrics.Check{
+		{Name: "spool", Func: func(context.Context) error { return spoolWritable(filepath.Join(p.started.Dir, "spool")) }},
+		{Name: "listeners", Func: func(context.Context) error {
+			if p.stopping.Load() {
+				return errors.New("shutting down")
+			}
+			if n, want := len(p.srv.Addrs()), len(p.started.Listeners); n != want {
+				return fmt.Errorf("%d of %d listeners bound", n, want)
+			}
+			for _, a := range p.srv.Addrs() {
+				c, err := net.DialTimeout("tcp", dialable(a), time.Second)
+				if err != nil {
+					return fmt.Errorf("listener %s: %v", a, err)
+				}
+				c.Close()
+			}
+			return nil
+		}},
+		{Name: "keys", Func: func(context.Context) error { return keysLoaded(p.pipeline.Load(), p.started) }},
+	}
+}
+
+// dialable turns a wildcard listening address into one to dial.
+func dialable(a net.Addr) string {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil || !ap.Addr().IsUnspecified() {
+		return a.String()
+	}
+	if ap.Addr().Is6() {
+		return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port()).String()
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port()).String()
+}
+
+// spoolWritable creates, syncs and removes a file where the spool writes new messages
+// (msg/) and atomic files (tmp/).
+func spoolWritable(dir string) error {
+	for _, sub := range []string{"msg", "tmp"} {
+		f, err := os.CreateTemp(filepath.Join(dir, sub), ".readyz-*")
+		if err != nil {
+			return err
+		}
+		_, werr := f.Write([]byte("probe"))
+		serr := f.Sync()
+		f.Close()
+		os.Remove(f.Name())
+		if err := errors.Join(werr, serr); err != nil {
+			return fmt.Errorf("spool %s: %w", sub, err)
+		}
+	}
+	return nil
+}
+
+// keysLoaded checks that every configured domain has keys to sign with (or relays
+// unsigned) and that the ARC key is loaded when arc is configured.
+func keysLoaded(pl *submit.Pipeline, cfg *config.Config) error {
+	if pl == nil || pl.KeyRing == nil {
+		return errors.New("no key ring")
+	}
+	var missing []string
+	for _, d := range pl.KeyRing.Domains() {
+		dk, ok := pl.KeyRing.Lookup(d)
+		if !ok || len(dk.Keys) == 0 && !dk.RelayUnsigned {
+			missing = append(missing, d.String())
+		}
+	}
+	if len(pl.KeyRing.Domains()) < len(cfg.Domains) {
+		missing = append(missing, fmt.Sprintf("%d of %d domains loaded", len(pl.KeyRing.Domains()), len(cfg.Domains)))
+	}
+	if cfg.ARC.KeyFile != "" && pl.ARC == nil {
+		missing = append(missing, "arc key")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("no keys for %s", strings.Join(missing, ", "))
+	}
+	return nil
+}

@@ -124,10 +124,30 @@ type ARCConfig struct {
 	PseudonymSecretFile string `mapstructure:"pseudonym_secret_file"`
 }
 
-// RelayConfig says where accepted mail goes: exactly one of NextHop and Outbox.
+// RelayConfig says where accepted mail goes: to the recipients' MX hosts, a smart host
+// (next_hop) or, in dev mode, an outbox directory; routes per identity and recipient domain;
+// retries and DSNs.
 type RelayConfig struct {
-	NextHop string `mapstructure:"next_hop"`
-	Outbox  string `mapstructure:"outbox"`
+	// RouteConfig is the default route: next_hop (empty: MX delivery),
+	// next_hop_tls, auth, helo_name, source_ip.
+	RouteConfig `mapstructure:",squash"`
+	// Outbox, instead of delivery, writes each message to a directory (dev mode).
+	Outbox string `mapstructure:"outbox"`
+	// MXPort is the port of MX hosts (25; tests use another).
+	MXPort int `mapstructure:"mx_port"`
+	// CAFile adds trusted roots (PEM) for servers' certificates and MTA-STS
+	// policy hosts; empty means the system's roots only.
+	CAFile string `mapstructure:"ca_file"`
+	// MTASTS applies recipient domains' MTA-STS policies (RFC 8461) to MX delivery.
+	MTASTS bool `mapstructure:"mta_sts"`
+	// MaxConnections and MaxPerDestination bound the outbound sessions carrying
+	// a message at once, in all and per server address.
+	MaxConnections    int `mapstructure:"max_connections"`
+	MaxPerDestination int `mapstructure:"max_per_destination"`
+	// Identities and Domains are the routes of client organisations and of
+	// recipient domains (which win).
+	Identities []IdentityRouteConfig `mapstructure:"identities"`
+	Domains    []DomainRouteConfig   `mapstructure:"domains"`
 
 	Retry RetryConfig `mapstructure:"retry"` // queue.go
 	DSN   DSNConfig   `mapstructure:"dsn"`   // queue.go
@@ -166,6 +186,19 @@ var Defaults = map[string]any{
 	"arc.pseudonym_secret_file":     "",
 	"relay.next_hop":                "",
 	"relay.outbox":                  "",
+	"relay.next_hop_tls":            "",
+	"relay.auth.mechanism":          "",
+	"relay.auth.username":           "",
+	"relay.auth.password":           "",
+	"relay.auth.password_env":       "",
+	"relay.auth.password_file":      "",
+	"relay.helo_name":               "",
+	"relay.source_ip":               "",
+	"relay.mx_port":                 25,
+	"relay.ca_file":                 "",
+	"relay.mta_sts":                 true,
+	"relay.max_connections":         100,
+	"relay.max_per_destination":     10,
 	"relay.retry.every":             "2h",
 	"relay.retry.give_up_after":     "120h",
 	"relay.dsn.domain":              "",
@@ -362,6 +395,14 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.ARC.KeyFile)
 	abs(&c.ARC.PseudonymSecretFile)
 	abs(&c.Relay.Outbox)
+	abs(&c.Relay.CAFile)
+	abs(&c.Relay.Auth.PasswordFile)
+	for i := range c.Relay.Identities {
+		abs(&c.Relay.Identities[i].Auth.PasswordFile)
+	}
+	for i := range c.Relay.Domains {
+		abs(&c.Relay.Domains[i].Auth.PasswordFile)
+	}
 	abs(&c.DNS.ZoneFile)
 }
 

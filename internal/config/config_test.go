@@ -345,11 +345,17 @@ func TestValidateSecrets(t *testing.T) {
 }
 
 func TestValidateRelayAndDNS(t *testing.T) {
-	_, err, _ := loadWith(t, nil, "relay:\n  outbox: outbox\n", "")
-	onlyProblems(t, err, "relay: set relay.next_hop (HOST:PORT of the next SMTP server) or relay.outbox (a directory for .eml files)")
+	// Neither next_hop nor outbox: delivery to MX hosts.
+	c, err, _ := loadWith(t, nil, "relay:\n  outbox: outbox\n", "")
+	if err != nil {
+		t.Fatalf("no relay section (MX delivery): %v", err)
+	}
+	if res, err := c.Open(); err != nil || res.Routes == nil || res.Routes.Default.NextHop != "" || c.Relay.MXPort != 25 {
+		t.Errorf("MX delivery: routes %+v, mx_port %d, %v", res.Routes, c.Relay.MXPort, err)
+	}
 
 	_, err, _ = loadWith(t, nil, "  outbox: outbox\n", "  outbox: outbox\n  next_hop: mx.corp.example:25\n")
-	onlyProblems(t, err, "relay: set relay.next_hop or relay.outbox, not both")
+	onlyProblems(t, err, "relay: set relay.next_hop or relay.outbox, not both (neither: delivery to MX hosts)")
 
 	_, err, _ = loadWith(t, map[string]string{"outbox": "a file"}, "  outbox: outbox\n", "  outbox: outbox\n")
 	onlyProblems(t, err, "relay.outbox: ") // a file, not a directory
@@ -363,7 +369,7 @@ func TestValidateRelayAndDNS(t *testing.T) {
 	_, err, _ = loadWith(t, nil, "  zone_file: corp.example.zone", "  server: \"bad server:x\"")
 	onlyProblems(t, err, `dns.server: DNS server "bad server:x"`)
 
-	c, err, _ := loadWith(t, nil, "  zone_file: corp.example.zone", "  server: 192.0.2.53:53")
+	c, err, _ = loadWith(t, nil, "  zone_file: corp.example.zone", "  server: 192.0.2.53:53")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,8 @@ type Resources struct {
 	// NetworkPrefixes holds each client network's address ranges, in the order of
 	// ClientNetworks.
 	NetworkPrefixes [][]netip.Prefix
+	// Routes are the relay section's delivery routes (nil when they have problems).
+	Routes *Routes
 	// Resolver answers DNS queries as the dns section says.
 	Resolver resolver.Resolver
 	// WeakKeys describes each RSA key under sign.MinRSABits that a lowered min_rsa_bits let
@@ -445,22 +447,14 @@ func (v *validation) rules(k string, r SenderRules) {
 
 func (v *validation) relay() {
 	r, p := v.c.Relay, &v.p
-	switch {
-	case r.NextHop == "" && r.Outbox == "":
-		p.add("relay", "set relay.next_hop (HOST:PORT of the next SMTP server) or relay.outbox (a directory for .eml files); delivery to MX hosts is not built yet")
-	case r.NextHop != "" && r.Outbox != "":
-		p.add("relay", "set relay.next_hop or relay.outbox, not both")
-	}
-	if r.NextHop != "" {
-		if host, port, err := net.SplitHostPort(r.NextHop); err != nil || host == "" || port == "" {
-			p.add("relay.next_hop", "%q: want host:port", r.NextHop)
-		} else if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-			p.add("relay.next_hop", "%q: bad port", r.NextHop)
-		}
+	// Neither next_hop nor outbox: delivery to the recipients' MX hosts.
+	if r.NextHop != "" && r.Outbox != "" {
+		p.add("relay", "set relay.next_hop or relay.outbox, not both (neither: delivery to MX hosts)")
 	}
 	if r.Outbox != "" {
 		v.directory("relay.outbox", r.Outbox)
 	}
+	v.routes()
 }
 
 func (v *validation) dns() {

@@ -301,6 +301,15 @@ func (se *session) envelopePath(verb, value string) (addr.Path, *Refusal) {
 		return addr.Path{}, refusal(ReasonAddressSyntax, code, enh,
 			fmt.Sprintf("%s <%s> is not a valid address: %s", what, value, reason(err)))
 	}
+	if !p.Null && (p.Addr.Quoted || p.Route != "") {
+		// The argument as written was not captured, and go-smtp's value has lost
+		// any quoting: a local part that is not a Dot-string may have been quoted
+		// or not, and a leading "@...:" (go-smtp removes source routes) is text of
+		// a quoted local part. Only a Dot-string local part means the same either
+		// way (RFC 5321 §4.1.2); anything else is refused rather than guessed.
+		return addr.Path{}, refusal(ReasonAddressSyntax, code, enh,
+			fmt.Sprintf("%s <%s> could not be read as written, and its local part is not a dot-string, so whether it was quoted decides what it means (RFC 5321 §4.1.2); send the command again", what, value))
+	}
 	return p, nil
 }
 

@@ -80,6 +80,10 @@ const (
 	DefaultWorkers        = 4
 	DefaultPollInterval   = time.Minute
 	DefaultAttemptTimeout = 10 * time.Minute
+	// DefaultDrainTimeout is a Runner.DrainTimeout for serve: deliveries in
+	// flight at SIGTERM get this long to finish, well inside a service
+	// manager's stop timeout (systemd's default is 90 s).
+	DefaultDrainTimeout = 20 * time.Second
 )
 
 // Runner delivers what the Spool holds: it picks up committed messages (woken
@@ -110,6 +114,18 @@ type Runner struct {
 	// the recipients given up on (DSNSender); without one they are only
 	// recorded in failed/ and logged as "bounce needed".
 	Bouncer Bouncer
+	// DrainTimeout is how long deliveries in flight may go on once Run's
+	// context is done (SIGTERM) before they are cancelled; 0 cancels them at
+	// once. See DefaultDrainTimeout.
+	DrainTimeout time.Duration
+
+	// Control, when set, is the control socket Run serves while it runs,
+	// with the queue commands (RegisterQueue) added to its handlers.
+	Control *ControlServer
+
+	ctlOnce sync.Once
+	ctl     chan func(*runState) // control requests run in Run's loop (control_queue.go)
+
 	// DelayWarning, when positive and the Bouncer is a DelayNotifier, sends
 	// one delay warning for a message still being retried this long after
 	// acceptance.
@@ -121,9 +137,11 @@ type attemptResult struct {
 	next time.Time // zero: the message left the queue
 }
 
-// Run delivers until ctx is done, then cancels the deliveries in flight, waits
-// for them to end and returns nil. An interrupted delivery is retried at the
-// next start, without counting as an attempt.
+// Run delivers until ctx is done, then starts no more deliveries, lets those
+// in flight finish for up to DrainTimeout, cancels those left, waits for them
+// to end and returns nil. An interrupted delivery is retried at the next start,
+// without counting as an attempt. While it runs, Run also serves the queue
+// commands of the control socket (ControlServer, RegisterQueue).
 func (r *Runner) Run(ctx context.Context) error {
 	if r.Spool == nil || r.Deliverer == nil {
 		return errors.New("relay: Runner needs a Spool and a Deliverer")
@@ -138,6 +156,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// Attempts run under their own context, cancelled only when the drain
+	// deadline passes (finish).
+	actx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelAttempts()
+	ctl := r.controlChan()
+	defer r.serveControl(ctx, log)()
 
 	var lastScan time.Time
 	rescan := true
@@ -146,7 +170,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		// ended because ctx was cancelled may be seen before ctx.Done. Start
 		// nothing more once ctx is done.
 		if ctx.Err() != nil {
-			wg.Wait()
+			r.finish(&wg, cancelAttempts, len(inflight), log)
 			return nil
 		}
 		if rescan {
@@ -163,7 +187,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				done <- attemptResult{id: id, next: r.attempt(ctx, id, log)}
+				done <- attemptResult{id: id, next: r.attempt(actx, id, log)}
 			}()
 		}
 
@@ -175,8 +199,10 @@ func (r *Runner) Run(ctx context.Context) error {
 
 		select {
 		case <-ctx.Done():
-			wg.Wait()
+			r.finish(&wg, cancelAttempts, len(inflight), log)
 			return nil
+		case fn := <-ctl:
+			fn(&runState{q: q, inflight: inflight})
 		case <-r.Spool.Notify():
 			for _, id := range r.Spool.takeCommitted() {
 				if !inflight[id] {

@@ -48,6 +48,7 @@ const (
 	ReasonMessageTooLarge      Reason = "message_too_large"
 	ReasonPreAuthTimeout       Reason = "pre_auth_timeout"
 	ReasonIdleTimeout          Reason = "idle_timeout"
+	ReasonShuttingDown         Reason = "shutting_down"
 	ReasonTooManyConnections   Reason = "too_many_connections"
 	ReasonTooManyConnectionsIP Reason = "too_many_connections_ip"
 	ReasonAuthThrottled        Reason = "auth_throttled"
@@ -70,7 +71,7 @@ var AllReasons = []Reason{
 	ReasonSASLSequence, ReasonUnknownClient, ReasonRelayDenied, ReasonAddressSyntax,
 	ReasonNonASCIIAddress, ReasonNullRecipient, ReasonRecipientLiteral, ReasonBadSequence,
 	ReasonBareLF, ReasonSmuggling, ReasonTooManyHeaderFields, ReasonMalformedMessage,
-	ReasonMessageTooLarge, ReasonPreAuthTimeout, ReasonIdleTimeout,
+	ReasonMessageTooLarge, ReasonPreAuthTimeout, ReasonIdleTimeout, ReasonShuttingDown,
 	ReasonTooManyConnections, ReasonTooManyConnectionsIP, ReasonAuthThrottled, ReasonAuthBusy,
 	ReasonRateLimited, ReasonFromDomainUnparsable, ReasonNoDKIMKeys, ReasonSigningFailed,
 	ReasonSealingFailed, ReasonSpoolFailed,

@@ -365,14 +365,25 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Shutdown closes the listeners and waits up to ctx for sessions to end.
+// Shutdown stops accepting and ends every session at its next command with 421
+// 4.3.2 (RFC 5321 §3.8): at once for a client waiting between commands, after
+// the message is received and answered for one sending it. It waits up to ctx
+// for the sessions to end, then closes those left (the client was not told 250
+// for what they carried, so nothing is lost) and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	lns := s.lns
+	conns := make([]*clientConn, 0, len(s.conns))
+	for cc := range s.conns {
+		conns = append(conns, cc)
+	}
 	s.mu.Unlock()
 	for _, ln := range lns {
 		ln.Close()
+	}
+	for _, cc := range conns {
+		cc.drain()
 	}
 	done := make(chan struct{})
 	go func() {
@@ -383,6 +394,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		s.Close()
 		return ctx.Err()
 	}
 }

@@ -80,7 +80,9 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 	srv.Pipeline.Spool, srv.Pipeline.Log = spool, log
 	runner := &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log,
 		Backoff: cfg.Relay.Retry.Backoff(), MaxAge: cfg.Relay.Retry.GiveUpAfter,
-		Bouncer: dsnSender(cfg, res.KeyRing, spool, log), DelayWarning: cfg.Relay.DSN.DelayWarning}
+		Bouncer: dsnSender(cfg, res.KeyRing, spool, log), DelayWarning: cfg.Relay.DSN.DelayWarning,
+		DrainTimeout: relay.DefaultDrainTimeout,
+		Control:      &relay.ControlServer{Path: controlSocket(cfg.Dir), Logger: log}}
 	return srv, runner, func() { spool.Close() }, nil
 }
 

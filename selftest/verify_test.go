@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"sealgate/arc"
 	"sealgate/internal/authres"
+	"sealgate/internal/dkimcore"
+	"sealgate/internal/resolver"
 )
 
 // stagedZone is a sending domain set up as the standards' example: relay with FCrDNS, SPF
@@ -412,5 +415,52 @@ func TestQuoteAuthServID(t *testing.T) {
 	}
 	if q := quoteAuthServID("mx.example.net"); q != "mx.example.net" {
 		t.Errorf("token quoted: %s", q)
+	}
+}
+
+// sealed returns msg with an ARC set by the test key for d=domain (RFC 8617), and the
+// sealer's zone record.
+func sealed(t *testing.T, msg, domain string, r resolver.Resolver) string {
+	t.Helper()
+	hdr, body, err := readForTest(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies := dkimcore.HashBody(body, arc.RequiredCanonicalizations(hdr)...)
+	fields, _, err := arc.Seal(context.Background(), hdr, bodies, &arc.SealOptions{
+		Domain: domain, Selector: "s1", Signer: testKey(), AuthServID: "fwd." + domain,
+		Results: []string{"dkim=pass header.d=corp.example"}, Resolver: r,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, f := range fields {
+		b.Write(f)
+	}
+	b.Write(hdr.Bytes())
+	b.WriteString("\r\n")
+	b.Write(body)
+	return b.String()
+}
+
+// TestVerifyARC: a forwarded message whose body a list changed: DKIM fails, ARC passes
+// with the forwarder's seal, and DMARC fails (ARC is reported, not used to override it);
+// a change after the seal makes ARC fail.
+func TestVerifyARC(t *testing.T) {
+	o := testOptions(t, stagedZone()+dkimRecord("list.example"))
+	orig := signed(t, message("ana@corp.example"), "corp.example")
+	changed := strings.Replace(orig, "Hello.", "Hello. [list footer]", 1)
+	fwd := sealed(t, changed, "list.example", o.Resolver)
+	rep := run(t, Envelope{}, fwd, o)
+	if rep.ARC.Result != "pass" || rep.ARC.Instances != 1 || rep.DKIM[0].Result != "fail" || rep.DMARC9989.Result != "fail" {
+		t.Errorf("arc %+v, dkim %s, dmarc %s", rep.ARC, rep.DKIM[0].Result, rep.DMARC9989.Result)
+	}
+	if !strings.Contains(rep.AuthenticationResults, "arc=pass header.oldest-pass=0 (i=1)") {
+		t.Errorf("field:\n%s", rep.AuthenticationResults)
+	}
+	rep = run(t, Envelope{}, strings.Replace(fwd, "[list footer]", "[changed again]", 1), o)
+	if rep.ARC.Result != "fail" || checkOf(t, rep, StageData, "arc").Result != "fail" {
+		t.Errorf("after the seal: arc %+v", rep.ARC)
 	}
 }

@@ -24,6 +24,8 @@
 // The Report holds typed results, one Authentication-Results field (RFC 8601), one explained
 // line per check and the verdict a receiver following the staged flow would give. Every DNS
 // lookup goes through internal/resolver, so a zone file can stand in for the network.
+// CheckSPF, CheckIPRev, CheckDNSBL, CheckHELO, DomainExists and ParseDMARCRecord are the
+// single checks, for callers that test a domain's records rather than a message.
 //
 // It does not deliver, store or change the message, send DMARC reports, run content filters,
 // validate DNSSEC or trust anyone's Authentication-Results fields; ARC results are reported,

@@ -479,6 +479,8 @@ func (v *verification) data(ctx context.Context, hdr dkimcore.Header, body []byt
 	}
 	tctx, cancel = v.timeout(ctx)
 	v.rep.DMARC9989 = evaluateDMARC(tctx, &v.dmarc, in, RFC9989)
+	cancel()
+	tctx, cancel = v.timeout(ctx)
 	v.rep.DMARC7489 = evaluateDMARC(tctx, &v.dmarc, in, RFC7489)
 	cancel()
 	for _, d := range []*DMARCResult{v.rep.DMARC9989, v.rep.DMARC7489} {

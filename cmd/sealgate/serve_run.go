@@ -117,11 +117,15 @@ func cmp(s, empty string) string {
 // sessions and deliveries in flight end, and returns.
 func (p *process) run(banner func(admin string)) error {
 	log, srv := p.log, p.srv
+	// Signals are taken from here on: one arriving while the relay starts must not kill it
+	// with the default action.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := srv.Listen(); err != nil {
 		return err
-	}
-	for i, a := range srv.Addrs() {
-		log.Info("listening", "listener", srv.Listeners[i].Name, "address", a.String())
 	}
 	adminAddr := ""
 	if a := p.started.Admin.Listen; a != "" {
@@ -146,15 +150,13 @@ func (p *process) run(banner func(admin string)) error {
 			}
 		}
 	}
+	// The admin listener first: once the SMTP listeners are reported, everything is.
+	for i, a := range srv.Addrs() {
+		log.Info("listening", "listener", srv.Listeners[i].Name, "address", a.String())
+	}
 	if banner != nil {
 		banner(adminAddr)
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	runnerDone := make(chan error, 1)
 	go func() { runnerDone <- p.runner.Run(ctx) }()
 	serveDone := make(chan error, 1)

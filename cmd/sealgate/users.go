@@ -31,7 +31,7 @@ HASH is an argon2id PHC string (or an imported bcrypt hash). Passwords themselve
 stored or logged. MAY_SEND_AS patterns: bob@corp.example, *@corp.example (that domain only),
 *@*.corp.example (its subdomains only).`,
 	}
-	users.AddCommand(newUsersAddCmd())
+	users.AddCommand(newUsersAddCmd(), newUsersRemoveCmd(), newUsersPasswdCmd())
 	return users
 }
 
@@ -79,12 +79,12 @@ func runUsersAdd(cmd *cobra.Command, login, file string, patterns []string, pass
 	}
 	if file != "" {
 		if err := checkLoginFree(file, login); err != nil {
-			return exitStatus(1, fmt.Errorf("users add: %w", err))
+			return exitStatus(2, fmt.Errorf("users add: %w", err))
 		}
 	}
 	pw, err := readNewPassword(cmd, passwordStdin)
 	if err != nil {
-		return exitStatus(1, fmt.Errorf("users add: %w", err))
+		return exitStatus(2, fmt.Errorf("users add: %w", err))
 	}
 	if len(pw) < 12 {
 		fmt.Fprintln(cmd.ErrOrStderr(), "sealgate: warning: password shorter than 12 characters")
@@ -102,9 +102,9 @@ func runUsersAdd(cmd *cobra.Command, login, file string, patterns []string, pass
 		return nil
 	}
 	if err := appendLine(file, line); err != nil {
-		return exitStatus(1, fmt.Errorf("users add: %w", err))
+		return exitStatus(2, fmt.Errorf("users add: %w", err))
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "added %s to %s (may send as %s)\n", login, file, strings.Join(patterns, ", "))
+	fmt.Fprintf(cmd.ErrOrStderr(), "added %s to %s (may send as %s)\n%s", login, file, strings.Join(patterns, ", "), reloadHint)
 	// serve and config check refuse a users file others can read (the hashes are secrets).
 	if st, err := os.Stat(file); err == nil {
 		if err := keys.CheckFileMode(file, st, "the password hashes"); err != nil {
@@ -212,6 +212,132 @@ func readNewPassword(cmd *cobra.Command, fromStdin bool) (string, error) {
 		return "", errors.New("the passwords differ")
 	}
 	return pw, nil
+}
+
+// reloadHint follows every change of a users file.
+const reloadHint = "a running relay picks the change up on reload: systemctl reload sealgate, kill -HUP PID, or sealgate reload\n"
+
+func newUsersRemoveCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "remove LOGIN --file FILE",
+		Short: "Remove a login from a users file",
+		Long: `Remove LOGIN's line from FILE (logins compare ASCII case-insensitively), keeping
+every other line and comment as it is. The file is replaced atomically.`,
+		Example: `  sealgate users remove alice@corp.example --file /etc/sealgate/users`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := editUserLine(file, args[0], func(string) (string, bool, error) { return "", false, nil }); err != nil {
+				return exitStatus(2, fmt.Errorf("users remove: %w", err))
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "removed %s from %s\n%s", args[0], file, reloadHint)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "users file (required)")
+	cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func newUsersPasswdCmd() *cobra.Command {
+	var file string
+	var passwordStdin bool
+	cmd := &cobra.Command{
+		Use:   "passwd LOGIN --file FILE [--password-stdin]",
+		Short: "Set a new password for a login of a users file",
+		Long: `Ask for a new password (twice, without echo) or read it from the first line of
+standard input with --password-stdin, and replace LOGIN's hash in FILE with its argon2id
+hash; the rest of the line (may_send_as patterns, options) stays. The file is replaced
+atomically.`,
+		Example: `  sealgate users passwd alice@corp.example --file /etc/sealgate/users`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			login := args[0]
+			// Fail on a missing login before asking for a password.
+			if err := editUserLine(file, login, nil); err != nil {
+				return exitStatus(2, fmt.Errorf("users passwd: %w", err))
+			}
+			pw, err := readNewPassword(cmd, passwordStdin)
+			if err != nil {
+				return exitStatus(2, fmt.Errorf("users passwd: %w", err))
+			}
+			if len(pw) < 12 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "sealgate: warning: password shorter than 12 characters")
+			}
+			hash, err := submit.HashPassword(pw)
+			if err != nil {
+				return exitStatus(2, fmt.Errorf("users passwd: %w", err))
+			}
+			err = editUserLine(file, login, func(line string) (string, bool, error) {
+				return replaceHash(line, hash)
+			})
+			if err != nil {
+				return exitStatus(2, fmt.Errorf("users passwd: %w", err))
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "new password for %s in %s\n%s", login, file, reloadHint)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "users file (required)")
+	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
+	cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+// editUserLine finds login's line in file and replaces it with what edit returns (keep
+// false: the line is removed), writing the file atomically with its mode. A nil edit only
+// checks that the login is there.
+func editUserLine(file, login string, edit func(line string) (string, bool, error)) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	var out strings.Builder
+	found := 0
+	for _, l := range lines {
+		fields := strings.Fields(l)
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") || config.FoldLogin(fields[0]) != config.FoldLogin(login) {
+			out.WriteString(l)
+			continue
+		}
+		found++
+		if edit == nil {
+			continue
+		}
+		nl, keep, err := edit(strings.TrimRight(l, "\r\n"))
+		if err != nil {
+			return err
+		}
+		if keep {
+			out.WriteString(nl + "\n")
+		}
+	}
+	if found == 0 {
+		return fmt.Errorf("%s: no login %q", file, login)
+	}
+	if edit == nil {
+		return nil
+	}
+	return atomicfile.Write(file, []byte(out.String()), st.Mode().Perm())
+}
+
+// replaceHash replaces the second field of a users file line (the hash) with hash.
+func replaceHash(line, hash string) (string, bool, error) {
+	login := strings.Fields(line)[0]
+	rest := strings.TrimLeft(line[strings.Index(line, login)+len(login):], " \t")
+	old, after, _ := strings.Cut(rest, " ")
+	if old == "" {
+		return "", false, errors.New("the login's line has no hash")
+	}
+	if after != "" {
+		after = " " + after
+	}
+	return login + " " + hash + after, true, nil
 }
 
 func init() {

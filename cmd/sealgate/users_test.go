@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"sealgate/internal/config"
+	"sealgate/submit"
 )
 
 // runCLIInput is runCLI with stdin.
@@ -45,7 +46,7 @@ func TestUsersAdd(t *testing.T) {
 	}
 
 	_, errOut, code = runCLIInput(t, "pw\n", "users", "add", "ALICE@corp.example", "--file", file, "--password-stdin")
-	if code != 1 || !strings.Contains(errOut, `login "alice@corp.example" is already there`) {
+	if code != 2 || !strings.Contains(errOut, `login "alice@corp.example" is already there`) {
 		t.Errorf("duplicate login: exit %d, %q", code, errOut)
 	}
 	_, errOut, code = runCLIInput(t, "pw\n", "users", "add", "carol", "--file", file, "--password-stdin", "--may-send-as", "*@co.uk")
@@ -58,5 +59,60 @@ func TestUsersAdd(t *testing.T) {
 	_, errOut, code = runCLIInput(t, "a long password\n", "users", "add", "dave@corp.example", "--file", file, "--password-stdin")
 	if code != 0 || !strings.Contains(errOut, "warning: "+file+": mode 0644 lets others read the password hashes; chmod 600 it") {
 		t.Errorf("users add to a 0644 file: exit %d, %q", code, errOut)
+	}
+}
+
+func TestUsersRemoveAndPasswd(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "users")
+	for _, login := range []string{"alice@corp.example", "bob@corp.example"} {
+		if _, errOut, code := runCLIInput(t, "a long password\n", "users", "add", login, "--file", file, "--password-stdin"); code != 0 ||
+			!strings.Contains(errOut, "a running relay picks the change up on reload") {
+			t.Fatalf("users add %s: exit %d, %q", login, code, errOut)
+		}
+	}
+	before, _ := os.ReadFile(file)
+	bobBefore := strings.Split(string(before), "\n")[1]
+
+	_, errOut, code := runCLIInput(t, "a new long password\n", "users", "passwd", "ALICE@corp.example", "--file", file, "--password-stdin")
+	if code != 0 || !strings.Contains(errOut, "a running relay picks the change up on reload") {
+		t.Fatalf("users passwd: exit %d, %q", code, errOut)
+	}
+	entries, err := config.ReadUsersFile(file)
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("after passwd: %+v %v", entries, err)
+	}
+	users, err := submit.NewUsers(entries, submit.UsersOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users.Authenticate("alice@corp.example", "a new long password"); err != nil {
+		t.Errorf("new password refused: %v", err)
+	}
+	if _, err := users.Authenticate("alice@corp.example", "a long password"); err == nil {
+		t.Error("old password still accepted")
+	}
+	after, _ := os.ReadFile(file)
+	if l := strings.Split(string(after), "\n"); l[1] != bobBefore || !strings.HasSuffix(l[0], " alice@corp.example") {
+		t.Errorf("passwd changed more than alice's hash:\n%s", after)
+	}
+
+	_, errOut, code = runCLI(t, "users", "remove", "alice@corp.example", "--file", file)
+	if code != 0 || !strings.Contains(errOut, "removed alice@corp.example") {
+		t.Fatalf("users remove: exit %d, %q", code, errOut)
+	}
+	after, _ = os.ReadFile(file)
+	if string(after) != bobBefore+"\n" {
+		t.Errorf("after remove:\n%s", after)
+	}
+	if st, _ := os.Stat(file); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v after remove", st.Mode())
+	}
+	_, errOut, code = runCLI(t, "users", "remove", "alice@corp.example", "--file", file)
+	if code != 2 || !strings.Contains(errOut, `no login "alice@corp.example"`) {
+		t.Errorf("remove of a missing login: exit %d, %q", code, errOut)
+	}
+	_, errOut, code = runCLIInput(t, "pw\n", "users", "passwd", "carol", "--file", file, "--password-stdin")
+	if code != 2 || !strings.Contains(errOut, `no login "carol"`) {
+		t.Errorf("passwd of a missing login: exit %d, %q", code, errOut)
 	}
 }

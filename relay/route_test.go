@@ -639,3 +639,74 @@ func TestRunnerAttemptEvents(t *testing.T) {
 		t.Errorf("null MX event %+v", null)
 	}
 }
+
+// The pool lets at most perDest sessions carry a transaction to one server
+// address, and at most max in all; a release lets a waiting one go.
+func TestPoolLimits(t *testing.T) {
+	p := newPool(2, 1, 2)
+	ctx := context.Background()
+	relA, err := p.acquire(ctx, "a:25")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.acquire(short, "a:25"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("second session to a:25 = %v; want to wait (per-destination limit 1)", err)
+	}
+	relB, err := p.acquire(ctx, "b:25")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		rel, err := p.acquire(ctx, "c:25")
+		if err == nil {
+			rel()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("third session with 2 busy = %v; want to wait (overall limit 2)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	relA()
+	relA() // a second call changes nothing
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	relB()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy != 0 || len(p.busyTo) != 0 {
+		t.Errorf("after every release: busy %d, per destination %v", p.busy, p.busyTo)
+	}
+}
+
+// A temporary failure is logged as deferred with the next attempt; past
+// MaxAge as expired.
+func TestRunnerAttemptEventsDeferredAndExpired(t *testing.T) {
+	sink := &smtpSink{Name: "mx.dest.test", RcptReply: func(string) string { return "451 4.2.0 mailbox busy" }}
+	port := startSinks(t, map[string]*smtpSink{"127.0.0.2": sink})
+	for _, tc := range []struct {
+		maxAge time.Duration
+		want   string
+	}{{time.Hour, StatusDeferred}, {time.Nanosecond, StatusExpired}} {
+		tr := testTransport(t, "dest.test. 300 IN MX 10 mx.dest.test.\nmx.dest.test. 300 IN A 127.0.0.2\n", port, nil)
+		spool := testSpool(t, t.TempDir())
+		events := make(chan AttemptEvent, 10)
+		r := &Runner{Spool: spool, Deliverer: tr, Logger: quietLogger(), Backoff: []time.Duration{time.Hour},
+			MaxAge: tc.maxAge, PollInterval: time.Hour, OnAttempt: func(ev AttemptEvent) { events <- ev }}
+		commit(t, spool, &Envelope{From: "s@x.test", To: []string{"a@dest.test"}}, "Subject: x\r\n", "body\r\n")
+		start := time.Now()
+		runRunner(t, r)
+		ev := <-events
+		if ev.Status != tc.want || ev.Code != 451 || ev.EnhancedCode != "4.2.0" || ev.Host != "mx.dest.test" {
+			t.Errorf("max age %v: event %+v; want %s with the 451 reply", tc.maxAge, ev, tc.want)
+		}
+		if next := ev.Next; (tc.want == StatusDeferred) != !next.IsZero() || (!next.IsZero() && next.Before(start.Add(time.Hour))) {
+			t.Errorf("max age %v: next attempt %v", tc.maxAge, next)
+		}
+	}
+}

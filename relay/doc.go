@@ -18,15 +18,20 @@
 // (RFC 3461) through to delivery.
 //
 // Runner takes committed messages to a Deliverer, with bounded concurrency and
-// retries with backoff for temporary (4yz) failures. Two Deliverers exist:
-// OutboxSink writes .eml files (dev mode) and NextHop relays over plain SMTP to
-// one fixed server through internal/smtpclient, which sends the signed bytes
+// retries with backoff for temporary (4yz) failures, and logs one "delivery
+// attempt" line per recipient group and attempt (AttemptEvent, Runner.OnAttempt).
+// Transport is the Deliverer for the Internet: recipients' MX hosts (RFC 5321
+// §5.1, null MX of RFC 7505) or smart hosts, routes per client organisation and
+// per recipient domain, STARTTLS whenever offered and implicit TLS, AUTH to
+// smart hosts, MTA-STS (RFC 8461), REQUIRETLS (RFC 8689), SUBMITTER (RFC 4405),
+// and sessions kept and reused per destination within limits. OutboxSink writes
+// .eml files (dev mode); NextHop relays over plain SMTP to one fixed server (tests).
+// All SMTP goes through internal/smtpclient, which sends the signed bytes
 // unchanged apart from dot-stuffing and reports each recipient's result.
 //
-// Deliberately not done here yet: MX lookup and delivery to the recipients'
-// domains; TLS policy (MTA-STS, DANE) and SUBMITTER in delivery; generating DSNs
-// (RFC 3464): messages that fail are moved to the spool's failed/ directory with
-// a "bounce needed" log event instead; per-domain rate limits. Delivery never
-// rewrites a message: one with a bare CR or LF is refused rather than repaired,
-// because repair would break the DKIM and ARC signatures.
+// Deliberately not done here: DANE (RFC 7672; Transport.checkTLS is where a
+// TLSA check would go); per-domain rate limits; a persistent MTA-STS cache (it
+// is in memory). Delivery never rewrites a message: one with a bare CR or LF is
+// refused rather than repaired, because repair would break the DKIM and ARC
+// signatures.
 package relay

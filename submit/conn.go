@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -43,6 +45,7 @@ type clientConn struct {
 	mu              sync.Mutex
 	preAuthDeadline time.Time // zero once the client authenticated or started a transaction
 	inData          int       // Data is running: its reads time out on purpose (deadlineReader)
+	dataSeq         uint64    // calls of enterData, to tell one Data from the next (wireScanner)
 	tlsStarted      bool      // a TLS handshake began on this connection (STARTTLS or implicit)
 	tlsConn         net.Conn  // the TLS connection above, once its handshake is complete
 	draining        bool      // the server is shutting down: end the session at its next command
@@ -50,7 +53,19 @@ type clientConn struct {
 	smuggled        bool       // wireScanner saw CR LF "." CR not followed by LF
 	paths           []wirePath // MAIL and RCPT arguments as written, oldest first
 	refusals        int        // refused commands (see session.refused)
+
+	// wire holds the wire* marks: what happened on the connection since
+	// wireScanner's last Write (see wireCopy). Atomic, as abort may write from
+	// another goroutine.
+	wire atomic.Uint32
 }
+
+// Marks in clientConn.wire.
+const (
+	wireRead  = 1 << iota // Read returned bytes
+	wireWrote             // Write wrote bytes
+	wireFresh             // a TLS handshake began: the stream starts anew
+)
 
 func newClientConn(c net.Conn, s *Server, lc Listener, ip netip.Addr) *clientConn {
 	cc := &clientConn{Conn: c, s: s, lc: lc, ip: ip, done: make(chan struct{}),
@@ -86,6 +101,9 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.wire.Or(wireRead)
+	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.mu.Lock()
 		inData, preAuth, draining := c.inData > 0, c.preAuthDeadline, c.draining
@@ -100,6 +118,14 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			}
 			return n, net.ErrClosed
 		}
+	}
+	return n, err
+}
+
+func (c *clientConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.wire.Or(wireWrote)
 	}
 	return n, err
 }
@@ -168,6 +194,7 @@ func (c *clientConn) authenticated() {
 func (c *clientConn) enterData() {
 	c.mu.Lock()
 	c.inData++
+	c.dataSeq++
 	c.mu.Unlock()
 }
 
@@ -180,13 +207,15 @@ func (c *clientConn) leaveData() {
 // tlsStarting records that a TLS handshake began: until it completes, nothing can
 // be written to the client in plain text.
 //
-// What wireScanner recorded before is forgotten: go-smtp discards the plain-text
-// bytes it read after STARTTLS (RFC 3207 §6), so must we.
+// What wireScanner recorded before is forgotten, the paths and the line it was
+// in: go-smtp discards the plain-text bytes it read after STARTTLS (RFC 3207
+// §6), so must we.
 func (c *clientConn) tlsStarting() {
 	c.mu.Lock()
 	c.tlsStarted = true
 	c.paths = nil
 	c.mu.Unlock()
+	c.wire.Or(wireFresh)
 }
 
 // tlsReady records the TLS connection above, once its handshake is complete.
@@ -195,8 +224,17 @@ func (c *clientConn) tlsReady(tc net.Conn) {
 		return
 	}
 	c.mu.Lock()
+	first := c.tlsConn == nil
 	c.tlsStarted, c.tlsConn = true, tc
 	c.mu.Unlock()
+	if first {
+		// The handshake's reads and writes beneath TLS have no copy in
+		// wireScanner's stream (see wireCopy). tlsReady runs right after the
+		// handshake (Serve for implicit TLS, session.Logout after STARTTLS) or,
+		// after a STARTTLS before any EHLO, in NewSession, when the marks say
+		// nothing more than the copy of that EHLO already took from them.
+		c.wire.And(wireFresh)
+	}
 }
 
 // replyConn is where a reply to the client can be written: the connection itself
@@ -311,10 +349,10 @@ func withTLSStartHook(cfg *tls.Config) *tls.Config {
 	return cfg
 }
 
-// wireScanner is the Debug writer of a connection's smtp.Server: go-smtp hands it
-// every byte it reads from the client, after TLS and before its own parsing, and
-// every reply line it writes (both in one stream; replies are whole lines that
-// start with a digit, so they never start a line "." or "MAIL").
+// wireScanner is the Debug writer of a connection's smtp.Server: go-smtp
+// (v0.25.1, Conn.init) copies to it, in one stream, every byte it reads from the
+// client, after TLS and before its own parsing (an io.TeeReader), and every reply
+// it writes, once written (an io.MultiWriter).
 //
 // It looks for two things go-smtp's parsing loses:
 //
@@ -329,22 +367,61 @@ func withTLSStartHook(cfg *tls.Config) *tls.Config {
 //     and the invalid <a@b@c.example> reach the session alike (see
 //     session.envelopePath).
 //
-// The replies in the stream cannot hide either: go-smtp writes none while it
-// reads a message under DATA, and each ends in CRLF, so between client bytes it
-// can only make a line start where the client's next byte is read anyway after a
-// complete command.
+// It must see the client's bytes alone. A read can end in the middle of a line,
+// and a client that pipelines "RSET\r\nMAIL FR" and sends "OM:<...>\r\n" after
+// our reply to RSET, or "DATA\r\n...\r\n." and "\rX" after our 354, would
+// otherwise have that reply copied into its line: the argument captured would be
+// garbled, the "." and the CR kept apart. So the copies of our replies are
+// skipped. They are told apart by what happened on the connection beneath
+// since the previous copy (clientConn.wireCopy): go-smtp reads and writes a
+// connection on one goroutine and copies each read and each write right after
+// it, so a copy that follows a write and no read is a reply. Under TLS,
+// clientConn is beneath crypto/tls and sees records: the copy of a read served
+// from records crypto/tls read earlier follows no read beneath, and no write
+// either (the previous copy cleared the marks), so it is still the client's;
+// the handshake's own reads and writes are cleared when it completes
+// (clientConn.tlsReady).
+//
+// What is left: inside a read, crypto/tls writes by itself when a TLS 1.3 client
+// sends a KeyUpdate that asks for ours (RFC 8446 §4.6.3). If the KeyUpdate and
+// the data after it came in an earlier read beneath, the copy of that data
+// follows a write and no read, and is skipped as a reply. Only the client can
+// cause this, and only for its own bytes. A skipped CR after "." is dropped with
+// the "." by go-smtp's DATA reader, as it was before this check: the message is
+// accepted two bytes short, holding no bare CR to smuggle anything through. A
+// skipped or garbled MAIL or RCPT argument is not found by takePath, and
+// session.envelopePath then refuses a local part whose meaning go-smtp's
+// unquoting may have changed. The other way round, a reply taken for the
+// client's bytes needs a read beneath whose bytes have no copy: a failed read
+// gives no bytes and marks nothing, and one that leaves a TLS record unfinished
+// is followed by more reads until the record is complete, or by an error that
+// ends the connection (clientConn.Read) or the DATA (deadlineReader).
+//
+// A MAIL or RCPT line is captured unless it is a line of a message: go-smtp
+// reads ahead, so the copy of a line can come before or after the Data call that
+// reads it, and Data's running alone does not tell. Lines after the line "."
+// that ends a DATA message are commands even while Data still runs (a client may
+// pipeline commands after the message, RFC 2920 §3.1); a BDAT chunk is passed
+// over by its size, as go-smtp reads it, and the lines around it are commands
+// (RFC 3030 §2). Lines of a DATA message whose copy comes before Data runs are
+// captured, and never taken: takePath matches the arguments of commands only,
+// oldest first, and a message line is neither.
 //
 // It never returns an error: go-smtp would hand that to its reader.
 type wireScanner struct {
 	cc    *clientConn
 	state int
-	line  []byte // the line being captured, when it may be MAIL or RCPT
+	line  []byte // the line being captured, when it may be a command of interest
 	capt  bool
+
+	chunk     uint64 // bytes of a BDAT chunk still to pass over
+	bdat      bool   // the Data running (if any) reads BDAT chunks, not a DATA message
+	dataEnded uint64 // the dataSeq of the DATA whose line "." was seen
 }
 
 const (
-	wsMidLine = iota
-	wsLineStart
+	wsLineStart = iota // the stream starts at a line start
+	wsMidLine
 	wsDot   // line start, "."
 	wsDotCR // line start, ".", CR
 )
@@ -354,7 +431,22 @@ const maxCapturedLine = 1000
 
 func (w *wireScanner) Write(p []byte) (int, error) {
 	n := len(p)
+	reply, fresh := w.cc.wireCopy()
+	if fresh {
+		w.state, w.capt, w.chunk = wsLineStart, false, 0
+	}
+	if reply {
+		return n, nil
+	}
 	for len(p) > 0 {
+		if w.chunk > 0 {
+			k := uint64(len(p))
+			if k > w.chunk {
+				k = w.chunk
+			}
+			p, w.chunk = p[k:], w.chunk-k
+			continue
+		}
 		switch w.state {
 		case wsMidLine:
 			i := bytes.IndexByte(p, '\n')
@@ -372,8 +464,8 @@ func (w *wireScanner) Write(p []byte) (int, error) {
 				w.state = wsDot
 				p = p[1:]
 				continue
-			case 'M', 'm', 'R', 'r':
-				w.capt = !w.cc.dataRunning()
+			case 'M', 'm', 'R', 'r', 'B', 'b', 'D', 'd':
+				w.capt = w.commandLine()
 				w.line = w.line[:0]
 			}
 			w.state = wsMidLine
@@ -387,11 +479,24 @@ func (w *wireScanner) Write(p []byte) (int, error) {
 		case wsDotCR:
 			if p[0] != '\n' {
 				w.cc.smuggling()
+			} else if running, seq := w.cc.dataState(); running && !w.bdat {
+				w.dataEnded = seq // the end of the DATA message (RFC 5321 §4.1.1.4)
 			}
 			w.state = wsMidLine
 		}
 	}
 	return n, nil
+}
+
+// commandLine reports whether a line that starts now is a command (see
+// wireScanner), not a line of a DATA message being read.
+func (w *wireScanner) commandLine() bool {
+	running, seq := w.cc.dataState()
+	if !running {
+		w.bdat = false
+		return true
+	}
+	return w.bdat || w.dataEnded == seq
 }
 
 func (w *wireScanner) capture(p []byte) {
@@ -411,12 +516,22 @@ func (w *wireScanner) endLine() {
 	}
 	w.capt = false
 	line := strings.TrimSuffix(string(w.line), "\r")
-	if len(line) < 5 || line[4] != ' ' {
+	// Split as go-smtp's parseCmd does.
+	var verb, arg string
+	switch {
+	case len(line) == 4:
+		verb = strings.ToUpper(line)
+	case len(line) > 5 && line[4] == ' ':
+		verb, arg = strings.ToUpper(line[:4]), strings.TrimSpace(line[5:])
+	default:
 		return
 	}
-	verb, arg := strings.ToUpper(line[:4]), strings.TrimSpace(line[5:])
 	var ok bool
 	switch verb {
+	case "DATA":
+		w.bdat = false
+	case "BDAT":
+		w.bdatChunk(arg)
 	case "MAIL":
 		arg, ok = cutPrefixFold(arg, "FROM:")
 	case "RCPT":
@@ -428,6 +543,30 @@ func (w *wireScanner) endLine() {
 	if wp, ok := parseWirePath(verb, strings.TrimSpace(arg)); ok {
 		w.cc.addPath(wp)
 	}
+}
+
+// bdatChunk notes the chunk that follows a BDAT command, if go-smtp reads one:
+// whenever its arguments parse (go-smtp's handleBdat), even if it refuses the
+// command.
+func (w *wireScanner) bdatChunk(arg string) {
+	args := strings.Fields(arg)
+	if len(args) == 0 || len(args) > 2 || len(args) == 2 && !strings.EqualFold(args[1], "LAST") {
+		return
+	}
+	size, err := strconv.ParseUint(args[0], 10, 32)
+	if err != nil {
+		return
+	}
+	w.chunk, w.bdat = size, true
+}
+
+// wireCopy tells wireScanner what the bytes it is handed are, from the marks
+// set since its previous Write, and clears them: reply if they are the copy of a
+// reply (bytes were written and none read), fresh if a TLS handshake began
+// since (the stream starts anew at a line start).
+func (c *clientConn) wireCopy() (reply, fresh bool) {
+	m := c.wire.Swap(0)
+	return m&wireWrote != 0 && m&wireRead == 0, m&wireFresh != 0
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {
@@ -534,10 +673,11 @@ func (c *clientConn) takePath(verb, value string) (string, bool) {
 	return "", false
 }
 
-func (c *clientConn) dataRunning() bool {
+// dataState reports whether Data is running, and which call of it (enterData).
+func (c *clientConn) dataState() (running bool, seq uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.inData > 0
+	return c.inData > 0, c.dataSeq
 }
 
 // smuggling records a line "." followed by a bare CR. Under DATA the session

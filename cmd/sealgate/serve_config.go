@@ -65,13 +65,7 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 		}
 		srv.Listeners = append(srv.Listeners, l)
 	}
-	var deliverer relay.Deliverer
-	switch {
-	case cfg.Relay.NextHop != "":
-		deliverer = &relay.NextHop{Addr: cfg.Relay.NextHop, HeloName: cfg.Hostname}
-	default:
-		deliverer = relay.OutboxSink{Dir: cfg.Relay.Outbox}
-	}
+	deliverer, closeDeliverer := delivererFromConfig(cfg, res, log)
 	spool, err := relay.OpenSpool(filepath.Join(cfg.Dir, "spool"))
 	if err != nil {
 		return nil, nil, nil, err
@@ -83,7 +77,7 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 		Bouncer: dsnSender(cfg, res.KeyRing, spool, log), DelayWarning: cfg.Relay.DSN.DelayWarning,
 		DrainTimeout: relay.DefaultDrainTimeout,
 		Control:      &relay.ControlServer{Path: controlSocket(cfg.Dir), Logger: log}}
-	return srv, runner, func() { spool.Close() }, nil
+	return srv, runner, func() { closeDeliverer(); spool.Close() }, nil
 }
 
 // dsnSender builds the relay's DSN sender (RFC 3464): From MAILER-DAEMON@ the relay's

@@ -395,7 +395,10 @@ func withTLSStartHook(cfg *tls.Config) *tls.Config {
 // client's bytes needs a read beneath whose bytes have no copy: a failed read
 // gives no bytes and marks nothing, and one that leaves a TLS record unfinished
 // is followed by more reads until the record is complete, or by an error that
-// ends the connection (clientConn.Read) or the DATA (deadlineReader).
+// ends the connection (clientConn.Read) or the DATA (deadlineReader). One reply
+// is taken for the client's: the 550 go-smtp writes after a failed STARTTLS
+// handshake follows the handshake's reads. Only a client that fails its own
+// handshake gets there, with the outcomes above, for its own bytes.
 //
 // A MAIL or RCPT line is captured unless it is a line of a message: go-smtp
 // reads ahead, so the copy of a line can come before or after the Data call that
@@ -403,9 +406,11 @@ func withTLSStartHook(cfg *tls.Config) *tls.Config {
 // that ends a DATA message are commands even while Data still runs (a client may
 // pipeline commands after the message, RFC 2920 §3.1); a BDAT chunk is passed
 // over by its size, as go-smtp reads it, and the lines around it are commands
-// (RFC 3030 §2). Lines of a DATA message whose copy comes before Data runs are
-// captured, and never taken: takePath matches the arguments of commands only,
-// oldest first, and a message line is neither.
+// (RFC 3030 §2). Lines of a DATA message whose copy comes before Data runs or
+// after it returned (go-smtp then reads the rest of the message) are captured
+// too. Such a line is taken only for a later MAIL or RCPT whose value, as go-smtp
+// passes it on, is the same: it is then the client's own writing of that
+// address, which it could as well have sent as the command.
 //
 // It never returns an error: go-smtp would hand that to its reader.
 type wireScanner struct {

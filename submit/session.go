@@ -268,7 +268,9 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 //     §3.5: 553 5.6.7);
 //   - a local part that is not a Dot-string and was not quoted, such as
 //     <a@b@c.example> (RFC 5321 §4.1.2): go-smtp passes it on as it passes
-//     <"a@b"@c.example>, so the argument as written (wireScanner) decides.
+//     <"a@b"@c.example>, so the argument as written (wireScanner) decides;
+//   - without the argument as written, a local part that is not a Dot-string:
+//     the client is asked to send the command again.
 //
 // The address returned is what is checked, stored (Path.String, quoting where the
 // local part needs it) and sent on.

@@ -11,7 +11,7 @@ import (
 func newConfigCmd() *cobra.Command {
 	configCmd := &cobra.Command{
 		Use:   "config",
-		Short: "Check sealgate's configuration file",
+		Short: "Check or show sealgate's configuration file",
 	}
 	var file string
 	check := &cobra.Command{
@@ -50,7 +50,7 @@ min_rsa_bits lets in), or prints every problem, one per line with its key path
 		},
 	}
 	check.Flags().StringVar(&file, "config", "/etc/sealgate/sealgate.yaml", "configuration file")
-	configCmd.AddCommand(check)
+	configCmd.AddCommand(check, newConfigShowCmd())
 	return configCmd
 }
 

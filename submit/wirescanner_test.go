@@ -97,6 +97,24 @@ func TestSplitCommandAroundReply(t *testing.T) {
 			`553 5.1.7 MAIL FROM <ceo@evil.example@client.example> cannot be relayed as written: the local part holds "@" but is not quoted`) {
 			t.Errorf("%s: split unquoted MAIL: %q, want 553 5.1.7 ... cannot be relayed as written", l.name, got)
 		}
+		if got := splitCommand(c, "RSET\r\nMAIL FR", "250 ", "OM:<\"a b\"@client.example>\r\n"); !strings.HasPrefix(got, "250 ") {
+			t.Fatalf("%s: split quoted MAIL: %q", l.name, got)
+		}
+		for _, step := range []struct{ line, want string }{
+			{"RCPT TO:<ops@partner.example>", "250 "},
+			{"DATA", "354 "},
+			{bareHeader + "\r\nbody\r\n.", "250 "},
+		} {
+			if got := c.cmd(step.line); !strings.HasPrefix(got, step.want) {
+				t.Fatalf("%s: %q: %q", l.name, step.line, got)
+			}
+		}
+		if envs := newEnvelopes(t, s.spool, seen); len(envs) != 1 || envs[0].From != `"a b"@client.example` {
+			t.Errorf("%s: spooled %d messages, want 1 from \"a b\"@client.example", l.name, len(envs))
+			for _, env := range envs {
+				t.Errorf("  from %s", env.From)
+			}
+		}
 		if got := splitCommand(c, "RSET\r\nMAIL FR", "250 ", "OM:<\"@hop.example:ceo\"@client.example>\r\n"); !strings.HasPrefix(got, "250 ") {
 			t.Fatalf("%s: split quoted MAIL: %q", l.name, got)
 		}

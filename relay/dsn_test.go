@@ -381,3 +381,46 @@ func TestFailureDetail(t *testing.T) {
 		}
 	}
 }
+
+// TestDSNOverSMTP: a recipient refused with 550 by a real SMTP next hop gets a
+// DSN naming that server, and the DSN itself goes out over SMTP from <>.
+func TestDSNOverSMTP(t *testing.T) {
+	h := startNextHop(t)
+	s := testSpool(t, t.TempDir())
+	keys, txt := dsnKeys(t)
+	ds := &DSNSender{Spool: s, Hostname: "relay.example.org", From: "MAILER-DAEMON@example.org", Keys: keys, Logger: quietLogger()}
+	r := &Runner{Spool: s, Deliverer: nextHop(h), Logger: quietLogger(), Bouncer: ds, PollInterval: time.Hour}
+	commit(t, s, &Envelope{From: "sender@example.com", To: []string{"ok@example.net", "perm@example.net"}},
+		dsnOrigHeader, "Hello,\r\nthe report.\r\n")
+	runRunner(t, r)
+	var dsn received
+	for dsn.from == "" || dsn.data == nil {
+		select {
+		case got := <-h.arrived:
+			if got.from == "" {
+				dsn = got
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no DSN arrived at the next hop")
+		}
+		if dsn.data != nil {
+			break
+		}
+	}
+	if len(dsn.to) != 1 || dsn.to[0] != "sender@example.com" {
+		t.Errorf("DSN sent to %v, want sender@example.com", dsn.to)
+	}
+	_, _, perRcpt, _, _ := parseDSN(t, dsn.data)
+	if len(perRcpt) != 1 {
+		t.Fatalf("%d recipient blocks, want 1: %v", len(perRcpt), perRcpt)
+	}
+	for k, want := range map[string]string{
+		"Final-Recipient": "rfc822; perm@example.net", "Action": "failed", "Status": "5.1.1",
+		"Remote-MTA": "dns; 127.0.0.1", "Diagnostic-Code": "smtp; 550 5.1.1 no such user",
+	} {
+		if got := perRcpt[0].Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+	verifyDKIMpy(t, dsn.data, txt)
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,8 @@ func ReportHop(ctx context.Context, h Hop) {
 	if rec == nil {
 		return
 	}
+	// A copy: Deliverers may pass env.To, which settle edits in place.
+	h.Rcpts = slices.Clone(h.Rcpts)
 	rec.mu.Lock()
 	rec.hops = append(rec.hops, h)
 	rec.mu.Unlock()

@@ -27,7 +27,7 @@ FUZZTIME_RSA ?= 2000x
 all: build
 
 build: have-libcrypto
-	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/sealgate
+	$(GO) build -buildvcs=true $(GOTAGS) -o $(BIN) ./cmd/sealgate
 	@echo "built $(BIN): RSA signs through $(SIGNER)"
 
 # With OPENSSL=1 (as CI runs), fail rather than quietly build Go's crypto/rsa instead.

@@ -1,0 +1,50 @@
+package submit
+
+import (
+	"strings"
+	"testing"
+)
+
+// The spooled envelope records the header's purported responsible address
+// (RFC 4407) for SUBMITTER, and MAIL's REQUIRETLS (RFC 8689).
+func TestEnvelopeRecordsPRAAndRequireTLS(t *testing.T) {
+	s := startHardServer(t, Limits{}, newGatedAuth("pw"), nil)
+	c := s.dialImplicitTLS(t)
+	if got := c.cmd(plainAuth("billing@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
+		t.Fatalf("AUTH: %q", got)
+	}
+	send := func(mail, header string) {
+		t.Helper()
+		for _, cmd := range []string{mail, "RCPT TO:<ops@partner.example>", "DATA"} {
+			if got := c.cmd(cmd); !strings.HasPrefix(got, "250 ") && !strings.HasPrefix(got, "354 ") {
+				t.Fatalf("%s: %q", cmd, got)
+			}
+		}
+		if got := c.cmd(header + "Subject: t\r\n\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+			t.Fatalf("message: %q", got)
+		}
+	}
+	send("MAIL FROM:<a@client.example> REQUIRETLS", "From: Billing <billing@client.example>\r\nSender: agent@client.example\r\n")
+	send("MAIL FROM:<b@client.example>", "From: billing@client.example\r\n")
+
+	ids, err := s.spool.List()
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("spool: %v, %v; want 2 messages", ids, err)
+	}
+	for _, id := range ids {
+		env, err := s.spool.Envelope(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch env.From {
+		case "a@client.example":
+			if env.Submitter != "agent@client.example" || !env.RequireTLS {
+				t.Errorf("first message: submitter %q, requiretls %v; want agent@client.example, true", env.Submitter, env.RequireTLS)
+			}
+		case "b@client.example":
+			if env.Submitter != "billing@client.example" || env.RequireTLS {
+				t.Errorf("second message: submitter %q, requiretls %v; want billing@client.example, false", env.Submitter, env.RequireTLS)
+			}
+		}
+	}
+}

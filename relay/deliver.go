@@ -316,6 +316,7 @@ func (r *Runner) settle(ctx context.Context, env *Envelope, hops []Hop, err erro
 	}
 
 	if err == nil {
+		r.reportRelayed(ctx, env, hops, env.To, log)
 		if rerr := r.Spool.Remove(env.ID); rerr != nil {
 			log.Error("relay: delivered but not removed; may be delivered again", "error", rerr)
 		}
@@ -326,6 +327,7 @@ func (r *Runner) settle(ctx context.Context, env *Envelope, hops []Hop, err erro
 	var rerr *RecipientsError
 	switch {
 	case errors.As(err, &rerr):
+		r.reportRelayed(ctx, env, hops, rerr.Accepted, log)
 		accepted := map[string]bool{}
 		for _, a := range rerr.Accepted {
 			accepted[a] = true

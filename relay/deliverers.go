@@ -231,6 +231,8 @@ func (h *NextHop) transaction(ctx context.Context, c *smtpclient.Client, tx *smt
 	}
 	if res != nil {
 		hop.Reply = res.Data
+		_, dsn := c.Extension("DSN")
+		hop.NoDSN = !dsn
 	}
 	ReportHop(ctx, hop)
 	if err != nil {

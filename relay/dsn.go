@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,68 @@ type Bouncer interface {
 // their last failure.
 type DelayNotifier interface {
 	Delayed(ctx context.Context, env *Envelope, err error) error
+}
+
+// RelayNotifier is implemented by a Bouncer that also sends "relayed" DSNs
+// (RFC 3461 §6.2.1): for recipients that asked NOTIFY=SUCCESS and were taken
+// by a server that does not offer DSN, which therefore cannot report their
+// delivery. The Runner calls Relayed after such a delivery, before the
+// message leaves the queue (Spool.Open works).
+type RelayNotifier interface {
+	Relayed(ctx context.Context, env *Envelope, rcpts []RelayedRecipient) error
+}
+
+// RelayedRecipient is one recipient of a "relayed" DSN.
+type RelayedRecipient struct {
+	Rcpt, ORcpt string
+	RemoteMTA   string // the server that took it
+	Reply       string // its reply to the message, "250 ..."
+	Status      string // the reply's enhanced status code (RFC 3463), "" if none
+}
+
+// reportRelayed sends the "relayed" DSN owed for those of accepted that asked
+// NOTIFY=SUCCESS and went to a server without DSN (Hop.NoDSN).
+func (r *Runner) reportRelayed(ctx context.Context, env *Envelope, hops []Hop, accepted []string, log *slog.Logger) {
+	rn, ok := r.Bouncer.(RelayNotifier)
+	if !ok || env.From == "" || len(env.Notify) == 0 {
+		return
+	}
+	var out []RelayedRecipient
+	for _, rcpt := range accepted {
+		i := slices.Index(env.To, rcpt)
+		if i < 0 || i >= len(env.Notify) || !notifyWants(env.Notify[i], "SUCCESS") {
+			continue
+		}
+		h, ok := hopOf(hops, rcpt)
+		if !ok || !h.NoDSN {
+			continue
+		}
+		rr := RelayedRecipient{Rcpt: rcpt, RemoteMTA: h.Host}
+		if i < len(env.ORcpt) {
+			rr.ORcpt = env.ORcpt[i]
+		}
+		if h.Reply != nil {
+			rr.Reply = h.Reply.String()
+			rr.Status, _ = h.Reply.EnhancedCode()
+		}
+		out = append(out, rr)
+	}
+	if len(out) == 0 {
+		return
+	}
+	if err := rn.Relayed(ctx, env, out); err != nil {
+		log.Error("relay: relayed DSN not queued", "error", err)
+	}
+}
+
+// hopOf returns the last Hop reported for rcpt.
+func hopOf(hops []Hop, rcpt string) (Hop, bool) {
+	for i := len(hops) - 1; i >= 0; i-- {
+		if slices.Contains(hops[i].Rcpts, rcpt) {
+			return hops[i], true
+		}
+	}
+	return Hop{}, false
 }
 
 // DSN values of FailedRecipient.DSN other than a queue id.
@@ -82,15 +145,8 @@ func (r *Runner) report(ctx context.Context, env *Envelope, hops []Hop, temp err
 
 // hopHost returns the server rcpt went to in this attempt, "" if unknown.
 func hopHost(hops []Hop, rcpt string) string {
-	host := ""
-	for _, h := range hops {
-		for _, r := range h.Rcpts {
-			if r == rcpt {
-				host = h.Host // the last report of a recipient counts
-			}
-		}
-	}
-	return host
+	h, _ := hopOf(hops, rcpt)
+	return h.Host
 }
 
 // failureDetail returns what a DSN says about a failure: the enhanced status
@@ -101,7 +157,7 @@ func hopHost(hops []Hop, rcpt string) string {
 func failureDetail(err error) (status, reply string) {
 	var re *smtpclient.ReplyError
 	if errors.As(err, &re) {
-		code, text := re.EnhancedCode()
+		code, _ := re.EnhancedCode()
 		reply = fmt.Sprintf("%d %s", re.Code, strings.ReplaceAll(re.Message, "\n", " "))
 		if code == "" {
 			code = fmt.Sprintf("%d.0.0", re.Code/100)
@@ -109,7 +165,6 @@ func failureDetail(err error) (status, reply string) {
 				code = "5.5.0" // an unexpected reply: a protocol error
 			}
 		}
-		_ = text
 		return code, reply
 	}
 	if IsPermanent(err) {

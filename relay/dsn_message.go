@@ -168,6 +168,31 @@ func (d *DSNSender) Delayed(ctx context.Context, env *Envelope, cause error) err
 	return nil
 }
 
+// Relayed queues one DSN (Action: relayed, RFC 3461 §6.2.1) to env.From for
+// rcpts, taken by a server that does not offer DSN. It returns the header only.
+func (d *DSNSender) Relayed(ctx context.Context, env *Envelope, rcpts []RelayedRecipient) error {
+	if env.From == "" || len(rcpts) == 0 {
+		return nil
+	}
+	now := d.now()
+	var out []dsnRcpt
+	for _, r := range rcpts {
+		status := r.Status
+		if !strings.HasPrefix(status, "2.") {
+			status = "2.0.0"
+		}
+		out = append(out, dsnRcpt{rcpt: r.Rcpt, orcpt: r.ORcpt, action: "relayed", status: status,
+			remoteMTA: r.RemoteMTA, reply: r.Reply, text: "relayed to " + r.RemoteMTA + ", which does not send delivery notifications",
+			lastAttempt: now, failedIndex: -1})
+	}
+	id, err := d.queue(env, out, false)
+	if err != nil {
+		return err
+	}
+	d.log().Info("DSN queued", "queue_id", env.ID, "dsn_queue_id", id, "action", "relayed", "to", env.From, "rcpts", len(out))
+	return nil
+}
+
 // queue builds the DSN about env for rcpts and commits it to the spool.
 func (d *DSNSender) queue(env *Envelope, rcpts []dsnRcpt, full bool) (string, error) {
 	if d.Spool == nil {
@@ -215,7 +240,7 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 	var rnd [12]byte
 	rand.Read(rnd[:])
 	boundary := "=_dsn_" + hex.EncodeToString(rnd[:])
-	delayed := rcpts[0].action == "delayed"
+	action := rcpts[0].action
 
 	var b bytes.Buffer
 	crlf := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
@@ -225,14 +250,17 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 	crlf("Content-Type: text/plain; charset=us-ascii")
 	crlf("Content-Description: Notification")
 	crlf("")
-	if delayed {
-		crlf("This is the mail system at %s.", d.Hostname)
-		crlf("")
+	crlf("This is the mail system at %s.", d.Hostname)
+	crlf("")
+	switch action {
+	case "delayed":
 		crlf("Your message has not been delivered yet to the recipients below. It is still")
 		crlf("queued and will be retried; you do not need to send it again.")
-	} else {
-		crlf("This is the mail system at %s.", d.Hostname)
-		crlf("")
+	case "relayed":
+		crlf("Your message was passed on for the recipients below, as you asked to be told")
+		crlf("of its delivery. The server it went to does not send delivery notifications,")
+		crlf("so you will not hear of it again.")
+	default:
 		crlf("Your message could not be delivered to the recipients below. This is a")
 		crlf("permanent error; it will not be retried.")
 	}
@@ -309,8 +337,11 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 	body = b.Bytes()
 
 	subject := "Undelivered Mail Returned to Sender"
-	if delayed {
+	switch action {
+	case "delayed":
 		subject = "Delayed Mail (still being retried)"
+	case "relayed":
+		subject = "Relayed Mail (no further notifications)"
 	}
 	from := d.From
 	var hdr dkimcore.Header

@@ -11,6 +11,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/mail"
 	"net/textproto"
 	"os"
@@ -21,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"sealgate/internal/smtpclient"
 	"sealgate/sign"
@@ -423,4 +426,83 @@ func TestDSNOverSMTP(t *testing.T) {
 		}
 	}
 	verifyDKIMpy(t, dsn.data, txt)
+}
+
+// startNextHopWithoutDSN is startNextHop with a server that does not offer DSN.
+func startNextHopWithoutDSN(t *testing.T) *nextHopServer {
+	t.Helper()
+	h := &nextHopServer{arrived: make(chan received, 100)}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &hopSession{h: h}, nil
+	}))
+	srv.Domain = "nodsn.test"
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr, h.srv = l.Addr().String(), srv
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return h
+}
+
+// TestDSNRelayed: a recipient that asked NOTIFY=SUCCESS, delivered to a server
+// without DSN, gets a "relayed" DSN (RFC 3461 §6.2.1); one that did not ask, and
+// one delivered to a server with DSN (which reports it itself), get none.
+func TestDSNRelayed(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		withDSN bool
+		notify  []string
+		want    []string // recipients in the relayed DSN; nil: no DSN
+	}{
+		{"server without DSN", false, []string{"SUCCESS,FAILURE", "", "NEVER"}, []string{"rfc822; a@example.net"}},
+		{"server with DSN", true, []string{"SUCCESS,FAILURE", "", "NEVER"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := startNextHop(t)
+			if !tt.withDSN {
+				h = startNextHopWithoutDSN(t)
+			}
+			s := testSpool(t, t.TempDir())
+			ds := &DSNSender{Spool: s, Hostname: "relay.example.org", From: "MAILER-DAEMON@example.org", Logger: quietLogger()}
+			r := &Runner{Spool: s, Deliverer: nextHop(h), Logger: quietLogger(), Bouncer: ds, PollInterval: time.Hour}
+			commit(t, s, &Envelope{From: "sender@example.com", To: []string{"a@example.net", "b@example.net", "c@example.net"},
+				Notify: tt.notify, ORcpt: []string{"rfc822;A@example.net", "", ""}}, dsnOrigHeader, "Hello\r\n")
+			runRunner(t, r)
+			waitFor(t, "the spool empty", spoolEmpty(s))
+			var dsns []received
+			for _, got := range h.transactions() {
+				if got.from == "" {
+					dsns = append(dsns, got)
+				}
+			}
+			if tt.want == nil {
+				if len(dsns) != 0 {
+					t.Errorf("%d DSNs, want none", len(dsns))
+				}
+				return
+			}
+			if len(dsns) != 1 {
+				t.Fatalf("%d DSNs, want 1", len(dsns))
+			}
+			hdr, _, perRcpt, part3, _ := parseDSN(t, dsns[0].data)
+			var got []string
+			for _, b := range perRcpt {
+				got = append(got, b.Get("Final-Recipient"))
+				if b.Get("Action") != "relayed" || !strings.HasPrefix(b.Get("Status"), "2.") ||
+					b.Get("Remote-MTA") != "dns; 127.0.0.1" || b.Get("Original-Recipient") != "rfc822; A@example.net" ||
+					!strings.HasPrefix(b.Get("Diagnostic-Code"), "smtp; 250") {
+					t.Errorf("recipient block %v", b)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("relayed DSN for %v, want %v", got, tt.want)
+			}
+			if part3 != "text/rfc822-headers" || !strings.HasPrefix(hdr.Get("Subject"), "Relayed") {
+				t.Errorf("part 3 %q, Subject %q", part3, hdr.Get("Subject"))
+			}
+		})
+	}
 }

@@ -462,6 +462,8 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 			continue // it died before it took anything: the next kept one, or a new one
 		case err == nil:
 			hop.Reply = res.Data
+			_, dsn := c.Extension("DSN")
+			hop.NoDSN = !dsn
 			if c.Reusable() {
 				p.put(key, c)
 			} else {

@@ -64,6 +64,10 @@ type Hop struct {
 	IP     string
 	TLS    *smtpclient.TLSInfo // nil without TLS
 	Reply  *smtpclient.Reply   // the reply to the message, when it was sent
+	// NoDSN is set when the server took the message without offering DSN
+	// (RFC 3461): recipients that asked NOTIFY=SUCCESS are owed a "relayed"
+	// DSN (§6.2.1), which the Runner's Bouncer sends.
+	NoDSN bool
 }
 
 type hopsKey struct{}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,6 +72,13 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 		runner.OnAttempt = m.Attempt
 	}
 	m.WatchQueue(p.spool, filepath.Join(cfg.Dir, "spool"))
+	if c := runner.Control; c != nil {
+		// "sealgate reload" (reload.go).
+		c.Handle("reload", func(context.Context, json.RawMessage) (any, error) {
+			restart, err := p.reload("sealgate reload")
+			return reloadResult{Restart: restart}, err
+		})
+	}
 	return p.run(banner)
 }
 
@@ -199,11 +207,11 @@ func (p *process) logStopped(err error) {
 // stay connected and the spool is untouched. Changes that need the listeners or the
 // delivery runner rebuilt are logged as needing a restart. An invalid configuration
 // changes nothing, and every problem is logged.
-func (p *process) reload(trigger string) error {
+func (p *process) reload(trigger string) (restart []string, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	log := p.log.With("trigger", trigger)
-	fail := func(msg string, err error) error {
+	fail := func(msg string, err error) ([]string, error) {
 		p.metrics.Reloaded(false)
 		for _, line := range strings.Split(err.Error(), "\n") {
 			if line = strings.TrimSpace(line); line != "" {
@@ -211,7 +219,7 @@ func (p *process) reload(trigger string) error {
 			}
 		}
 		log.Error("reload failed: still running the previous configuration", "config", p.file)
-		return err
+		return nil, err
 	}
 	cfg, err := config.Load(p.file)
 	if err != nil {
@@ -225,7 +233,8 @@ func (p *process) reload(trigger string) error {
 	if err != nil {
 		return fail("reload: configuration problem", err)
 	}
-	for _, k := range restartNeeded(p.started, cfg) {
+	restart = restartNeeded(p.started, cfg)
+	for _, k := range restart {
 		log.Warn("reload: this change takes effect only after a restart", "key", k)
 	}
 	old := p.pipeline.Load()
@@ -246,7 +255,13 @@ func (p *process) reload(trigger string) error {
 		users = len(res.Users)
 	}
 	log.Info("configuration reloaded", "config", p.file, "users", users, "domains", len(res.KeyRing.Domains()))
-	return nil
+	return restart, nil
+}
+
+// reloadResult is the answer to the control command "reload".
+type reloadResult struct {
+	// Restart lists the changed keys that take effect only after a restart.
+	Restart []string `json:"restart,omitempty"`
 }
 
 // restartNeeded lists the configuration keys whose change a reload cannot apply.

@@ -343,3 +343,45 @@ func TestVersionRevision(t *testing.T) {
 		t.Errorf("--version = %q, want it to name %s", out, want)
 	}
 }
+
+// sealgate reload asks the running relay through its control socket and reports the
+// outcome: applied (with what needs a restart), or refused with every problem.
+func TestReloadCommand(t *testing.T) {
+	r := startOpsRelay(t)
+	reload := func() (string, int) {
+		out, err := exec.Command(binary, "reload", "--dir", r.dir).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	addUser(t, r.dir, "cli@example.test", "cli-user-password-1")
+	if out, code := reload(); code != 0 || out != "reloaded\n" {
+		t.Fatalf("sealgate reload: exit %d %q", code, out)
+	}
+	c := dial(t, r.Submission, dialOpts{})
+	c.ehlo()
+	c.startTLS()
+	c.ehlo()
+	if a := c.authPlain("cli@example.test", "cli-user-password-1"); a.Code != 235 {
+		t.Fatalf("user added before sealgate reload: want 235, got %s", a)
+	}
+
+	cfgFile := filepath.Join(r.dir, "sealgate.yaml")
+	good, _ := os.ReadFile(cfgFile)
+	moved := string(good) + "limits:\n  max_recipients: 500\n"
+	os.WriteFile(cfgFile, []byte(moved), 0o600)
+	if out, code := reload(); code != 0 || out != "reloaded\nneeds a restart to take effect: limits\n" {
+		t.Errorf("reload with changed limits: exit %d %q", code, out)
+	}
+	os.WriteFile(cfgFile, []byte(string(good)+"limits:\n  max_recipients: lots\n"), 0o600)
+	if out, code := reload(); code != 1 || !strings.Contains(out, "limits.max_recipients") {
+		t.Errorf("reload of a broken configuration: exit %d %q", code, out)
+	}
+	if a := c.cmd("NOOP"); a.Code != 250 {
+		t.Errorf("session after the failed reload: %s", a)
+	}
+}

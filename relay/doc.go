@@ -29,6 +29,14 @@
 // All SMTP goes through internal/smtpclient, which sends the signed bytes
 // unchanged apart from dot-stuffing and reports each recipient's result.
 //
+// What is given up on goes to failed/ with each recipient's status, and the
+// Runner's Bouncer (DSNSender) tells the sender with a delivery status
+// notification (RFC 3464): failed, delayed (optional) and relayed (RFC 3461
+// §6.2.1), never to the null sender. At shutdown the Runner lets deliveries in
+// flight finish for DrainTimeout. It also serves the control socket
+// (ControlServer, one JSON line per request) through which "sealgate queue"
+// lists, shows, retries, deletes and requeues messages without a second writer.
+//
 // Deliberately not done here: DANE (RFC 7672; Transport.checkTLS is where a
 // TLSA check would go); per-domain rate limits; a persistent MTA-STS cache (it
 // is in memory). Delivery never rewrites a message: one with a bare CR or LF is

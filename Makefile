@@ -44,8 +44,8 @@ test: have-deps lint unit fuzz
 
 # Installs the Debian packages below when one is missing (needs root or sudo).
 have-deps:
-	@if ! /usr/bin/python3 -c 'import dkim, dns, authres, spf' 2>/dev/null || ! perl -MMail::DKIM::ARC::Verifier -MNet::DNS -MMail::DMARC::PurePerl -e1 2>/dev/null || ! command -v swaks >/dev/null; then \
-	  echo "installing test dependencies (python3-dkim, python3-spf, libmail-dkim-perl, libmail-dmarc-perl, swaks) with apt-get"; \
+	@if ! /usr/bin/python3 -c 'import dkim, dns, authres, spf' 2>/dev/null || ! perl -MMail::DKIM::ARC::Verifier -MNet::DNS -MMail::DMARC::PurePerl -MMail::SRS -e1 2>/dev/null || ! command -v swaks >/dev/null; then \
+	  echo "installing test dependencies (python3-dkim, python3-spf, libmail-dkim-perl, libmail-dmarc-perl, libmail-srs-perl, swaks) with apt-get"; \
 	  if [ "$$(id -u)" = 0 ]; then $(MAKE) deps; else sudo $(MAKE) deps; fi; \
 	fi
 
@@ -89,7 +89,7 @@ deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 	  python3 python3-dkim python3-authres python3-dnspython libmail-dkim-perl libnet-dns-perl swaks \
-	  python3-spf libmail-dmarc-perl \
+	  python3-spf libmail-dmarc-perl libmail-srs-perl \
 	  gcc libc6-dev libssl-dev pkg-config
 
 # Load benchmark: the real relay (dev mode, durable spool) with an in-process next-hop sink,

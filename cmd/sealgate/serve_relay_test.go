@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"sealgate/internal/config"
+)
+
+// mxSink is an MX host for the test: a go-smtp server that records each message.
+type mxSink struct {
+	mu   sync.Mutex
+	got  []string // "from rcpt: data"
+	from []string // client address of each message
+	done chan struct{}
+}
+
+type mxSession struct {
+	s          *mxSink
+	remote     string
+	from, rcpt string
+}
+
+func (m *mxSession) Reset()        {}
+func (m *mxSession) Logout() error { return nil }
+func (m *mxSession) Mail(from string, _ *smtp.MailOptions) error {
+	m.from = from
+	return nil
+}
+func (m *mxSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	m.rcpt = to
+	return nil
+}
+func (m *mxSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	m.s.mu.Lock()
+	m.s.got = append(m.s.got, m.from+" "+m.rcpt+": "+string(b))
+	m.s.from = append(m.s.from, m.remote)
+	m.s.mu.Unlock()
+	m.s.done <- struct{}{}
+	return nil
+}
+
+// A configuration without next_hop or outbox delivers to the recipients' MX hosts,
+// looked up in the configured DNS, on relay.mx_port, from relay.source_ip, and logs
+// one delivery attempt line.
+func TestServeDeliversToMX(t *testing.T) {
+	dir := t.TempDir()
+	st, err := prepareDev(filepath.Join(dir, "dev"), devOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &mxSink{done: make(chan struct{}, 1)}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		host, _, _ := net.SplitHostPort(c.Conn().RemoteAddr().String())
+		return &mxSession{s: sink, remote: host}, nil
+	}))
+	srv.Domain = "mx.dest.test"
+	l, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	port := l.Addr().(*net.TCPAddr).Port
+
+	zone, err := os.ReadFile(st.zoneFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone = append(zone, "\ndest.test. 300 IN MX 10 mx.dest.test.\nmx.dest.test. 300 IN A 127.0.0.2\n"...)
+	zoneFile := filepath.Join(dir, "mx.zone")
+	if err := os.WriteFile(zoneFile, zone, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keyDir := filepath.Join(st.dir, "keys")
+	cfg := fmt.Sprintf(`hostname: relay.example.test
+dir: %[1]s/state
+listeners:
+  - name: smarthost
+    address: "127.0.0.1:0"
+    mode: smarthost
+    auth: [network]
+client_networks:
+  - name: partner-mta
+    cidrs: ["127.0.0.1/32"]
+    may_send_as: ["*@example.test"]
+domains:
+  - domain: example.test
+    keys:
+      - selector: ed2026
+        key_file: %[2]s/ed2026.example.test.key
+arc:
+  domain: example.test
+  selector: arc2026
+  key_file: %[2]s/arc2026.example.test.key
+relay:
+  mx_port: %[3]d
+  source_ip: 127.0.0.3
+  mta_sts: false
+dns:
+  zone_file: %[4]s
+`, dir, keyDir, port, zoneFile)
+	file := filepath.Join(dir, "sealgate.yaml")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(file)
+	if err != nil {
+		t.Fatalf("config.Load: %v", err)
+	}
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+	s, runner, cleanup, err := buildFromConfig(c, log)
+	if err != nil {
+		t.Fatalf("buildFromConfig: %v", err)
+	}
+	defer cleanup()
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- runner.Run(ctx) }()
+	defer func() { cancel(); <-ran }()
+
+	msg := "From: a@example.test\r\nTo: b@dest.test\r\nSubject: mx\r\n\r\nhello\r\n"
+	if err := submitPlain(s.Addrs()[0].String(), "a@example.test", "b@dest.test", msg); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	select {
+	case <-sink.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no delivery to the MX host")
+	}
+	sink.mu.Lock()
+	got, from := sink.got[0], sink.from[0]
+	sink.mu.Unlock()
+	if !strings.HasPrefix(got, "a@example.test b@dest.test: ") || !strings.Contains(got, "DKIM-Signature:") || !strings.HasSuffix(got, "hello\r\n") {
+		t.Errorf("MX host got %q", got)
+	}
+	if from != "127.0.0.3" {
+		t.Errorf("connection from %s, want relay.source_ip 127.0.0.3", from)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		logMu.Lock()
+		text := logs.String()
+		logMu.Unlock()
+		if strings.Contains(text, `status=sent rcpts=b@dest.test domain=dest.test host=mx.dest.test ip=127.0.0.2`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivery attempt line in the log:\n%s", text)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// submitPlain sends one message over plain SMTP (the smart-host listener trusts the
+// network).
+func submitPlain(addr, from, to, msg string) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("client.example"); err != nil {
+		return err
+	}
+	if err := c.Mail(from, nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, msg); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}

@@ -47,6 +47,24 @@ func (t *Transport) mxDestinations(ctx context.Context, env *Envelope, g *routeG
 		sts = t.MTASTS.Policy(ctx, g.domain)
 	}
 	needTLS := ""
+	if env.RequireTLS {
+		// RFC 8689 §4.1: the MX hosts must be validated, by DNSSEC or by an MTA-STS
+		// policy, as well as their certificates. DNSSEC is not checked here (its
+		// place is beside the DANE seam, Transport.checkTLS), so a policy must name them.
+		if sts == nil || sts.Mode == STSModeNone {
+			return nil, fmt.Errorf("REQUIRETLS (RFC 8689 §4.1): the MX hosts of %s cannot be validated: it has no MTA-STS policy", g.domain)
+		}
+		var named []string
+		for _, h := range hosts {
+			if sts.MatchesMX(h) {
+				named = append(named, h)
+			}
+		}
+		if len(named) == 0 {
+			return nil, fmt.Errorf("REQUIRETLS (RFC 8689 §4.1): the MTA-STS policy %s of %s names none of its MX hosts (%s)", sts.ID, g.domain, strings.Join(hosts, ", "))
+		}
+		hosts = named
+	}
 	if sts != nil && sts.Mode != STSModeNone {
 		var allowed, refused []string
 		for _, h := range hosts {

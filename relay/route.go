@@ -139,7 +139,8 @@ func (r Route) tlsMode() TLSMode {
 // in enforce mode limits delivery to the MX hosts it names, over verified TLS;
 // in testing mode a violation is only logged. A message submitted with
 // REQUIRETLS (RFC 8689) goes only over verified TLS to servers that offer
-// REQUIRETLS, passing it on.
+// REQUIRETLS, passing it on, and to MX hosts only when an MTA-STS policy names
+// them (RFC 8689 §4.1; DNSSEC validation of the MX records is not done).
 //
 // Sessions are kept after a transaction and reused (see Transport's pool: keyed
 // by address, TLS name and mode, source address, HELO name and credentials),
@@ -172,7 +173,7 @@ type Transport struct {
 
 	// MaxConnections bounds the sessions carrying a transaction at once (0: 100);
 	// MaxPerDestination bounds them per server address (0: 10); MaxIdle is
-	// how many sessions are kept per pool key between messages (0: 2, negative:
+	// how many sessions are kept per pool key between messages (0: 4, negative:
 	// none).
 	MaxConnections    int
 	MaxPerDestination int

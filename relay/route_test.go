@@ -222,18 +222,58 @@ func TestTransportPerRecipientResults(t *testing.T) {
 	}
 }
 
-// REQUIRETLS: never sent without verified TLS; passed on when offered.
+// startPolicyServer serves MTA-STS policies (policy host -> body) over HTTPS
+// with pki's certificate, and returns its address.
+func startPolicyServer(t *testing.T, pki *testPKI, policies map[string]string) (addr string, fetches func(host string) int) {
+	var mu sync.Mutex
+	count := map[string]int{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := strings.Cut(r.Host, ":")
+		mu.Lock()
+		count[host]++
+		mu.Unlock()
+		if r.URL.Path != "/.well-known/mta-sts.txt" || policies[host] == "" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, policies[host])
+	}))
+	srv.TLS = pki.serverConfig()
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String(), func(host string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return count[host]
+	}
+}
+
+// REQUIRETLS: never sent without verified TLS to an MX host an MTA-STS policy
+// names (RFC 8689 §4.1); passed on when offered.
 func TestTransportRequireTLS(t *testing.T) {
-	pki := newTestPKI(t, "mx.tls.test")
+	pki := newTestPKI(t, "mx.tls.test", "mta-sts.tls.test", "mta-sts.plain.test")
 	plain := &smtpSink{Name: "mx.plain.test", Extensions: []string{"REQUIRETLS"}}
 	secure := &smtpSink{Name: "mx.tls.test", TLS: pki.serverConfig(), Extensions: []string{"REQUIRETLS"}}
 	port := startSinks(t, map[string]*smtpSink{"127.0.0.2": plain, "127.0.0.3": secure})
-	tr := testTransport(t, `
+	policyAddr, _ := startPolicyServer(t, pki, map[string]string{
+		"mta-sts.tls.test":   "version: STSv1\nmode: testing\nmx: mx.tls.test\nmax_age: 600\n",
+		"mta-sts.plain.test": "version: STSv1\nmode: testing\nmx: mx.plain.test\nmax_age: 600\n",
+	})
+	zone := `
 plain.test. 300 IN MX 10 mx.plain.test.
 mx.plain.test. 300 IN A 127.0.0.2
+_mta-sts.plain.test. 300 IN TXT "v=STSv1; id=1"
 tls.test. 300 IN MX 10 mx.tls.test.
 mx.tls.test. 300 IN A 127.0.0.3
-`, port, pki)
+_mta-sts.tls.test. 300 IN TXT "v=STSv1; id=1"
+nosts.test. 300 IN MX 10 mx.tls.test.
+`
+	withSTS := func(tr *Transport) *Transport {
+		tr.MTASTS = &MTASTS{Resolver: tr.Resolver, RootCAs: pki.pool, DialAddr: policyAddr, Logger: quietLogger()}
+		return tr
+	}
+	tr := withSTS(testTransport(t, zone, port, pki))
 
 	err, _ := deliverWithHops(tr, &Envelope{ID: "t1", From: "s@sender.test", To: []string{"a@plain.test"}, RequireTLS: true})
 	if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "REQUIRETLS") {
@@ -251,14 +291,23 @@ mx.tls.test. 300 IN A 127.0.0.3
 		t.Errorf("got %+v; want one transaction under TLS with MAIL ... REQUIRETLS", tx)
 	}
 
+	// The same server, but the domain's MX is not validated by a policy.
+	err, _ = deliverWithHops(tr, &Envelope{ID: "t3", From: "s@sender.test", To: []string{"a@nosts.test"}, RequireTLS: true})
+	if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "no MTA-STS policy") {
+		t.Errorf("REQUIRETLS without an MTA-STS policy: %v; want a temporary failure", err)
+	}
+
 	// A certificate that does not verify (no trusted CA) is not enough.
-	untrusting := testTransport(t, "tls.test. 300 IN MX 10 mx.tls.test.\nmx.tls.test. 300 IN A 127.0.0.3\n", port, nil)
-	err, _ = deliverWithHops(untrusting, &Envelope{ID: "t3", From: "s@sender.test", To: []string{"a@tls.test"}, RequireTLS: true})
-	if err == nil || IsPermanent(err) {
+	untrusting := withSTS(testTransport(t, zone, port, nil))
+	err, _ = deliverWithHops(untrusting, &Envelope{ID: "t4", From: "s@sender.test", To: []string{"a@tls.test"}, RequireTLS: true})
+	if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "REQUIRETLS") {
 		t.Errorf("REQUIRETLS with an unverified certificate: %v; want a temporary failure", err)
 	}
+	if n := len(secure.transactions()); n != 1 {
+		t.Errorf("%d transactions, want still 1", n)
+	}
 	// Without REQUIRETLS the same server takes the mail, the certificate recorded as unverified.
-	err, hops := deliverWithHops(untrusting, &Envelope{ID: "t4", From: "s@sender.test", To: []string{"a@tls.test"}})
+	err, hops := deliverWithHops(untrusting, &Envelope{ID: "t5", From: "s@sender.test", To: []string{"a@tls.test"}})
 	if err != nil || len(hops) != 1 || hops[0].TLS == nil || hops[0].TLS.Verified {
 		t.Errorf("opportunistic TLS with an unverified certificate: %v, hops %+v; want delivered, TLS unverified", err, hops)
 	}
@@ -439,27 +488,10 @@ func TestTransportMTASTS(t *testing.T) {
 	plainTesting := &smtpSink{Name: "mx.testing.test"}
 	port := startSinks(t, map[string]*smtpSink{"127.0.0.2": rogue, "127.0.0.3": good, "127.0.0.4": plainTesting})
 
-	var mu sync.Mutex
-	fetches := map[string]int{}
-	policies := map[string]string{
+	policyAddr, fetches := startPolicyServer(t, pki, map[string]string{
 		"mta-sts.sts.test":     "version: STSv1\r\nmode: enforce\r\nmx: mx2.sts.test\r\nmax_age: 86400\r\n",
 		"mta-sts.testing.test": "version: STSv1\nmode: testing\nmx: *.elsewhere.test\nmax_age: 86400\n",
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, _ := strings.Cut(r.Host, ":")
-		mu.Lock()
-		fetches[host]++
-		mu.Unlock()
-		if r.URL.Path != "/.well-known/mta-sts.txt" || policies[host] == "" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprint(w, policies[host])
-	}))
-	srv.TLS = pki.serverConfig()
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	})
 
 	tr := testTransport(t, `
 sts.test. 300 IN MX 10 mx1.sts.test.
@@ -471,7 +503,7 @@ testing.test. 300 IN MX 10 mx.testing.test.
 mx.testing.test. 300 IN A 127.0.0.4
 _mta-sts.testing.test. 300 IN TXT "v=STSv1; id=t1"
 `, port, pki)
-	tr.MTASTS = &MTASTS{Resolver: tr.Resolver, RootCAs: pki.pool, DialAddr: srv.Listener.Addr().String(), Logger: quietLogger()}
+	tr.MTASTS = &MTASTS{Resolver: tr.Resolver, RootCAs: pki.pool, DialAddr: policyAddr, Logger: quietLogger()}
 
 	for i := range 2 {
 		err, hops := deliverWithHops(tr, &Envelope{ID: fmt.Sprint("sts", i), From: "s@x.test", To: []string{"a@sts.test"}})
@@ -485,11 +517,9 @@ _mta-sts.testing.test. 300 IN TXT "v=STSv1; id=t1"
 	if len(rogue.transactions()) != 0 || len(good.transactions()) != 2 {
 		t.Errorf("enforce: mx1 (not in the policy) took %d, mx2 took %d; want 0 and 2", len(rogue.transactions()), len(good.transactions()))
 	}
-	mu.Lock()
-	if fetches["mta-sts.sts.test"] != 1 {
-		t.Errorf("policy fetched %d times for two messages, want 1 (cached until max_age)", fetches["mta-sts.sts.test"])
+	if n := fetches("mta-sts.sts.test"); n != 1 {
+		t.Errorf("policy fetched %d times for two messages, want 1 (cached until max_age)", n)
 	}
-	mu.Unlock()
 
 	// Without a trusted CA the policy's MX certificate does not verify: deferred.
 	untrusting := testTransport(t, `

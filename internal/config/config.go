@@ -34,6 +34,7 @@ type Config struct {
 	DNS            DNSConfig             `mapstructure:"dns"`
 	Admin          AdminConfig           `mapstructure:"admin"`
 	Log            LogConfig             `mapstructure:"log"`
+	SRS            SRSConfig             `mapstructure:"srs"`
 }
 
 // ListenerConfig is one entry of listeners.
@@ -70,6 +71,8 @@ type SenderRules struct {
 	RatePerMinute   int      `mapstructure:"rate_per_minute"`
 	MaxRecipients   int      `mapstructure:"max_recipients"`
 	AllowUnsigned   bool     `mapstructure:"allow_unsigned"`
+	// ForwarderRules make the identity a mailing list or forwarder (forwarder.go).
+	ForwarderRules `mapstructure:",squash"`
 }
 
 // Patterns parses MaySendAs.
@@ -210,6 +213,7 @@ var Defaults = map[string]any{
 	"admin.listen":                  "",
 	"log.format":                    "text",
 	"log.level":                     "info",
+	"srs.max_age_days":              21,
 }
 
 // EnvVar returns the environment variable that overrides a scalar key:
@@ -404,6 +408,9 @@ func (c *Config) resolvePaths(base string) {
 		abs(&c.Relay.Domains[i].Auth.PasswordFile)
 	}
 	abs(&c.DNS.ZoneFile)
+	for i := range c.SRS.SecretFiles {
+		abs(&c.SRS.SecretFiles[i])
+	}
 }
 
 // problem is one configuration problem and its key path (or environment variable).

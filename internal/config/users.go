@@ -30,7 +30,11 @@ import (
 // argon2id PHC string (written by `sealgate users add`) or a bcrypt hash ($2a$, $2b$, $2y$)
 // imported from elsewhere (ParsePasswordHash). Every field containing '@' is a may_send_as
 // pattern (addr.ParsePattern); the others are options: null_sender=yes|no, seal=yes|no,
-// unsigned=yes|no, rate=N (messages per minute, 0 = no cap), max_recipients=N. A line
+// unsigned=yes|no, rate=N (messages per minute, 0 = no cap), max_recipients=N, and those of
+// a forwarder (ForwarderRules): role=forwarder, sign_as=DOMAIN, list_address=ADDRESS,
+// list_name=NAME ('_' for a space), from_rewrite=off|auto|always, srs=yes|no,
+// trusted_authserv_ids=ID[,ID...]; an option is known by its name even when its value holds
+// '@'. A line
 // format (not YAML) so that a new user is one appended line and a file can be edited,
 // grepped and diffed safely.
 //
@@ -51,6 +55,9 @@ type UserEntry struct {
 	AllowUnsigned   bool
 	RatePerMinute   int
 	MaxRecipients   int
+	// Forwarder holds the forwarder options (role=forwarder sign_as=... and the others of
+	// ForwarderRules; list_name writes a space as '_'); Open checks them.
+	Forwarder ForwarderRules
 }
 
 // Bounds on hashes accepted from a users file, so that a bad line cannot make each AUTH
@@ -228,7 +235,7 @@ func parseUserLine(line string) (*UserEntry, error) {
 	e := &UserEntry{Login: f[0], Hash: f[1], Seal: true}
 	var errs []error
 	for _, tok := range f[2:] {
-		if strings.Contains(tok, "@") || tok == "*" {
+		if !isForwarderOption(tok) && (strings.Contains(tok, "@") || tok == "*") {
 			p, err := addr.ParsePattern(tok)
 			if err != nil {
 				errs = append(errs, err)
@@ -286,7 +293,10 @@ func (e *UserEntry) setOption(tok string) error {
 	case "max_recipients":
 		return number(&e.MaxRecipients)
 	}
-	return fmt.Errorf("unknown option %q (known: null_sender, seal, unsigned, rate, max_recipients)", k)
+	if ok, err := e.Forwarder.setForwarderOption(k, v); ok {
+		return err
+	}
+	return fmt.Errorf("unknown option %q (known: null_sender, seal, unsigned, rate, max_recipients, %s)", k, strings.Join(forwarderOptions, ", "))
 }
 
 // CheckUsersFilePatterns checks may_send_as patterns for a users-file line: valid

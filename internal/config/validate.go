@@ -46,6 +46,8 @@ type Resources struct {
 	// WeakKeys describes each RSA key under sign.MinRSABits that a lowered min_rsa_bits let
 	// in ("domains[0].keys[1] (example.com s=old): RSA 1024 bits"), for a warning at start.
 	WeakKeys []string
+	// SRSSecrets are the secrets of srs.secret_files, in order: the first signs.
+	SRSSecrets [][]byte
 }
 
 // Validate checks the whole configuration and returns every problem at once, joined, each
@@ -73,6 +75,7 @@ func (c *Config) Open() (*Resources, error) {
 	v.dns()
 	v.operations()
 	v.coverage()
+	v.forwarders()
 	if err := v.p.join(); err != nil {
 		return nil, err
 	}

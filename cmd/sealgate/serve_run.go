@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -302,32 +301,15 @@ func (p *process) readinessChecks() []metrics.Check {
 			if p.stopping.Load() {
 				return errors.New("shutting down")
 			}
+			// Bound sockets, not dialled: a probe every few seconds would be an SMTP
+			// session, and a log line, each time.
 			if n, want := len(p.srv.Addrs()), len(p.started.Listeners); n != want {
 				return fmt.Errorf("%d of %d listeners bound", n, want)
-			}
-			for _, a := range p.srv.Addrs() {
-				c, err := net.DialTimeout("tcp", dialable(a), time.Second)
-				if err != nil {
-					return fmt.Errorf("listener %s: %v", a, err)
-				}
-				c.Close()
 			}
 			return nil
 		}},
 		{Name: "keys", Func: func(context.Context) error { return keysLoaded(p.pipeline.Load(), p.started) }},
 	}
-}
-
-// dialable turns a wildcard listening address into one to dial.
-func dialable(a net.Addr) string {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil || !ap.Addr().IsUnspecified() {
-		return a.String()
-	}
-	if ap.Addr().Is6() {
-		return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port()).String()
-	}
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port()).String()
 }
 
 // spoolWritable creates, syncs and removes a file where the spool writes new messages

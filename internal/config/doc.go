@@ -6,8 +6,10 @@
 // "sealgate config check" passing means serve starts and can sign for every identity:
 // Validate reads and parses the DKIM and ARC keys (mode 0600 or stricter, RSA of at least
 // the configured minimum bits, RFC 8301), the TLS certificates and keys (and that they
-// match), the client CA, the users file, the pseudonym secret and the DNS zone file, checks a
-// relay route is set, and checks that every may_send_as pattern of every identity (client
+// match), the client CA, the users file, the pseudonym secret and the DNS zone file, checks the
+// relay routes (routes.go: smart hosts, their TLS and AUTH credentials from the file, the
+// environment or a 0600 file, source addresses this host has; none means MX delivery),
+// and checks that every may_send_as pattern of every identity (client
 // networks, client certificates, users) has DKIM keys to sign with, or is explicitly allowed
 // to relay unsigned. Open returns what serve needs from those files, through the same code.
 //

@@ -1,0 +1,146 @@
+package selftest
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"sealgate/internal/smtpclient"
+)
+
+// sendVia returns a MessageOptions.Send that delivers msg with the outbound client, from
+// mailFrom with SUBMITTER submitter.
+func sendVia(msg, mailFrom, submitter string) func(context.Context, string) error {
+	return func(ctx context.Context, server string) error {
+		c, err := (&smtpclient.Dialer{HeloName: "out.relay.example"}).Dial(ctx, server)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		res, err := c.Send(&smtpclient.Transaction{From: mailFrom, Submitter: submitter,
+			Rcpts: []smtpclient.Recipient{{Addr: "b@rcpt.example"}}}, strings.NewReader(msg))
+		if err != nil {
+			return err
+		}
+		if res.Accepted() != 1 {
+			return res.Rcpts[0]
+		}
+		c.Quit()
+		return nil
+	}
+}
+
+const clientZone = `client.example. IN TXT "v=spf1 ip4:192.0.2.25 -all"
+client.example. IN MX 10 mx.client.example.
+mx.client.example. IN A 192.0.2.80
+_dmarc.client.example. IN TXT "v=DMARC1; p=reject; rua=mailto:d@client.example"
+out.relay.example. IN A 192.0.2.25
+25.2.0.192.in-addr.arpa. IN PTR out.relay.example.
+`
+
+func findingOf(t *testing.T, fs []Finding, check, status string) Finding {
+	t.Helper()
+	for _, f := range fs {
+		if f.Check == check && f.Status == status {
+			return f
+		}
+	}
+	t.Fatalf("no %s finding %q in %+v", status, check, fs)
+	return Finding{}
+}
+
+func TestMessageReady(t *testing.T) {
+	o := testOptions(t, clientZone+dkimRecord("client.example"))
+	msg := signed(t, message("a@client.example"), "client.example")
+	rep, err := Message(context.Background(), &MessageOptions{Options: *o,
+		Egress: []Egress{{IP: clientIP, HELO: "out.relay.example"}},
+		Send:   sendVia(msg, "a@client.example", "a@client.example")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Ready || rep.Submitter != "a@client.example" || rep.MailFrom != "a@client.example" {
+		var b strings.Builder
+		rep.WriteText(&b)
+		t.Fatalf("not ready, or envelope lost:\n%s", b.String())
+	}
+	ev := rep.Egress[0]
+	if !ev.DMARCPass || ev.LostAtReject || !strings.Contains(ev.Verdict, "through dkim client.example (strict)") {
+		t.Errorf("verdict %q", ev.Verdict)
+	}
+	for _, f := range ev.Findings {
+		if f.Status == StatusFail {
+			t.Errorf("failed finding %+v", f)
+		}
+	}
+}
+
+// A message signed for the relay's domain, not the author's: DKIM passes, does not align,
+// and the fix names both domains.
+func TestMessageWrongSigningDomain(t *testing.T) {
+	o := testOptions(t, clientZone+dkimRecord("relay.example"))
+	msg := signed(t, message("a@client.example"), "relay.example")
+	rep, err := Message(context.Background(), &MessageOptions{Options: *o,
+		Egress: []Egress{{IP: netip.MustParseAddr("198.51.100.7"), HELO: "out.relay.example"}},
+		Send:   sendVia(msg, "a@bounce.relay.example", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Ready {
+		t.Fatal("ready with a signature of the wrong domain")
+	}
+	ev := rep.Egress[0]
+	f := findingOf(t, ev.Findings, "dkim", StatusFail)
+	if f.Result != "pass" || f.Fix != "sign with d=client.example, not d=relay.example: add a domains entry for client.example with its own keys" {
+		t.Errorf("dkim finding %+v", f)
+	}
+	if !ev.LostAtReject || !strings.Contains(ev.Verdict, "p=reject would lose this mail") {
+		t.Errorf("verdict %q", ev.Verdict)
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	if !strings.Contains(b.String(), "NOT READY") || !strings.Contains(b.String(), "fix: sign with d=client.example, not d=relay.example") {
+		t.Errorf("text:\n%s", b.String())
+	}
+}
+
+// An egress address the SPF record does not name: SPF fails and the fix adds it to the
+// record as published. DKIM still carries DMARC, so the verdict is a refusal at RCPT.
+func TestMessageEgressNotInSPF(t *testing.T) {
+	o := testOptions(t, clientZone+dkimRecord("client.example")+`bounce.client.example. IN TXT "v=spf1 ip4:192.0.2.25 ~all"
+bounce.client.example. IN MX 10 mx.client.example.
+`)
+	msg := signed(t, message("a@client.example"), "client.example")
+	rep, err := Message(context.Background(), &MessageOptions{Options: *o,
+		Egress: []Egress{{IP: clientIP, HELO: "out.relay.example"}, {IP: netip.MustParseAddr("198.51.100.7"), HELO: "out.relay.example"}},
+		Send:   sendVia(msg, "b@bounce.client.example", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Ready || len(rep.Egress) != 2 {
+		t.Fatalf("ready %v with %d egress", rep.Ready, len(rep.Egress))
+	}
+	if f := findingOf(t, rep.Egress[0].Findings, "spf", StatusPass); f.Result != "pass" {
+		t.Errorf("first egress: %+v", f)
+	}
+	f := findingOf(t, rep.Egress[1].Findings, "spf", StatusFail)
+	if f.Result != "softfail" || f.Fix != "add ip4:198.51.100.7 to the SPF record of bounce.client.example" ||
+		f.Record != `bounce.client.example. IN TXT "v=spf1 ip4:192.0.2.25 ip4:198.51.100.7 ~all"` {
+		t.Errorf("spf finding %+v", f)
+	}
+}
+
+// A relay that refuses the message is a report, not an error.
+func TestMessageRefused(t *testing.T) {
+	o := testOptions(t, clientZone)
+	rep, err := Message(context.Background(), &MessageOptions{Options: *o,
+		Egress: []Egress{{IP: clientIP, HELO: "out.relay.example"}},
+		Send:   func(context.Context, string) error { return errTest("550 5.7.1 not yours") }})
+	if err != nil || rep.Ready || rep.Refused != "550 5.7.1 not yours" {
+		t.Fatalf("%+v, %v", rep, err)
+	}
+}
+
+type errTest string
+
+func (e errTest) Error() string { return string(e) }

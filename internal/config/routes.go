@@ -75,9 +75,6 @@ func (v *validation) routes() {
 	routes := &Routes{Identities: map[string]relay.Route{}, Domains: map[addr.Domain]relay.Route{}}
 	var ok bool
 	routes.Default, ok = v.route("relay", r.RouteConfig, nil)
-	if r.NextHopTLS == string(relay.TLSImplicit) && r.NextHop == "" {
-		p.add("relay.next_hop_tls", "implicit applies to a next_hop only (MX hosts take STARTTLS on port 25)")
-	}
 	if r.MXPort <= 0 || r.MXPort > 65535 {
 		p.add("relay.mx_port", "%d: want a port from 1 to 65535", r.MXPort)
 	}
@@ -189,7 +186,11 @@ func (v *validation) route(k string, rc RouteConfig, own *RouteConfig) (relay.Ro
 		}
 	}
 	switch rt.TLS {
-	case "", relay.TLSOpportunistic, relay.TLSRequired, relay.TLSImplicit:
+	case relay.TLSImplicit:
+		if rc.NextHop == "" && mine("next_hop_tls") {
+			p.add(k+".next_hop_tls", "implicit applies to a next_hop only (MX hosts take STARTTLS on port 25)")
+		}
+	case "", relay.TLSOpportunistic, relay.TLSRequired:
 	default:
 		if mine("next_hop_tls") {
 			p.add(k+".next_hop_tls", "%q: want opportunistic, required or implicit", rc.NextHopTLS)

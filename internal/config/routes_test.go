@@ -103,6 +103,8 @@ func TestValidateRoutes(t *testing.T) {
 	t.Run("implicit TLS for MX", func(t *testing.T) {
 		_, err, _ := loadWith(t, nil, relaySection("  next_hop_tls: implicit\n")...)
 		onlyProblems(t, err, "relay.next_hop_tls: implicit applies to a next_hop only (MX hosts take STARTTLS on port 25)")
+		_, err, _ = loadWith(t, nil, relaySection("  domains:\n    - domain: partner.example\n      next_hop_tls: implicit\n")...)
+		onlyProblems(t, err, "relay.domains[0].next_hop_tls: implicit applies to a next_hop only (MX hosts take STARTTLS on port 25)")
 	})
 
 	t.Run("ca_file", func(t *testing.T) {

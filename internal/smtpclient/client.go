@@ -138,7 +138,7 @@ func (e *ReplyError) EnhancedCode() (code, text string) {
 // EnhancedCode is ReplyError.EnhancedCode for any reply.
 func (r Reply) EnhancedCode() (code, text string) {
 	msg := strings.ReplaceAll(r.Message, "\n", " ")
-	first, rest, _ := strings.Cut(msg, " ")
+	first, _, _ := strings.Cut(msg, " ")
 	parts := strings.Split(first, ".")
 	if len(parts) != 3 || r.Code < 200 || r.Code > 599 || first[0] != byte('0'+r.Code/100) {
 		return "", msg
@@ -149,7 +149,12 @@ func (r Reply) EnhancedCode() (code, text string) {
 			return "", msg
 		}
 	}
-	return first, rest
+	// RFC 2034 §4: each line of a multi-line reply starts with the code; say it once.
+	lines := strings.Split(r.Message, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimPrefix(strings.TrimPrefix(l, first), " ")
+	}
+	return first, strings.Join(lines, " ")
 }
 
 // deadline restarts the timeout for the next exchange.

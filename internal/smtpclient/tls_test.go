@@ -201,7 +201,7 @@ func TestEnhancedCode(t *testing.T) {
 	}{
 		{550, "5.1.1 no such user", "5.1.1", "no such user"},
 		{250, "2.0.0 queued as X", "2.0.0", "queued as X"},
-		{451, "4.7.1 greylisted\n4.7.1 come back later", "4.7.1", "greylisted 4.7.1 come back later"},
+		{451, "4.7.1 greylisted\n4.7.1 come back later", "4.7.1", "greylisted come back later"},
 		{550, "no such user", "", "no such user"},
 		{550, "4.1.1 class differs", "", "4.1.1 class differs"},
 		{554, "5.7.1234 too long", "", "5.7.1234 too long"},

@@ -11,12 +11,16 @@ import (
 // false, the AAAA records when it is true. Checks that compare a name's addresses with one
 // client address ask only that address's type (RFC 7208 §5.3, forward-confirmed reverse DNS
 // of RFC 8601 §3), so a failure of the other type does not turn their answer into an error.
-// With a Resolver of this package one query is made; with another Resolver LookupIP is
-// filtered. No address of the family is an error for which IsNotFound is true.
+// With a Resolver of this package one query is made (a Cache keeps each family apart); with
+// another Resolver LookupIP is filtered. No address of the family is an error for which
+// IsNotFound is true.
 func LookupIPFamily(ctx context.Context, r Resolver, name string, v6 bool) ([]net.IP, error) {
 	qtype := dns.TypeA
 	if v6 {
 		qtype = dns.TypeAAAA
+	}
+	if c, ok := r.(*Cache); ok {
+		return c.lookupIPFamily(ctx, name, v6)
 	}
 	if l, ok := r.(*lookups); ok {
 		rrs, err := l.records(ctx, name, qtype)

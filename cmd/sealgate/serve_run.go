@@ -312,21 +312,33 @@ func (p *process) readinessChecks() []metrics.Check {
 	}
 }
 
-// spoolWritable creates, syncs and removes a file where the spool writes new messages
-// (msg/) and atomic files (tmp/).
+// spoolWritable checks that the spool can take new messages: a file is created, written,
+// synced and removed in tmp/ (which OpenSpool empties, so a probe a crash leaves behind
+// does no harm), and msg/, where messages are created, is a directory this process may
+// write to (access(2), which also sees a read-only file system). No probe file goes into
+// msg/: one left there by a crash would be warned about at every start.
 func spoolWritable(dir string) error {
-	for _, sub := range []string{"msg", "tmp"} {
-		f, err := os.CreateTemp(filepath.Join(dir, sub), ".readyz-*")
-		if err != nil {
-			return err
-		}
-		_, werr := f.Write([]byte("probe"))
-		serr := f.Sync()
-		f.Close()
-		os.Remove(f.Name())
-		if err := errors.Join(werr, serr); err != nil {
-			return fmt.Errorf("spool %s: %w", sub, err)
-		}
+	f, err := os.CreateTemp(filepath.Join(dir, "tmp"), ".readyz-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write([]byte("probe"))
+	serr := f.Sync()
+	f.Close()
+	os.Remove(f.Name())
+	if err := errors.Join(werr, serr); err != nil {
+		return fmt.Errorf("spool tmp: %w", err)
+	}
+	msg := filepath.Join(dir, "msg")
+	st, err := os.Stat(msg)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", msg)
+	}
+	if err := canWrite(msg); err != nil {
+		return fmt.Errorf("%s: %w", msg, err)
 	}
 	return nil
 }

@@ -400,7 +400,7 @@ func (r *Runner) settle(ctx context.Context, env *Envelope, hops []Hop, err erro
 // giveUp moves env.To[i] to env.Failed, and keeps it for the Bouncer (report).
 func (r *Runner) giveUp(env *Envelope, i int, err error, now time.Time, log *slog.Logger) {
 	f := FailedRecipient{Rcpt: env.To[i], Error: err.Error(), At: now}
-	f.Status, f.Reply = failureDetail(err)
+	f.Status, f.Reply = failureDetail(recipientErr(err, f.Rcpt))
 	env.bounce = append(env.bounce, RecipientError{Rcpt: f.Rcpt, Err: err})
 	if len(env.Notify) > i {
 		f.Notify = env.Notify[i]

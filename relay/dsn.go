@@ -173,6 +173,21 @@ func failureDetail(err error) (status, reply string) {
 	return "4.4.7", ""
 }
 
+// recipientErr returns rcpt's own failure when err holds a RecipientsError
+// that has one (a message given up on after MaxAge carries the last attempt's),
+// else err.
+func recipientErr(err error, rcpt string) error {
+	var rerr *RecipientsError
+	if errors.As(err, &rerr) {
+		for _, f := range rerr.Failed {
+			if f.Rcpt == rcpt {
+				return f.Err
+			}
+		}
+	}
+	return err
+}
+
 // notifyWants reports whether a recipient's NOTIFY value asks for a DSN of
 // the given kind ("FAILURE", "DELAY", "SUCCESS"). Without NOTIFY, failures
 // and delays are reported (RFC 3461 §4.1: NOTIFY=FAILURE or FAILURE,DELAY).

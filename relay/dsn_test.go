@@ -506,3 +506,30 @@ func TestDSNRelayed(t *testing.T) {
 		})
 	}
 }
+
+// TestDSNExpired: a recipient still refused with 4xx after MaxAge is reported as
+// failed with the server's last reply and status.
+func TestDSNExpired(t *testing.T) {
+	sink := &dsnSink{reply: map[string]*smtpclient.ReplyError{
+		"a@example.net": {Command: "RCPT TO:<a@example.net>", Code: 451, Message: "4.3.0 try later"},
+	}}
+	env := &Envelope{From: "sender@example.com", To: []string{"a@example.net", "b@example.net"}}
+	s, id, _ := runDSN(t, sink, env, func(r *Runner, _ *DSNSender) { r.MaxAge = time.Nanosecond })
+	waitFor(t, "the DSN delivered", func() bool { return len(sink.dsns()) == 1 })
+	waitFor(t, "the spool empty", spoolEmpty(s))
+	_, _, perRcpt, _, _ := parseDSN(t, sink.dsns()[0])
+	if len(perRcpt) != 1 {
+		t.Fatalf("%d recipient blocks, want 1", len(perRcpt))
+	}
+	for k, want := range map[string]string{
+		"Final-Recipient": "rfc822; a@example.net", "Action": "failed", "Status": "4.3.0",
+		"Diagnostic-Code": "smtp; 451 4.3.0 try later", "Remote-MTA": "dns; mx.example.net",
+	} {
+		if got := perRcpt[0].Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+	if f := failedEnvelope(s, id); f == nil || len(f.Failed) != 1 || !strings.Contains(f.Failed[0].Error, "still failing after 1 attempts") {
+		t.Errorf("failed/ record: %+v", f)
+	}
+}

@@ -76,6 +76,9 @@ type Identity struct {
 	// AllowUnsigned lets mail for a domain without DKIM keys be relayed
 	// unsigned when that domain is configured "unsigned: relay".
 	AllowUnsigned bool
+	// Forwarder, when set, makes the client a mailing list or forwarder: its messages take
+	// forwarderSteps (forwarder.go) instead of submissionSteps.
+	Forwarder *Forwarder
 }
 
 // NewIdentity returns an Identity with the defaults: sealing on, no null sender,
@@ -132,5 +135,8 @@ func IdentityFromRules(name string, kind IdentityKind, r config.SenderRules) (*I
 	id.RatePerMinute = r.RatePerMinute
 	id.MaxRecipients = r.MaxRecipients
 	id.AllowUnsigned = r.AllowUnsigned
+	if id.Forwarder, err = NewForwarder(r.ForwarderRules); err != nil {
+		return nil, err
+	}
 	return id, nil
 }

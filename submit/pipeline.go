@@ -23,6 +23,7 @@ import (
 	"sealgate/internal/authres"
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/resolver"
+	"sealgate/internal/srs"
 	"sealgate/relay"
 	"sealgate/sign"
 )
@@ -49,6 +50,9 @@ type Pipeline struct {
 	Metrics Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// SRS rewrites the envelope senders of forwarders with srs on; nil when no secret is
+	// configured.
+	SRS *srs.SRS
 }
 
 // ARCSealer is the relay's ARC key and what its AAR may say about submitters.
@@ -89,6 +93,17 @@ func (p *Pipeline) BodyCanonicalizations(hdr dkimcore.Header) []dkimcore.Canonic
 	return arc.RequiredCanonicalizations(hdr)
 }
 
+// BodyCanonicalizationsFor is BodyCanonicalizations for a message from id: a forwarder
+// verifies every DKIM-Signature first, so their canonicalisations are hashed too while DATA
+// streams.
+func (p *Pipeline) BodyCanonicalizationsFor(id *Identity, hdr dkimcore.Header) []dkimcore.Canonicalization {
+	canons := p.BodyCanonicalizations(hdr)
+	if id != nil && id.Forwarder != nil {
+		canons = append(canons, sign.BodyCanonicalizations(hdr)...)
+	}
+	return canons
+}
+
 func (p *Pipeline) now() time.Time {
 	if p.Now != nil {
 		return p.Now()
@@ -112,6 +127,8 @@ type message struct {
 	// then on cleans up after itself.
 	committed bool
 	queueID   string
+	// fwd is what a forwarder's verify step found (forwarder.go); nil for submissions.
+	fwd *forwarded
 }
 
 // step is one named per-message step. A step returns an *smtp.SMTPError for the client to
@@ -121,9 +138,8 @@ type step struct {
 	run  func(p *Pipeline, ctx context.Context, m *message) error
 }
 
-// submissionSteps are the steps of the submission role, in order. Another role (a forwarder
-// that verifies first and signs with its own domain) composes its own list from the same
-// kind of steps.
+// submissionSteps are the steps of the submission role, in order. The forwarder role
+// composes its own list from the same kind of steps: forwarderSteps, below.
 //
 //  1. policy: every From, Sender, Resent-From and Resent-Sender address against what the
 //     identity may send as (credential upgrade is refused here, before any signing);
@@ -148,13 +164,48 @@ var submissionSteps = []step{
 	{"spool", (*Pipeline).spool},
 }
 
-// Accept runs the submission steps for s and returns the queue id once the message is
+// forwarderSteps are the steps of the forwarder role (a mailing list or forwarder relaying
+// mail whose author is someone else), in order; the steps are in forwarder.go.
+//
+//  1. verify: every DKIM-Signature (sign.VerifyHeader) and the ARC chain (arc.Validate) of
+//     the message as it came, before anything changes it; the Authentication-Results of
+//     the forwarder's trusted authserv-ids are kept for our AAR. A chain that failed only
+//     for want of a key is refused for now (451), to be sealed once it can be told;
+//  2. strip forged results, as for submissions; there is no From check: the author is
+//     someone else;
+//  3. from rewrite: with from_rewrite always, or auto when the author's domain publishes
+//     p=quarantine or p=reject (RFC 9989) and no aligned DKIM signature verified, From
+//     becomes "Author via List <list address>", Reply-To the author (unless one is there)
+//     and X-Original-From the original From;
+//  4. srs: a plain forwarder's envelope sender becomes an SRS address in its own domain,
+//     which must be within may_send_as;
+//  5. trace, as for submissions;
+//  6. sign: one DKIM signature per key of the forwarder's sign_as domain, never the author's;
+//  7. seal: ARC-seal with the chain status found in step 1, our dkim= and arc= results,
+//     the trusted results and auth=pass; a failed chain gets no new set, and the log says so;
+//  8. spool, as for submissions.
+var forwarderSteps = []step{
+	{"verify", (*Pipeline).verifyForwarded},
+	{"strip forged results", (*Pipeline).stripForgedResults},
+	{"from rewrite", (*Pipeline).rewriteFrom},
+	{"srs", (*Pipeline).rewriteSender},
+	{"trace", (*Pipeline).addTrace},
+	{"sign", (*Pipeline).signAsForwarder},
+	{"seal", (*Pipeline).sealForwarded},
+	{"spool", (*Pipeline).spool},
+}
+
+// Accept runs the steps of s's identity's role (submissionSteps or forwarderSteps) and returns the queue id once the message is
 // durably spooled. A refusal is an *smtp.SMTPError for the client; the body is then removed
 // from the spool and nothing was signed.
 func (p *Pipeline) Accept(ctx context.Context, s *Submission) (queueID string, err error) {
 	m := &message{Submission: s, qid: s.Body.ID(), hdr: s.Header, now: p.now()}
 	m.log = p.Log.With("queue_id", m.qid, "identity", s.Identity.Name, "client_ip", s.ClientIP.String())
-	if err := p.run(ctx, submissionSteps, m); err != nil {
+	steps := submissionSteps
+	if s.Identity.Forwarder != nil {
+		steps = forwarderSteps
+	}
+	if err := p.run(ctx, steps, m); err != nil {
 		return "", err
 	}
 	return m.queueID, nil

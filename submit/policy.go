@@ -126,6 +126,11 @@ func CheckEnvelopePath(id *Identity, p addr.Path) *Refusal {
 	if p.Addr.AddressLiteral != "" {
 		return errAddressLiteral(553, "MAIL FROM", p.Addr, id)
 	}
+	if id.Forwarder != nil && id.Forwarder.SRS {
+		// The sender is rewritten into the forwarder's own domain (forwarder.go), and that
+		// address is checked against MaySendAs there.
+		return nil
+	}
 	if !id.Permits(p.Addr) {
 		return errNotPermitted(553, "MAIL FROM", p.Addr, id)
 	}

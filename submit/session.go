@@ -422,7 +422,7 @@ func (se *session) Data(r io.Reader) error {
 		se.s.metrics().Refused(ReasonSpoolFailed)
 		return errTemporary(ReasonSpoolFailed, "could not queue the message").SMTPError
 	}
-	hasher := dkimcore.NewBodyHasher(p.BodyCanonicalizations(hdr)...)
+	hasher := dkimcore.NewBodyHasher(p.BodyCanonicalizationsFor(se.identity, hdr)...)
 	check := &lineEndCheck{}
 	buf := bufs.buf
 	for {

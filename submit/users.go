@@ -91,6 +91,10 @@ func NewUsers(entries []config.UserEntry, opts UsersOptions) (*Users, error) {
 		id.AllowUnsigned = e.AllowUnsigned
 		id.RatePerMinute = e.RatePerMinute
 		id.MaxRecipients = e.MaxRecipients
+		var err error
+		if id.Forwarder, err = NewForwarder(e.Forwarder); err != nil {
+			return nil, fmt.Errorf("users: login %q: %w", e.Login, err)
+		}
 		u.byLogin[key] = &userEntry{hash: e.Hash, identity: id}
 	}
 	dummyPW := make([]byte, 32)

@@ -44,6 +44,7 @@ func submitSettings(cfg *config.Config, res *config.Resources) (submit.Settings,
 	}
 	st.Pipeline = &submit.Pipeline{
 		Hostname: cfg.Hostname, AuthServID: cfg.AuthservID, KeyRing: res.KeyRing, ARC: sealer, Resolver: res.Resolver,
+		SRS: res.SRS(cfg),
 	}
 	return st, nil
 }

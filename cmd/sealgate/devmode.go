@@ -91,7 +91,9 @@ $TTL 300
 @                 IN MX  10 %[2]s.
 %[3]s             IN A   127.0.0.1
 @                 IN TXT "v=spf1 ip4:127.0.0.1 -all"
-_dmarc            IN TXT "v=DMARC1; p=reject; adkim=r; aspf=r"
+_dmarc            IN TXT "v=DMARC1; p=reject; adkim=r; aspf=r; rua=mailto:dmarc-reports@%[1]s"
+; The reverse DNS of the relay's address, which its provider publishes in a real deployment.
+1.0.0.127.in-addr.arpa. IN PTR %[2]s.
 %[4]s
 %[5]s
 %[6]s

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sealgate/selftest"
+)
+
+// The dev-mode configuration is ready: its message passes at a strict receiver and its
+// domain's DNS (the dev zone) has everything.
+func TestSelftestDevConfiguration(t *testing.T) {
+	st, err := prepareDev(filepath.Join(t.TempDir(), "dev"), devOptions{submission: "127.0.0.1:0", submissions: "127.0.0.1:0", smarthost: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, "selftest", "message", "--config", st.configFile, "--as", devLogin, "--sample")
+	if code != 0 || !strings.HasSuffix(out, "\nREADY\n") {
+		t.Fatalf("selftest message: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"spf=pass", "dkim=pass header.d=example.test header.i=@example.test header.s=rsa2026", "dkim=pass header.d=example.test header.i=@example.test header.s=ed2026",
+		"arc=pass", "dmarc=pass", "verdict: ready: DMARC passes under RFC 9989 and RFC 7489 through dkim example.test (strict)",
+		"SUBMITTER=selftest@example.test"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("selftest message: no %q in\n%s", want, out)
+		}
+	}
+	// As the client network, in JSON.
+	out, errOut, code = runCLI(t, "selftest", "message", "--config", st.configFile, "--as", "smarthost-localhost", "--sample", "--json")
+	var rep selftest.MessageReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || !rep.Ready || len(rep.Egress) != 1 || rep.Egress[0].Egress.HELO != devHostname {
+		t.Fatalf("selftest message --json: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	out, errOut, code = runCLI(t, "selftest", "domain", devDomain, "--config", st.configFile)
+	if code != 0 || !strings.HasSuffix(out, "\nREADY\n") || strings.Contains(out, "publish (zone-file lines)") {
+		t.Fatalf("selftest domain: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// A message From a domain the identity may not use is refused by the relay's policy: not
+// ready, with the refusal. A planned zone without the DKIM records fails the domain test
+// with the records to publish.
+func TestSelftestNotReady(t *testing.T) {
+	st, err := prepareDev(filepath.Join(t.TempDir(), "dev"), devOptions{submission: "127.0.0.1:0", submissions: "127.0.0.1:0", smarthost: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := filepath.Join(t.TempDir(), "m.eml")
+	os.WriteFile(msg, []byte("From: <a@other.example>\r\nTo: <b@rcpt.example>\r\nSubject: x\r\n\r\nhi\r\n"), 0o600)
+	out, _, code := runCLI(t, "selftest", "message", "--config", st.configFile, "--as", devLogin, msg)
+	if code != 1 || !strings.Contains(out, "NOT READY: the relay did not deliver the message: the relay refused the message:") {
+		t.Errorf("exit %d\n%s", code, out)
+	}
+
+	zone, err := os.ReadFile(st.zoneFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var planned []string
+	for _, l := range strings.Split(string(zone), "\n") {
+		if !strings.Contains(l, "rsa2026._domainkey") {
+			planned = append(planned, l)
+		}
+	}
+	plannedFile := filepath.Join(t.TempDir(), "planned.zone")
+	os.WriteFile(plannedFile, []byte(strings.Join(planned, "\n")), 0o600)
+	out, _, code = runCLI(t, "selftest", "domain", devDomain, "--config", st.configFile, "--zone", plannedFile, "--egress", "198.51.100.7="+devHostname)
+	for _, want := range []string{"fail  dkim       missing", "fix: publish this record", "; publish (zone-file lines):\nrsa2026._domainkey.example.test. IN TXT",
+		"fix: add ip4:198.51.100.7 to the SPF record of example.test", "NOT READY"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit %d", code)
+	}
+}

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,10 @@ import (
 // removal from the spool) replaces its earlier copy instead of adding a second.
 type OutboxSink struct {
 	Dir string
+	// Verify, when set, is given each message once it is written, to show what a
+	// receiver would make of it (dev mode logs the Authentication-Results it would
+	// get). It cannot fail the delivery.
+	Verify func(ctx context.Context, env *Envelope, msg []byte)
 }
 
 // Deliver writes msg atomically (temporary file, fsync, rename, directory fsync),
@@ -35,6 +40,10 @@ func (o OutboxSink) Deliver(ctx context.Context, env *Envelope, msg io.Reader) e
 		return fmt.Errorf("outbox: create %s: %w", o.Dir, err)
 	}
 	p := filepath.Join(o.Dir, env.ID+".eml")
+	var copied bytes.Buffer
+	if o.Verify != nil {
+		msg = io.TeeReader(msg, &copied)
+	}
 	err := atomicfile.WriteFunc(p, atomicfile.Options{Perm: 0o600}, func(w io.Writer) error {
 		_, err := io.Copy(w, msg)
 		return err
@@ -47,6 +56,9 @@ func (o OutboxSink) Deliver(ctx context.Context, env *Envelope, msg io.Reader) e
 		slog.Warn("outbox: leftover of an interrupted delivery not removed", "queue_id", env.ID, "error", err)
 	}
 	slog.Info("delivered to outbox", "queue_id", env.ID, "path", p)
+	if o.Verify != nil {
+		o.Verify(ctx, env, copied.Bytes())
+	}
 	return nil
 }
 

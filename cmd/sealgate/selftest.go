@@ -335,9 +335,29 @@ func (mt *messageTest) send(ctx context.Context, server, helo string, msg []byte
 		return err
 	}
 	defer spool.Close()
+	qid, err := mt.accept(ctx, spool, msg, mailFrom, rcpts)
+	if err != nil {
+		return err
+	}
+	env, rc, err := spool.Open(qid)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tr := &relay.Transport{HeloName: helo, Default: relay.Route{NextHop: server, HeloName: helo}}
+	defer tr.Close()
+	if err := tr.Deliver(ctx, env, rc); err != nil {
+		return fmt.Errorf("delivery: %w", err)
+	}
+	return nil
+}
+
+// accept runs msg through the pipeline as the identity into spool, as a session does after
+// DATA, and returns its queue id. mailFrom "" means the first From address.
+func (mt *messageTest) accept(ctx context.Context, spool *relay.Spool, msg []byte, mailFrom string, rcpts []string) (string, error) {
 	hdr, body, err := sign.ReadMessage(bytes.NewReader(msg))
 	if err != nil {
-		return fmt.Errorf("the message: %w", err)
+		return "", fmt.Errorf("the message: %w", err)
 	}
 	if mailFrom == "" {
 		if vs := hdr.Values("From"); len(vs) > 0 {
@@ -353,32 +373,22 @@ func (mt *messageTest) send(ctx context.Context, server, helo string, msg []byte
 	}
 	in, err := spool.Create()
 	if err != nil {
-		return err
+		return "", err
 	}
 	hasher := dkimcore.NewBodyHasher(p.BodyCanonicalizations(hdr)...)
 	hasher.Write(body)
 	if _, err := in.Write(body); err != nil {
 		in.Abort()
-		return err
+		return "", err
 	}
 	sub := &submit.Submission{Identity: mt.identity, Authenticated: mt.identity.Kind == submit.KindLogin,
 		From: mailFrom, To: rcpts, ClientIP: mt.clientIP, HELO: "selftest.invalid",
 		Header: hdr, Body: in, Bodies: hasher.Sum()}
 	qid, err := p.Accept(ctx, sub)
 	if err != nil {
-		return fmt.Errorf("the relay refused the message: %w", err)
+		return "", fmt.Errorf("the relay refused the message: %w", err)
 	}
-	env, rc, err := spool.Open(qid)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	tr := &relay.Transport{HeloName: helo, Default: relay.Route{NextHop: server, HeloName: helo}}
-	defer tr.Close()
-	if err := tr.Deliver(ctx, env, rc); err != nil {
-		return fmt.Errorf("delivery: %w", err)
-	}
-	return nil
+	return qid, nil
 }
 
 // localKeys are the key ring's keys, for the fixes that publish a missing record.
@@ -457,4 +467,27 @@ Exit status 0 when nothing failed, 1 when something did, 2 on errors.`,
 
 func init() {
 	rootCmd.AddCommand(newSelftestCmd())
+}
+
+// outboxVerifier is the outbox's Verify hook: each message is verified as a strict receiver
+// would have seen it from 127.0.0.1 with the relay's host name as HELO (the dev zone publishes
+// both), and the Authentication-Results it would get are logged on one line with the
+// verdict, so dev mode shows spf, dkim, arc and dmarc passing.
+func outboxVerifier(cfg *config.Config, res *config.Resources, log *slog.Logger) func(context.Context, *relay.Envelope, []byte) {
+	o := &selftest.Options{Resolver: res.Resolver, AuthServID: "receiver.invalid", Timeout: 5 * time.Second}
+	return func(ctx context.Context, env *relay.Envelope, msg []byte) {
+		from := env.From
+		if from == "" {
+			from = "<>"
+		}
+		se := selftest.Envelope{IP: netip.MustParseAddr("127.0.0.1"), HELO: cfg.Hostname, MailFrom: from, Submitter: env.Submitter}
+		rep, err := selftest.Verify(ctx, se, bytes.NewReader(msg), o)
+		if err != nil {
+			log.Warn("outbox selftest: message not verified", "queue_id", env.ID, "err", err)
+			return
+		}
+		ar := strings.Join(strings.Fields(strings.TrimPrefix(rep.AuthenticationResults, "Authentication-Results:")), " ")
+		log.Info("outbox selftest: a strict receiver would add", "queue_id", env.ID, "authentication_results", ar,
+			"verdict", rep.Verdict.Action, "reason", rep.Verdict.Reason)
+	}
 }

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"sealgate/internal/config"
+	"sealgate/relay"
 	"sealgate/selftest"
 )
 
@@ -77,5 +82,66 @@ func TestSelftestNotReady(t *testing.T) {
 	}
 	if code != 1 {
 		t.Errorf("exit %d", code)
+	}
+}
+
+// The dev outbox verifies each message it writes and logs the Authentication-Results a
+// strict receiver would add: all pass for the dev configuration.
+func TestOutboxVerifier(t *testing.T) {
+	st, err := prepareDev(filepath.Join(t.TempDir(), "dev"), devOptions{submission: "127.0.0.1:0", submissions: "127.0.0.1:0", smarthost: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(st.configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cfg.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	d, closeD := delivererFromConfig(cfg, res, log)
+	defer closeD()
+	sink, ok := d.(relay.OutboxSink)
+	if !ok || sink.Verify == nil {
+		t.Fatalf("dev deliverer %T without a Verify hook", d)
+	}
+	mt, err := newMessageTest(cfg, res, devLogin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool, err := relay.OpenSpool(filepath.Join(t.TempDir(), "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spool.Close()
+	qid, err := mt.accept(context.Background(), spool, mt.sample(), "", []string{"b@rcpt.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, rc, err := spool.Open(qid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := sink.Deliver(context.Background(), env, rc); err != nil {
+		t.Fatal(err)
+	}
+	line := ""
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "outbox selftest") {
+			line = l
+		}
+	}
+	for _, want := range []string{"spf=pass smtp.mailfrom=selftest@example.test", "dkim=pass header.d=example.test", "arc=pass", "dmarc=pass header.from=example.test",
+		"iprev=pass", "verdict=accept", "queue_id=" + qid} {
+		if !strings.Contains(line, want) {
+			t.Errorf("no %q in the outbox selftest line %q\n%s", want, line, logs.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Relay.Outbox, qid+".eml")); err != nil {
+		t.Errorf("outbox file: %v", err)
 	}
 }

@@ -13,7 +13,7 @@ import (
 func delivererFromConfig(cfg *config.Config, res *config.Resources, log *slog.Logger) (d relay.Deliverer, close func()) {
 	rc := cfg.Relay
 	if rc.Outbox != "" {
-		return relay.OutboxSink{Dir: rc.Outbox}, func() {}
+		return relay.OutboxSink{Dir: rc.Outbox, Verify: outboxVerifier(cfg, res, log)}, func() {}
 	}
 	rt := res.Routes
 	tr := &relay.Transport{

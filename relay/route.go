@@ -369,8 +369,9 @@ func (t *Transport) deliverGroup(ctx context.Context, env *Envelope, g *routeGro
 		return failAll(env, g, err)
 	}
 	var lastErr error
+	body := &readCounter{r: msg}
 	for _, d := range dests {
-		res, err := t.tryDestination(ctx, env, d, tx, msg, &hop)
+		res, err := t.tryDestination(ctx, env, d, tx, body, &hop)
 		if err == nil {
 			return t.results(rcpts, res)
 		}
@@ -379,7 +380,9 @@ func (t *Transport) deliverGroup(ctx context.Context, env *Envelope, g *routeGro
 			return failAll(env, g, err)
 		}
 		lastErr = err
-		if ctx.Err() != nil || errors.Is(err, errMessageSent) {
+		// Once some of the message was read, the rest cannot go to another
+		// server: the next attempt reads it again from the spool.
+		if ctx.Err() != nil || errors.Is(err, errMessageSent) || body.n > 0 {
 			break
 		}
 	}
@@ -387,6 +390,18 @@ func (t *Transport) deliverGroup(ctx context.Context, env *Envelope, g *routeGro
 		lastErr = errors.New("no server to deliver to")
 	}
 	return failAll(env, g, lastErr)
+}
+
+// readCounter counts what was read of a message.
+type readCounter struct {
+	r io.Reader
+	n int64
+}
+
+func (c *readCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // results turns a transaction's per-recipient replies into a groupResult.

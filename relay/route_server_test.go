@@ -77,6 +77,8 @@ type smtpSink struct {
 	Login string
 	// RcptReply answers RCPT for an address; nil accepts all.
 	RcptReply func(rcpt string) string
+	// HangUp closes the connection right after the 354 reply to DATA.
+	HangUp bool
 
 	ln net.Listener
 
@@ -262,6 +264,9 @@ func (s *smtpSink) serve(c net.Conn) {
 				continue
 			}
 			reply("354 go ahead")
+			if s.HangUp {
+				return
+			}
 			data, err := tp.ReadDotBytes()
 			if err != nil {
 				return

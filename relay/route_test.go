@@ -740,3 +740,30 @@ func TestRunnerAttemptEventsDeferredAndExpired(t *testing.T) {
 		}
 	}
 }
+
+// A server that hangs up while the message is being sent: the rest of the
+// message is not sent to the next MX host (it would arrive cut short); the
+// attempt is deferred and the next one reads the message from the start.
+func TestTransportNoPartialMessageToNextMX(t *testing.T) {
+	broken := &smtpSink{Name: "mx1.dest.test", HangUp: true}
+	next := &smtpSink{Name: "mx2.dest.test"}
+	port := startSinks(t, map[string]*smtpSink{"127.0.0.2": broken, "127.0.0.3": next})
+	tr := testTransport(t, `
+dest.test. 300 IN MX 10 mx1.dest.test.
+dest.test. 300 IN MX 20 mx2.dest.test.
+mx1.dest.test. 300 IN A 127.0.0.2
+mx2.dest.test. 300 IN A 127.0.0.3
+`, port, nil)
+	big := "From: a@x.test\r\n\r\n" + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 8<<10) // 8 MB
+	ctx, rec := withHopRecorder(context.Background())
+	err := tr.Deliver(ctx, &Envelope{ID: "h1", From: "s@x.test", To: []string{"a@dest.test"}}, strings.NewReader(big))
+	if err == nil || IsPermanent(err) {
+		t.Errorf("Deliver = %v; want a temporary failure", err)
+	}
+	if txs := next.transactions(); len(txs) != 0 {
+		t.Errorf("mx2 got %d transactions (%d bytes); want none after mx1 took part of the message", len(txs), len(txs[0].Data))
+	}
+	if hops := rec.list(); len(hops) != 1 || hops[0].Host != "mx1.dest.test" {
+		t.Errorf("hops %+v; want the attempt on mx1", hops)
+	}
+}

@@ -343,27 +343,42 @@ func (d destination) addr() string {
 
 // deliverGroup delivers msg to the recipients of g.
 func (t *Transport) deliverGroup(ctx context.Context, env *Envelope, g *routeGroup, msg io.Reader) groupResult {
-	tx := transaction(env)
-	all := tx.Rcpts
-	tx.Rcpts = make([]smtpclient.Recipient, 0, len(g.rcpts))
-	rcpts := make([]string, 0, len(g.rcpts))
+	// Refuse an unsendable envelope before looking anything up: the whole group
+	// for a bad reverse-path, each recipient that cannot be written on its own.
+	hop := Hop{Domain: g.domain}
 	for _, i := range g.rcpts {
-		tx.Rcpts = append(tx.Rcpts, all[i])
-		rcpts = append(rcpts, env.To[i])
+		hop.Rcpts = append(hop.Rcpts, env.To[i])
 	}
-	hop := Hop{Rcpts: rcpts, Domain: g.domain}
 	defer func() { ReportHop(ctx, hop) }()
-
-	// Refuse an unsendable envelope before looking anything up.
+	tx := transaction(env)
 	if _, err := smtpclient.ReversePath(tx.From); err != nil {
 		return failAll(env, g, &PermanentError{Err: err})
 	}
-	for _, r := range tx.Rcpts {
-		if _, err := smtpclient.ForwardPath(r.Addr); err != nil {
-			return failAll(env, g, &PermanentError{Err: err})
+	var unsendable []RecipientError
+	all := tx.Rcpts
+	tx.Rcpts = make([]smtpclient.Recipient, 0, len(g.rcpts))
+	rcpts := make([]string, 0, len(g.rcpts))
+	sendable := &routeGroup{route: g.route, domain: g.domain}
+	for _, i := range g.rcpts {
+		if _, err := smtpclient.ForwardPath(all[i].Addr); err != nil {
+			unsendable = append(unsendable, RecipientError{Rcpt: env.To[i], Err: &PermanentError{Err: err}})
+			continue
 		}
+		tx.Rcpts = append(tx.Rcpts, all[i])
+		rcpts = append(rcpts, env.To[i])
+		sendable.rcpts = append(sendable.rcpts, i)
 	}
+	if len(rcpts) == 0 {
+		return groupResult{failed: unsendable}
+	}
+	r := t.deliverSendable(ctx, env, sendable, tx, rcpts, msg, &hop)
+	r.failed = append(r.failed, unsendable...)
+	return r
+}
 
+// deliverSendable delivers msg to the recipients of g (rcpts, in tx), trying
+// its destinations in order.
+func (t *Transport) deliverSendable(ctx context.Context, env *Envelope, g *routeGroup, tx *smtpclient.Transaction, rcpts []string, msg io.Reader, hop *Hop) groupResult {
 	dests, err := t.destinations(ctx, env, g)
 	if err != nil {
 		return failAll(env, g, err)
@@ -371,7 +386,7 @@ func (t *Transport) deliverGroup(ctx context.Context, env *Envelope, g *routeGro
 	var lastErr error
 	body := &readCounter{r: msg}
 	for _, d := range dests {
-		res, err := t.tryDestination(ctx, env, d, tx, body, &hop)
+		res, err := t.tryDestination(ctx, env, d, tx, body, hop)
 		if err == nil {
 			return t.results(rcpts, res)
 		}

@@ -767,3 +767,19 @@ mx2.dest.test. 300 IN A 127.0.0.3
 		t.Errorf("hops %+v; want the attempt on mx1", hops)
 	}
 }
+
+// A recipient that cannot be written as an RFC 5321 path fails alone; the
+// others of its domain are delivered.
+func TestTransportUnsendableRecipientFailsAlone(t *testing.T) {
+	sink := &smtpSink{Name: "mx.dest.test"}
+	port := startSinks(t, map[string]*smtpSink{"127.0.0.2": sink})
+	tr := testTransport(t, "dest.test. 300 IN MX 10 mx.dest.test.\nmx.dest.test. 300 IN A 127.0.0.2\n", port, nil)
+	err, _ := deliverWithHops(tr, &Envelope{ID: "u1", From: "s@x.test", To: []string{"ok@dest.test", "bad\r\nx@dest.test"}})
+	var re *RecipientsError
+	if !errors.As(err, &re) || !slices.Equal(re.Accepted, []string{"ok@dest.test"}) || len(re.Failed) != 1 || !IsPermanent(re.Failed[0].Err) {
+		t.Fatalf("Deliver = %v; want ok@ delivered and the bad address failed permanently", err)
+	}
+	if txs := sink.transactions(); len(txs) != 1 || !slices.Equal(txs[0].Rcpts, []string{"ok@dest.test"}) {
+		t.Errorf("server got %+v", txs)
+	}
+}

@@ -150,36 +150,36 @@ func (r *Runner) finish(wg *sync.WaitGroup, cancel context.CancelFunc, inflight 
 // queue.retry, queue.delete, queue.requeue and queue.stats, served by r
 // while it runs.
 func (r *Runner) RegisterQueue(c *ControlServer) {
+	// Reading commands take a snapshot of the schedule in the loop and read
+	// the spool outside it, so a long queue does not hold up deliveries.
 	c.Handle("queue.list", func(ctx context.Context, _ json.RawMessage) (any, error) {
-		var out []QueueEntry
-		err := r.do(ctx, func(st *runState) error {
-			var err error
-			out, err = r.Spool.entries(st)
-			return err
-		})
-		return out, err
+		st, err := r.snapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return r.Spool.entries(st)
 	})
 	c.Handle("queue.stats", func(ctx context.Context, _ json.RawMessage) (any, error) {
-		var out *QueueStats
-		err := r.do(ctx, func(st *runState) error {
-			entries, err := r.Spool.entries(st)
-			out = queueStats(entries, time.Now())
-			return err
-		})
-		return out, err
+		st, err := r.snapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		entries, err := r.Spool.entries(st)
+		if err != nil {
+			return nil, err
+		}
+		return queueStats(entries, time.Now()), nil
 	})
 	c.Handle("queue.show", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		a, err := idArgs(raw)
 		if err != nil {
 			return nil, err
 		}
-		var out *QueueMessage
-		err = r.do(ctx, func(st *runState) error {
-			var err error
-			out, err = r.Spool.show(st, a.ID)
-			return err
-		})
-		return out, err
+		st, err := r.snapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return r.Spool.show(st, a.ID)
 	})
 	c.Handle("queue.retry", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		var a QueueIDArgs
@@ -271,6 +271,21 @@ func (r *Runner) RegisterQueue(c *ControlServer) {
 		})
 		return out, err
 	})
+}
+
+// snapshot copies the Run loop's schedule and deliveries in flight.
+func (r *Runner) snapshot(ctx context.Context) (*runState, error) {
+	snap := &runState{q: &schedule{index: map[string]*scheduled{}}, inflight: map[string]bool{}}
+	err := r.do(ctx, func(st *runState) error {
+		for id := range st.inflight {
+			snap.inflight[id] = true
+		}
+		for id, it := range st.q.index {
+			snap.q.index[id] = &scheduled{id: id, due: it.due}
+		}
+		return nil
+	})
+	return snap, err
 }
 
 // remove drops id from the schedule, if it is there.

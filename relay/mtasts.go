@@ -175,7 +175,13 @@ type MTASTS struct {
 	client *http.Client
 	mu     sync.Mutex
 	cache  map[string]*STSPolicy
+	// failed holds, per domain, when a failed fetch may be tried again, so that
+	// a policy host that does not answer delays one message, not every one.
+	failed map[string]time.Time
 }
+
+// stsRetryAfterFailure is how long a failed policy fetch is not repeated.
+const stsRetryAfterFailure = 5 * time.Minute
 
 func (m *MTASTS) now() time.Time {
 	if m.Now != nil {
@@ -241,9 +247,22 @@ func (m *MTASTS) Policy(ctx context.Context, domain string) *STSPolicy {
 	case cached != nil && cached.ID == id:
 		return cached
 	}
+	m.mu.Lock()
+	retry, failedBefore := m.failed[domain]
+	m.mu.Unlock()
+	if failedBefore && now.Before(retry) {
+		return cached
+	}
 	p, err := m.fetch(ctx, domain)
 	if err != nil {
-		log.Warn("MTA-STS: policy fetch failed", "policy_id", id, "error", err, "using_cached", cached != nil)
+		log.Warn("MTA-STS: policy fetch failed", "policy_id", id, "error", err, "using_cached", cached != nil,
+			"retry_after", stsRetryAfterFailure)
+		m.mu.Lock()
+		if m.failed == nil {
+			m.failed = map[string]time.Time{}
+		}
+		m.failed[domain] = now.Add(stsRetryAfterFailure)
+		m.mu.Unlock()
 		return cached
 	}
 	p.ID, p.Fetched = id, now
@@ -252,6 +271,7 @@ func (m *MTASTS) Policy(ctx context.Context, domain string) *STSPolicy {
 		m.cache = map[string]*STSPolicy{}
 	}
 	m.cache[domain] = p
+	delete(m.failed, domain)
 	m.mu.Unlock()
 	log.Info("MTA-STS policy fetched", "policy_id", id, "mode", p.Mode, "mx", strings.Join(p.MX, ","), "max_age", p.MaxAge)
 	if p.Mode == STSModeNone {

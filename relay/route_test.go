@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -583,7 +584,9 @@ func TestParseSTSPolicy(t *testing.T) {
 // over 64 KiB: then no policy applies.
 func TestMTASTSFetchLimits(t *testing.T) {
 	pki := newTestPKI(t, "mta-sts.redirect.test", "mta-sts.html.test", "mta-sts.big.test")
+	var requests atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
 		switch strings.Split(r.Host, ":")[0] {
 		case "mta-sts.redirect.test":
 			http.Redirect(w, r, "https://mta-sts.html.test/.well-known/mta-sts.txt", http.StatusFound)
@@ -612,6 +615,14 @@ _mta-sts.big.test. 300 IN TXT "v=STSv1; id=1"
 		if _, err := m.fetch(context.Background(), d); err == nil {
 			t.Errorf("%s: fetch succeeded", d)
 		}
+	}
+	// A failed fetch is not repeated for every message.
+	if n := requests.Load(); n != 6 {
+		t.Errorf("%d requests, want 6", n)
+	}
+	m.Policy(context.Background(), "html.test")
+	if n := requests.Load(); n != 6 {
+		t.Errorf("a failed fetch was repeated at once (%d requests)", n)
 	}
 }
 

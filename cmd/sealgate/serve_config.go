@@ -7,6 +7,7 @@ import (
 
 	"sealgate/internal/config"
 	"sealgate/internal/libcrypto"
+	"sealgate/internal/metrics"
 	"sealgate/relay"
 	"sealgate/sign"
 	"sealgate/submit"
@@ -17,9 +18,19 @@ import (
 // files through config.Open, the code `config check` runs, and warns about every RSA key
 // under 2048 bits a configured min_rsa_bits let in.
 func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *relay.Runner, func(), error) {
+	return buildMetered(cfg, log, nil)
+}
+
+// buildMetered is buildFromConfig counting into m (nil: nothing counted): the server,
+// pipeline and delivery report to it, and every DNS lookup goes through its counting
+// resolver.
+func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*submit.Server, *relay.Runner, func(), error) {
 	res, err := cfg.Open()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	if m != nil {
+		res.Resolver = m.Resolver(res.Resolver)
 	}
 	for _, w := range res.WeakKeys {
 		log.Warn("signing with an RSA key under 2048 bits (min_rsa_bits); RFC 8301 §3.2 recommends 2048: rotate it", "key", w)

@@ -53,17 +53,16 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 	logs.configure(cfg.Log.Format, cfg.Log.Level)
 	log := logs.logger
 	logStartup(log, file, cfg)
-	srv, runner, cleanup, err := buildFromConfig(cfg, log)
+	m := metrics.New()
+	srv, runner, cleanup, err := buildMetered(cfg, log, m)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	m := metrics.New()
 	p := &process{file: file, started: cfg, logs: logs, log: log, srv: srv, runner: runner,
 		spool: srv.Pipeline.Spool, metrics: m, dev: banner != nil, start: time.Now()}
 	srv.Metrics = m
 	srv.Pipeline.Metrics = m
-	srv.Pipeline.Resolver = m.Resolver(srv.Pipeline.Resolver)
 	p.pipeline.Store(srv.Pipeline)
 	if next := runner.OnAttempt; next != nil {
 		runner.OnAttempt = func(ev relay.AttemptEvent) { m.Attempt(ev); next(ev) }
@@ -109,6 +108,9 @@ func route(cfg *config.Config) string {
 		return "next_hop " + cfg.Relay.NextHop
 	case cfg.Relay.Outbox != "":
 		return "outbox " + cfg.Relay.Outbox
+	}
+	if n := len(cfg.Relay.Identities) + len(cfg.Relay.Domains); n > 0 {
+		return fmt.Sprintf("mx (%d routes by identity or domain)", n)
 	}
 	return "mx"
 }
@@ -236,14 +238,14 @@ func (p *process) reload(trigger string) (restart []string, err error) {
 	for _, k := range restart {
 		log.Warn("reload: this change takes effect only after a restart", "key", k)
 	}
-	old := p.pipeline.Load()
-	np := st.Pipeline
-	np.Hostname = old.Hostname // fixed at start, as the listeners' greeting is
-	np.Spool, np.Log, np.Metrics = old.Spool, old.Log, old.Metrics
-	np.DKIMExpiration, np.Now = old.DKIMExpiration, old.Now
-	np.Resolver = p.metrics.Resolver(np.Resolver)
+	// The running pipeline with its keys, sealer, authserv-id and resolver replaced; the
+	// rest (hostname, spool, log, anything else set up at start) stays as it started.
+	np := *p.pipeline.Load()
+	np.KeyRing, np.ARC, np.AuthServID = st.Pipeline.KeyRing, st.Pipeline.ARC, st.Pipeline.AuthServID
+	np.Resolver = p.metrics.Resolver(st.Pipeline.Resolver) // delivery keeps the resolver it started with
+	st.Pipeline = &np
 	p.srv.Reload(st)
-	p.pipeline.Store(np)
+	p.pipeline.Store(&np)
 	p.logs.setLevel(cfg.Log.Level)
 	p.metrics.Reloaded(true)
 	for _, w := range res.WeakKeys {

@@ -97,6 +97,7 @@ func (v *validation) routes() {
 		}
 	}
 	names := map[string]bool{}
+	known := v.identityNames()
 	for i, ir := range r.Identities {
 		k := fmt.Sprintf("relay.identities[%d]", i)
 		switch {
@@ -104,6 +105,9 @@ func (v *validation) routes() {
 			p.add(k+".name", "required: the identity (client network, certificate or login name)")
 		case names[ir.Name]:
 			p.add(k+".name", "%q listed twice", ir.Name)
+		case !known[ir.Name]:
+			// A misspelt name would leave the organisation on the default route.
+			p.add(k+".name", "%q is not the name of a client network, a client certificate or a login of the users file", ir.Name)
 		}
 		names[ir.Name] = true
 		rc := ir.RouteConfig
@@ -144,6 +148,21 @@ func (v *validation) routes() {
 	if ok {
 		v.res.Routes = routes
 	}
+}
+
+// identityNames returns every identity name the configuration defines.
+func (v *validation) identityNames() map[string]bool {
+	known := map[string]bool{}
+	for _, nc := range v.c.ClientNetworks {
+		known[nc.Name] = true
+	}
+	for _, cc := range v.c.ClientCerts {
+		known[cc.Name] = true
+	}
+	for _, u := range v.res.Users {
+		known[u.Login] = true
+	}
+	return known
 }
 
 func orDefault(s, def string) string {

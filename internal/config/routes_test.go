@@ -19,7 +19,7 @@ func TestValidateRoutes(t *testing.T) {
   next_hop_tls: required
   auth: {username: acme, password_env: ESP_PASSWORD, mechanism: login}
   identities:
-    - name: globex
+    - name: acme
       auth: {username: globex, password_file: esp.pw}
       helo_name: out.globex.example
       source_ip: 127.0.0.2
@@ -37,10 +37,10 @@ func TestValidateRoutes(t *testing.T) {
 		if d.NextHop != "smtp.esp.example:587" || d.TLS != relay.TLSRequired || d.Auth == nil || d.Auth.Password != "from-env" || d.Auth.Mechanism != "LOGIN" {
 			t.Errorf("default route %+v (auth %v)", d, d.Auth)
 		}
-		g := res.Routes.Identities["globex"]
+		g := res.Routes.Identities["acme"]
 		if g.NextHop != "smtp.esp.example:587" || g.TLS != relay.TLSRequired || g.Auth == nil || g.Auth.Username != "globex" ||
 			g.Auth.Password != "from-file" || g.HeloName != "out.globex.example" || g.SourceIP.String() != "127.0.0.2" {
-			t.Errorf("globex route %+v (auth %v)", g, g.Auth)
+			t.Errorf("acme route %+v (auth %v)", g, g.Auth)
 		}
 		p, ok := res.Routes.Domains["partner.example"]
 		if !ok || p.NextHop != "" || p.Auth != nil {
@@ -85,6 +85,8 @@ func TestValidateRoutes(t *testing.T) {
   source_ip: 192.0.2.77
   identities:
     - helo_name: "bad name!"
+    - name: acme-typo
+    - name: alice
   domains:
     - domain: "[192.0.2.1]"
       next_hop: nohost
@@ -94,6 +96,7 @@ func TestValidateRoutes(t *testing.T) {
 			"relay.mx_port: 0: want a port from 1 to 65535",
 			"relay.source_ip: 192.0.2.77 is not an address of this host",
 			"relay.identities[0].name: required",
+			`relay.identities[1].name: "acme-typo" is not the name of a client network, a client certificate or a login of the users file`,
 			"relay.identities[0].helo_name: ",
 			"relay.domains[0].domain: ",
 			`relay.domains[0].next_hop: "nohost": want host:port`,

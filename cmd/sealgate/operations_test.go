@@ -106,3 +106,10 @@ func TestDNSRecords(t *testing.T) {
 		t.Errorf("an unknown domain: exit %d %q", code, errOut)
 	}
 }
+
+func TestReloadNotRunning(t *testing.T) {
+	_, errOut, code := runCLI(t, "reload", "--dir", t.TempDir())
+	if code != 2 || !strings.Contains(errOut, "not running") {
+		t.Errorf("reload without a running relay: exit %d %q", code, errOut)
+	}
+}

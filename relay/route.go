@@ -608,11 +608,17 @@ func (t *Transport) connect(ctx context.Context, env *Envelope, d destination) (
 	}
 }
 
-// auth logs in; a refusal is temporary for the message (the credentials are
-// the admin's to fix, RFC 4954 §6), never logged with what was sent.
+// auth logs in, only over TLS whose certificate verified; a refusal is
+// temporary for the message (the credentials are the admin's to fix, RFC 4954
+// §6), never logged with what was sent.
 func (t *Transport) auth(ctx context.Context, c *smtpclient.Client, cred *Credentials) error {
-	if _, ok := c.TLS(); !ok {
-		return errors.New("smtp AUTH refused: the session has no TLS (the next hop did not offer STARTTLS)")
+	info, ok := c.TLS()
+	switch {
+	case !ok:
+		return errors.New("AUTH not attempted: the session has no TLS (the next hop did not offer STARTTLS)")
+	case !info.Verified:
+		// Credentials go only to a server proven to be the one named.
+		return fmt.Errorf("AUTH not attempted: the certificate does not verify for %s: %v", info.ServerName, info.VerifyError)
 	}
 	sc, err := cred.client()
 	if err != nil {

@@ -76,15 +76,19 @@ type Identity struct {
 	// AllowUnsigned lets mail for a domain without DKIM keys be relayed
 	// unsigned when that domain is configured "unsigned: relay".
 	AllowUnsigned bool
+	// RecordChecks records in our AAR what can be verified of how the client handed a
+	// message over: the dkim= result of each of its signatures, and for a client network or
+	// certificate SPF and iprev of its address (default true).
+	RecordChecks bool
 	// Forwarder, when set, makes the client a mailing list or forwarder: its messages take
 	// forwarderSteps (forwarder.go) instead of submissionSteps.
 	Forwarder *Forwarder
 }
 
-// NewIdentity returns an Identity with the defaults: sealing on, no null sender,
-// no rate cap.
+// NewIdentity returns an Identity with the defaults: sealing and recorded checks on, no
+// null sender, no rate cap.
 func NewIdentity(name string, kind IdentityKind, maySendAs []addr.Pattern) *Identity {
-	return &Identity{Name: name, Kind: kind, MaySendAs: maySendAs, Seal: true}
+	return &Identity{Name: name, Kind: kind, MaySendAs: maySendAs, Seal: true, RecordChecks: true}
 }
 
 // String describes the identity for replies and logs: "login alice@client.example".
@@ -135,6 +139,7 @@ func IdentityFromRules(name string, kind IdentityKind, r config.SenderRules) (*I
 	id.RatePerMinute = r.RatePerMinute
 	id.MaxRecipients = r.MaxRecipients
 	id.AllowUnsigned = r.AllowUnsigned
+	id.RecordChecks = r.RecordsChecks()
 	if id.Forwarder, err = NewForwarder(r.ForwarderRules); err != nil {
 		return nil, err
 	}

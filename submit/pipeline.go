@@ -43,6 +43,9 @@ type Pipeline struct {
 	Spool *relay.Spool
 	// Resolver fetches keys to validate ARC chains a message already carries.
 	Resolver resolver.Resolver
+	// CheckResolver answers the recorded checks of clients (SPF, iprev, the keys of their
+	// signatures); a resolver.Cache, since a client sends many messages. nil means Resolver.
+	CheckResolver resolver.Resolver
 	// DKIMExpiration, when positive, adds x= to DKIM signatures.
 	DKIMExpiration time.Duration
 	Log            *slog.Logger
@@ -93,12 +96,12 @@ func (p *Pipeline) BodyCanonicalizations(hdr dkimcore.Header) []dkimcore.Canonic
 	return arc.RequiredCanonicalizations(hdr)
 }
 
-// BodyCanonicalizationsFor is BodyCanonicalizations for a message from id: a forwarder
-// verifies every DKIM-Signature first, so their canonicalisations are hashed too while DATA
-// streams.
+// BodyCanonicalizationsFor is BodyCanonicalizations for a message from id: a forwarder, and
+// an identity whose checks are recorded, verifies every DKIM-Signature first, so their
+// canonicalisations are hashed too while DATA streams.
 func (p *Pipeline) BodyCanonicalizationsFor(id *Identity, hdr dkimcore.Header) []dkimcore.Canonicalization {
 	canons := p.BodyCanonicalizations(hdr)
-	if id != nil && id.Forwarder != nil {
+	if id != nil && (id.Forwarder != nil || id.RecordChecks) {
 		canons = append(canons, sign.BodyCanonicalizations(hdr)...)
 	}
 	return canons
@@ -129,6 +132,9 @@ type message struct {
 	queueID   string
 	// fwd is what a forwarder's verify step found (forwarder.go); nil for submissions.
 	fwd *forwarded
+	// client is what the "verify client signatures" step found (clientchecks.go); nil
+	// when the identity does not record checks.
+	client *clientChecks
 }
 
 // step is one named per-message step. A step returns an *smtp.SMTPError for the client to
@@ -143,20 +149,26 @@ type step struct {
 //
 //  1. policy: every From, Sender, Resent-From and Resent-Sender address against what the
 //     identity may send as (credential upgrade is refused here, before any signing);
-//  2. strip forged results: remove Authentication-Results claiming our authserv-id (RFC 8601
+//  2. verify client signatures: for identities with RecordChecks, the dkim= result of each
+//     DKIM-Signature the client made and, for client networks and certificates, SPF and
+//     iprev of the client's address, for our AAR (clientchecks.go); never a refusal;
+//  3. strip forged results: remove Authentication-Results claiming our authserv-id (RFC 8601
 //     §5);
-//  3. trace: add Received (RFC 5321 §4.4, RFC 3848), and Date and Message-ID if missing (RFC
-//     6409 §8); every edit of the header happens before signing;
-//  4. sign: DKIM-sign for each From domain with the keys the key ring gives (refuse if there
+//  4. trace: add Received (RFC 5321 §4.4, RFC 3848), and Date and Message-ID if missing (RFC
+//     6409 §8), unless a client signature that verified covers the missing field (it signed
+//     its absence); every edit of the header happens before signing, and is logged;
+//  5. sign: DKIM-sign for each From domain with the keys the key ring gives (refuse if there
 //     are none, unless the domain and the identity allow unsigned mail);
-//  5. seal: ARC-seal with our AAR (auth=pass smtp.auth=...) and cv from the existing chain;
-//  6. spool: commit to the spool, fsynced before we answer 250.
+//  6. seal: ARC-seal with our AAR (auth=pass smtp.auth=..., and the recorded checks) and cv
+//     from the existing chain;
+//  7. spool: commit to the spool, fsynced before we answer 250.
 //
 // The body is streamed into the spool and the body hasher, and bare CR or LF refused, while
 // DATA is read (session.go), before the steps run: the steps work on the header and the body
 // hashes.
 var submissionSteps = []step{
 	{"policy", (*Pipeline).checkPolicy},
+	{"verify client signatures", (*Pipeline).verifyClient},
 	{"strip forged results", (*Pipeline).stripForgedResults},
 	{"trace", (*Pipeline).addTrace},
 	{"sign", (*Pipeline).signDKIM},
@@ -250,11 +262,28 @@ func (p *Pipeline) stripForgedResults(_ context.Context, m *message) error {
 
 func (p *Pipeline) addTrace(_ context.Context, m *message) error {
 	var added []dkimcore.Field
+	var names, kept []string
 	if !m.hdr.Has("Date") {
-		added = append(added, dkimcore.Field("Date: "+m.now.Format(time.RFC1123Z)+"\r\n"))
+		if m.mayAdd("Date") {
+			added = append(added, dkimcore.Field("Date: "+m.now.Format(time.RFC1123Z)+"\r\n"))
+			names = append(names, "Date")
+		} else {
+			kept = append(kept, "Date")
+		}
 	}
 	if !m.hdr.Has("Message-ID") {
-		added = append(added, dkimcore.Field("Message-ID: <"+randomToken()+"@"+p.Hostname+">\r\n"))
+		if m.mayAdd("Message-ID") {
+			added = append(added, dkimcore.Field("Message-ID: <"+randomToken()+"@"+p.Hostname+">\r\n"))
+			names = append(names, "Message-ID")
+		} else {
+			kept = append(kept, "Message-ID")
+		}
+	}
+	if len(names) > 0 {
+		m.log.Info("added missing header fields", "fields", strings.Join(names, ","))
+	}
+	if len(kept) > 0 {
+		m.log.Info("missing header fields not added: a client signature that verifies covers their absence", "fields", strings.Join(kept, ","))
 	}
 	hdr := make(dkimcore.Header, 0, len(m.hdr)+len(added)+1)
 	hdr = append(hdr, p.received(m.Submission, m.qid, m.now))
@@ -306,7 +335,7 @@ func (p *Pipeline) sealARC(ctx context.Context, m *message) error {
 	}
 	fields, chain, err := arc.Seal(ctx, m.hdr, m.Bodies, &arc.SealOptions{
 		Domain: p.ARC.Domain, Selector: p.ARC.Selector, Signer: p.ARC.Signer,
-		AuthServID: p.AuthServID, Results: []string{p.authResult(m.Submission)}, Time: m.now, Resolver: p.Resolver,
+		AuthServID: p.AuthServID, Results: append([]string{p.authResult(m.Submission)}, m.recordedResults()...), Time: m.now, Resolver: p.Resolver,
 	})
 	var ns *arc.NoSealError
 	switch {

@@ -35,7 +35,7 @@ func TestSubmissionStepOrder(t *testing.T) {
 	for _, st := range submissionSteps {
 		names = append(names, st.name)
 	}
-	want := "policy, strip forged results, trace, sign, seal, spool"
+	want := "policy, verify client signatures, strip forged results, trace, sign, seal, spool"
 	if got := strings.Join(names, ", "); got != want {
 		t.Errorf("submission steps: %s; want %s", got, want)
 	}

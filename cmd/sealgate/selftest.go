@@ -375,7 +375,7 @@ func (mt *messageTest) accept(ctx context.Context, spool *relay.Spool, msg []byt
 	if err != nil {
 		return "", err
 	}
-	hasher := dkimcore.NewBodyHasher(p.BodyCanonicalizations(hdr)...)
+	hasher := dkimcore.NewBodyHasher(p.BodyCanonicalizationsFor(mt.identity, hdr)...)
 	hasher.Write(body)
 	if _, err := in.Write(body); err != nil {
 		in.Abort()

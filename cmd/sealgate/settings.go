@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"sealgate/internal/config"
+	"sealgate/internal/resolver"
 	"sealgate/submit"
 )
 
@@ -45,6 +46,8 @@ func submitSettings(cfg *config.Config, res *config.Resources) (submit.Settings,
 	st.Pipeline = &submit.Pipeline{
 		Hostname: cfg.Hostname, AuthServID: cfg.AuthservID, KeyRing: res.KeyRing, ARC: sealer, Resolver: res.Resolver,
 		SRS: res.SRS(cfg),
+		// The checks recorded on every message of a client ask the same few names again.
+		CheckResolver: resolver.NewCache(res.Resolver, resolver.DefaultCacheTTL, resolver.DefaultCacheSize),
 	}
 	return st, nil
 }

@@ -71,6 +71,10 @@ type SenderRules struct {
 	RatePerMinute   int      `mapstructure:"rate_per_minute"`
 	MaxRecipients   int      `mapstructure:"max_recipients"`
 	AllowUnsigned   bool     `mapstructure:"allow_unsigned"`
+	// RecordChecks (record_checks, default true) records in our AAR what we can verify of
+	// how the client handed a message over: SPF and iprev of its address, and the dkim=
+	// result of each signature it made.
+	RecordChecks *bool `mapstructure:"record_checks"`
 	// ForwarderRules make the identity a mailing list or forwarder (forwarder.go).
 	ForwarderRules `mapstructure:",squash"`
 }
@@ -82,6 +86,10 @@ func (r SenderRules) Patterns() ([]addr.Pattern, error) {
 
 // Sealed reports whether the identity's mail is ARC-sealed (seal, default true).
 func (r SenderRules) Sealed() bool { return r.Seal == nil || *r.Seal }
+
+// RecordsChecks reports whether the identity's checks are recorded (record_checks, default
+// true).
+func (r SenderRules) RecordsChecks() bool { return r.RecordChecks == nil || *r.RecordChecks }
 
 // ClientNetworkConfig is one entry of client_networks: a client organisation's servers,
 // known by source address.

@@ -34,6 +34,10 @@ const (
 	devRSASelector = "rsa2026"
 	devEdSelector  = "ed2026"
 	devARCSelector = "arc2026"
+	// The forwarder login: a mailing list at lists.example.test, signed with its own key.
+	devListDomain   = "lists.example.test"
+	devListLogin    = "list@" + devListDomain
+	devListSelector = "lst2026"
 )
 
 // devState is what dev mode creates in its directory, or finds there from an earlier run.
@@ -41,7 +45,9 @@ type devState struct {
 	dir                   string
 	certFile, keyFile     string
 	rsaKey, edKey, arcKey crypto.Signer
+	listKey               crypto.Signer
 	password              string
+	listPassword          string
 	zoneFile              string
 	usersFile             string
 	// configFile is DIR/sealgate.yaml, the configuration dev mode serves.
@@ -85,6 +91,12 @@ func prepareDev(dir string, opts devOptions) (*devState, error) {
 	if st.arcKey, err = ensureKey(filepath.Join(dir, "keys", devARCSelector+"."+devDomain+".key"), keys.RSA2048); err != nil {
 		return nil, err
 	}
+	if st.listKey, err = ensureKey(filepath.Join(dir, "keys", devListSelector+"."+devListDomain+".key"), keys.RSA2048); err != nil {
+		return nil, err
+	}
+	if err := ensureSRSSecret(filepath.Join(dir, "srs.secret")); err != nil {
+		return nil, err
+	}
 	zone := fmt.Sprintf(`; DNS records a real deployment of this dev relay would publish for %[1]s.
 $ORIGIN %[1]s.
 $TTL 300
@@ -97,10 +109,15 @@ _dmarc            IN TXT "v=DMARC1; p=reject; adkim=r; aspf=r; rua=mailto:dmarc-
 %[4]s
 %[5]s
 %[6]s
+; The forwarder login's mailing list: its own DKIM key, SPF (the SRS senders are here) and DMARC.
+%[7]s
+%[8]s.     IN TXT "v=spf1 ip4:127.0.0.1 -all"
+_dmarc.%[8]s. IN TXT "v=DMARC1; p=reject"
 `, devDomain, devHostname, strings.TrimSuffix(devHostname, "."+devDomain),
 		keys.DNSRecord(st.rsaKey.Public(), devRSASelector, devDomain),
 		keys.DNSRecord(st.edKey.Public(), devEdSelector, devDomain),
-		keys.DNSRecord(st.arcKey.Public(), devARCSelector, devDomain))
+		keys.DNSRecord(st.arcKey.Public(), devARCSelector, devDomain),
+		keys.DNSRecord(st.listKey.Public(), devListSelector, devListDomain), devListDomain)
 	if err := atomicfile.Write(st.zoneFile, []byte(zone), 0o644); err != nil {
 		return nil, fmt.Errorf("dev: %w", err)
 	}
@@ -154,9 +171,15 @@ listeners:
     tls_cert: tls.crt
     tls_key: tls.key
 
-# Logins: %[6]s; its password is in ./credentials. Add more with
+# Logins: %[6]s, and the mailing list %[13]s (role=forwarder: its mail is verified,
+# signed as %[14]s, sealed, From rewritten for p=quarantine/reject authors, SRS);
+# their passwords are in ./credentials, one line each. Add more with
 #   sealgate users add LOGIN --file users --may-send-as '*@%[7]s'
 users_file: users
+
+# SRS secrets for forwarders with srs=yes (the first signs, all verify).
+srs:
+  secret_files: [srs.secret]
 
 client_networks:
   - name: smarthost-localhost
@@ -172,6 +195,10 @@ domains:
         key_file: keys/%[8]s.%[7]s.key
       - selector: %[9]s
         key_file: keys/%[9]s.%[7]s.key
+  - domain: %[14]s      # the forwarder login's own signing domain (sign_as)
+    keys:
+      - selector: %[15]s
+        key_file: keys/%[15]s.%[14]s.key
 
 arc:
   domain: %[7]s
@@ -194,30 +221,62 @@ log:
 dns:
   zone_file: %[7]s.zone
 `, "sealgate.yaml", devHostname, opts.submission, opts.submissions, opts.smarthost, devLogin, devDomain,
-		devRSASelector, devEdSelector, devARCSelector, relayRoute, opts.admin)
+		devRSASelector, devEdSelector, devARCSelector, relayRoute, opts.admin, devListLogin, devListDomain, devListSelector)
 }
 
-// ensureLogin reads the demo password from DIR/credentials or creates it.
+// ensureLogin reads the passwords of the demo login and the forwarder login from
+// DIR/credentials, one "LOGIN PASSWORD" line each with the demo login first, or creates
+// what is missing (a directory from before the forwarder login gets its line added).
 func (st *devState) ensureLogin() error {
 	credFile := filepath.Join(st.dir, "credentials")
 	b, err := os.ReadFile(credFile)
-	if err == nil {
-		if login, pw, ok := strings.Cut(strings.TrimSpace(string(b)), " "); ok && login == devLogin && pw != "" {
-			st.password = pw
-			return nil
-		}
-		return fmt.Errorf("dev: %s is not a line %q; remove it to make a new one", credFile, devLogin+" PASSWORD")
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("dev: %w", err)
 	}
-	var raw [18]byte
-	rand.Read(raw[:])
-	st.password = base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := atomicfile.Write(credFile, []byte(devLogin+" "+st.password+"\n"), 0o600); err != nil {
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			login, pw, _ := strings.Cut(strings.TrimSpace(line), " ")
+			switch {
+			case login == devLogin && pw != "":
+				st.password = pw
+			case login == devListLogin && pw != "":
+				st.listPassword = pw
+			}
+		}
+		if st.password == "" {
+			return fmt.Errorf("dev: %s has no line %q; remove it to make a new one", credFile, devLogin+" PASSWORD")
+		}
+		if st.listPassword != "" {
+			return nil
+		}
+	}
+	newPassword := func() string {
+		var raw [18]byte
+		rand.Read(raw[:])
+		return base64.RawURLEncoding.EncodeToString(raw[:])
+	}
+	if st.password == "" {
+		st.password = newPassword()
+	}
+	st.listPassword = newPassword()
+	data := devLogin + " " + st.password + "\n" + devListLogin + " " + st.listPassword + "\n"
+	if err := atomicfile.Write(credFile, []byte(data), 0o600); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	os.Remove(st.usersFile) // a new password needs a new hash
+	return nil
+}
+
+// ensureSRSSecret creates the SRS secret file when it is missing.
+func ensureSRSSecret(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	var raw [32]byte
+	rand.Read(raw[:])
+	if err := atomicfile.Write(path, []byte(base64.StdEncoding.EncodeToString(raw[:])+"\n"), 0o600); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
 	return nil
 }
 
@@ -285,7 +344,19 @@ func (st *devState) ensureUsersFile() error {
 	if err != nil {
 		return err
 	}
-	data := "# sealgate dev mode users file; see `sealgate users add --help`\n" + line + "\n"
+	listHash, err := submit.HashPassword(st.listPassword)
+	if err != nil {
+		return err
+	}
+	listLine, err := config.FormatUserLine(devListLogin, listHash, []string{"*@" + devListDomain})
+	if err != nil {
+		return err
+	}
+	// A mailing list: verified and sealed, signed as its own domain, From rewritten when the
+	// author's domain asks for DMARC enforcement, SRS for senders from elsewhere.
+	listLine += " role=forwarder sign_as=" + devListDomain + " list_address=" + devListLogin +
+		" list_name=List from_rewrite=auto srs=yes trusted_authserv_ids=mx." + devListDomain
+	data := "# sealgate dev mode users file; see `sealgate users add --help`\n" + line + "\n" + listLine + "\n"
 	if err := atomicfile.Write(st.usersFile, []byte(data), 0o600); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}

@@ -58,6 +58,12 @@ domains:
         key_file: %[5]s/rsa2026.example.test.key
       - selector: ed2026
         key_file: %[5]s/ed2026.example.test.key
+  - domain: lists.example.test      # the dev users file's forwarder login signs as it
+    keys:
+      - selector: lst2026
+        key_file: %[5]s/lst2026.lists.example.test.key
+srs:
+  secret_files: [%[7]s]
 arc:
   domain: example.test
   selector: arc2026
@@ -70,7 +76,7 @@ limits:
   max_header_fields: 300
 dns:
   zone_file: %[6]s
-`, dir, st.certFile, st.keyFile, st.usersFile, keyDir, st.zoneFile)
+`, dir, st.certFile, st.keyFile, st.usersFile, keyDir, st.zoneFile, filepath.Join(st.dir, "srs.secret"))
 	file := filepath.Join(dir, "sealgate.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -158,7 +164,7 @@ func TestDevModeIsAConfiguration(t *testing.T) {
 	if err := os.CopyFS(copied, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"tls.key", "users", "credentials", "sealgate.yaml"} {
+	for _, secret := range []string{"tls.key", "users", "credentials", "sealgate.yaml", "srs.secret"} {
 		os.Chmod(filepath.Join(copied, secret), 0o600) // CopyFS keeps only the execute bits' shape
 	}
 	filepath.WalkDir(filepath.Join(copied, "keys"), func(p string, d os.DirEntry, err error) error {

@@ -2,11 +2,13 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"sealgate/internal/addr"
 	"sealgate/internal/srs"
+	"sealgate/keys"
 )
 
 // The identity roles.
@@ -40,8 +42,8 @@ type ForwarderRules struct {
 	ListName string `mapstructure:"list_name"`
 	// FromRewrite is off (default), auto or always.
 	FromRewrite string `mapstructure:"from_rewrite"`
-	// SRS rewrites the envelope sender by the Sender Rewriting Scheme into SignAs (plain
-	// forwarders; lists have their own bounce address).
+	// SRS rewrites the envelope sender by the Sender Rewriting Scheme into SignAs, for plain
+	// forwarders; a list's own bounce address, already in SignAs, is left as it is.
 	SRS bool `mapstructure:"srs"`
 	// TrustedAuthservIDs are the authserv-ids whose Authentication-Results the forwarder's
 	// messages carry from its own verification, copied into our AAR.
@@ -120,9 +122,6 @@ func (f ForwarderRules) problems(authservID string) [][2]string {
 	if strings.ContainsAny(f.ListName, "\"\\\r\n") {
 		add("list_name", "%q contains quotes, backslashes or line breaks", f.ListName)
 	}
-	if f.SRS && f.ListAddress != "" {
-		add("srs", "a list (list_address is set) has its own bounce address: srs is for plain forwarders")
-	}
 	for i, id := range f.TrustedAuthservIDs {
 		k := fmt.Sprintf("trusted_authserv_ids[%d]", i)
 		switch {
@@ -196,17 +195,39 @@ func (v *validation) forwarders() {
 		if !v.secretFile(k, path, "the SRS secret") {
 			continue
 		}
-		b, err := os.ReadFile(path)
-		secret := []byte(strings.TrimSpace(string(b)))
-		switch {
-		case err != nil:
+		secret, err := ReadSRSSecret(path)
+		if err != nil {
 			p.add(k, "%v", err)
-		case len(secret) < MinSRSSecretBytes:
-			p.add(k, "%s holds %d bytes; the secret must be at least %d (for example: head -c 32 /dev/urandom | base64 > %s)", path, len(secret), MinSRSSecretBytes, path)
-		default:
-			v.res.SRSSecrets = append(v.res.SRSSecrets, secret)
+			continue
 		}
+		v.res.SRSSecrets = append(v.res.SRSSecrets, secret)
 	}
+}
+
+// ReadSRSSecret reads one SRS secret file: held to the file-mode rule of private keys
+// (keys.CheckFileMode), and at least MinSRSSecretBytes once white space around it is removed.
+func ReadSRSSecret(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if err := keys.CheckFileMode(path, st, "the SRS secret"); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64*1024))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	secret := []byte(strings.TrimSpace(string(b)))
+	if len(secret) < MinSRSSecretBytes {
+		return nil, fmt.Errorf("%s holds %d bytes; the secret must be at least %d (for example: head -c 32 /dev/urandom | base64 > %s)", path, len(secret), MinSRSSecretBytes, path)
+	}
+	return secret, nil
 }
 
 func permits(ps []addr.Pattern, a addr.Address) bool {

@@ -106,7 +106,6 @@ func TestForwarderConfigProblems(t *testing.T) {
 		"client_networks[0].sign_as: other.example has no DKIM keys",
 		"client_networks[0].may_send_as: srs: true rewrites the envelope sender into other.example",
 		"client_networks[1].list_address: team@elsewhere.example is not in the organisational domain of sign_as acme.example",
-		"client_networks[1].srs: a list (list_address is set) has its own bounce address",
 		"client_networks[1].may_send_as: srs: true rewrites the envelope sender into acme.example: add the pattern *@acme.example",
 		"client_networks[2].sign_as: required for role: forwarder",
 		"client_networks[2].list_address: required with from_rewrite: auto",

@@ -1,0 +1,191 @@
+package interop
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net/netip"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"sealgate/internal/addr"
+	"sealgate/internal/config"
+	"sealgate/internal/dkimcore"
+	"sealgate/internal/resolver/resolvertest"
+	"sealgate/keys"
+	"sealgate/relay"
+	"sealgate/selftest"
+	"sealgate/sign"
+	"sealgate/submit"
+)
+
+// signOriginal is the author's outbound server: dkimpy signs as author.test.
+const signOriginal = `import sys, dkim
+msg = open(sys.argv[1], 'rb').read()
+key = open(sys.argv[2], 'rb').read()
+sig = dkim.sign(msg, b'ext', b'author.test', key, include_headers=[b'from', b'to', b'subject', b'date', b'message-id'])
+sys.stdout.buffer.write(sig + msg)
+`
+
+// TestForwarderList plays a mailing list: an original signed by dkimpy as author.test
+// (p=reject); the list verifies it (its Authentication-Results as mx.lists.test), tags the
+// subject and adds a footer, which breaks that signature, and submits it over SMTP to
+// sealgate as a forwarder. dkimpy and Mail::DKIM must find our ARC set on top and passing,
+// the list's results in our AAR, and dkim=pass for d=lists.test; our verifier must report
+// DMARC failing for author.test together with ARC passing and the oldest-pass instance.
+func TestForwarderList(t *testing.T) {
+	requireTools(t)
+	dir := t.TempDir()
+	authorKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	must(t, err)
+	ourKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	must(t, err)
+
+	// DNS: the author's key and p=reject, the list's key and policy, our ARC key.
+	txt := map[string]string{}
+	var zone strings.Builder
+	zone.WriteString("$TTL 300\n")
+	for _, r := range []record{{"ext", "author.test", authorKey.Public()}, {"lst", "lists.test", ourKey.Public()}, {ourARCSel, ourDomain, ourKey.Public()}} {
+		zone.WriteString(keys.DNSRecord(r.pub, r.selector, r.domain) + "\n")
+		text, err := dkimcore.KeyRecordText(r.pub)
+		must(t, err)
+		txt[keys.RecordName(r.selector, r.domain)] = text
+	}
+	zone.WriteString("_dmarc.author.test. IN TXT \"v=DMARC1; p=reject\"\n_dmarc.lists.test. IN TXT \"v=DMARC1; p=reject\"\n")
+	zone.WriteString("author.test. IN TXT \"v=spf1 -all\"\nlists.test. IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n")
+	zone.WriteString("author.test. IN A 192.0.2.1\nlists.test. IN A 127.0.0.1\n")
+	dnsAddr := resolvertest.Start(t, zone.String())
+	res := resolvertest.NewZone(t, zone.String())
+	dnsJSON := writeJSON(t, filepath.Join(dir, "dns.json"), txt)
+
+	// The original, signed by dkimpy.
+	orig := "From: Alice Example <alice@author.test>\r\nTo: team@lists.test\r\nSubject: plans\r\n" +
+		"Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@author.test>\r\n\r\nSee you on Monday.\r\n"
+	must(t, os.WriteFile(filepath.Join(dir, "orig.eml"), []byte(orig), 0o600))
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(authorKey)})
+	must(t, os.WriteFile(filepath.Join(dir, "author.pem"), keyPEM, 0o600))
+	signed, err := exec.Command(python, "-c", signOriginal, filepath.Join(dir, "orig.eml"), filepath.Join(dir, "author.pem")).Output()
+	if err != nil {
+		t.Fatalf("dkimpy signing the original: %v", err)
+	}
+	if !strings.HasPrefix(string(signed), "DKIM-Signature:") {
+		t.Fatalf("dkimpy did not sign:\n%s", signed)
+	}
+
+	// The list: its verification, a subject tag, a footer.
+	listed := "Authentication-Results: mx.lists.test;\r\n\tdkim=pass header.d=author.test header.s=ext;\r\n\tspf=pass smtp.mailfrom=author.test\r\n" +
+		strings.Replace(string(signed), "Subject: plans", "Subject: [team] plans", 1) + "-- \r\nteam mailing list\r\n"
+
+	// sealgate, with the list as a forwarder known by its address.
+	spool, err := relay.OpenSpool(filepath.Join(dir, "spool"))
+	must(t, err)
+	defer spool.Close()
+	ring, err := sign.NewKeyRing(sign.DomainKeys{Domain: "lists.test", Keys: []sign.Key{{Selector: "lst", Signer: ourKey}}})
+	must(t, err)
+	id := submit.NewIdentity("team-list", submit.KindClientNetwork, []addr.Pattern{mustPattern(t, "*@lists.test")})
+	id.Forwarder, err = submit.NewForwarder(config.ForwarderRules{Role: config.RoleForwarder, SignAs: "lists.test",
+		TrustedAuthservIDs: []string{"mx.lists.test"}})
+	must(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := &submit.Server{
+		Hostname:  "relay.sealgate.test",
+		Listeners: []submit.Listener{{Name: "smarthost", Address: "127.0.0.1:0", Mode: submit.ModeSmartHost, Network: true}},
+		Limits:    submit.Limits{MaxMessageBytes: 1 << 20, MaxRecipients: 10, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second},
+		Networks:  []submit.NetworkIdentity{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Identity: id}},
+		Pipeline: &submit.Pipeline{Hostname: "relay.sealgate.test", AuthServID: authServID, KeyRing: ring, Spool: spool, Log: log,
+			ARC: &submit.ARCSealer{Domain: ourDomain, Selector: ourARCSel, Signer: ourKey}, Resolver: res},
+		Log: log,
+	}
+	must(t, srv.Listen())
+	go srv.Serve()
+	defer srv.Close()
+	must(t, smtp.SendMail(srv.Addrs()[0].String(), nil, "team-bounces@lists.test", []string{"member@example.net"}, []byte(listed)))
+
+	ids, err := spool.List()
+	must(t, err)
+	if len(ids) != 1 {
+		t.Fatalf("spool holds %d messages, want 1", len(ids))
+	}
+	env, rc, err := spool.Open(ids[0])
+	must(t, err)
+	out, err := io.ReadAll(rc)
+	rc.Close()
+	must(t, err)
+	outPath := filepath.Join(dir, "out.eml")
+	must(t, os.WriteFile(outPath, out, 0o600))
+	head, _, _ := strings.Cut(string(out), "\r\n\r\n")
+	if !strings.HasPrefix(head, "ARC-Seal: i=1;") {
+		t.Errorf("our set is not on top:\n%s", head)
+	}
+	aar := head[strings.Index(head, "ARC-Authentication-Results:"):]
+	aar = aar[:strings.Index(aar, "\r\nDKIM-Signature:")]
+	for _, want := range []string{"i=1; " + authServID, "auth=pass", "dkim=pass (mx.lists.test) header.d=author.test", "spf=pass (mx.lists.test) smtp.mailfrom=author.test", "arc=none", "dkim=fail"} {
+		if !strings.Contains(aar, want) {
+			t.Errorf("our AAR lacks %q:\n%s", want, aar)
+		}
+	}
+
+	// dkimpy.
+	var py map[string]pyVerdict
+	run(t, &py, python, filepath.Join("testdata", "verify.py"), writeJSON(t, filepath.Join(dir, "job.json"), map[string]any{"dns": dnsJSON, "messages": []string{outPath}}))
+	pv := py[outPath]
+	if pv.ARC.CV != "pass" || len(pv.ARC.Sets) != 1 || pv.ARC.Sets[0].I != 1 {
+		t.Errorf("dkimpy ARC: %+v", pv.ARC)
+	}
+	if d, i := findPy(pv.DKIM, "lists.test", "lst"); i < 0 || d.Result != "pass" {
+		t.Errorf("dkimpy: d=lists.test %+v", pv.DKIM)
+	}
+	if d, i := findPy(pv.DKIM, "author.test", "ext"); i < 0 || d.Result != "fail" {
+		t.Errorf("dkimpy: the list's changes should break d=author.test: %+v", pv.DKIM)
+	}
+
+	// Mail::DKIM.
+	var pl plOutput
+	run(t, &pl, perl, filepath.Join("testdata", "verify.pl"), dnsPort(t, dnsAddr), writeJSON(t, filepath.Join(dir, "pljob.json"), []string{outPath}))
+	plv := pl.Messages[outPath]
+	if plv.ARC.Result != "pass" {
+		t.Errorf("Mail::DKIM ARC: %+v", plv.ARC)
+	}
+	if d, i := findPl(plv.DKIM, "lists.test", "lst"); i < 0 || d.Result != "pass" {
+		t.Errorf("Mail::DKIM: d=lists.test %+v", plv.DKIM)
+	}
+
+	// Ours, as the member's receiver.
+	rep, err := selftest.Verify(context.Background(), selftest.Envelope{IP: netip.MustParseAddr("127.0.0.1"), HELO: "relay.sealgate.test", MailFrom: env.From},
+		strings.NewReader(string(out)), &selftest.Options{Resolver: res, AuthServID: "mx.example.net"})
+	must(t, err)
+	if rep.DMARC9989.Result != "fail" || rep.DMARC9989.AuthorDomain != "author.test" || rep.DMARC9989.Policy != "reject" {
+		t.Errorf("our DMARC = %+v, want fail for author.test (p=reject)", rep.DMARC9989)
+	}
+	if rep.ARC.Result != "pass" || rep.ARC.Instances != 1 || rep.ARC.OldestPass != 0 {
+		t.Errorf("our ARC = %+v, want pass with i=1 and oldest-pass 0", rep.ARC)
+	}
+	if !strings.Contains(rep.AuthenticationResults, "arc=pass") || !strings.Contains(rep.AuthenticationResults, "header.oldest-pass=0") {
+		t.Errorf("our Authentication-Results:\n%s", rep.AuthenticationResults)
+	}
+}
+
+func mustPattern(t *testing.T, s string) addr.Pattern {
+	t.Helper()
+	p, err := addr.ParsePattern(s)
+	must(t, err)
+	return p
+}
+
+func dnsPort(t *testing.T, hostport string) string {
+	t.Helper()
+	_, port, ok := strings.Cut(hostport, ":")
+	if !ok {
+		t.Fatalf("DNS address %q", hostport)
+	}
+	return port
+}

@@ -153,7 +153,10 @@ func (v *validation) forwarders() {
 			return
 		}
 		if v.res.KeyRing != nil {
-			if dk, ok := v.res.KeyRing.Lookup(d); !ok || len(dk.Keys) == 0 {
+			dk, ok := v.res.KeyRing.Lookup(d)
+			i, listed := v.domainIndex[d]
+			// A listed domain whose key files have problems is reported at the keys.
+			if (!ok || len(dk.Keys) == 0) && !(listed && len(c.Domains[i].Keys) > 0) {
 				report("sign_as", "%s has no DKIM keys: add it under domains with keys", d)
 			}
 		}

@@ -27,7 +27,15 @@
 // CheckSPF, CheckIPRev, CheckDNSBL, CheckHELO, DomainExists and ParseDMARCRecord are the
 // single checks, for callers that test a domain's records rather than a message.
 //
-// It does not deliver, store or change the message, send DMARC reports, run content filters,
+// Two readiness tests build on them, each finding with its reason and fix (the zone-file
+// line to publish, or the change to make): Message has a message sent through the relay
+// (MessageOptions.Send: the caller's pipeline, spool and outbound client) to a small
+// receiving SMTP server on 127.0.0.1 offering SUBMITTER, and verifies what it received as
+// seen from each egress address and HELO name; Domain checks a domain's DKIM keys, SPF for
+// every egress, DMARC record (both RFCs, rua and the report opt-in of RFC 7489 §7.1), MX,
+// HELO names, reverse DNS and DNSBLs.
+//
+// Verify does not deliver, store or change the message, send DMARC reports, run content filters,
 // validate DNSSEC or trust anyone's Authentication-Results fields; ARC results are reported,
 // not used to override DMARC (that is a receiver's local policy). Callback verification makes
 // real SMTP connections only when Options.Callback is set.

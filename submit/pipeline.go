@@ -207,9 +207,10 @@ var forwarderSteps = []step{
 	{"spool", (*Pipeline).spool},
 }
 
-// Accept runs the steps of s's identity's role (submissionSteps or forwarderSteps) and returns the queue id once the message is
-// durably spooled. A refusal is an *smtp.SMTPError for the client; the body is then removed
-// from the spool and nothing was signed.
+// Accept runs the steps of s's identity's role (submissionSteps or forwarderSteps) and
+// returns the queue id once the message is durably spooled. A refusal is an
+// *smtp.SMTPError for the client; the body is then removed from the spool and nothing was
+// signed.
 func (p *Pipeline) Accept(ctx context.Context, s *Submission) (queueID string, err error) {
 	m := &message{Submission: s, qid: s.Body.ID(), hdr: s.Header, now: p.now()}
 	m.log = p.Log.With("queue_id", m.qid, "identity", s.Identity.Name, "client_ip", s.ClientIP.String())

@@ -46,6 +46,14 @@ type process struct {
 // serveFile runs the relay on a configuration file until SIGINT or SIGTERM; SIGHUP reloads
 // it. banner, when set (dev mode), prints where things are once the relay listens.
 func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin string)) error {
+	// Signals are taken from the start: SIGTERM while the relay starts stops it cleanly
+	// once it has, and a SIGHUP (logrotate) is a reload then, not the default action's
+	// end of the process.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.Load(file)
 	if err != nil {
 		return fmt.Errorf("configuration %s:\n%w", file, err)
@@ -77,7 +85,7 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 			return reloadResult{Restart: restart}, err
 		})
 	}
-	return p.run(banner)
+	return p.run(ctx, stop, hup, banner)
 }
 
 // logStartup writes the first line of a run: what is starting, on what.
@@ -122,17 +130,11 @@ func cmp(s, empty string) string {
 	return s
 }
 
-// run serves until SIGINT or SIGTERM, reloading at SIGHUP; then it stops accepting, lets
-// sessions and deliveries in flight end, and returns.
-func (p *process) run(banner func(admin string)) error {
+// run serves until ctx is done (SIGINT or SIGTERM; stop ends the signal handling), reloading
+// at each signal from hup; then it stops accepting, lets sessions and deliveries in flight
+// end, and returns.
+func (p *process) run(ctx context.Context, stop func(), hup <-chan os.Signal, banner func(admin string)) error {
 	log, srv := p.log, p.srv
-	// Signals are taken from here on: one arriving while the relay starts must not kill it
-	// with the default action.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	if err := srv.Listen(); err != nil {
 		return err
 	}

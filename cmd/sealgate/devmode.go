@@ -111,6 +111,7 @@ _dmarc            IN TXT "v=DMARC1; p=reject; adkim=r; aspf=r; rua=mailto:dmarc-
 %[6]s
 ; The forwarder login's mailing list: its own DKIM key, SPF (the SRS senders are here) and DMARC.
 %[7]s
+%[8]s.     IN MX  10 %[2]s.
 %[8]s.     IN TXT "v=spf1 ip4:127.0.0.1 -all"
 _dmarc.%[8]s. IN TXT "v=DMARC1; p=reject"
 `, devDomain, devHostname, strings.TrimSuffix(devHostname, "."+devDomain),

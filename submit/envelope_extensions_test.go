@@ -48,3 +48,21 @@ func TestEnvelopeRecordsPRAAndRequireTLS(t *testing.T) {
 		}
 	}
 }
+
+// REQUIRETLS is not offered outside TLS, and refused there: the message could
+// otherwise reach us in plain text although its sender asked for TLS all the way.
+func TestRequireTLSRefusedInPlainText(t *testing.T) {
+	s := startHardServer(t, Limits{}, nil, nil)
+	conn, err := dialFrom(t, "", s.smart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newRawClient(t, conn)
+	c.greet()
+	if got := c.cmd("MAIL FROM:<a@client.example> REQUIRETLS"); !strings.HasPrefix(got, "530 5.7.10 ") {
+		t.Errorf("REQUIRETLS in plain text: %q, want 530 5.7.10", got)
+	}
+	if got := c.cmd("MAIL FROM:<a@client.example>"); !strings.HasPrefix(got, "250 ") {
+		t.Errorf("MAIL without REQUIRETLS after the refusal: %q", got)
+	}
+}

@@ -177,6 +177,11 @@ func (se *session) closeAfterReply() {
 	time.AfterFunc(250*time.Millisecond, func() { se.conn.Close() })
 }
 
+// errRequireTLSPlain refuses REQUIRETLS outside TLS, where it is not offered (RFC 8689
+// §4.1); go-smtp takes the parameter on any session.
+var errRequireTLSPlain = refusal(ReasonEncryptionRequired, 530, smtp.EnhancedCode{5, 7, 10},
+	"REQUIRETLS needs a TLS session; use STARTTLS first")
+
 // Mail checks the envelope sender against the identity (RFC 6409 §4.1).
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	if e := se.cc.closing(); e != nil {
@@ -200,6 +205,9 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if e != nil {
 		return se.refuse(e, "MAIL FROM refused", "from", from, "reply_text", e.Message)
+	}
+	if opts != nil && opts.RequireTLS && se.tls == nil {
+		return se.refuse(errRequireTLSPlain, "MAIL refused: REQUIRETLS outside TLS", "from", from)
 	}
 	if r := se.s.Rate; r != nil {
 		if err := r.Allow(context.Background(), se.identity); err != nil {

@@ -212,14 +212,13 @@ func insertSPF(rec, mech string) string {
 	return strings.Join(append(terms[:at], append([]string{mech}, terms[at:]...)...), " ")
 }
 
-func (c *domainCheck) dmarc(ctx context.Context) {
+// dmarcRecords returns the DMARC records at _dmarc.<dom>.
+func (c *domainCheck) dmarcRecords(ctx context.Context, dom string) ([]string, error) {
 	tctx, cancel := c.ctx(ctx)
 	defer cancel()
-	name := "_dmarc." + c.dom
-	txts, err := c.o.Resolver.LookupTXT(tctx, name)
+	txts, err := c.o.Resolver.LookupTXT(tctx, "_dmarc."+dom)
 	if err != nil && !resolver.IsNotFound(err) {
-		c.add(Finding{Check: "dmarc", Status: StatusFail, Result: "temperror", Reason: err.Error()})
-		return
+		return nil, err
 	}
 	var recs []string
 	for _, t := range txts {
@@ -227,14 +226,27 @@ func (c *domainCheck) dmarc(ctx context.Context) {
 			recs = append(recs, t)
 		}
 	}
+	return recs, nil
+}
+
+func (c *domainCheck) dmarc(ctx context.Context) {
+	name := "_dmarc." + c.dom
+	recs, err := c.dmarcRecords(ctx, c.dom)
+	if err != nil {
+		c.add(Finding{Check: "dmarc", Status: StatusFail, Result: "temperror", Reason: err.Error()})
+		return
+	}
+	sub := false // the record is the organisational domain's, applying with sp=
+	if org := string(addr.OrgDomain(addr.Domain(c.dom))); len(recs) == 0 && org != c.dom {
+		if orgRecs, err := c.dmarcRecords(ctx, org); err == nil && len(orgRecs) > 0 {
+			recs, name, sub = orgRecs, "_dmarc."+org, true
+			c.add(Finding{Check: "dmarc", Status: StatusPass, Result: "inherited",
+				Reason: fmt.Sprintf("no record at _dmarc.%s: the organisational domain's record at %s applies (its sp=, else p=)", c.dom, name)})
+		}
+	}
 	switch {
 	case len(recs) == 0:
-		org := addr.OrgDomain(addr.Domain(c.dom))
-		reason := fmt.Sprintf("no DMARC record at %s", name)
-		if string(org) != c.dom {
-			reason += fmt.Sprintf(" (the organisational domain %s's record, if any, applies with sp=)", org)
-		}
-		c.add(Finding{Check: "dmarc", Status: StatusFail, Result: "none", Reason: reason,
+		c.add(Finding{Check: "dmarc", Status: StatusFail, Result: "none", Reason: fmt.Sprintf("no DMARC record at %s or at its organisational domain", name),
 			Fix: "publish a DMARC record: start at p=none with reports, move to p=reject when they show only your mail", Record: dmarcStarter(c.dom)})
 		return
 	case len(recs) > 1:
@@ -262,12 +274,16 @@ func (c *domainCheck) dmarc(ctx context.Context) {
 	if rec == nil {
 		return
 	}
-	if rec.P == "none" {
-		c.add(Finding{Check: "dmarc-policy", Status: StatusWarn, Result: "p=none",
-			Reason: "p=none asks receivers to deliver mail that fails DMARC: it only monitors",
-			Fix:    "move to p=quarantine, then p=reject, once the reports show only your own mail"})
+	policy, tag := rec.P, "p"
+	if sub && rec.SP != "" {
+		policy, tag = rec.SP, "sp"
 	}
-	if rec.SP == "none" && rec.P != "none" {
+	if policy == "none" {
+		c.add(Finding{Check: "dmarc-policy", Status: StatusWarn, Result: tag + "=none",
+			Reason: tag + "=none asks receivers to deliver mail that fails DMARC: it only monitors",
+			Fix:    "move to quarantine, then reject, once the reports show only your own mail"})
+	}
+	if !sub && rec.SP == "none" && rec.P != "none" {
 		c.add(Finding{Check: "dmarc-policy", Status: StatusWarn, Result: "sp=none", Reason: "sp=none leaves the subdomains unprotected"})
 	}
 	if rec.ADKIM == "s" && c.signing != c.dom {

@@ -93,3 +93,32 @@ out.relay.example. IN A 198.51.100.7
 	findingOf(t, rep.Findings, "helo", StatusPass)
 	findingOf(t, rep.Findings, "iprev", StatusPass)
 }
+
+// A subdomain without its own record inherits the organisational domain's, whose sp=
+// applies; signing with the parent's d= under adkim=s fails.
+func TestDomainInheritedDMARC(t *testing.T) {
+	zone := dkimRecord("client.example") + `news.client.example. IN TXT "v=spf1 ip4:192.0.2.25 -all"
+news.client.example. IN MX 10 mx.client.example.
+_dmarc.client.example. IN TXT "v=DMARC1; p=reject; sp=none; adkim=s; rua=mailto:d@client.example"
+out.relay.example. IN A 192.0.2.25
+25.2.0.192.in-addr.arpa. IN PTR out.relay.example.
+`
+	o := domainOptions(t, zone)
+	o.SigningDomain = "client.example"
+	rep, err := Domain(context.Background(), "news.client.example", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := findingOf(t, rep.Findings, "dmarc", StatusPass); f.Result != "inherited" || !strings.Contains(f.Reason, "_dmarc.client.example") {
+		t.Errorf("inherited %+v", f)
+	}
+	if f := findingOf(t, rep.Findings, "dmarc-policy", StatusWarn); f.Result != "sp=none" {
+		t.Errorf("policy %+v", f)
+	}
+	if f := findingOf(t, rep.Findings, "dmarc-alignment", StatusFail); !strings.Contains(f.Reason, "adkim=s needs d=news.client.example, but the relay signs with d=client.example") {
+		t.Errorf("alignment %+v", f)
+	}
+	if rep.Ready {
+		t.Error("ready under adkim=s with the parent's d=")
+	}
+}

@@ -255,6 +255,11 @@ func judge(ctx context.Context, o *MessageOptions, eg Egress, r *Report) EgressV
 		}
 		add(f)
 	}
+	if sr := r.SubmitterAt; sr != nil && !sr.MatchesHeader {
+		add(Finding{Check: "pra", Status: StatusFail, Result: "mismatch",
+			Reason: fmt.Sprintf("SUBMITTER=%s, but the header's purported responsible address is %q (RFC 4407)", sr.Submitter, sr.HeaderPRA),
+			Fix:    "the relay sends the PRA of the header as it leaves: a header changed after the relay would cause this"})
+	}
 	if r.Disagreement != "" {
 		add(Finding{Check: "dmarc", Status: StatusWarn, Result: "disagree", Reason: r.Disagreement})
 	}

@@ -31,6 +31,7 @@ type receiver struct {
 	hostname string
 	mu       sync.Mutex
 	got      []Received
+	conns    map[net.Conn]bool
 	wg       sync.WaitGroup
 }
 
@@ -42,7 +43,7 @@ func startReceiver(hostname string) (*receiver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("selftest: receiving server: %w", err)
 	}
-	rv := &receiver{ln: ln, hostname: hostname}
+	rv := &receiver{ln: ln, hostname: hostname, conns: map[net.Conn]bool{}}
 	rv.wg.Add(1)
 	go rv.serve()
 	return rv, nil
@@ -50,8 +51,15 @@ func startReceiver(hostname string) (*receiver, error) {
 
 func (rv *receiver) addr() string { return rv.ln.Addr().String() }
 
+// close stops the server, ending sessions a client left open (a kept connection), and
+// returns what it received.
 func (rv *receiver) close() []Received {
 	rv.ln.Close()
+	rv.mu.Lock()
+	for c := range rv.conns {
+		c.Close()
+	}
+	rv.mu.Unlock()
 	rv.wg.Wait()
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
@@ -65,10 +73,18 @@ func (rv *receiver) serve() {
 		if err != nil {
 			return
 		}
+		rv.mu.Lock()
+		rv.conns[c] = true
+		rv.mu.Unlock()
 		rv.wg.Add(1)
 		go func() {
 			defer rv.wg.Done()
-			defer c.Close()
+			defer func() {
+				rv.mu.Lock()
+				delete(rv.conns, c)
+				rv.mu.Unlock()
+				c.Close()
+			}()
 			rv.session(c)
 		}()
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"sealgate/internal/smtpclient"
 )
@@ -144,3 +145,39 @@ func TestMessageRefused(t *testing.T) {
 type errTest string
 
 func (e errTest) Error() string { return string(e) }
+
+// A SUBMITTER that is not the header's PRA fails; a sender that keeps its session open
+// (as a pooling client does) does not keep Message waiting.
+func TestMessageSubmitterMismatchKeptSession(t *testing.T) {
+	o := testOptions(t, clientZone+dkimRecord("client.example"))
+	msg := signed(t, message("a@client.example"), "client.example")
+	send := func(ctx context.Context, server string) error {
+		c, err := (&smtpclient.Dialer{HeloName: "out.relay.example"}).Dial(ctx, server)
+		if err != nil {
+			return err
+		}
+		_, err = c.Send(&smtpclient.Transaction{From: "a@client.example", Submitter: "x@client.example",
+			Rcpts: []smtpclient.Recipient{{Addr: "b@rcpt.example"}}}, strings.NewReader(msg))
+		return err // the session stays open
+	}
+	done := make(chan *MessageReport, 1)
+	go func() {
+		rep, err := Message(context.Background(), &MessageOptions{Options: *o, Egress: []Egress{{IP: clientIP, HELO: "out.relay.example"}}, Send: send})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rep
+	}()
+	var rep *MessageReport
+	select {
+	case rep = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Message waits for the session the sender kept open")
+	}
+	if rep == nil || rep.Ready {
+		t.Fatalf("report %+v", rep)
+	}
+	if f := findingOf(t, rep.Egress[0].Findings, "pra", StatusFail); !strings.Contains(f.Reason, `SUBMITTER=x@client.example, but the header's purported responsible address is "a@client.example"`) {
+		t.Errorf("pra %+v", f)
+	}
+}

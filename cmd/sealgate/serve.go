@@ -28,7 +28,8 @@ With --dev it runs on its embedded default, for trying sealgate out: it creates 
 (default ./sealgate-dev) holding a self-signed certificate, DKIM keys (RSA and Ed25519) for
 example.test, an ARC key, DIR/example.test.zone with the DNS records a real deployment
 would publish, and a demo login demo@example.test whose random password is written to
-DIR/credentials and printed. It writes DIR/sealgate.yaml, a commented configuration of all
+DIR/credentials and printed (the file's second line is the mailing-list login
+list@lists.example.test, a forwarder with its own keys for lists.example.test and SRS). It writes DIR/sealgate.yaml, a commented configuration of all
 that, and serves it exactly as "serve --config DIR/sealgate.yaml" would: copy it to start a
 real deployment. It listens on
   127.0.0.1:2587  submission, STARTTLS + AUTH (PLAIN, LOGIN)
@@ -43,7 +44,7 @@ DIR/sealgate.yaml from the flags.
 file says all of that, and giving them is an error.`,
 		Example: `  sealgate serve --dev
   swaks --server 127.0.0.1:2587 --tls --auth PLAIN --auth-user demo@example.test \
-        --auth-password "$(cut -d' ' -f2 sealgate-dev/credentials)" \
+        --auth-password "$(grep '^demo@' sealgate-dev/credentials | cut -d' ' -f2)" \
         --from demo@example.test --to someone@example.net
   sealgate serve --config sealgate-dev/sealgate.yaml`,
 		Args: cobra.NoArgs,

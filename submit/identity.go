@@ -14,10 +14,15 @@
 // Resent-Sender mailbox must match one of the identity's MaySendAs patterns
 // (addr.Pattern), and a display name may not show another address.
 //
+// Identities with the forwarder role (mailing lists and forwarders, forwarder.go) are the
+// exception to the From rule: their mail's author is someone else, so it is verified first,
+// signed as the forwarder's own domain and ARC-sealed, and its From (for DMARC) and envelope
+// sender (SRS) are rewritten where the configuration says so.
+//
 // It deliberately does not: own the configuration (package internal/config loads and
-// checks it, including the users file's format), rewrite senders (a refusal is the only
-// answer), support delegation ("send on behalf of"), apply sub-address or alias rules, or
-// compare the envelope sender with the header From (each is checked on its own).
+// checks it, including the users file's format), rewrite a submitter's senders (a refusal
+// is the only answer), support delegation ("send on behalf of"), apply sub-address or alias
+// rules, or compare the envelope sender with the header From (each is checked on its own).
 package submit
 
 import (

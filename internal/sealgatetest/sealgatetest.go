@@ -125,7 +125,7 @@ func (r *Relay) Restart() error {
 func (r *Relay) start() error {
 	o := r.opts
 	args := append([]string{"serve", "--dev", "--dir", o.Dir,
-		"--submission-addr", "127.0.0.1:0", "--submissions-addr", "127.0.0.1:0", "--smarthost-addr", "127.0.0.1:0"}, o.Args...)
+		"--submission-addr", "127.0.0.1:0", "--submissions-addr", "127.0.0.1:0", "--smarthost-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, o.Args...)
 	cmd := exec.Command(o.Binary, args...)
 	cmd.SysProcAttr = sysProcAttr()
 	if len(o.Env) > 0 {

@@ -43,7 +43,7 @@ exec sleep 60
 		t.Errorf("Stop = %v, want the SIGTERM it died of", err)
 	}
 	logs := r.Logs()
-	for _, want := range []string{"--dev --dir " + dir, "--smarthost-addr 127.0.0.1:0 --next-hop 127.0.0.1:9", `msg="dev mode"`} {
+	for _, want := range []string{"--dev --dir " + dir, "--smarthost-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --next-hop 127.0.0.1:9", `msg="dev mode"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}

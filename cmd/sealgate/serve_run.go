@@ -245,6 +245,7 @@ func (p *process) reload(trigger string) (restart []string, err error) {
 	np := *p.pipeline.Load()
 	np.KeyRing, np.ARC, np.AuthServID = st.Pipeline.KeyRing, st.Pipeline.ARC, st.Pipeline.AuthServID
 	np.Resolver = p.metrics.Resolver(st.Pipeline.Resolver) // delivery keeps the resolver it started with
+	np.CheckResolver = checkResolver(np.Resolver)
 	st.Pipeline = &np
 	p.srv.Reload(st)
 	p.pipeline.Store(&np)

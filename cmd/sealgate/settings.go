@@ -45,9 +45,15 @@ func submitSettings(cfg *config.Config, res *config.Resources) (submit.Settings,
 	}
 	st.Pipeline = &submit.Pipeline{
 		Hostname: cfg.Hostname, AuthServID: cfg.AuthservID, KeyRing: res.KeyRing, ARC: sealer, Resolver: res.Resolver,
-		SRS: res.SRS(cfg),
-		// The checks recorded on every message of a client ask the same few names again.
-		CheckResolver: resolver.NewCache(res.Resolver, resolver.DefaultCacheTTL, resolver.DefaultCacheSize),
+		SRS:           res.SRS(cfg),
+		CheckResolver: checkResolver(res.Resolver),
 	}
 	return st, nil
+}
+
+// checkResolver is the resolver of the checks the pipeline records on every message
+// (submit.Pipeline.CheckResolver): r behind a cache, since a client's messages ask the same
+// few names again.
+func checkResolver(r resolver.Resolver) resolver.Resolver {
+	return resolver.NewCache(r, resolver.DefaultCacheTTL, resolver.DefaultCacheSize)
 }

@@ -56,6 +56,16 @@ func TestQueueCLI(t *testing.T) {
 			t.Error("control socket left behind after Run ended")
 		}
 	}()
+	// Run listens on the socket (created aside, then renamed into place) before it
+	// serves: wait for it to appear rather than racing the first command against it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(controlSocket(dir)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("control socket did not appear")
+		}
+	}
 
 	commit := func(to string) string {
 		in, err := spool.Create()

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -28,20 +29,23 @@ import (
 	"sealgate/submit"
 )
 
-// signOriginal is the author's outbound server: dkimpy signs as author.test.
+// signOriginal is the author's outbound server: dkimpy signs as author-example.com.
 const signOriginal = `import sys, dkim
 msg = open(sys.argv[1], 'rb').read()
 key = open(sys.argv[2], 'rb').read()
-sig = dkim.sign(msg, b'ext', b'author.test', key, include_headers=[b'from', b'to', b'subject', b'date', b'message-id'])
+sig = dkim.sign(msg, b'ext', b'author-example.com', key, include_headers=[b'from', b'to', b'subject', b'date', b'message-id'])
 sys.stdout.buffer.write(sig + msg)
 `
 
-// TestForwarderList plays a mailing list: an original signed by dkimpy as author.test
-// (p=reject); the list verifies it (its Authentication-Results as mx.lists.test), tags the
-// subject and adds a footer, which breaks that signature, and submits it over SMTP to
-// sealgate as a forwarder. dkimpy and Mail::DKIM must find our ARC set on top and passing,
-// the list's results in our AAR, and dkim=pass for d=lists.test; our verifier must report
-// DMARC failing for author.test together with ARC passing and the oldest-pass instance.
+// TestForwarderList plays a mailing list: an original signed by dkimpy as
+// author-example.com (p=reject); the list verifies it (its Authentication-Results as
+// mx.lists-example.com), tags the subject and adds a footer, which breaks that signature,
+// and submits it over SMTP to sealgate as a forwarder. dkimpy and Mail::DKIM must find our
+// ARC set on top and passing, the list's results in our AAR, and dkim=pass for
+// d=lists-example.com; our verifier must report DMARC failing for author-example.com
+// together with ARC passing and the oldest-pass instance, and so must Mail::DMARC; with
+// from_rewrite auto, Mail::DMARC passes the message for lists-example.com. The names are
+// under .com because Mail::DMARC takes no other From domains; the DNS is the test's own.
 func TestForwarderList(t *testing.T) {
 	requireTools(t)
 	dir := t.TempDir()
@@ -54,22 +58,22 @@ func TestForwarderList(t *testing.T) {
 	txt := map[string]string{}
 	var zone strings.Builder
 	zone.WriteString("$TTL 300\n")
-	for _, r := range []record{{"ext", "author.test", authorKey.Public()}, {"lst", "lists.test", ourKey.Public()}, {ourARCSel, ourDomain, ourKey.Public()}} {
+	for _, r := range []record{{"ext", "author-example.com", authorKey.Public()}, {"lst", "lists-example.com", ourKey.Public()}, {ourARCSel, ourDomain, ourKey.Public()}} {
 		zone.WriteString(keys.DNSRecord(r.pub, r.selector, r.domain) + "\n")
 		text, err := dkimcore.KeyRecordText(r.pub)
 		must(t, err)
 		txt[keys.RecordName(r.selector, r.domain)] = text
 	}
-	zone.WriteString("_dmarc.author.test. IN TXT \"v=DMARC1; p=reject\"\n_dmarc.lists.test. IN TXT \"v=DMARC1; p=reject\"\n")
-	zone.WriteString("author.test. IN TXT \"v=spf1 -all\"\nlists.test. IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n")
-	zone.WriteString("author.test. IN A 192.0.2.1\nlists.test. IN A 127.0.0.1\n")
+	zone.WriteString("_dmarc.author-example.com. IN TXT \"v=DMARC1; p=reject\"\n_dmarc.lists-example.com. IN TXT \"v=DMARC1; p=reject\"\n")
+	zone.WriteString("author-example.com. IN TXT \"v=spf1 -all\"\nlists-example.com. IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n")
+	zone.WriteString("author-example.com. IN A 192.0.2.1\nlists-example.com. IN A 127.0.0.1\n")
 	dnsAddr := resolvertest.Start(t, zone.String())
 	res := resolvertest.NewZone(t, zone.String())
 	dnsJSON := writeJSON(t, filepath.Join(dir, "dns.json"), txt)
 
 	// The original, signed by dkimpy.
-	orig := "From: Alice Example <alice@author.test>\r\nTo: team@lists.test\r\nSubject: plans\r\n" +
-		"Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@author.test>\r\n\r\nSee you on Monday.\r\n"
+	orig := "From: Alice Example <alice@author-example.com>\r\nTo: team@lists-example.com\r\nSubject: plans\r\n" +
+		"Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@author-example.com>\r\n\r\nSee you on Monday.\r\n"
 	must(t, os.WriteFile(filepath.Join(dir, "orig.eml"), []byte(orig), 0o600))
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(authorKey)})
 	must(t, os.WriteFile(filepath.Join(dir, "author.pem"), keyPEM, 0o600))
@@ -82,18 +86,18 @@ func TestForwarderList(t *testing.T) {
 	}
 
 	// The list: its verification, a subject tag, a footer.
-	listed := "Authentication-Results: mx.lists.test;\r\n\tdkim=pass header.d=author.test header.s=ext;\r\n\tspf=pass smtp.mailfrom=author.test\r\n" +
+	listed := "Authentication-Results: mx.lists-example.com;\r\n\tdkim=pass header.d=author-example.com header.s=ext;\r\n\tspf=pass smtp.mailfrom=author-example.com\r\n" +
 		strings.Replace(string(signed), "Subject: plans", "Subject: [team] plans", 1) + "-- \r\nteam mailing list\r\n"
 
 	// sealgate, with the list as a forwarder known by its address.
 	spool, err := relay.OpenSpool(filepath.Join(dir, "spool"))
 	must(t, err)
 	defer spool.Close()
-	ring, err := sign.NewKeyRing(sign.DomainKeys{Domain: "lists.test", Keys: []sign.Key{{Selector: "lst", Signer: ourKey}}})
+	ring, err := sign.NewKeyRing(sign.DomainKeys{Domain: "lists-example.com", Keys: []sign.Key{{Selector: "lst", Signer: ourKey}}})
 	must(t, err)
-	id := submit.NewIdentity("team-list", submit.KindClientNetwork, []addr.Pattern{mustPattern(t, "*@lists.test")})
-	id.Forwarder, err = submit.NewForwarder(config.ForwarderRules{Role: config.RoleForwarder, SignAs: "lists.test",
-		TrustedAuthservIDs: []string{"mx.lists.test"}})
+	id := submit.NewIdentity("team-list", submit.KindClientNetwork, []addr.Pattern{mustPattern(t, "*@lists-example.com")})
+	id.Forwarder, err = submit.NewForwarder(config.ForwarderRules{Role: config.RoleForwarder, SignAs: "lists-example.com",
+		TrustedAuthservIDs: []string{"mx.lists-example.com"}})
 	must(t, err)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := &submit.Server{
@@ -108,7 +112,7 @@ func TestForwarderList(t *testing.T) {
 	must(t, srv.Listen())
 	go srv.Serve()
 	defer srv.Close()
-	must(t, smtp.SendMail(srv.Addrs()[0].String(), nil, "team-bounces@lists.test", []string{"member@example.net"}, []byte(listed)))
+	must(t, smtp.SendMail(srv.Addrs()[0].String(), nil, "team-bounces@lists-example.com", []string{"member@example.net"}, []byte(listed)))
 
 	ids, err := spool.List()
 	must(t, err)
@@ -128,7 +132,7 @@ func TestForwarderList(t *testing.T) {
 	}
 	aar := head[strings.Index(head, "ARC-Authentication-Results:"):]
 	aar = aar[:strings.Index(aar, "\r\nDKIM-Signature:")]
-	for _, want := range []string{"i=1; " + authServID, "auth=pass", "dkim=pass (mx.lists.test) header.d=author.test", "spf=pass (mx.lists.test) smtp.mailfrom=author.test", "arc=none", "dkim=fail"} {
+	for _, want := range []string{"i=1; " + authServID, "auth=pass", "dkim=pass (mx.lists-example.com) header.d=author-example.com", "spf=pass (mx.lists-example.com) smtp.mailfrom=author-example.com", "arc=none", "dkim=fail"} {
 		if !strings.Contains(aar, want) {
 			t.Errorf("our AAR lacks %q:\n%s", want, aar)
 		}
@@ -141,11 +145,11 @@ func TestForwarderList(t *testing.T) {
 	if pv.ARC.CV != "pass" || len(pv.ARC.Sets) != 1 || pv.ARC.Sets[0].I != 1 {
 		t.Errorf("dkimpy ARC: %+v", pv.ARC)
 	}
-	if d, i := findPy(pv.DKIM, "lists.test", "lst"); i < 0 || d.Result != "pass" {
-		t.Errorf("dkimpy: d=lists.test %+v", pv.DKIM)
+	if d, i := findPy(pv.DKIM, "lists-example.com", "lst"); i < 0 || d.Result != "pass" {
+		t.Errorf("dkimpy: d=lists-example.com %+v", pv.DKIM)
 	}
-	if d, i := findPy(pv.DKIM, "author.test", "ext"); i < 0 || d.Result != "fail" {
-		t.Errorf("dkimpy: the list's changes should break d=author.test: %+v", pv.DKIM)
+	if d, i := findPy(pv.DKIM, "author-example.com", "ext"); i < 0 || d.Result != "fail" {
+		t.Errorf("dkimpy: the list's changes should break d=author-example.com: %+v", pv.DKIM)
 	}
 
 	// Mail::DKIM.
@@ -155,16 +159,16 @@ func TestForwarderList(t *testing.T) {
 	if plv.ARC.Result != "pass" {
 		t.Errorf("Mail::DKIM ARC: %+v", plv.ARC)
 	}
-	if d, i := findPl(plv.DKIM, "lists.test", "lst"); i < 0 || d.Result != "pass" {
-		t.Errorf("Mail::DKIM: d=lists.test %+v", plv.DKIM)
+	if d, i := findPl(plv.DKIM, "lists-example.com", "lst"); i < 0 || d.Result != "pass" {
+		t.Errorf("Mail::DKIM: d=lists-example.com %+v", plv.DKIM)
 	}
 
 	// Ours, as the member's receiver.
 	rep, err := selftest.Verify(context.Background(), selftest.Envelope{IP: netip.MustParseAddr("127.0.0.1"), HELO: "relay.sealgate.test", MailFrom: env.From},
 		strings.NewReader(string(out)), &selftest.Options{Resolver: res, AuthServID: "mx.example.net"})
 	must(t, err)
-	if rep.DMARC9989.Result != "fail" || rep.DMARC9989.AuthorDomain != "author.test" || rep.DMARC9989.Policy != "reject" {
-		t.Errorf("our DMARC = %+v, want fail for author.test (p=reject)", rep.DMARC9989)
+	if rep.DMARC9989.Result != "fail" || rep.DMARC9989.AuthorDomain != "author-example.com" || rep.DMARC9989.Policy != "reject" {
+		t.Errorf("our DMARC = %+v, want fail for author-example.com (p=reject)", rep.DMARC9989)
 	}
 	if rep.ARC.Result != "pass" || rep.ARC.Instances != 1 || rep.ARC.OldestPass != 0 {
 		t.Errorf("our ARC = %+v, want pass with i=1 and oldest-pass 0", rep.ARC)
@@ -176,7 +180,7 @@ func TestForwarderList(t *testing.T) {
 	// Unchanged, the original's signature (dkimpy's default c=relaxed/simple) verifies in
 	// our verify step: the session hashed the body the simple way too while DATA streamed.
 	must(t, spool.Remove(ids[0]))
-	must(t, smtp.SendMail(srv.Addrs()[0].String(), nil, "team-bounces@lists.test", []string{"member@example.net"}, signed))
+	must(t, smtp.SendMail(srv.Addrs()[0].String(), nil, "team-bounces@lists-example.com", []string{"member@example.net"}, signed))
 	ids, err = spool.List()
 	must(t, err)
 	if len(ids) != 1 {
@@ -192,8 +196,57 @@ func TestForwarderList(t *testing.T) {
 	head, _, _ = strings.Cut(string(out), "\r\n\r\n")
 	aar = head[strings.Index(head, "ARC-Authentication-Results:"):]
 	aar = aar[:strings.Index(aar, "\r\nDKIM-Signature:")]
-	if !strings.Contains(aar, "dkim=pass header.d=author.test") {
+	if !strings.Contains(aar, "dkim=pass header.d=author-example.com") {
 		t.Errorf("the unchanged original's signature did not verify in our AAR:\n%s", aar)
+	}
+
+	// Mail::DMARC (RFC 7489) on Mail::DKIM's verdicts: the list's message without From
+	// rewriting fails DMARC for author-example.com (p=reject); with from_rewrite auto it passes for
+	// lists-example.com.
+	if out, err := exec.Command(perl, "-MMail::DMARC::PurePerl", "-e1").CombinedOutput(); err != nil {
+		missingTool(t, "interop: Mail::DMARC is missing: install the Debian package libmail-dmarc-perl ("+firstLine(string(out))+")")
+	}
+	dmarcOf := func(path, from string) string {
+		var pl plOutput
+		run(t, &pl, perl, filepath.Join("testdata", "verify.pl"), dnsPort(t, dnsAddr), writeJSON(t, path+".json", []string{path}))
+		var dkim []map[string]string
+		for _, d := range pl.Messages[path].DKIM {
+			dkim = append(dkim, map[string]string{"domain": d.D, "selector": d.S, "result": d.Result})
+		}
+		b, err := json.Marshal(map[string]any{"from": from, "dkim": dkim})
+		must(t, err)
+		cmd := exec.Command(perl, filepath.Join("..", "..", "selftest", "testdata", "oracle", "dmarc_check.pl"), "127.0.0.1", dnsPort(t, dnsAddr))
+		cmd.Stdin = strings.NewReader(string(b) + "\n")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		verdict, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("dmarc_check.pl: %v\n%s", err, stderr.String())
+		}
+		return strings.TrimSpace(string(verdict))
+	}
+	if got := dmarcOf(outPath, "author-example.com"); got != "fail reject" {
+		t.Errorf("Mail::DMARC on the list's message as it is: %q, want \"fail reject\"", got)
+	}
+	must(t, spool.Remove(ids[0]))
+	id.Forwarder.ListAddress, id.Forwarder.ListName, id.Forwarder.FromRewrite = addr.Address{Local: "team", Domain: "lists-example.com"}, "Team", config.FromRewriteAuto
+	must(t, smtp.SendMail(srv.Addrs()[0].String(), nil, "team-bounces@lists-example.com", []string{"member@example.net"}, []byte(listed)))
+	ids, err = spool.List()
+	must(t, err)
+	if len(ids) != 1 {
+		t.Fatalf("spool holds %d messages, want 1", len(ids))
+	}
+	_, rc, err = spool.Open(ids[0])
+	must(t, err)
+	out, _ = io.ReadAll(rc)
+	rc.Close()
+	if !strings.Contains(string(out), "\r\nFrom: \"Alice Example via Team\" <team@lists-example.com>\r\n") {
+		t.Fatalf("From not rewritten:\n%s", out)
+	}
+	rewrittenPath := filepath.Join(dir, "rewritten.eml")
+	must(t, os.WriteFile(rewrittenPath, out, 0o600))
+	if got := dmarcOf(rewrittenPath, "lists-example.com"); got != "pass none" {
+		t.Errorf("Mail::DMARC on the rewritten message: %q, want \"pass none\"", got)
 	}
 }
 

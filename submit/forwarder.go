@@ -199,6 +199,9 @@ func (p *Pipeline) rewriteNeeded(ctx context.Context, m *message, mbs []addr.Mai
 		if alignedPass(m.fwd.dkim, d) {
 			continue
 		}
+		if p.Resolver == nil {
+			return fmt.Sprintf("no resolver to look up the DMARC policy of %s", d)
+		}
 		pol := selftest.DMARCPolicy(ctx, p.Resolver, d)
 		switch {
 		case pol.Result == "temperror":

@@ -27,6 +27,10 @@ func newUsersCmd() *cobra.Command {
 
   LOGIN HASH MAY_SEND_AS... [null_sender=yes] [seal=no] [unsigned=yes] [rate=N] [max_recipients=N]
 
+A mailing list or forwarder adds role=forwarder sign_as=DOMAIN and, as needed,
+list_address=ADDRESS list_name=NAME from_rewrite=off|auto|always srs=yes
+trusted_authserv_ids=ID,ID (see examples/sealgate.yaml).
+
 HASH is an argon2id PHC string (or an imported bcrypt hash). Passwords themselves are never
 stored or logged. MAY_SEND_AS patterns: bob@corp.example, *@corp.example (that domain only),
 *@*.corp.example (its subdomains only).`,

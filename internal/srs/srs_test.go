@@ -157,7 +157,6 @@ my $out = $op eq 'forward' ? $srs->forward(@rest) : $srs->reverse(@rest); print 
 	return string(out), nil
 }
 
-
 func TestMailSRSInterop(t *testing.T) {
 	s := &SRS{Secrets: [][]byte{[]byte("shared secret")}}
 	senders := []string{"alice@orig.example", "Bob.Smith+tag@Sub.Orig.example", "x=y@orig.example"}

@@ -56,6 +56,12 @@ func TestSignSealVerifyCLI(t *testing.T) {
 	if code != 0 || strings.Count(out, "dkim=pass") != 2 {
 		t.Errorf("verify: code %d, %q", code, out)
 	}
+	// Several files (as `verify sealgate-dev/outbox/*.eml` gives): one report each, headed.
+	out, _, code = runCLI(t, "verify", "--zone", zoneFile, sealedFile, signedFile)
+	if code != 0 || strings.Count(out, "dkim=pass") != 4 || !strings.HasPrefix(out, "==> "+sealedFile+" <==\n") ||
+		!strings.Contains(out, "\n==> "+signedFile+" <==\n") {
+		t.Errorf("verify of two files: code %d, %q", code, out)
+	}
 	out, _, code = runCLI(t, "arc", "verify", "--zone", zoneFile, signedFile)
 	if code != 0 || !strings.HasPrefix(out, "arc=none") {
 		t.Errorf("arc verify unsealed: code %d, %q", code, out)

@@ -18,9 +18,9 @@ func newVerifyCmd() *cobra.Command {
 	var dnsbl []string
 	var callback, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "verify [--ip IP] [--helo NAME] [--mail-from ADDR] [--submitter PRA] [--authserv-id ID] [--json] [FILE]",
+		Use:   "verify [--ip IP] [--helo NAME] [--mail-from ADDR] [--submitter PRA] [--authserv-id ID] [--json] [FILE...]",
 		Short: "Evaluate a message as a strict receiving MTA would (SPF, DKIM, ARC, DMARC, iprev, DNSBL)",
-		Long: `Evaluates a message (FILE, or stdin) stage by stage, as a strict receiver would have:
+		Long: `Evaluates a message (each FILE, or stdin) stage by stage, as a strict receiver would have:
 at connect the DNSBLs (--dnsbl) and iprev of --ip; at HELO whether --helo resolves to --ip;
 at MAIL FROM SPF (RFC 7208) of the --mail-from domain and of --helo, counting DNS lookups;
 at RCPT callback verification of the return path (--callback) and, with --submitter, whether
@@ -31,12 +31,14 @@ From domain exists, and DMARC both by RFC 9989 (DNS tree walk, psd=, np=, t=) an
 Prints one Authentication-Results field, one line per check and the verdict (accept, or reject,
 quarantine or tempfail with the stage and reply). Checks that need what was not given say
 "not checked". --mail-from '<>' is the null reverse-path. --json prints the report as JSON.
+With several files, each report is headed by "==> FILE <==" (with --json: one JSON document
+per file, in order).
 
 Exit status 0 whatever the results, 2 on errors (unreadable file, malformed message or
 arguments, bad DNS flags).`,
 		Example: `  sealgate verify --zone sealgate-dev/example.test.zone sealgate-dev/outbox/m.eml
   sealgate verify --ip 192.0.2.25 --helo relay.corp.example --mail-from b@bounce.corp.example msg.eml`,
-		Args: cobra.MaximumNArgs(1),
+		Args: cobra.ArbitraryArgs,
 	}
 	dns := addDNSFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -55,22 +57,22 @@ arguments, bad DNS flags).`,
 		if authservID == "" {
 			authservID, _ = os.Hostname()
 		}
-		msg, err := readInput(cmd, args)
-		if err != nil {
-			return err
-		}
 		o := &selftest.Options{Resolver: r, AuthServID: authservID, DNSBLZones: dnsbl, Callback: callback}
-		rep, err := selftest.Verify(cmd.Context(), env, bytes.NewReader(msg), o)
-		if err != nil {
-			return err
+		if len(args) <= 1 {
+			return verifyOne(cmd, env, o, args, asJSON)
 		}
-		if asJSON {
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			enc.SetEscapeHTML(false)
-			return enc.Encode(rep)
+		for i, file := range args {
+			if !asJSON {
+				if i > 0 {
+					fmt.Fprintln(cmd.OutOrStdout())
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "==> %s <==\n", file)
+			}
+			if err := verifyOne(cmd, env, o, []string{file}, asJSON); err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
 		}
-		return rep.WriteText(cmd.OutOrStdout())
+		return nil
 	}
 	f := cmd.Flags()
 	f.StringVar(&ip, "ip", "", "the connecting client's IP address")
@@ -82,4 +84,23 @@ arguments, bad DNS flags).`,
 	f.BoolVar(&callback, "callback", false, "callback-verify the return path: connect to its MX, MAIL FROM:<>, RCPT TO, QUIT (never DATA)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// verifyOne evaluates the message of args (one file, or stdin) and prints its report.
+func verifyOne(cmd *cobra.Command, env selftest.Envelope, o *selftest.Options, args []string, asJSON bool) error {
+	msg, err := readInput(cmd, args)
+	if err != nil {
+		return err
+	}
+	rep, err := selftest.Verify(cmd.Context(), env, bytes.NewReader(msg), o)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(rep)
+	}
+	return rep.WriteText(cmd.OutOrStdout())
 }

@@ -9,8 +9,8 @@
 //
 // (through internal/sealgatetest, as the end-to-end tests do) in a fresh temporary directory
 // (the durable spool is always on: each 250 only once the message is on disk), with PORT an
-// SMTP sink that this program runs in-process (accepts everything, counts messages, discards
-// bodies). It then drives -c concurrent clients for -duration (or -n messages) in each mode
+// SMTP sink that this program runs in-process (accepts everything, counts messages, notes
+// when each arrived, discards bodies). It then drives -c concurrent clients for -duration (or -n messages) in each mode
 // and message size:
 //
 //   - starttls-auth: the submission port, STARTTLS then AUTH PLAIN once per connection (the
@@ -24,11 +24,46 @@
 // Connections are opened (and authenticated) before the clock starts; reconnects after a 421
 // or a broken connection happen inside the measured window.
 //
-// For each mode and size it prints: messages accepted (250) per second; accept latency p50 and
-// p99, from the end of DATA (the final dot) to the 250; the relay process's CPU seconds per
-// 1000 accepted messages (utime+stime from /proc/PID/stat, from the start of the window until
-// the sink has received every accepted message, so delivery to the next hop is included);
-// how many messages the sink received; and the ceiling set by the signatures alone.
+// Each mode and size runs in two passes over the same relay, one after the other:
+//
+//  1. accept-only: the sink answers no MAIL command until released, so the relay's delivery
+//     sessions (new ones after the greeting and EHLO, kept ones after their RSET) wait on
+//     that reply, a blocked read that costs nothing; the relay accepts and spools, and
+//     delivers nothing. Its CPU over the window (until the clients have quit) is acceptance
+//     alone. The window is -duration, capped at 90 s (also with -n): the relay waits for a
+//     reply for 2 minutes (its per-command timeout) and then defers the message a minute,
+//     which would spoil the drain. Then the sink is released and the relay delivers the
+//     backlog: the drain's messages per second and relay CPU per message (from the release
+//     until the sink has every accepted message) are delivery alone, from a full queue.
+//     The spool holds the whole window's messages meanwhile (-duration × msg/s × size on
+//     disk).
+//  2. end to end: the sink open, as a real next hop, as the benchmark always ran.
+//
+// A separate pass, rather than holding the sink for part of one, keeps each figure to one
+// steady state: acceptance with delivery idle, and acceptance and delivery together.
+//
+// For each mode and size it prints, from the end-to-end pass: messages accepted (250) per
+// second; accept latency p50 and p99, from the end of DATA (the final dot) to the 250; the
+// relay process's CPU seconds per 1000 accepted messages (utime+stime from /proc/PID/stat,
+// from the start of the window until the sink has received every accepted message, so
+// delivery to the next hop is included); how many messages the sink received; and the
+// ceiling set by the signatures alone. Beside it, from the accept-only pass: msg/s, accept
+// latency and CPU per 1000 messages; what delivery adds per message,
+// (end-to-end CPU - accept-only CPU) / accept-only CPU (the target is at most 25%); and the
+// drain's rate and CPU.
+//
+// End-to-end latency is from the moment the client writes the final dot to the moment the
+// sink has read it (the end of its DATA, before its 250), both on this process's monotonic
+// clock: each message carries a unique X-Loadbench-Id header field, which the relay passes
+// on, and the sink notes when each id arrived. p50 and p99 are over the end-to-end pass's
+// accepted messages, those delivered after the window included.
+//
+// Backlog: during the end-to-end window, every second and at its end, accepted messages
+// minus those the sink has received. Delivery "keeps up" when the least-squares slope of
+// those samples (from the first second on: the first moments only fill the pipeline) is at
+// most 2% of the intake rate, and "falls behind" when the backlog grows faster.
+//
+// -json prints all of it, with the backlog samples, as one document.
 //
 // The ceiling is measured in the same run, before the relay starts and again after it has
 // stopped: the per-message signing cost is the CPU time (of the measuring thread, so time
@@ -45,7 +80,7 @@
 // So the report also gives the relay's CPU per message divided by the signing cost per
 // message (RELAY/SIGN, 1.0 would mean the relay does nothing but sign) and its inverse as a
 // percentage (SIGN SHARE): the fraction of the ceiling the relay would reach if it had every
-// core to itself. A second table shows how the cores were shared during each window (relay,
+// core to itself. Another table shows how the cores were shared during each end-to-end window (relay,
 // load generator with sink, everything else, idle), from /proc/stat and /proc/PID/stat.
 //
 // Linux only (/proc). Example:
@@ -54,6 +89,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -227,7 +264,48 @@ type runResult struct {
 	LoadgenCores  float64  `json:"loadgen_cores_busy"`
 	OtherCores    float64  `json:"other_cores_busy"`
 	IdleCores     float64  `json:"idle_cores"`
-	latencies     []time.Duration
+
+	// The end-to-end pass's delivery: latency from the client's final dot to the sink's
+	// end of DATA, over the accepted messages the sink received (E2EMessages of them).
+	E2EMessages int64   `json:"e2e_latency_messages"`
+	E2EP50MS    float64 `json:"e2e_latency_p50_ms"`
+	E2EP99MS    float64 `json:"e2e_latency_p99_ms"`
+	// Backlog: accepted minus received by the sink, each second of the window and at its
+	// end; its trend (least squares, messages per second) and whether delivery kept up.
+	Backlog        []backlogSample `json:"backlog_samples"`
+	BacklogEnd     int64           `json:"backlog_at_window_end"`
+	BacklogMax     int64           `json:"backlog_max"`
+	BacklogTrend   float64         `json:"backlog_trend_msg_per_s"`
+	BacklogVerdict string          `json:"backlog_verdict"`
+
+	// AcceptOnly is the pass with the sink held: acceptance alone, then the drain.
+	AcceptOnly *acceptOnlyResult `json:"accept_only"`
+	// DeliveryCPUPct is what delivery adds to the relay's CPU per message:
+	// (RelayCPUPer1k - AcceptOnly.RelayCPUPer1k) / AcceptOnly.RelayCPUPer1k, in %.
+	DeliveryCPUPct       float64 `json:"delivery_cpu_over_accept_pct"`
+	DeliveryWithinTarget bool    `json:"delivery_cpu_within_25pct"`
+}
+
+// acceptOnlyResult is the accept-only pass of a mode and size: the window with the sink
+// held (the relay accepts and spools, delivers nothing), then the drain once released.
+type acceptOnlyResult struct {
+	WindowS     float64  `json:"window_s"`
+	Accepted    int64    `json:"accepted"`
+	Errors      int64    `json:"errors"`
+	FirstErrors []string `json:"first_errors,omitempty"`
+	MsgPerS     float64  `json:"msg_per_s"`
+	P50MS       float64  `json:"accept_latency_p50_ms"`
+	P99MS       float64  `json:"accept_latency_p99_ms"`
+	// RelayCPUPer1k: from the start of the window until the clients have quit.
+	RelayCPUPer1k float64 `json:"relay_cpu_s_per_1000"`
+	RelayCores    float64 `json:"relay_cores_busy"`
+	// SinkInWindow should be 0: the sink was held.
+	SinkInWindow int64 `json:"sink_received_in_window"`
+	// The drain: from the release until the sink had every accepted message.
+	SinkTotal     int64   `json:"sink_received_after_drain"`
+	DrainS        float64 `json:"drain_s"`
+	DrainMsgPerS  float64 `json:"drain_msg_per_s"`
+	DrainCPUPer1k float64 `json:"drain_relay_cpu_s_per_1000"`
 }
 
 func run(ctx context.Context, o *options) error {
@@ -289,6 +367,11 @@ func run(ctx context.Context, o *options) error {
 			}
 			rep.Runs = append(rep.Runs, r)
 			if !o.jsonOut {
+				if r.AcceptOnly != nil {
+					for _, e := range r.AcceptOnly.FirstErrors {
+						fmt.Println("  error (accept-only pass):", e)
+					}
+				}
 				for _, e := range r.FirstErrors {
 					fmt.Println("  error:", e)
 				}
@@ -336,7 +419,7 @@ func run(ctx context.Context, o *options) error {
 		return errors.New("interrupted")
 	}
 	for _, r := range rep.Runs {
-		if r.Aborted != "" || r.Accepted == 0 {
+		if r.Aborted != "" || r.Accepted == 0 || r.AcceptOnly == nil || r.AcceptOnly.Accepted == 0 {
 			return fmt.Errorf("%s %d bytes: run failed", r.Mode, r.Size)
 		}
 	}
@@ -424,19 +507,30 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // ---- sink ----
 
 // sink is the relay's next hop: an SMTP server that accepts everything, counts the
-// messages it receives and discards them.
+// messages it receives, notes when each loadbench message (by its idHeader) arrived, and
+// discards them. While held (hold, until release) it answers no MAIL command: the relay's
+// delivery sessions, new (after the greeting and EHLO) and kept ones alike, wait on that
+// reply, which costs the relay a blocked read and nothing else.
 type sink struct {
 	srv      *smtp.Server
 	addr     string
 	received atomic.Int64
+
+	mu       sync.Mutex
+	stalled  chan struct{} // non-nil while held; closed by release
+	arrivals map[string]time.Time
 }
+
+// idHeader carries each message's id from the load client to the sink, through the relay
+// (which adds its own header fields above it and changes none of ours).
+const idHeader = "X-Loadbench-Id:"
 
 func startSink() (*sink, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	s := &sink{addr: l.Addr().String()}
+	s := &sink{addr: l.Addr().String(), arrivals: map[string]time.Time{}}
 	s.srv = smtp.NewServer(s)
 	s.srv.Domain = "sink.loadbench.test"
 	s.srv.ReadTimeout = time.Minute
@@ -450,18 +544,88 @@ func startSink() (*sink, error) {
 
 func (s *sink) NewSession(*smtp.Conn) (smtp.Session, error) { return sinkSession{s}, nil }
 func (s *sink) count() int64                                { return s.received.Load() }
-func (s *sink) close()                                      { s.srv.Close() }
+func (s *sink) close()                                      { s.release(); s.srv.Close() }
+
+// hold makes every MAIL command wait until release.
+func (s *sink) hold() {
+	s.mu.Lock()
+	if s.stalled == nil {
+		s.stalled = make(chan struct{})
+	}
+	s.mu.Unlock()
+}
+
+func (s *sink) release() {
+	s.mu.Lock()
+	if s.stalled != nil {
+		close(s.stalled)
+		s.stalled = nil
+	}
+	s.mu.Unlock()
+}
+
+func (s *sink) waitReleased() {
+	s.mu.Lock()
+	ch := s.stalled
+	s.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
+// takeArrivals returns the arrival time of each message id received since the last call.
+func (s *sink) takeArrivals() map[string]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.arrivals
+	s.arrivals = map[string]time.Time{}
+	return a
+}
 
 type sinkSession struct{ s *sink }
 
-func (sinkSession) Reset()                               {}
-func (sinkSession) Logout() error                        { return nil }
-func (sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (sinkSession) Reset()        {}
+func (sinkSession) Logout() error { return nil }
+
+func (ss sinkSession) Mail(string, *smtp.MailOptions) error {
+	ss.s.waitReleased()
+	return nil
+}
+
 func (sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
 
+// Data reads the header for idHeader, discards the rest, and notes the arrival time: the
+// end of DATA (the reader ends at the final dot), just before the sink's 250.
 func (ss sinkSession) Data(r io.Reader) error {
-	if _, err := io.Copy(io.Discard, r); err != nil {
+	br := bufio.NewReader(r)
+	var id string
+	cont := false // the previous read ended inside an over-long line
+	for {
+		line, err := br.ReadSlice('\n')
+		if !cont {
+			if err == nil && len(bytes.TrimRight(line, "\r\n")) == 0 {
+				break // the blank line ending the header
+			}
+			if len(line) >= len(idHeader) && bytes.EqualFold(line[:len(idHeader)], []byte(idHeader)) {
+				id = string(bytes.TrimSpace(line[len(idHeader):]))
+			}
+		}
+		cont = err == bufio.ErrBufferFull
+		if err == io.EOF {
+			break
+		}
+		if err != nil && !cont {
+			return err
+		}
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
 		return err
+	}
+	now := time.Now()
+	if id != "" {
+		ss.s.mu.Lock()
+		ss.s.arrivals[id] = now
+		ss.s.mu.Unlock()
 	}
 	ss.s.received.Add(1)
 	return nil
@@ -651,7 +815,7 @@ func (plainAuth) Next([]byte) ([]byte, error) {
 }
 
 // messageMaker builds messages of about size bytes (within one body line), each with its
-// own Message-ID.
+// own Message-ID and idHeader.
 type messageMaker struct {
 	body []byte
 	seq  atomic.Int64
@@ -670,20 +834,24 @@ func newMessageMaker(mode string, size int) *messageMaker {
 	return m
 }
 
+func (m *messageMaker) id(n int64) string { return m.tag + "." + strconv.FormatInt(n, 10) }
+
 func (m *messageMaker) header(n int64) string {
 	return fmt.Sprintf("From: Demo <%s>\r\nTo: <%s>\r\nSubject: sealgate load test %d\r\n"+
-		"Date: %s\r\nMessage-ID: <%s.%d@loadbench.example.test>\r\nMIME-Version: 1.0\r\n"+
+		"Date: %s\r\nMessage-ID: <%s@loadbench.example.test>\r\n%s %s\r\nMIME-Version: 1.0\r\n"+
 		"Content-Type: text/plain; charset=us-ascii\r\n\r\n",
-		demoLogin, rcptTo, n, time.Now().Format(time.RFC1123Z), m.tag, n)
+		demoLogin, rcptTo, n, time.Now().Format(time.RFC1123Z), m.id(n), idHeader, m.id(n))
 }
 
-func (m *messageMaker) next() []byte {
-	h := m.header(m.seq.Add(1))
+// next returns the next message and its id (the idHeader value).
+func (m *messageMaker) next() (string, []byte) {
+	n := m.seq.Add(1)
+	h := m.header(n)
 	msg := make([]byte, 0, len(h)+len(m.body))
-	return append(append(msg, h...), m.body...)
+	return m.id(n), append(append(msg, h...), m.body...)
 }
 
-// runState is what the workers of one mode/size run share.
+// runState is what the workers of one pass share.
 type runState struct {
 	o        *options
 	mode     string
@@ -691,7 +859,7 @@ type runState struct {
 	password string
 	msgs     *messageMaker
 	tickets  atomic.Int64 // with -n: messages left to send
-	deadline time.Time    // without -n
+	deadline time.Time    // zero: none (-n without a cap)
 	ctx      context.Context
 	abort    context.CancelCauseFunc
 	accepted atomic.Int64
@@ -733,10 +901,13 @@ func (rs *runState) more() bool {
 	if rs.ctx.Err() != nil {
 		return false
 	}
+	if !rs.deadline.IsZero() && !time.Now().Before(rs.deadline) {
+		return false
+	}
 	if rs.o.total > 0 {
 		return rs.tickets.Add(-1) >= 0
 	}
-	return time.Now().Before(rs.deadline)
+	return true
 }
 
 // fail counts a non-250 reply or a connection error and keeps the first few.
@@ -752,35 +923,49 @@ func (rs *runState) fail(conn int, stage string, err error) {
 	}
 }
 
-// send runs one MAIL/RCPT/DATA transaction; lat is the time from the end of DATA to the
-// 250 (zero if there was none). No RSET after it: the transaction ended with the reply to
-// DATA (RFC 5321 §4.1.1.4), and go-smtp's Client.Reset also makes the next MAIL send
-// EHLO again, two round trips per message that real clients do not make.
-func send(c *smtp.Client, msg []byte) (lat time.Duration, stage string, err error) {
+// send runs one MAIL/RCPT/DATA transaction. dot is when the client wrote the end of DATA
+// (the final dot); lat is the time from then to the 250 (zero if there was none). No RSET
+// after it: the transaction ended with the reply to DATA (RFC 5321 §4.1.1.4), and go-smtp's
+// Client.Reset also makes the next MAIL send EHLO again, two round trips per message that
+// real clients do not make.
+func send(c *smtp.Client, msg []byte) (dot time.Time, lat time.Duration, stage string, err error) {
 	if err = c.Mail(demoLogin, nil); err != nil {
-		return 0, "MAIL", err
+		return dot, 0, "MAIL", err
 	}
 	if err = c.Rcpt(rcptTo, nil); err != nil {
-		return 0, "RCPT", err
+		return dot, 0, "RCPT", err
 	}
 	w, err := c.Data()
 	if err != nil {
-		return 0, "DATA", err
+		return dot, 0, "DATA", err
 	}
 	if _, err = w.Write(msg); err != nil {
-		return 0, "message body", err
+		return dot, 0, "message body", err
 	}
-	t := time.Now()
+	dot = time.Now()
 	if err = w.Close(); err != nil { // writes the final dot, reads the reply
-		return 0, "end of DATA", err
+		return dot, 0, "end of DATA", err
 	}
-	return time.Since(t), "", nil
+	return dot, time.Since(dot), "", nil
 }
 
-// worker sends on its connection until the run ends; it reconnects after a 421 or a
-// broken connection. It returns the connection it ends with (nil if none) and the latencies.
-func (rs *runState) worker(id int, c *smtp.Client, start <-chan struct{}) (*smtp.Client, []time.Duration) {
-	lats := make([]time.Duration, 0, 1024)
+// sentMsg is an accepted message: its id and when the client wrote its final dot.
+type sentMsg struct {
+	id  string
+	dot time.Time
+}
+
+// workerResult is what one client connection did in a pass.
+type workerResult struct {
+	c    *smtp.Client // the connection it ended with, nil if none
+	lats []time.Duration
+	sent []sentMsg
+}
+
+// worker sends on its connection until the pass ends; it reconnects after a 421 or a
+// broken connection.
+func (rs *runState) worker(id int, c *smtp.Client, start <-chan struct{}) workerResult {
+	res := workerResult{lats: make([]time.Duration, 0, 1024), sent: make([]sentMsg, 0, 1024)}
 	<-start
 	for rs.more() {
 		if c == nil {
@@ -791,10 +976,12 @@ func (rs *runState) worker(id int, c *smtp.Client, start <-chan struct{}) (*smtp
 				continue
 			}
 		}
-		lat, stage, err := send(c, rs.msgs.next())
+		msgID, msg := rs.msgs.next()
+		dot, lat, stage, err := send(c, msg)
 		if lat > 0 {
 			rs.accepted.Add(1)
-			lats = append(lats, lat)
+			res.lats = append(res.lats, lat)
+			res.sent = append(res.sent, sentMsg{msgID, dot})
 		}
 		if err == nil {
 			continue
@@ -809,10 +996,39 @@ func (rs *runState) worker(id int, c *smtp.Client, start <-chan struct{}) (*smtp
 		c.Close()
 		c = nil
 	}
-	return c, lats
+	res.c = c
+	return res
 }
 
-func loadRun(ctx context.Context, o *options, rl *relayProc, sk *sink, mode string, size int) (*runResult, error) {
+// stallLimit caps the accept-only window. The relay waits for the stalled sink's reply for
+// at most its per-command timeout (smtpclient.DefaultTimeout, 2 minutes) and then defers the
+// message for a minute, which would turn the drain into a wait for the retry.
+const stallLimit = 90 * time.Second
+
+// pass is one measured window of load: the clients' counts, latencies and accepted
+// messages, the relay's CPU around it and the backlog as it went.
+type pass struct {
+	accepted, errors int64
+	firstErr         []string
+	aborted          string
+	lats             []time.Duration // sorted
+	sent             []sentMsg
+	sink0            int64 // the sink's count before the window
+	sinkInWindow     int64 // messages the sink received during the window
+	t0, t1           time.Time
+	s0, s1           cpuSnap         // at the start and the end of the window
+	sQuit            cpuSnap         // once the clients have quit
+	backlog          []backlogSample // accepted minus received, each second and at the end
+}
+
+type backlogSample struct {
+	T float64 `json:"t_s"`      // seconds into the window
+	N int64   `json:"messages"` // accepted (250) minus received by the sink
+}
+
+// drive opens -c connections (before the clock starts), sends until -duration (capped at
+// limit when limit > 0) or -n messages, then quits them.
+func drive(ctx context.Context, o *options, rl *relayProc, sk *sink, mode string, size int, limit time.Duration) (*pass, error) {
 	rs := &runState{o: o, mode: mode, password: rl.Password, msgs: newMessageMaker(mode, size)}
 	rs.addr = rl.Submission
 	if mode == modeSmartHost {
@@ -821,7 +1037,6 @@ func loadRun(ctx context.Context, o *options, rl *relayProc, sk *sink, mode stri
 	rs.ctx, rs.abort = context.WithCancelCause(ctx)
 	defer rs.abort(nil)
 	rs.tickets.Store(int64(o.total))
-	r := &runResult{Mode: mode, Size: size, Conns: o.conns}
 
 	// Connect (and authenticate) every client before the clock starts.
 	clients := make([]*smtp.Client, o.conns)
@@ -840,84 +1055,261 @@ func loadRun(ctx context.Context, o *options, rl *relayProc, sk *sink, mode stri
 		return nil, fmt.Errorf("opening %d connections to %s: %w", o.conns, rs.addr, err)
 	}
 
-	start := make(chan struct{})
-	lats := make([][]time.Duration, o.conns)
-	for i := range clients {
-		wg.Go(func() { clients[i], lats[i] = rs.worker(i, clients[i], start) })
+	window := o.duration
+	if o.total > 0 {
+		window = 0
 	}
-	sink0 := sk.count()
-	s0, err := snapshot(rl.PID())
-	if err != nil {
+	if limit > 0 && (window == 0 || window > limit) {
+		window = limit
+	}
+	start := make(chan struct{})
+	results := make([]workerResult, o.conns)
+	for i := range clients {
+		wg.Go(func() { results[i] = rs.worker(i, clients[i], start) })
+	}
+	p := &pass{sink0: sk.count()}
+	var err error
+	if p.s0, err = snapshot(rl.PID()); err != nil {
 		close(start)
 		rs.abort(err)
 		wg.Wait()
 		return nil, err
 	}
-	t0 := time.Now()
-	rs.deadline = t0.Add(o.duration)
+	p.t0 = time.Now()
+	if window > 0 {
+		rs.deadline = p.t0.Add(window)
+	}
+	backlog := func() backlogSample {
+		return backlogSample{T: time.Since(p.t0).Seconds(), N: rs.accepted.Load() - (sk.count() - p.sink0)}
+	}
+	stopSampling := make(chan struct{})
+	sampled := make(chan []backlogSample)
+	go func() {
+		var samples []backlogSample
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				samples = append(samples, backlog())
+			case <-stopSampling:
+				sampled <- samples
+				return
+			}
+		}
+	}()
 	close(start)
 	wg.Wait()
-	t1 := time.Now()
-	s1, err := snapshot(rl.PID())
+	p.t1 = time.Now()
+	if p.s1, err = snapshot(rl.PID()); err != nil {
+		close(stopSampling)
+		<-sampled
+		return nil, err
+	}
+	end := backlog()
+	close(stopSampling)
+	p.backlog = append(<-sampled, end)
+	p.sinkInWindow = sk.count() - p.sink0
+	for _, r := range results {
+		if r.c != nil {
+			wg.Go(func() { r.c.Quit(); r.c.Close() })
+		}
+	}
+	wg.Wait()
+	if p.sQuit, err = snapshot(rl.PID()); err != nil {
+		return nil, err
+	}
+	if cause := context.Cause(rs.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		p.aborted = cause.Error()
+	} else if ctx.Err() != nil {
+		p.aborted = "interrupted"
+	}
+	p.accepted, p.errors = rs.accepted.Load(), rs.failed.Load()
+	p.firstErr = rs.firstErr
+	for _, r := range results {
+		p.lats = append(p.lats, r.lats...)
+		p.sent = append(p.sent, r.sent...)
+	}
+	slices.Sort(p.lats)
+	return p, nil
+}
+
+// awaitSink waits until the sink has received want messages since the count sink0, the
+// drain limit passes, ctx ends or the relay exits (an error).
+func awaitSink(ctx context.Context, rl *relayProc, sk *sink, sink0, want int64, limit time.Duration) error {
+	end := time.Now().Add(limit)
+	for sk.count()-sink0 < want && time.Now().Before(end) && ctx.Err() == nil {
+		select {
+		case <-rl.Done():
+			return fmt.Errorf("relay exited (%v); its log ends:\n%s", rl.WaitErr(), tail(rl.logPath, 20))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// percentile returns the p-th percentile of sorted (zero if empty).
+func percentile(sorted []time.Duration, p int) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return ms(sorted[(len(sorted)-1)*p/100])
+}
+
+// loadRun measures one mode and size in two passes over the same relay: accept-only (sink
+// held), then end to end (sink open). See the package comment.
+func loadRun(ctx context.Context, o *options, rl *relayProc, sk *sink, mode string, size int) (*runResult, error) {
+	r := &runResult{Mode: mode, Size: size, Conns: o.conns}
+	clk := float64(clockTicks())
+
+	// 1. Accept-only: the sink answers no MAIL, so the relay spools and delivers nothing.
+	sk.hold()
+	pa, err := drive(ctx, o, rl, sk, mode, size, stallLimit)
+	if err != nil {
+		sk.release()
+		return nil, fmt.Errorf("accept-only pass: %w", err)
+	}
+	sk.release()
+	a := &acceptOnlyResult{
+		WindowS: pa.t1.Sub(pa.t0).Seconds(), Accepted: pa.accepted, Errors: pa.errors, FirstErrors: pa.firstErr,
+		P50MS: percentile(pa.lats, 50), P99MS: percentile(pa.lats, 99), SinkInWindow: pa.sinkInWindow,
+	}
+	r.AcceptOnly = a
+	a.MsgPerS = float64(a.Accepted) / a.WindowS
+	a.RelayCores = float64(pa.s1.relay-pa.s0.relay) / clk / a.WindowS
+	if a.Accepted > 0 {
+		a.RelayCPUPer1k = float64(pa.sQuit.relay-pa.s0.relay) / clk / float64(a.Accepted) * 1000
+	}
+	if pa.aborted != "" {
+		r.Aborted = "accept-only pass: " + pa.aborted
+		return r, nil
+	}
+	// The drain: from the release until the sink has every accepted message.
+	if err := awaitSink(ctx, rl, sk, pa.sink0, a.Accepted, o.drainLimit); err != nil {
+		return nil, err
+	}
+	tDrained := time.Now()
+	sDrained, err := snapshot(rl.PID())
 	if err != nil {
 		return nil, err
 	}
-	r.SinkInWindow = sk.count() - sink0
-	for _, c := range clients {
-		if c != nil {
-			wg.Go(func() { c.Quit(); c.Close() })
-		}
+	a.SinkTotal = sk.count() - pa.sink0
+	a.DrainS = tDrained.Sub(pa.t1).Seconds()
+	if a.SinkTotal > 0 {
+		a.DrainMsgPerS = float64(a.SinkTotal) / a.DrainS
+		a.DrainCPUPer1k = float64(sDrained.relay-pa.sQuit.relay) / clk / float64(a.SinkTotal) * 1000
 	}
-	wg.Wait()
-	if cause := context.Cause(rs.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		r.Aborted = cause.Error()
-	} else if ctx.Err() != nil {
+	if ctx.Err() != nil {
 		r.Aborted = "interrupted"
+		return r, nil
 	}
+	if a.SinkTotal < a.Accepted {
+		r.Aborted = fmt.Sprintf("accept-only pass: the sink received %d of %d messages within -drain-timeout %v", a.SinkTotal, a.Accepted, o.drainLimit)
+		return r, nil
+	}
+	sk.takeArrivals() // forget the accept-only messages
 
-	r.Accepted, r.Errors = rs.accepted.Load(), rs.failed.Load()
-	r.FirstErrors = rs.firstErr
-	window := t1.Sub(t0).Seconds()
+	// 2. End to end: the sink open, as a real next hop.
+	p, err := drive(ctx, o, rl, sk, mode, size, 0)
+	if err != nil {
+		return nil, fmt.Errorf("end-to-end pass: %w", err)
+	}
+	r.Aborted = p.aborted
+	r.Accepted, r.Errors, r.FirstErrors = p.accepted, p.errors, p.firstErr
+	window := p.t1.Sub(p.t0).Seconds()
 	r.WindowS = window
 	r.MsgPerS = float64(r.Accepted) / window
-	for _, l := range lats {
-		r.latencies = append(r.latencies, l...)
+	r.P50MS, r.P99MS = percentile(p.lats, 50), percentile(p.lats, 99)
+	r.SinkInWindow = p.sinkInWindow
+	r.Backlog = p.backlog
+	end := p.backlog[len(p.backlog)-1].N
+	r.BacklogEnd = end
+	for _, b := range p.backlog {
+		r.BacklogMax = max(r.BacklogMax, b.N)
 	}
-	slices.Sort(r.latencies)
-	if n := len(r.latencies); n > 0 {
-		r.P50MS = ms(r.latencies[(n-1)*50/100])
-		r.P99MS = ms(r.latencies[(n-1)*99/100])
-	}
+	r.BacklogTrend, r.BacklogVerdict = backlogTrend(p.backlog, r.MsgPerS)
 
 	// Let the relay deliver everything it accepted, so its CPU per message includes the
 	// delivery and the next run starts with an empty queue.
-	drainEnd := time.Now().Add(o.drainLimit)
-	for sk.count()-sink0 < r.Accepted && time.Now().Before(drainEnd) && ctx.Err() == nil {
-		select {
-		case <-rl.Done():
-			return nil, fmt.Errorf("relay exited (%v); its log ends:\n%s", rl.WaitErr(), tail(rl.logPath, 20))
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := awaitSink(ctx, rl, sk, p.sink0, r.Accepted, o.drainLimit); err != nil {
+		return nil, err
 	}
 	t2 := time.Now()
 	s2, err := snapshot(rl.PID())
 	if err != nil {
 		return nil, err
 	}
-	r.DrainS = t2.Sub(t1).Seconds()
-	r.SinkTotal = sk.count() - sink0
+	r.DrainS = t2.Sub(p.t1).Seconds()
+	r.SinkTotal = sk.count() - p.sink0
 
-	clk := float64(clockTicks())
+	// End-to-end latency: the client's final dot to the sink's end of DATA.
+	arrivals := sk.takeArrivals()
+	var e2e []time.Duration
+	for _, m := range p.sent {
+		if t, ok := arrivals[m.id]; ok {
+			e2e = append(e2e, t.Sub(m.dot))
+		}
+	}
+	slices.Sort(e2e)
+	r.E2EMessages = int64(len(e2e))
+	r.E2EP50MS, r.E2EP99MS = percentile(e2e, 50), percentile(e2e, 99)
+
 	if r.Accepted > 0 {
-		relaySec := float64(s2.relay-s0.relay) / clk
+		relaySec := float64(s2.relay-p.s0.relay) / clk
 		r.RelayCPUPer1k = relaySec / float64(r.Accepted) * 1000
 	}
-	r.RelayCores = float64(s1.relay-s0.relay) / clk / window
-	r.LoadgenCores = float64(s1.self-s0.self) / clk / window
-	busy := float64(s1.busy-s0.busy) / clk / window
+	if a.RelayCPUPer1k > 0 && r.RelayCPUPer1k > 0 {
+		r.DeliveryCPUPct = 100 * (r.RelayCPUPer1k - a.RelayCPUPer1k) / a.RelayCPUPer1k
+		r.DeliveryWithinTarget = r.DeliveryCPUPct <= deliveryTargetPct
+	}
+	r.RelayCores = float64(p.s1.relay-p.s0.relay) / clk / window
+	r.LoadgenCores = float64(p.s1.self-p.s0.self) / clk / window
+	busy := float64(p.s1.busy-p.s0.busy) / clk / window
 	r.OtherCores = max(0, busy-r.RelayCores-r.LoadgenCores)
-	r.IdleCores = float64(s1.idle-s0.idle) / clk / window
+	r.IdleCores = float64(p.s1.idle-p.s0.idle) / clk / window
 	return r, nil
+}
+
+// deliveryTargetPct is the most CPU per message that delivery may add over acceptance.
+const deliveryTargetPct = 25
+
+// backlogTrendPct is how fast the backlog may grow, as a share of the intake, and still
+// count as delivery keeping up: the level wobbles with the commits and deliveries in flight.
+const backlogTrendPct = 2
+
+// backlogTrend fits a line (least squares) through the backlog samples from the first
+// second on (the first moments only fill the pipeline) and says whether it grows: by more
+// than backlogTrendPct of the intake rate msgPerS is "falls behind".
+func backlogTrend(samples []backlogSample, msgPerS float64) (slope float64, verdict string) {
+	var pts []backlogSample
+	for _, s := range samples {
+		if s.T >= 0.9 {
+			pts = append(pts, s)
+		}
+	}
+	if len(pts) < 3 {
+		return 0, "too short to tell"
+	}
+	var st, sn float64
+	for _, s := range pts {
+		st += s.T
+		sn += float64(s.N)
+	}
+	n := float64(len(pts))
+	mt, mn := st/n, sn/n
+	var cov, vt float64
+	for _, s := range pts {
+		cov += (s.T - mt) * (float64(s.N) - mn)
+		vt += (s.T - mt) * (s.T - mt)
+	}
+	if vt == 0 {
+		return 0, "too short to tell"
+	}
+	slope = cov / vt
+	if slope > msgPerS*backlogTrendPct/100 {
+		return slope, "falls behind"
+	}
+	return slope, "keeps up"
 }
 
 // ---- output ----
@@ -934,8 +1326,9 @@ func printReport(rep *report) {
 	fmt.Printf("\nsealgate load benchmark: %d cores, durable spool on %s, CLK_TCK %d\n", rep.Cores, rep.SpoolFS, rep.ClockTicks)
 	fmt.Printf("signing CPU per message, in-process (3×RSA-2048 + 1×Ed25519, %d iterations, before and after the runs): median %.3f ms before, %.3f ms after; using %.3f (mean %.3f; RSA-2048 %.3f ms, Ed25519 %.3f ms each)\n",
 		sc.Iterations, sc.BeforeMS, sc.AfterMS, sc.MedianMS, sc.MeanMS, sc.RSAMS, sc.Ed25519MS)
-	fmt.Printf("ceiling set by the signatures alone: %d cores / %.3f ms = %.0f msg/s\n\n", rep.Cores, sc.MedianMS, rep.CeilingMsgPS)
+	fmt.Printf("ceiling set by the signatures alone: %d cores / %.3f ms = %.0f msg/s\n", rep.Cores, sc.MedianMS, rep.CeilingMsgPS)
 
+	fmt.Println("\nend to end (sink open):")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "MODE\tSIZE\tCONNS\tACCEPTED\tERRORS\tMSG/S\tP50 ms\tP99 ms\tRELAY CPU s/1000\tSINK RCVD\t% CEILING\tRELAY/SIGN\tSIGN SHARE\t")
 	for _, r := range rep.Runs {
@@ -945,7 +1338,40 @@ func printReport(rep *report) {
 	}
 	tw.Flush()
 
-	fmt.Printf("\nCPU during each window, in cores busy (of %d):\n", rep.Cores)
+	fmt.Printf("\nacceptance alone (sink held) beside end to end; target: delivery adds at most %d%% CPU per message:\n", deliveryTargetPct)
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "MODE\tSIZE\tACCEPTED\tERRORS\tMSG/S\tP50 ms\tP99 ms\tACCEPT CPU s/1000\tE2E MSG/S\tE2E CPU s/1000\tDELIVERY +CPU\tTARGET\tDRAIN MSG/S\tDRAIN CPU s/1000\t")
+	for _, r := range rep.Runs {
+		a := r.AcceptOnly
+		if a == nil {
+			continue
+		}
+		target := "-"
+		if r.Accepted > 0 && a.RelayCPUPer1k > 0 {
+			target = "MISSED"
+			if r.DeliveryWithinTarget {
+				target = "met"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f\t%.2f\t%.2f\t%.3f\t%.1f\t%.3f\t%+.1f%%\t%s\t%.1f\t%.3f\t\n",
+			r.Mode, sizeLabel(r.Size), a.Accepted, a.Errors, a.MsgPerS, a.P50MS, a.P99MS, a.RelayCPUPer1k,
+			r.MsgPerS, r.RelayCPUPer1k, r.DeliveryCPUPct, target, a.DrainMsgPerS, a.DrainCPUPer1k)
+	}
+	tw.Flush()
+
+	fmt.Println("\nend-to-end latency and backlog (sink open):")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "MODE\tSIZE\tE2E P50 ms\tE2E P99 ms\tOF MSGS\tBACKLOG END\tBACKLOG MAX\tTREND msg/s\tDELIVERY\t")
+	for _, r := range rep.Runs {
+		if r.AcceptOnly == nil || r.WindowS == 0 {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%d\t%d\t%d\t%+.1f\t%s\t\n",
+			r.Mode, sizeLabel(r.Size), r.E2EP50MS, r.E2EP99MS, r.E2EMessages, r.BacklogEnd, r.BacklogMax, r.BacklogTrend, r.BacklogVerdict)
+	}
+	tw.Flush()
+
+	fmt.Printf("\nCPU during each end-to-end window, in cores busy (of %d):\n", rep.Cores)
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "MODE\tSIZE\tWINDOW s\tRELAY\tLOADGEN+SINK\tOTHER\tIDLE\tDRAIN s\t")
 	for _, r := range rep.Runs {
@@ -969,6 +1395,17 @@ RELAY/SIGN  relay CPU ms per message ÷ signing ms per message: 1.00× would mea
             the cores, so the fairer figure on a shared machine.
 SIGN SHARE  its inverse: the share of the relay's CPU the signatures need, i.e. about the %%
             of the ceiling the relay would reach with every core to itself.
+ACCEPT CPU  the accept-only pass (sink held: the relay accepts and spools, delivers nothing):
+            relay CPU per 1000 accepted, from the start of the window until the clients quit.
+E2E CPU     RELAY CPU above, of the end-to-end pass.
+DELIVERY    +CPU: (E2E CPU - ACCEPT CPU) / ACCEPT CPU, what delivery adds per message.
+DRAIN       the accept-only pass's backlog delivered once the sink was released: messages per
+            second and relay CPU per 1000 from the release until the sink had them all.
+E2E P50/P99 end-to-end latency: the client writing the final dot to the sink reading it
+            (its end of DATA), over OF MSGS accepted messages, drain included.
+BACKLOG     accepted minus received by the sink, sampled each second; END at the end of the
+            window, TREND its least-squares slope from the first second on. "keeps up" when
+            it grows by at most %d%% of MSG/S.
 relay stopped with SIGTERM: %s
-`, rep.RelayExit)
+`, backlogTrendPct, rep.RelayExit)
 }

@@ -42,6 +42,9 @@ type MessageOptions struct {
 	Send func(ctx context.Context, server string) error
 	// Keys are the relay's DKIM keys, used to print the record a missing key needs.
 	Keys []LocalKey
+	// Forwarder, when the identity is a forwarder, adds the forwarder section to each
+	// egress: what receivers see of the author's domain, From rewriting and ARC.
+	Forwarder *Forwarder
 }
 
 // MessageReport is the outcome of Message.
@@ -73,8 +76,10 @@ type EgressVerdict struct {
 	// Ready: DMARC passes, a strict receiver accepts, and no finding failed.
 	Ready bool `json:"ready"`
 	// Verdict is the line summing it up.
-	Verdict string  `json:"verdict"`
-	Report  *Report `json:"report"`
+	Verdict string `json:"verdict"`
+	// Forwarder is the forwarder section, for a forwarder identity.
+	Forwarder *ForwarderView `json:"forwarder,omitempty"`
+	Report    *Report        `json:"report"`
 }
 
 // Message sends a message through the relay (o.Send) to an in-process receiving server that
@@ -125,6 +130,10 @@ func Message(ctx context.Context, o *MessageOptions) (*MessageReport, error) {
 			return nil, err
 		}
 		ev := judge(ctx, o, eg, r)
+		if o.Forwarder != nil {
+			ev.Forwarder = viewForwarded(ctx, o, rx.Message, r)
+			ev.Verdict += "; forwarded: " + ev.Forwarder.Verdict
+		}
 		rep.Ready = rep.Ready && ev.Ready
 		rep.Egress = append(rep.Egress, ev)
 	}
@@ -369,6 +378,9 @@ func (m *MessageReport) WriteText(w io.Writer) error {
 		b.WriteString(":\n")
 		b.WriteString("  " + strings.ReplaceAll(strings.TrimRight(ev.Report.AuthenticationResults, "\r\n"), "\r\n", "\n  ") + "\n")
 		writeFindings(&b, ev.Findings)
+		if ev.Forwarder != nil {
+			writeForwarder(&b, ev.Forwarder)
+		}
 		fmt.Fprintf(&b, "  verdict: %s\n", ev.Verdict)
 	}
 	if m.Ready {

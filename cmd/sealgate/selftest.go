@@ -230,6 +230,12 @@ Exit status 0 when ready, 1 when not, 2 on errors.`,
 				return mt.send(ctx, server, egress[0].HELO, msg, mailFrom, rcpts)
 			},
 		}
+		if fw := mt.identity.Forwarder; fw != nil {
+			o.Forwarder = &selftest.Forwarder{SignAs: string(fw.SignAs), FromRewrite: fw.FromRewrite}
+			if !fw.ListAddress.IsZero() {
+				o.Forwarder.ListAddress = fw.ListAddress.String()
+			}
+		}
 		rep, err := selftest.Message(cmd.Context(), o)
 		if err != nil {
 			return err
@@ -286,6 +292,9 @@ func newMessageTest(cfg *config.Config, res *config.Resources, as string) (*mess
 			id := submit.NewIdentity(e.Login, submit.KindLogin, e.MaySendAs)
 			id.AllowNullSender, id.Seal, id.AllowUnsigned = e.AllowNullSender, e.Seal, e.AllowUnsigned
 			id.RatePerMinute, id.MaxRecipients = e.RatePerMinute, e.MaxRecipients
+			if id.Forwarder, err = submit.NewForwarder(e.Forwarder); err != nil {
+				return nil, fmt.Errorf("--as %q: %w", as, err)
+			}
 			mt.identity = id
 		}
 	}

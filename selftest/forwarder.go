@@ -170,7 +170,11 @@ func forwarderVerdict(v *ForwarderView, r *Report) string {
 	case v.SeenDMARCPass:
 		return fmt.Sprintf("receivers see the author's From %s: DMARC passes for it %s, so they accept whether or not they honour ARC", v.AuthorDomain, arcWord)
 	default:
-		return fmt.Sprintf("receivers see the author's From %s: DMARC fails for it (policy %s; a strict receiver would %s); %s", v.AuthorDomain, v.AuthorPolicy, r.Verdict.Action, arcAcceptance(v))
+		res := "fails"
+		if v.AuthorDMARC9989 != nil && v.AuthorDMARC9989.Result != "fail" {
+			res = "gives " + v.AuthorDMARC9989.Result
+		}
+		return fmt.Sprintf("receivers see the author's From %s: DMARC %s for it (policy %s; a strict receiver would %s); %s", v.AuthorDomain, res, v.AuthorPolicy, r.Verdict.Action, arcAcceptance(v))
 	}
 }
 

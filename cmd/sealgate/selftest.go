@@ -185,7 +185,10 @@ overrides).
 
 Prints every check with pass, warn or fail, the reason and the fix (the record to publish or
 the change to make), and per egress a verdict: whether DMARC passes, through which aligned
-identifier, and whether p=reject would lose this mail. Nothing is sent to the Internet.
+identifier, and whether p=reject would lose this mail. For a forwarder (role: forwarder) it
+adds what receivers see: the author's domain (X-Original-From when From was rewritten) and its
+DMARC result without the rewrite, whether From was rewritten and why, and the ARC result with
+oldest-pass. Nothing is sent to the Internet.
 
 Exit status 0 when ready, 1 when not, 2 on errors.`,
 		Example: `  sealgate selftest message --config sealgate-dev/sealgate.yaml --as demo@example.test --sample

@@ -293,6 +293,7 @@ func (q *schedule) remove(id string) {
 	if it := q.index[id]; it != nil {
 		heap.Remove(q, it.pos)
 		delete(q.index, id)
+		q.count(it, -1)
 	}
 }
 

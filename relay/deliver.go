@@ -130,6 +130,8 @@ type Runner struct {
 	// one delay warning for a message still being retried this long after
 	// acceptance.
 	DelayWarning time.Duration
+
+	backlog backlogGauge // Backlog (backlog.go)
 }
 
 type attemptResult struct {
@@ -165,6 +167,8 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	var lastScan time.Time
 	rescan := true
+	// A stopped Runner drains nothing: nobody is to wait for it.
+	defer r.backlog.set(0)
 	for {
 		// The select below picks at random among ready cases: an attempt that
 		// ended because ctx was cancelled may be seen before ctx.Done. Start
@@ -190,6 +194,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				done <- attemptResult{id: id, next: r.attempt(actx, id, log)}
 			}()
 		}
+		r.backlog.set(q.fresh)
 
 		wake := lastScan.Add(poll)
 		if t, ok := q.peek(); ok && len(inflight) < workers && t.Before(wake) {
@@ -433,6 +438,9 @@ func cmpOr[T int | time.Duration](v, def T) T {
 type schedule struct {
 	items []*scheduled
 	index map[string]*scheduled
+	// fresh counts the items never attempted (due time zero): with the workers
+	// all busy, the Runner's backlog (backlog.go).
+	fresh int
 }
 
 type scheduled struct {
@@ -468,13 +476,23 @@ func (q *schedule) has(id string) bool { return q.index[id] != nil }
 
 func (q *schedule) set(id string, due time.Time) {
 	if it := q.index[id]; it != nil {
+		q.count(it, -1)
 		it.due = due
+		q.count(it, 1)
 		heap.Fix(q, it.pos)
 		return
 	}
 	it := &scheduled{id: id, due: due}
 	q.index[id] = it
+	q.count(it, 1)
 	heap.Push(q, it)
+}
+
+// count adds d to fresh if it is a message never attempted.
+func (q *schedule) count(it *scheduled, d int) {
+	if it.due.IsZero() {
+		q.fresh += d
+	}
 }
 
 func (q *schedule) peek() (time.Time, bool) {
@@ -490,6 +508,7 @@ func (q *schedule) popDue(now time.Time) (string, bool) {
 	}
 	it := heap.Pop(q).(*scheduled)
 	delete(q.index, it.id)
+	q.count(it, -1)
 	return it.id, true
 }
 
@@ -498,6 +517,7 @@ func (q *schedule) retain(present map[string]bool) {
 		if !present[id] {
 			heap.Remove(q, it.pos)
 			delete(q.index, id)
+			q.count(it, -1)
 		}
 	}
 }

@@ -173,8 +173,8 @@ type Transport struct {
 
 	// MaxConnections bounds the sessions carrying a transaction at once (0: 100);
 	// MaxPerDestination bounds them per server address (0: 10); MaxIdle is
-	// how many sessions are kept per pool key between messages (0: 4, negative:
-	// none).
+	// how many sessions are kept per pool key between messages (0:
+	// DefaultWorkers, negative: none).
 	MaxConnections    int
 	MaxPerDestination int
 	MaxIdle           int

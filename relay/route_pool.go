@@ -36,7 +36,7 @@ type pool struct {
 func newPool(max, perDest, maxIdle int) *pool {
 	switch {
 	case maxIdle == 0:
-		maxIdle = 4 // as many as the Runner's default workers
+		maxIdle = DefaultWorkers // one for each of the Runner's workers
 	case maxIdle < 0:
 		maxIdle = 0
 	}

@@ -126,6 +126,7 @@ type Server struct {
 	Pipeline     *Pipeline
 	AuthThrottle *AuthThrottle // nil: no AUTH failure throttling
 	Rate         *MessageRate  // nil: no per-identity message rate limit
+	Flow         *FlowControl  // nil: MAIL never waits for delivery to catch up
 	Log          *slog.Logger
 	Metrics      Metrics // nil: nothing counted
 

@@ -214,6 +214,9 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 			return se.refuse(err, "MAIL refused: rate limit", "rate", se.identity.RatePerMinute)
 		}
 	}
+	// While delivery is behind, the 250 waits (a bounded time; never a refusal), so
+	// intake slows to what delivery achieves.
+	se.s.Flow.Wait(context.Background())
 	// What was checked is what is stored and sent on: the canonical form.
 	se.from = p.String()
 	se.dsn = dsnParams{}

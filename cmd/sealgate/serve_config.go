@@ -83,11 +83,14 @@ func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*su
 	}
 	srv.Pipeline = settings.Pipeline
 	srv.Pipeline.Spool, srv.Pipeline.Log = spool, log
-	runner := &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log,
+	runner := &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log, Workers: cfg.Relay.Workers,
 		Backoff: cfg.Relay.Retry.Backoff(), MaxAge: cfg.Relay.Retry.GiveUpAfter,
 		Bouncer: dsnSender(cfg, res.KeyRing, spool, log), DelayWarning: cfg.Relay.DSN.DelayWarning,
 		DrainTimeout: relay.DefaultDrainTimeout,
 		Control:      &relay.ControlServer{Path: controlSocket(cfg.Dir), Logger: log}}
+	// While the workers are behind, MAIL waits (limits.in_flow_delay), so intake slows
+	// to what delivery achieves instead of growing the queue.
+	srv.Flow = &submit.FlowControl{Backlog: runner, Delay: lm.InFlowDelay}
 	return srv, runner, func() { closeDeliverer(); spool.Close() }, nil
 }
 

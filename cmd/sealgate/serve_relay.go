@@ -21,7 +21,8 @@ func delivererFromConfig(cfg *config.Config, res *config.Resources, log *slog.Lo
 		Default: rt.Default, Identities: rt.Identities, Domains: rt.Domains,
 		MXPort: rc.MXPort, RootCAs: rt.RootCAs,
 		MaxConnections: rc.MaxConnections, MaxPerDestination: rc.MaxPerDestination,
-		Logger: log,
+		MaxIdle: rc.Workers, // a session kept for each worker delivering to one destination
+		Logger:  log,
 	}
 	if rc.MTASTS {
 		tr.MTASTS = &relay.MTASTS{Resolver: res.Resolver, RootCAs: rt.RootCAs, Logger: log}

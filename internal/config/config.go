@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/viper"
 
 	"sealgate/internal/addr"
+	"sealgate/relay"
 )
 
 // Config is sealgate's whole configuration, loaded by Load from one YAML file with
@@ -60,6 +61,9 @@ type LimitsConfig struct {
 	MaxHeaderFields     int           `mapstructure:"max_header_fields"`
 	AuthFailures        int           `mapstructure:"auth_failures"`
 	AuthCooldown        time.Duration `mapstructure:"auth_cooldown"`
+	// InFlowDelay is the longest a MAIL command waits while delivery is behind
+	// (submit.FlowControl); 0 turns the wait off.
+	InFlowDelay time.Duration `mapstructure:"in_flow_delay"`
 }
 
 // SenderRules are the per-identity settings shared by client networks and client
@@ -155,6 +159,8 @@ type RelayConfig struct {
 	// a message at once, in all and per server address.
 	MaxConnections    int `mapstructure:"max_connections"`
 	MaxPerDestination int `mapstructure:"max_per_destination"`
+	// Workers is how many messages are delivered at once (relay.Runner.Workers).
+	Workers int `mapstructure:"workers"`
 	// Identities and Domains are the routes of client organisations and of
 	// recipient domains (which win).
 	Identities []IdentityRouteConfig `mapstructure:"identities"`
@@ -189,6 +195,7 @@ var Defaults = map[string]any{
 	"limits.max_header_fields":      1000,
 	"limits.auth_failures":          5,
 	"limits.auth_cooldown":          "5m",
+	"limits.in_flow_delay":          "1s",
 	"arc.domain":                    "",
 	"arc.selector":                  "",
 	"arc.key_file":                  "",
@@ -210,6 +217,7 @@ var Defaults = map[string]any{
 	"relay.mta_sts":                 true,
 	"relay.max_connections":         100,
 	"relay.max_per_destination":     10,
+	"relay.workers":                 relay.DefaultWorkers,
 	"relay.retry.every":             "2h",
 	"relay.retry.give_up_after":     "120h",
 	"relay.dsn.domain":              "",

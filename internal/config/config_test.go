@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sealgate/relay"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -23,7 +25,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	want := LimitsConfig{MaxMessageBytes: 25 << 20, MaxRecipients: 100, MaxConnections: 200, MaxConnectionsPerIP: 20,
 		CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute, PreAuthTimeout: 30 * time.Second, MaxHeaderFields: 1000,
-		AuthFailures: 5, AuthCooldown: 5 * time.Minute}
+		AuthFailures: 5, AuthCooldown: 5 * time.Minute, InFlowDelay: time.Second}
 	if c.Limits != want {
 		t.Errorf("limits = %+v, want defaults %+v", c.Limits, want)
 	}
@@ -376,6 +378,30 @@ func TestValidateRelayAndDNS(t *testing.T) {
 	if res, err := c.Open(); err != nil || res.Resolver == nil {
 		t.Errorf("DNS server resolver: %v", err)
 	}
+}
+
+// relay.workers and limits.in_flow_delay: defaults, values and bounds.
+func TestValidateWorkersAndInFlowDelay(t *testing.T) {
+	c, err, _ := loadWith(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Relay.Workers != relay.DefaultWorkers || c.Limits.InFlowDelay != time.Second {
+		t.Errorf("defaults: workers %d, in_flow_delay %s", c.Relay.Workers, c.Limits.InFlowDelay)
+	}
+	c, err, _ = loadWith(t, nil, "  outbox: outbox\n", "  outbox: outbox\n  workers: 40\nlimits:\n  in_flow_delay: 0s\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Relay.Workers != 40 || c.Limits.InFlowDelay != 0 {
+		t.Errorf("set: workers %d, in_flow_delay %s (0 turns flow control off)", c.Relay.Workers, c.Limits.InFlowDelay)
+	}
+	_, err, _ = loadWith(t, nil, "  outbox: outbox\n", "  outbox: outbox\n  workers: 0\nlimits:\n  in_flow_delay: 1m\n")
+	onlyProblems(t, err, "relay.workers: 0: want from 1 to 1000",
+		"limits.in_flow_delay: 1m0s: want a duration from 0 (off) to 10s, such as 1s")
+	t.Setenv("SEALGATE_LIMITS_IN_FLOW_DELAY", "-1s")
+	_, err, _ = loadWith(t, nil)
+	onlyProblems(t, err, "limits.in_flow_delay: -1s: want a duration from 0 (off) to 10s")
 }
 
 // Every may_send_as pattern of every identity must be signable, or relayable unsigned by

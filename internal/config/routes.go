@@ -69,6 +69,10 @@ type Routes struct {
 	RootCAs *x509.CertPool
 }
 
+// maxWorkers bounds relay.workers: each is a goroutine with a message open and,
+// under relay.max_connections, a session.
+const maxWorkers = 1000
+
 // routes checks the routing keys of the relay section and loads Resources.Routes.
 func (v *validation) routes() {
 	r, p := v.c.Relay, &v.p
@@ -83,6 +87,9 @@ func (v *validation) routes() {
 	}
 	if r.MaxPerDestination < 0 {
 		p.add("relay.max_per_destination", "must not be negative")
+	}
+	if r.Workers < 1 || r.Workers > maxWorkers {
+		p.add("relay.workers", "%d: want from 1 to %d", r.Workers, maxWorkers)
 	}
 	if r.CAFile != "" && v.file("relay.ca_file", r.CAFile) {
 		pem, err := os.ReadFile(r.CAFile)

@@ -342,7 +342,15 @@ func (v *validation) limits() {
 			p.add(d.key, "must be a positive duration such as 5m")
 		}
 	}
+	// A client waits this long for the reply to MAIL; RFC 5321 §4.5.3.2.2 gives it
+	// minutes, but a delay of seconds already slows intake to delivery's pace.
+	if lm.InFlowDelay < 0 || lm.InFlowDelay > maxInFlowDelay {
+		p.add("limits.in_flow_delay", "%s: want a duration from 0 (off) to %s, such as 1s", lm.InFlowDelay, maxInFlowDelay)
+	}
 }
+
+// maxInFlowDelay bounds limits.in_flow_delay.
+const maxInFlowDelay = 10 * time.Second
 
 func (v *validation) users() {
 	c, p := v.c, &v.p

@@ -16,45 +16,64 @@ import (
 // waits for its retry time, not for delivery capacity, and a retry coming due
 // is not new intake to slow down.
 
-// backlogGauge holds the count and wakes waiters when it falls.
+// backlogGauge holds the count and wakes those waiting for it to fall to a
+// level, only then: waiters woken at every fall would, many sessions at a time,
+// wake for nothing at each message a worker takes.
 type backlogGauge struct {
-	n atomic.Int64
+	n       atomic.Int64
+	waiting atomic.Bool // len(waits) > 0
 
-	mu   sync.Mutex
-	fell chan struct{} // closed when n falls; nil while nobody waits
+	mu    sync.Mutex
+	waits map[int]chan struct{} // closed once n <= the key
 }
 
-// set stores n, waking those waiting in changed when it is lower than before.
+// set stores n, waking those waiting for a level n has fallen to.
 func (g *backlogGauge) set(n int) {
-	if old := g.n.Swap(int64(n)); int64(n) >= old {
+	if old := g.n.Swap(int64(n)); int64(n) >= old || !g.waiting.Load() {
 		return
 	}
 	g.mu.Lock()
-	if g.fell != nil {
-		close(g.fell)
-		g.fell = nil
+	for level, ch := range g.waits {
+		if n <= level {
+			close(ch)
+			delete(g.waits, level)
+		}
 	}
+	g.waiting.Store(len(g.waits) > 0)
 	g.mu.Unlock()
 }
 
-// changed returns a channel closed the next time the count falls. Read the
-// count after calling it, so that a fall in between is not missed.
-func (g *backlogGauge) changed() <-chan struct{} {
+// atMost returns a channel closed once the count is at most level (at once
+// if it is already).
+func (g *backlogGauge) atMost(level int) <-chan struct{} {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.fell == nil {
-		g.fell = make(chan struct{})
+	ch := g.waits[level]
+	if ch == nil {
+		ch = make(chan struct{})
+		if g.waits == nil {
+			g.waits = map[int]chan struct{}{}
+		}
+		g.waits[level] = ch
+		g.waiting.Store(true)
 	}
-	return g.fell
+	// Checked after registering, so a set in between is not missed: it either
+	// saw the waiter or stored its count before this load.
+	if int(g.n.Load()) <= level {
+		close(ch)
+		delete(g.waits, level)
+		g.waiting.Store(len(g.waits) > 0)
+	}
+	return ch
 }
 
 // Backlog returns the number of messages due for delivery that no worker has
 // taken yet: accepted (or recovered, or requeued) and never attempted. It is 0
 // while the workers keep up, and before Run starts and after it returns.
-// Deferred messages do not count. Safe for concurrent use; see BacklogFell.
+// Deferred messages do not count. Safe for concurrent use; see BacklogAtMost.
 func (r *Runner) Backlog() int { return int(r.backlog.n.Load()) }
 
-// BacklogFell returns a channel that is closed the next time Backlog falls
-// (a worker took a message). Call it before reading Backlog, so that a fall
-// in between closes the channel already returned.
-func (r *Runner) BacklogFell() <-chan struct{} { return r.backlog.changed() }
+// BacklogAtMost returns a channel that is closed once Backlog is at most n:
+// at once if it is, else when workers have taken enough messages (or Run has
+// returned).
+func (r *Runner) BacklogAtMost(n int) <-chan struct{} { return r.backlog.atMost(n) }

@@ -44,15 +44,20 @@ func TestRunnerBacklogCountsDueMessagesOnly(t *testing.T) {
 		t.Errorf("first delivery %s, want the oldest due message %s", id, due[0])
 	}
 	waitFor(t, "backlog 2", func() bool { return r.Backlog() == 2 })
-	fell := r.BacklogFell()
+	fell := r.BacklogAtMost(1)
 	if n := r.Backlog(); n != 2 {
 		t.Fatalf("backlog %d, want 2: the two due messages no worker has taken (not the deferred one, not the one in flight)", n)
+	}
+	select {
+	case <-fell:
+		t.Fatal("BacklogAtMost(1) closed with the backlog at 2")
+	case <-r.BacklogAtMost(2):
 	}
 	release <- struct{}{} // the first delivery ends, the worker takes the next
 	select {
 	case <-fell:
 	case <-time.After(10 * time.Second):
-		t.Fatal("BacklogFell not closed when a worker took a message")
+		t.Fatal("BacklogAtMost(1) not closed when a worker took a message")
 	}
 	if id := <-started; id != due[1] {
 		t.Errorf("second delivery %s, want %s", id, due[1])

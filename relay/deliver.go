@@ -76,8 +76,13 @@ var (
 const (
 	// DefaultMaxAge is how long temporary failures are retried; RFC 5321
 	// §4.5.4.1 suggests giving up after 4-5 days.
-	DefaultMaxAge         = 5 * 24 * time.Hour
-	DefaultWorkers        = 4
+	DefaultMaxAge = 5 * 24 * time.Hour
+	// DefaultWorkers is how many messages are delivered at once. Each worker
+	// spends most of an attempt waiting (on the next hop's replies, and on the
+	// spool's grouped sync that makes its removal durable), so more workers
+	// than cores pay: on 2 cores, delivering to a local sink, 4 drained about
+	// 1500 msg/s, 16 about 2300 and 32 about 2700.
+	DefaultWorkers        = 32
 	DefaultPollInterval   = time.Minute
 	DefaultAttemptTimeout = 10 * time.Minute
 	// DefaultDrainTimeout is a Runner.DrainTimeout for serve: deliveries in

@@ -12,9 +12,9 @@ type DeliveryBacklog interface {
 	// Backlog returns the number of accepted messages due for delivery now
 	// that no delivery has taken yet (deferred messages do not count).
 	Backlog() int
-	// BacklogFell returns a channel closed the next time Backlog falls. It is
-	// called before Backlog is read, so a fall in between is not missed.
-	BacklogFell() <-chan struct{}
+	// BacklogAtMost returns a channel closed once Backlog is at most n (at
+	// once if it already is).
+	BacklogAtMost(n int) <-chan struct{}
 }
 
 // FlowControl slows intake to what delivery achieves, as Postfix's
@@ -59,18 +59,10 @@ func (f *FlowControl) Wait(ctx context.Context) (waited bool) {
 	if after == nil {
 		after = time.After
 	}
-	timeout := after(f.Delay)
-	for {
-		fell := f.Backlog.BacklogFell()
-		if f.Backlog.Backlog() <= limit {
-			return true
-		}
-		select {
-		case <-fell:
-		case <-timeout:
-			return true
-		case <-ctx.Done():
-			return true
-		}
+	select {
+	case <-f.Backlog.BacklogAtMost(limit):
+	case <-after(f.Delay):
+	case <-ctx.Done():
 	}
+	return true
 }

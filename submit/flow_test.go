@@ -19,9 +19,10 @@ import (
 
 // fakeBacklog is a DeliveryBacklog the test sets.
 type fakeBacklog struct {
-	mu   sync.Mutex
-	n    int
-	fell chan struct{}
+	mu    sync.Mutex
+	n     int
+	level int
+	ch    chan struct{} // closed once n <= level
 }
 
 func (b *fakeBacklog) Backlog() int {
@@ -30,22 +31,24 @@ func (b *fakeBacklog) Backlog() int {
 	return b.n
 }
 
-func (b *fakeBacklog) BacklogFell() <-chan struct{} {
+func (b *fakeBacklog) BacklogAtMost(n int) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.fell == nil {
-		b.fell = make(chan struct{})
+	b.level, b.ch = n, make(chan struct{})
+	if b.n <= n {
+		close(b.ch)
+		b.ch = nil
 	}
-	return b.fell
+	return b.ch
 }
 
 func (b *fakeBacklog) set(n int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.n = n
-	if b.fell != nil {
-		close(b.fell)
-		b.fell = nil
+	if b.ch != nil && n <= b.level {
+		close(b.ch)
+		b.ch = nil
 	}
 }
 

@@ -42,6 +42,13 @@
 // A separate pass, rather than holding the sink for part of one, keeps each figure to one
 // steady state: acceptance with delivery idle, and acceptance and delivery together.
 //
+// The two passes run on two relays, started side by side from the same dev configuration:
+// the end-to-end relay as configured (flow control on: limits.in_flow_delay slows intake
+// to what delivery achieves), and the accept-only relay with limits.in_flow_delay 0, since
+// with the sink held its backlog only grows and flow control would slow acceptance to a
+// trickle, which is not what that pass measures. -relay-cpuprofile profiles the
+// end-to-end relay.
+//
 // For each mode and size it prints, from the end-to-end pass: messages accepted (250) per
 // second; accept latency p50 and p99, from the end of DATA (the final dot) to the 250; the
 // relay process's CPU seconds per 1000 accepted messages (utime+stime from /proc/PID/stat,
@@ -339,14 +346,21 @@ func run(ctx context.Context, o *options) error {
 		defer os.RemoveAll(base)
 	}
 	rep.SpoolFS = fsType(base)
-	rl, err := startRelay(o.sealgate, base, sink.addr, o.conns)
+	rl, err := startRelay(o.sealgate, base, "", sink.addr, o.conns, relayProfile)
 	if err != nil {
 		return err
 	}
 	defer rl.stop() // on error paths; a no-op once the relay has exited
+	ra, err := startRelay(o.sealgate, base, "accept", sink.addr, o.conns, "", "SEALGATE_LIMITS_IN_FLOW_DELAY=0")
+	if err != nil {
+		return err
+	}
+	defer ra.stop()
 	if !o.jsonOut {
 		fmt.Printf("relay pid %d: submission %s, smarthost %s, next hop (sink) %s, state %s (%s)\n",
 			rl.PID(), rl.Submission, rl.SmartHost, sink.addr, base, rep.SpoolFS)
+		fmt.Printf("accept-only relay pid %d (limits.in_flow_delay 0): submission %s, smarthost %s\n",
+			ra.PID(), ra.Submission, ra.SmartHost)
 		if rep.SpoolFS == "tmpfs" {
 			fmt.Println("WARNING: the spool is on tmpfs, where fsync costs nothing; use -dir on a real disk")
 		}
@@ -361,9 +375,9 @@ func run(ctx context.Context, o *options) error {
 			if !o.jsonOut {
 				fmt.Printf("running %s, %d bytes, %d connections...\n", mode, size, o.conns)
 			}
-			r, err := loadRun(ctx, o, rl, sink, mode, size)
+			r, err := loadRun(ctx, o, ra, rl, sink, mode, size)
 			if err != nil {
-				return fmt.Errorf("%s %d bytes: %w (relay log: %s)", mode, size, err, rl.logPath)
+				return fmt.Errorf("%s %d bytes: %w (relay logs: %s, %s)", mode, size, err, rl.logPath, ra.logPath)
 			}
 			rep.Runs = append(rep.Runs, r)
 			if !o.jsonOut {
@@ -384,6 +398,7 @@ func run(ctx context.Context, o *options) error {
 
 	// 5. Stop the relay: SIGTERM, then wait.
 	rep.RelayExit = rl.stop()
+	ra.stop()
 
 	// 6. The signing cost again, now that nothing of ours runs. On a shared machine one
 	// measurement may catch a busy moment; the cheaper of the two gives the higher, so
@@ -648,23 +663,28 @@ type relayProc struct {
 // relayProfile is the -relay-cpuprofile flag.
 var relayProfile string
 
-// startRelay runs `SEALGATE serve --dev` in base/dev with every listener on a free port and
-// the sink as next hop, and waits until it logs its listening addresses. Its log (stdout and
-// stderr) goes to base/relay.log.
-func startRelay(bin, base, nextHop string, conns int) (*relayProc, error) {
-	logPath := filepath.Join(base, "relay.log")
+// startRelay runs `SEALGATE serve --dev` in base/dev (base/dev-NAME) with every listener on
+// a free port and the sink as next hop, and waits until it logs its listening addresses.
+// Its log (stdout and stderr) goes to base/relay.log (relay-NAME.log). extraEnv is added
+// to its environment; profile, when set, is where it writes a CPU profile.
+func startRelay(bin, base, name, nextHop string, conns int, profile string, extraEnv ...string) (*relayProc, error) {
+	dir, logName := "dev", "relay.log"
+	if name != "" {
+		dir, logName = "dev-"+name, "relay-"+name+".log"
+	}
+	logPath := filepath.Join(base, logName)
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"--next-hop", nextHop}
-	if relayProfile != "" {
-		args = append(args, "--cpuprofile", relayProfile)
+	if profile != "" {
+		args = append(args, "--cpuprofile", profile)
 	}
 	// Every load client connects from 127.0.0.1: raise the per-address connection limit
 	// (20 by default, a defence against one client taking every slot) above the load.
-	env := []string{fmt.Sprintf("SEALGATE_LIMITS_MAX_CONNECTIONS_PER_IP=%d", conns+8)}
-	r, err := sealgatetest.Start(sealgatetest.Options{Binary: bin, Dir: filepath.Join(base, "dev"), Args: args, Log: logFile, Env: env})
+	env := append([]string{fmt.Sprintf("SEALGATE_LIMITS_MAX_CONNECTIONS_PER_IP=%d", conns+8)}, extraEnv...)
+	r, err := sealgatetest.Start(sealgatetest.Options{Binary: bin, Dir: filepath.Join(base, dir), Args: args, Log: logFile, Env: env})
 	if err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("%w\nits log ends:\n%s", err, tail(logPath, 20))
@@ -1158,13 +1178,14 @@ func percentile(sorted []time.Duration, p int) float64 {
 
 // loadRun measures one mode and size in two passes over the same relay: accept-only (sink
 // held), then end to end (sink open). See the package comment.
-func loadRun(ctx context.Context, o *options, rl *relayProc, sk *sink, mode string, size int) (*runResult, error) {
+func loadRun(ctx context.Context, o *options, ra, rl *relayProc, sk *sink, mode string, size int) (*runResult, error) {
 	r := &runResult{Mode: mode, Size: size, Conns: o.conns}
 	clk := float64(clockTicks())
 
-	// 1. Accept-only: the sink answers no MAIL, so the relay spools and delivers nothing.
+	// 1. Accept-only, on ra (flow control off): the sink answers no MAIL, so the relay
+	// spools and delivers nothing.
 	sk.hold()
-	pa, err := drive(ctx, o, rl, sk, mode, size, stallLimit)
+	pa, err := drive(ctx, o, ra, sk, mode, size, stallLimit)
 	if err != nil {
 		sk.release()
 		return nil, fmt.Errorf("accept-only pass: %w", err)
@@ -1185,11 +1206,11 @@ func loadRun(ctx context.Context, o *options, rl *relayProc, sk *sink, mode stri
 		return r, nil
 	}
 	// The drain: from the release until the sink has every accepted message.
-	if err := awaitSink(ctx, rl, sk, pa.sink0, a.Accepted, o.drainLimit); err != nil {
+	if err := awaitSink(ctx, ra, sk, pa.sink0, a.Accepted, o.drainLimit); err != nil {
 		return nil, err
 	}
 	tDrained := time.Now()
-	sDrained, err := snapshot(rl.PID())
+	sDrained, err := snapshot(ra.PID())
 	if err != nil {
 		return nil, err
 	}

@@ -167,6 +167,23 @@ func (r *Runner) Run(ctx context.Context) error {
 	// deadline passes (finish).
 	actx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAttempts()
+	// The workers live as long as Run: a goroutine per attempt would grow a new
+	// stack for each (reading the envelope, SMTP, logging), a measurable share
+	// of delivery's CPU. jobs never blocks: at most workers ids are in flight.
+	jobs := make(chan string, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range jobs {
+				done <- attemptResult{id: id, next: r.attempt(actx, id, log)}
+			}
+		}()
+	}
+	finish := func() {
+		close(jobs)
+		r.finish(&wg, cancelAttempts, len(inflight), log)
+	}
 	ctl := r.controlChan()
 	defer r.serveControl(ctx, log)()
 
@@ -179,7 +196,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		// ended because ctx was cancelled may be seen before ctx.Done. Start
 		// nothing more once ctx is done.
 		if ctx.Err() != nil {
-			r.finish(&wg, cancelAttempts, len(inflight), log)
+			finish()
 			return nil
 		}
 		if rescan {
@@ -193,11 +210,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				break
 			}
 			inflight[id] = true
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				done <- attemptResult{id: id, next: r.attempt(actx, id, log)}
-			}()
+			jobs <- id
 		}
 		r.backlog.set(q.fresh)
 
@@ -209,7 +222,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 		select {
 		case <-ctx.Done():
-			r.finish(&wg, cancelAttempts, len(inflight), log)
+			finish()
 			return nil
 		case fn := <-ctl:
 			fn(&runState{q: q, inflight: inflight})

@@ -19,7 +19,9 @@
 //
 // Runner takes committed messages to a Deliverer, with bounded concurrency and
 // retries with backoff for temporary (4yz) failures, and logs one "delivery
-// attempt" line per recipient group and attempt (AttemptEvent, Runner.OnAttempt).
+// attempt" line per recipient group and attempt (AttemptEvent, Runner.OnAttempt);
+// its Backlog (messages due that no worker has taken) is what the submission
+// side's flow control slows intake by.
 // Transport is the Deliverer for the Internet: recipients' MX hosts (RFC 5321
 // §5.1, null MX of RFC 7505) or smart hosts, routes per client organisation and
 // per recipient domain, STARTTLS whenever offered and implicit TLS, AUTH to

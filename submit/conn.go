@@ -53,6 +53,7 @@ type clientConn struct {
 	smuggled        bool       // wireScanner saw CR LF "." CR not followed by LF
 	paths           []wirePath // MAIL and RCPT arguments as written, oldest first
 	refusals        int        // refused commands (see session.refused)
+	sniffed         bool       // the client's first bytes were looked at (Read)
 
 	// wire holds the wire* marks: what happened on the connection since
 	// wireScanner's last Write (see wireCopy). Atomic, as abort may write from
@@ -103,6 +104,15 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.wire.Or(wireRead)
+		if !c.sniffed {
+			// A PROXY header from the client itself, direct or behind a trusted
+			// proxy's header, claims an address it does not have (proxy.go).
+			c.sniffed = true
+			if looksLikeProxyHeader(p[:n]) {
+				c.abort(errUntrustedProxyHeader)
+				return 0, net.ErrClosed
+			}
+		}
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.mu.Lock()

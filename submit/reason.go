@@ -59,6 +59,13 @@ const (
 	ReasonSigningFailed        Reason = "signing_failed"
 	ReasonSealingFailed        Reason = "sealing_failed"
 	ReasonSpoolFailed          Reason = "spool_failed"
+
+	// Load balancers and draining (proxy.go, Server.Drain).
+	ReasonProxyUntrusted     Reason = "proxy_untrusted"
+	ReasonProxyHeaderMissing Reason = "proxy_header_missing"
+	ReasonProxyHeaderInvalid Reason = "proxy_header_invalid"
+	ReasonProxyLocal         Reason = "proxy_local"
+	ReasonDraining           Reason = "draining"
 )
 
 // AllReasons lists every reason code, in the order of docs/reason-codes.md.
@@ -75,6 +82,8 @@ var AllReasons = []Reason{
 	ReasonTooManyConnections, ReasonTooManyConnectionsIP, ReasonAuthThrottled, ReasonAuthBusy,
 	ReasonRateLimited, ReasonFromDomainUnparsable, ReasonNoDKIMKeys, ReasonSigningFailed,
 	ReasonSealingFailed, ReasonSpoolFailed,
+	ReasonProxyUntrusted, ReasonProxyHeaderMissing, ReasonProxyHeaderInvalid, ReasonProxyLocal,
+	ReasonDraining,
 }
 
 // Refusal is a reply that refuses (5xx) or defers (4xx) a command or message, with its Reason.

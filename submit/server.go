@@ -40,6 +40,10 @@ type Listener struct {
 	SASL, ClientCert, Network bool
 	// TLS is the server TLS configuration (TLS 1.2 or later); required for SASL.
 	TLS *tls.Config
+	// TrustedProxies are the load balancers whose connections begin with a PROXY
+	// protocol header naming the real client (proxy.go); a connection from any
+	// other address that sends one is refused.
+	TrustedProxies []netip.Prefix
 }
 
 // Limits bound what one client may make us do.
@@ -127,8 +131,11 @@ type Server struct {
 	AuthThrottle *AuthThrottle // nil: no AUTH failure throttling
 	Rate         *MessageRate  // nil: no per-identity message rate limit
 	Flow         *FlowControl  // nil: MAIL never waits for delivery to catch up
-	Log          *slog.Logger
-	Metrics      Metrics // nil: nothing counted
+	// SharedConnections, if set, holds MaxConnectionsPerIP across every node
+	// behind the load balancer (nil: this node's connections only).
+	SharedConnections *SharedConnections
+	Log               *slog.Logger
+	Metrics           Metrics // nil: nothing counted
 
 	mu      sync.Mutex
 	lns     []net.Listener
@@ -141,6 +148,8 @@ type Server struct {
 	refusal chan struct{}                // bounds refusals in progress
 	refLog  *refusalLog
 	live    atomic.Pointer[Settings] // see Reload
+
+	draining atomic.Bool // see Drain
 }
 
 // Addrs returns the addresses the listeners are bound to, in order (after Listen).
@@ -219,14 +228,18 @@ func (s *Server) acceptLoop(ln net.Listener, lc Listener) error {
 			continue
 		}
 		delay = 0
-		s.serveConn(c, lc)
+		peer := remoteIP(c)
+		if lc.trustedProxy(peer) {
+			go s.acceptProxied(c, lc, peer)
+			continue
+		}
+		s.serveConn(c, lc, peer)
 	}
 }
 
-// serveConn admits c within the connection limits and serves it, or refuses it
-// with 421.
-func (s *Server) serveConn(raw net.Conn, lc Listener) {
-	ip := remoteIP(raw)
+// serveConn admits c, a connection from the client at ip, within the connection
+// limits and serves it, or refuses it with 421.
+func (s *Server) serveConn(raw net.Conn, lc Listener, ip netip.Addr) {
 	key := sourceKey(ip)
 	s.mu.Lock()
 	var refusal string
@@ -236,11 +249,13 @@ func (s *Server) serveConn(raw net.Conn, lc Listener) {
 		s.mu.Unlock()
 		raw.Close()
 		return
+	case s.draining.Load():
+		refusal, why = "draining: this node takes no new sessions; try another or later", ReasonDraining
 	case s.Limits.MaxConnections > 0 && s.total >= s.Limits.MaxConnections:
 		refusal, why = "Too many connections, try again later", ReasonTooManyConnections
 	case s.perIP[key] >= s.Limits.maxPerIP():
-		refusal = fmt.Sprintf("Too many connections from your address (at most %d), try again later", s.Limits.maxPerIP())
-		why = ReasonTooManyConnectionsIP
+		r := errTooManyFromIP(s.Limits.maxPerIP())
+		refusal, why = r.Message, r.Reason
 	}
 	if refusal != "" {
 		s.mu.Unlock()
@@ -251,6 +266,7 @@ func (s *Server) serveConn(raw net.Conn, lc Listener) {
 	s.total++
 	s.perIP[key]++
 	cc := newClientConn(raw, s, lc, ip)
+	var lease string // the connection's lease in SharedConnections, if it took one
 	cc.release = func() {
 		s.mu.Lock()
 		s.total--
@@ -259,6 +275,11 @@ func (s *Server) serveConn(raw net.Conn, lc Listener) {
 		}
 		delete(s.conns, cc)
 		s.mu.Unlock()
+		if lease != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			s.SharedConnections.release(ctx, key, lease)
+			cancel()
+		}
 	}
 	srv := s.newSMTPServer(lc, cc)
 	s.conns[cc] = srv
@@ -285,8 +306,26 @@ func (s *Server) serveConn(raw net.Conn, lc Listener) {
 			cc.tlsReady(tc)
 			conn = tc
 		}
+		if sc := s.SharedConnections; sc != nil {
+			// The count across nodes, after this node's own (above). Asked here, not
+			// in the accept loop, so a slow store holds up no other connection; on
+			// the implicit-TLS port after the handshake, so the refusal is readable.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			member, ok, _ := sc.acquire(ctx, key, s.Limits.maxPerIP())
+			cancel()
+			if !ok {
+				cc.abort(errTooManyFromIP(s.Limits.maxPerIP()))
+				return
+			}
+			lease = member
+		}
 		srv.Serve(&oneConnListener{conn: conn, done: cc.done})
 	}()
+}
+
+func errTooManyFromIP(n int) *Refusal {
+	return refusal(ReasonTooManyConnectionsIP, 421, smtp.EnhancedCode{4, 7, 0},
+		fmt.Sprintf("Too many connections from your address (at most %d), try again later", n))
 }
 
 // Refusals in progress at once; beyond that, a refused connection is closed
@@ -321,7 +360,11 @@ func (s *Server) refuse(c net.Conn, lc Listener, ip netip.Addr, why Reason, msg 
 		// The client has sent nothing but its TLS handshake yet (it waits for the
 		// greeting), so closing right after the reply does not reset the
 		// connection; no linger holds the slot of a refusal.
-		fmt.Fprintf(c, "421 4.7.0 %s %s\r\n", s.Hostname, msg)
+		enh := "4.7.0" // temporary security or policy condition
+		if why == ReasonDraining {
+			enh = "4.3.2" // system not accepting network messages (RFC 3463)
+		}
+		fmt.Fprintf(c, "421 %s %s %s\r\n", enh, s.Hostname, msg)
 	}()
 }
 
@@ -364,6 +407,38 @@ func (s *Server) Close() error {
 		cc.Close()  // in case go-smtp has not taken the connection yet (TLS handshake)
 	}
 	return nil
+}
+
+// Drain stops taking sessions while the relay goes on delivering: a new
+// connection is answered 421 4.3.2 at once (the listeners stay open, so a client
+// that reaches this node after its balancer stopped routing here learns to go
+// elsewhere instead of timing out), and each session ends at its next command as
+// in Shutdown, after the message it is sending is received and answered. Resume
+// undoes it for new connections.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.mu.Lock()
+	conns := make([]*clientConn, 0, len(s.conns))
+	for cc := range s.conns {
+		conns = append(conns, cc)
+	}
+	s.mu.Unlock()
+	for _, cc := range conns {
+		cc.drain()
+	}
+}
+
+// Resume takes new sessions again after Drain.
+func (s *Server) Resume() { s.draining.Store(false) }
+
+// Draining reports whether Drain is in force.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Sessions returns the number of connections being served.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 // Shutdown stops accepting and ends every session at its next command with 421

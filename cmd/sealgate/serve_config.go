@@ -8,6 +8,7 @@ import (
 	"sealgate/internal/config"
 	"sealgate/internal/libcrypto"
 	"sealgate/internal/metrics"
+	"sealgate/internal/redisstore"
 	"sealgate/relay"
 	"sealgate/sign"
 	"sealgate/submit"
@@ -18,16 +19,17 @@ import (
 // files through config.Open, the code `config check` runs, and warns about every RSA key
 // under 2048 bits a configured min_rsa_bits let in.
 func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *relay.Runner, func(), error) {
-	return buildMetered(cfg, log, nil)
+	srv, runner, _, cleanup, err := buildMetered(cfg, log, nil)
+	return srv, runner, cleanup, err
 }
 
 // buildMetered is buildFromConfig counting into m (nil: nothing counted): the server,
 // pipeline and delivery report to it, and every DNS lookup goes through its counting
-// resolver.
-func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*submit.Server, *relay.Runner, func(), error) {
+// resolver. shared is the store of limits.shared (nil without it).
+func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (srv *submit.Server, runner *relay.Runner, shared *redisstore.Store, cleanup func(), err error) {
 	res, err := cfg.Open()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("configuration:\n%w", err)
+		return nil, nil, nil, nil, fmt.Errorf("configuration:\n%w", err)
 	}
 	if m != nil {
 		res.Resolver = m.Resolver(res.Resolver)
@@ -46,10 +48,10 @@ func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*su
 	}
 	settings, err := submitSettings(cfg, res)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	lm := cfg.Limits
-	srv := &submit.Server{
+	srv = &submit.Server{
 		Hostname: cfg.Hostname,
 		Limits: submit.Limits{
 			MaxMessageBytes: lm.MaxMessageBytes, MaxRecipients: lm.MaxRecipients,
@@ -63,7 +65,8 @@ func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*su
 	}
 	srv.Users, srv.Networks, srv.Certs = settings.Users, settings.Networks, settings.Certs
 	for _, lc := range cfg.Listeners {
-		l := submit.Listener{Name: lc.Name, Address: lc.Address, Mode: submit.ListenerMode(lc.Mode), TLS: settings.TLS[lc.Name]}
+		l := submit.Listener{Name: lc.Name, Address: lc.Address, Mode: submit.ListenerMode(lc.Mode), TLS: settings.TLS[lc.Name],
+			TrustedProxies: lc.TrustedProxyPrefixes()}
 		for _, a := range lc.Auth {
 			switch a {
 			case "sasl":
@@ -76,14 +79,24 @@ func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*su
 		}
 		srv.Listeners = append(srv.Listeners, l)
 	}
+	if shared, err = openShared(cfg, log); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if shared != nil {
+		// One count for every node behind the balancer (README "Running several nodes").
+		srv.AuthThrottle.Counter = submit.NewSharedCounter(shared)
+		srv.Rate.Limiter = submit.NewSharedRateLimiter(shared)
+		srv.SharedConnections = &submit.SharedConnections{Store: shared, Node: cfg.Hostname}
+	}
 	deliverer, closeDeliverer := delivererFromConfig(cfg, res, log)
 	spool, err := relay.OpenSpool(filepath.Join(cfg.Dir, "spool"))
 	if err != nil {
-		return nil, nil, nil, err
+		closeShared(srv, shared)
+		return nil, nil, nil, nil, err
 	}
 	srv.Pipeline = settings.Pipeline
 	srv.Pipeline.Spool, srv.Pipeline.Log = spool, log
-	runner := &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log, Workers: cfg.Relay.Workers,
+	runner = &relay.Runner{Spool: spool, Deliverer: deliverer, Logger: log, Workers: cfg.Relay.Workers,
 		Backoff: cfg.Relay.Retry.Backoff(), MaxAge: cfg.Relay.Retry.GiveUpAfter,
 		Bouncer: dsnSender(cfg, res.KeyRing, spool, log), DelayWarning: cfg.Relay.DSN.DelayWarning,
 		DrainTimeout: relay.DefaultDrainTimeout,
@@ -91,7 +104,38 @@ func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*su
 	// While the workers are behind, MAIL waits (limits.in_flow_delay), so intake slows
 	// to what delivery achieves instead of growing the queue.
 	srv.Flow = &submit.FlowControl{Backlog: runner, Delay: lm.InFlowDelay}
-	return srv, runner, func() { closeDeliverer(); spool.Close() }, nil
+	return srv, runner, shared, func() { closeDeliverer(); spool.Close(); closeShared(srv, shared) }, nil
+}
+
+// openShared opens limits.shared's Redis (nil, nil without it). The node starts whether
+// or not Redis answers: until it does, each node counts alone (and says so).
+func openShared(cfg *config.Config, log *slog.Logger) (*redisstore.Store, error) {
+	sh := cfg.Limits.Shared
+	if sh.Redis == "" {
+		return nil, nil
+	}
+	pw, err := sh.RedisPassword()
+	if err != nil {
+		return nil, fmt.Errorf("limits.shared.password_file: %w", err)
+	}
+	st, err := redisstore.Open(redisstore.Options{URL: sh.Redis, Password: pw, Prefix: sh.Prefix, Timeout: sh.Timeout, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("limits.shared.redis: %w", err)
+	}
+	if st.Up() {
+		log.Info("shared counters: counting across nodes", "store", st.String())
+	}
+	return st, nil
+}
+
+func closeShared(srv *submit.Server, st *redisstore.Store) {
+	if st == nil {
+		return
+	}
+	if srv.SharedConnections != nil {
+		srv.SharedConnections.Stop()
+	}
+	st.Close()
 }
 
 // dsnSender builds the relay's DSN sender (RFC 3464): From MAILER-DAEMON@ the relay's

@@ -21,6 +21,7 @@ import (
 
 	"sealgate/internal/config"
 	"sealgate/internal/metrics"
+	"sealgate/internal/redisstore"
 	"sealgate/relay"
 	"sealgate/submit"
 )
@@ -35,6 +36,7 @@ type process struct {
 	runner  *relay.Runner
 	spool   *relay.Spool
 	metrics *metrics.Metrics
+	shared  *redisstore.Store // limits.shared; nil: this node counts alone
 	dev     bool
 
 	mu       sync.Mutex // one reload at a time
@@ -62,13 +64,18 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 	log := logs.logger
 	logStartup(log, file, cfg)
 	m := metrics.New()
-	srv, runner, cleanup, err := buildMetered(cfg, log, m)
+	srv, runner, shared, cleanup, err := buildMetered(cfg, log, m)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
 	p := &process{file: file, started: cfg, logs: logs, log: log, srv: srv, runner: runner,
-		spool: srv.Pipeline.Spool, metrics: m, dev: banner != nil, start: time.Now()}
+		spool: srv.Pipeline.Spool, metrics: m, shared: shared, dev: banner != nil, start: time.Now()}
+	var sharedUp func() bool
+	if shared != nil {
+		sharedUp = shared.Up
+	}
+	m.WatchCluster(sharedUp, srv.Draining)
 	srv.Metrics = m
 	srv.Pipeline.Metrics = m
 	p.pipeline.Store(srv.Pipeline)
@@ -84,6 +91,7 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 			restart, err := p.reload("sealgate reload")
 			return reloadResult{Restart: restart}, err
 		})
+		p.handleDrain(c) // "sealgate drain" (drain.go)
 	}
 	return p.run(ctx, stop, hup, banner)
 }
@@ -168,8 +176,12 @@ func (p *process) run(ctx context.Context, stop func(), hup <-chan os.Signal, ba
 	if banner != nil {
 		banner(adminAddr)
 	}
+	// Delivery runs on its own context: a SIGTERM drains the node, and delivery goes
+	// on until what is due is delivered (see drainAndStop).
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
 	runnerDone := make(chan error, 1)
-	go func() { runnerDone <- p.runner.Run(ctx) }()
+	go func() { runnerDone <- p.runner.Run(runCtx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve() }()
 loop:
@@ -178,6 +190,7 @@ loop:
 		case err := <-serveDone:
 			p.stopping.Store(true)
 			stop()
+			cancelRun()
 			<-runnerDone
 			p.logStopped(err)
 			return err
@@ -187,11 +200,7 @@ loop:
 			break loop
 		}
 	}
-	p.stopping.Store(true)
-	log.Info("shutting down", "signal", "SIGINT or SIGTERM")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
+	p.drainAndStop(cancelRun)
 	err := <-runnerDone
 	p.logStopped(err)
 	return err
@@ -279,17 +288,17 @@ func restartNeeded(running, next *config.Config) []string {
 	diff("hostname", running.Hostname, next.Hostname)
 	diff("dir", running.Dir, next.Dir)
 	type listener struct {
-		Name, Address, Mode string
-		Auth                []string
+		Name, Address, Mode  string
+		Auth, TrustedProxies []string
 	}
 	var a, b []listener
 	for _, l := range running.Listeners {
-		a = append(a, listener{l.Name, l.Address, l.Mode, l.Auth})
+		a = append(a, listener{l.Name, l.Address, l.Mode, l.Auth, l.TrustedProxies})
 	}
 	for _, l := range next.Listeners {
-		b = append(b, listener{l.Name, l.Address, l.Mode, l.Auth})
+		b = append(b, listener{l.Name, l.Address, l.Mode, l.Auth, l.TrustedProxies})
 	}
-	diff("listeners (names, addresses, modes, auth)", a, b)
+	diff("listeners (names, addresses, modes, auth, trusted_proxies)", a, b)
 	diff("limits", running.Limits, next.Limits)
 	diff("relay", running.Relay, next.Relay)
 	diff("admin.listen", running.Admin.Listen, next.Admin.Listen)
@@ -300,11 +309,14 @@ func restartNeeded(running, next *config.Config) []string {
 // readinessChecks are what /readyz checks: the spool takes new files, every listener is
 // bound and the relay is not shutting down, and there are keys to sign with.
 func (p *process) readinessChecks() []metrics.Check {
-	return []metrics.Check{
+	checks := []metrics.Check{
 		{Name: "spool", Func: func(context.Context) error { return spoolWritable(filepath.Join(p.started.Dir, "spool")) }},
 		{Name: "listeners", Func: func(context.Context) error {
 			if p.stopping.Load() {
 				return errors.New("shutting down")
+			}
+			if p.srv.Draining() {
+				return errors.New("draining (sealgate drain): no new sessions, delivery goes on")
 			}
 			// Bound sockets, not dialled: a probe every few seconds would be an SMTP
 			// session, and a log line, each time.
@@ -315,6 +327,17 @@ func (p *process) readinessChecks() []metrics.Check {
 		}},
 		{Name: "keys", Func: func(context.Context) error { return keysLoaded(p.pipeline.Load(), p.started) }},
 	}
+	if p.shared != nil {
+		// Degraded, not failed: the node serves on its own counters, and failing
+		// every node's check at once would take the whole cluster out of the balancer.
+		checks = append(checks, metrics.Check{Name: "shared-counters", Degraded: true, Func: func(context.Context) error {
+			if err := p.shared.Status(); err != nil {
+				return fmt.Errorf("%v; counting on this node only", err)
+			}
+			return nil
+		}})
+	}
+	return checks
 }
 
 // spoolWritable checks that the spool can take new messages: a file is created, written,

@@ -47,6 +47,9 @@ type ListenerConfig struct {
 	TLSCert  string   `mapstructure:"tls_cert"`
 	TLSKey   string   `mapstructure:"tls_key"`
 	ClientCA string   `mapstructure:"client_ca"`
+	// TrustedProxies are the load balancers (CIDRs) whose connections must begin
+	// with a PROXY protocol header; see scaleout.go.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
 }
 
 // LimitsConfig is the limits section.
@@ -64,6 +67,12 @@ type LimitsConfig struct {
 	// InFlowDelay is the longest a MAIL command waits while delivery is behind
 	// (submit.FlowControl); 0 turns the wait off.
 	InFlowDelay time.Duration `mapstructure:"in_flow_delay"`
+	// Shared keeps the AUTH throttle, message rates and per-address connection
+	// counts in Redis for every node behind one load balancer (scaleout.go).
+	Shared SharedConfig `mapstructure:"shared"`
+	// DrainTimeout is how long SIGTERM goes on delivering what is due once the
+	// sessions have ended (scaleout.go).
+	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 }
 
 // SenderRules are the per-identity settings shared by client networks and client
@@ -196,6 +205,7 @@ var Defaults = map[string]any{
 	"limits.auth_failures":          5,
 	"limits.auth_cooldown":          "5m",
 	"limits.in_flow_delay":          "1s",
+	"limits.drain_timeout":          "60s",
 	"arc.domain":                    "",
 	"arc.selector":                  "",
 	"arc.key_file":                  "",
@@ -414,6 +424,7 @@ func (c *Config) resolvePaths(base string) {
 	}
 	abs(&c.ARC.KeyFile)
 	abs(&c.ARC.PseudonymSecretFile)
+	abs(&c.Limits.Shared.PasswordFile)
 	abs(&c.Relay.Outbox)
 	abs(&c.Relay.CAFile)
 	abs(&c.Relay.Auth.PasswordFile)

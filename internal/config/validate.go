@@ -66,6 +66,7 @@ func (c *Config) Open() (*Resources, error) {
 	v.top()
 	v.listeners()
 	v.limits()
+	v.scaleOut()
 	v.users()
 	v.clients()
 	v.domains()

@@ -19,6 +19,10 @@ type Check struct {
 	// Func returns nil when the condition holds, else what is wrong. It should finish
 	// within a second: /readyz runs every check on each request.
 	Func func(ctx context.Context) error
+	// Degraded makes a failure of this check a "degraded NAME: why" line that leaves
+	// /readyz at 200: the node still takes mail, worse (shared counters unreachable),
+	// and taking every node out of the balancer for it would be an outage.
+	Degraded bool
 }
 
 // Handler serves /metrics, /healthz and /readyz:
@@ -26,7 +30,8 @@ type Check struct {
 //   - /metrics: every metric, in the Prometheus text format;
 //   - /healthz: 200 "ok" while the process serves HTTP at all;
 //   - /readyz: 200 with one "ok NAME" line per check when every check passes, else 503 with
-//     "failed NAME: why" for each one that does not.
+//     "failed NAME: why" for each one that does not; a Degraded check that fails says
+//     "degraded NAME: why" and keeps 200.
 func (m *Metrics) Handler(checks ...Check) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
@@ -40,7 +45,9 @@ func (m *Metrics) Handler(checks ...Check) http.Handler {
 		var b strings.Builder
 		ok := true
 		for _, c := range checks {
-			if err := c.Func(ctx); err != nil {
+			if err := c.Func(ctx); err != nil && c.Degraded {
+				fmt.Fprintf(&b, "degraded %s: %v\n", c.Name, err)
+			} else if err != nil {
 				ok = false
 				fmt.Fprintf(&b, "failed %s: %v\n", c.Name, err)
 			} else {

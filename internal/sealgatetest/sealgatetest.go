@@ -79,6 +79,9 @@ type Options struct {
 	Log io.Writer
 	// StartTimeout bounds the wait for the listeners; 0 means 60 s.
 	StartTimeout time.Duration
+	// Config, if set, runs `serve --config Config` instead of dev mode (Dir is still
+	// where credentials are read from, when the file names a dev directory's).
+	Config string
 	// Env is added to the relay's environment, e.g. SEALGATE_LIMITS_MAX_CONNECTIONS_PER_IP=64
 	// (SEALGATE_* variables override the configuration dev mode writes).
 	Env []string
@@ -94,6 +97,7 @@ type Relay struct {
 	Password string
 
 	mu      sync.Mutex
+	admin   string // the admin listener's address, once logged
 	logs    bytes.Buffer
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once the process has been waited for
@@ -126,6 +130,9 @@ func (r *Relay) start() error {
 	o := r.opts
 	args := append([]string{"serve", "--dev", "--dir", o.Dir,
 		"--submission-addr", "127.0.0.1:0", "--submissions-addr", "127.0.0.1:0", "--smarthost-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, o.Args...)
+	if o.Config != "" {
+		args = append([]string{"serve", "--config", o.Config}, o.Args...)
+	}
 	cmd := exec.Command(o.Binary, args...)
 	cmd.SysProcAttr = sysProcAttr()
 	if len(o.Env) > 0 {
@@ -137,6 +144,9 @@ func (r *Relay) start() error {
 	r.logs.Reset()
 	r.mu.Unlock()
 	r.Submission, r.Submissions, r.SmartHost, r.Password = "", "", "", ""
+	r.mu.Lock()
+	r.admin = ""
+	r.mu.Unlock()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("sealgatetest: start %s %s: %w", o.Binary, strings.Join(args, " "), err)
 	}
@@ -154,7 +164,11 @@ func (r *Relay) start() error {
 		for sc.Scan() {
 			line := sc.Text()
 			r.writeLog(line + "\n")
-			if kv := logfmt(line); kv["msg"] == "listening" && kv["listener"] != "" && kv["address"] != "" {
+			if kv := logfmt(line); kv["msg"] == "listening" && kv["listener"] == "admin" {
+				r.mu.Lock()
+				r.admin = kv["address"]
+				r.mu.Unlock()
+			} else if kv["msg"] == "listening" && kv["listener"] != "" && kv["address"] != "" {
 				select {
 				case found <- [2]string{kv["listener"], kv["address"]}:
 				default:
@@ -248,6 +262,14 @@ func (r *Relay) tail(n int) string {
 		return "  (the log went to Options.Log)"
 	}
 	return "  " + strings.Join(lines, "\n  ")
+}
+
+// AdminAddr is the admin listener's address (/metrics, /readyz) of the current run,
+// "" if it has none.
+func (r *Relay) AdminAddr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.admin
 }
 
 // Dir returns the dev directory.

@@ -73,6 +73,48 @@ func (c *SharedCounter) Get(ctx context.Context, key string) (int64, error) {
 	return max(n, l), nil
 }
 
+// Snapshotter is a SharedStore that can list counts by key prefix (redisstore.Store
+// through an adapter in cmd/sealgate).
+type Snapshotter interface {
+	Snapshot(ctx context.Context, prefix string, limit int) (map[string]SharedCount, error)
+}
+
+// SharedCount is a count and the time it has left.
+type SharedCount struct {
+	N    int64
+	Left time.Duration
+}
+
+// blockPrefix is the key prefix of AuthThrottle's blocks.
+const blockPrefix = "authblock|"
+
+// MirrorBlocks copies every AUTH block the store holds into Local, so that a source
+// another node blocked stays blocked here if the store then goes away (unreachable,
+// or restarted empty). Run it at start and every few seconds (WatchBlocks).
+func (c *SharedCounter) MirrorBlocks(ctx context.Context, from Snapshotter) error {
+	blocks, err := from.Snapshot(ctx, blockPrefix, 100_000)
+	for k, v := range blocks {
+		c.Local.raise(k, v.N, v.Left)
+	}
+	return err
+}
+
+// WatchBlocks runs MirrorBlocks every interval until stop is closed.
+func (c *SharedCounter) WatchBlocks(from Snapshotter, every time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			c.MirrorBlocks(ctx, from)
+			cancel()
+		}
+	}
+}
+
 // raise sets key's count to at least n, expiring no sooner than ttl from now.
 func (c *MemoryCounter) raise(key string, n int64, ttl time.Duration) {
 	if ttl <= 0 {

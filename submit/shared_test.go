@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func (f *fakeStore) Acquire(context.Context, string, string, int, time.Duration)
 	return false, f.check()
 }
 func (f *fakeStore) Renew(context.Context, string, []string, time.Duration) error { return f.check() }
-func (f *fakeStore) Release(context.Context, string, string) error               { return f.check() }
+func (f *fakeStore) Release(context.Context, string, string) error                { return f.check() }
 
 // Two nodes' throttles on one store block an address once between them; the block
 // stays on a node that saw it when the store goes down, and when it comes back empty.
@@ -134,5 +135,47 @@ func TestSharedRateLimiterFallsBack(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("store down: %d of 5 allowed at 2 a minute by the local limiter, want 2", n)
+	}
+}
+
+func (f *fakeStore) Snapshot(_ context.Context, prefix string, limit int) (map[string]SharedCount, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	c := f.c()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]SharedCount{}
+	for k, e := range c.entries {
+		if strings.HasPrefix(k, prefix) && len(out) < limit {
+			out[k] = SharedCount{N: e.n, Left: time.Until(e.expires)}
+		}
+	}
+	return out, nil
+}
+
+// A node that never looked at a blocked source (it started after the block) has the
+// block from MirrorBlocks, and keeps it when the store goes down.
+func TestMirrorBlocks(t *testing.T) {
+	ctx := context.Background()
+	store := newFakeStore()
+	nodeA := &AuthThrottle{Counter: NewSharedCounter(store), Limit: 2, Cooldown: time.Minute}
+	ip := netip.MustParseAddr("2001:db8::7")
+	for range 2 {
+		if a, refused := nodeA.Reserve(ctx, ip); refused == nil {
+			a.Failed(ctx)
+		}
+	}
+	counterB := NewSharedCounter(store)
+	nodeB := &AuthThrottle{Counter: counterB, Limit: 2, Cooldown: time.Minute}
+	if err := counterB.MirrorBlocks(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	store.setDown(true)
+	if nodeB.Check(ctx, netip.MustParseAddr("2001:db8::8")) == nil { // same /64
+		t.Error("store down: node B lets in a source that node A blocked")
+	}
+	if nodeB.Check(ctx, netip.MustParseAddr("2001:db9::8")) != nil {
+		t.Error("node B blocks a source nobody blocked")
 	}
 }

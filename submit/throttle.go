@@ -211,7 +211,7 @@ var errAuthSourceBusy = refusal(ReasonAuthThrottled, 454, smtp.EnhancedCode{4, 7
 // against guessing, not an authentication step.
 func (t *AuthThrottle) Check(ctx context.Context, ip netip.Addr) *Refusal {
 	_, _, cooldown := t.params()
-	n, err := t.Counter.Get(ctx, "authblock|"+sourceKey(ip))
+	n, err := t.Counter.Get(ctx, blockPrefix+sourceKey(ip))
 	if err == nil && n > 0 {
 		return errAuthBlocked(cooldown)
 	}
@@ -246,7 +246,7 @@ func (t *AuthThrottle) Reserve(ctx context.Context, ip netip.Addr) (*AuthAttempt
 		}
 		failures, err := t.Counter.Get(ctx, "authfail|"+key)
 		if err == nil && failures >= limit {
-			t.Counter.Incr(ctx, "authblock|"+key, cooldown)
+			t.Counter.Incr(ctx, blockPrefix+key, cooldown)
 			return nil, errAuthBlocked(cooldown)
 		}
 		inFlight, err := t.Counter.Incr(ctx, "authtry|"+key, inFlightTTL)
@@ -289,7 +289,7 @@ func (a *AuthAttempt) Failed(ctx context.Context) *Refusal {
 	if err != nil || n < limit {
 		return nil
 	}
-	a.t.Counter.Incr(ctx, "authblock|"+a.key, cooldown)
+	a.t.Counter.Incr(ctx, blockPrefix+a.key, cooldown)
 	return errAuthBlocked(cooldown)
 }
 

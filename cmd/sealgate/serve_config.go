@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"sealgate/internal/config"
 	"sealgate/internal/libcrypto"
@@ -82,16 +84,19 @@ func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (srv
 	if shared, err = openShared(cfg, log); err != nil {
 		return nil, nil, nil, nil, err
 	}
+	var stopMirror func()
 	if shared != nil {
 		// One count for every node behind the balancer (README "Running several nodes").
-		srv.AuthThrottle.Counter = submit.NewSharedCounter(shared)
+		counter := submit.NewSharedCounter(shared)
+		stopMirror = mirrorBlocks(counter, shared)
+		srv.AuthThrottle.Counter = counter
 		srv.Rate.Limiter = submit.NewSharedRateLimiter(shared)
 		srv.SharedConnections = &submit.SharedConnections{Store: shared, Node: cfg.Hostname}
 	}
 	deliverer, closeDeliverer := delivererFromConfig(cfg, res, log)
 	spool, err := relay.OpenSpool(filepath.Join(cfg.Dir, "spool"))
 	if err != nil {
-		closeShared(srv, shared)
+		closeShared(srv, shared, stopMirror)
 		return nil, nil, nil, nil, err
 	}
 	srv.Pipeline = settings.Pipeline
@@ -104,7 +109,7 @@ func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (srv
 	// While the workers are behind, MAIL waits (limits.in_flow_delay), so intake slows
 	// to what delivery achieves instead of growing the queue.
 	srv.Flow = &submit.FlowControl{Backlog: runner, Delay: lm.InFlowDelay}
-	return srv, runner, shared, func() { closeDeliverer(); spool.Close(); closeShared(srv, shared) }, nil
+	return srv, runner, shared, func() { closeDeliverer(); spool.Close(); closeShared(srv, shared, stopMirror) }, nil
 }
 
 // openShared opens limits.shared's Redis (nil, nil without it). The node starts whether
@@ -128,9 +133,40 @@ func openShared(cfg *config.Config, log *slog.Logger) (*redisstore.Store, error)
 	return st, nil
 }
 
-func closeShared(srv *submit.Server, st *redisstore.Store) {
+// How often each node copies the AUTH blocks of the shared store into its own
+// counters, so that a block stays when Redis goes away (submit.SharedCounter).
+const mirrorEvery = 2 * time.Second
+
+// mirrorBlocks copies the blocks once now, before the node listens, then every
+// mirrorEvery until the returned function is called.
+func mirrorBlocks(c *submit.SharedCounter, st *redisstore.Store) (stop func()) {
+	from := snapshotter{st}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	c.MirrorBlocks(ctx, from)
+	cancel()
+	done := make(chan struct{})
+	go c.WatchBlocks(from, mirrorEvery, done)
+	return func() { close(done) }
+}
+
+// snapshotter adapts redisstore.Store.Snapshot to submit.Snapshotter.
+type snapshotter struct{ st *redisstore.Store }
+
+func (s snapshotter) Snapshot(ctx context.Context, prefix string, limit int) (map[string]submit.SharedCount, error) {
+	m, err := s.st.Snapshot(ctx, prefix, limit)
+	out := make(map[string]submit.SharedCount, len(m))
+	for k, v := range m {
+		out[k] = submit.SharedCount{N: v.N, Left: v.Left}
+	}
+	return out, err
+}
+
+func closeShared(srv *submit.Server, st *redisstore.Store, stopMirror func()) {
 	if st == nil {
 		return
+	}
+	if stopMirror != nil {
+		stopMirror()
 	}
 	if srv.SharedConnections != nil {
 		srv.SharedConnections.Stop()

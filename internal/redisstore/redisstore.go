@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -320,6 +321,42 @@ func (s *Store) Renew(ctx context.Context, key string, members []string, lease t
 func (s *Store) Release(ctx context.Context, key, member string) error {
 	_, err := s.run(ctx, releaseScript, []string{s.prefix + key}, member)
 	return err
+}
+
+// Count is one key's count and the time it has left, from Snapshot.
+type Count struct {
+	N    int64
+	Left time.Duration
+}
+
+// Snapshot returns the counts of every key starting with prefix, at most limit of
+// them (SCAN, so Redis is never blocked by one long command).
+func (s *Store) Snapshot(ctx context.Context, prefix string, limit int) (map[string]Count, error) {
+	if !s.up.Load() {
+		return nil, ErrUnavailable
+	}
+	ctx, cancel := context.WithTimeout(ctx, 4*s.timeout)
+	defer cancel()
+	out := make(map[string]Count)
+	iter := s.rdb.Scan(ctx, 0, s.prefix+prefix+"*", 500).Iterator()
+	var keys []string
+	for iter.Next(ctx) && len(keys) < limit {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		s.setState(err)
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	for _, k := range keys {
+		n, left, err := s.Get(ctx, strings.TrimPrefix(k, s.prefix))
+		if err != nil {
+			return out, err
+		}
+		if n > 0 {
+			out[strings.TrimPrefix(k, s.prefix)] = Count{N: n, Left: left}
+		}
+	}
+	return out, nil
 }
 
 // String names the store for logs: the address, never the password.

@@ -66,6 +66,25 @@ func (s *Service) Exited() bool {
 	}
 }
 
+// lookTool finds a Debian tool on PATH or in /usr/sbin and /usr/bin (a PATH without
+// the sbin directories is common for non-login shells).
+func lookTool(name, pkg string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/usr/bin"} {
+		if p := filepath.Join(d, name); fileExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("sealgatetest: %s not found (install the Debian package %s; make deps does)", name, pkg)
+}
+
+func fileExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
+
 func startService(name string, path string, args ...string) (*Service, error) {
 	s := &Service{Name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(path, args...)
@@ -76,6 +95,13 @@ func startService(name string, path string, args ...string) (*Service, error) {
 	}
 	go func() { s.cmd.Wait(); close(s.done) }()
 	return s, nil
+}
+
+// HaveTool reports whether a Debian tool the services need (haproxy, redis-server) is
+// installed.
+func HaveTool(name string) bool {
+	_, err := lookTool(name, name)
+	return err == nil
 }
 
 // FreePort returns a port of 127.0.0.1 that was free a moment ago, for a server that
@@ -121,9 +147,9 @@ func (r *Redis) URL() string { return "redis://" + r.Addr + "/0" }
 // StartRedis runs redis-server (Debian package redis-server) on a free loopback port,
 // its files in dir, and waits until it accepts connections.
 func StartRedis(dir string) (*Redis, error) {
-	path, err := exec.LookPath("redis-server")
+	path, err := lookTool("redis-server", "redis-server")
 	if err != nil {
-		return nil, fmt.Errorf("sealgatetest: redis-server not found (install the Debian package redis-server): %w", err)
+		return nil, err
 	}
 	var last error
 	for range 3 { // the free port may be taken in between: try another
@@ -155,9 +181,9 @@ type HAProxy struct {
 // foreground on config, written to dir/haproxy.cfg, and waits until wait (a bind
 // address of the configuration, ideally a monitor-uri frontend) accepts connections.
 func StartHAProxy(dir, config, wait string) (*HAProxy, error) {
-	path, err := exec.LookPath("haproxy")
+	path, err := lookTool("haproxy", "haproxy")
 	if err != nil {
-		return nil, fmt.Errorf("sealgatetest: haproxy not found (install the Debian package haproxy): %w", err)
+		return nil, err
 	}
 	file := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {

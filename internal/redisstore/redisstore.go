@@ -83,7 +83,9 @@ func Open(o Options) (*Store, error) {
 		timeout = 250 * time.Millisecond
 	}
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout, ro.PoolTimeout = timeout, timeout, timeout, timeout
-	ro.MaxRetries = -1 // fail fast: the caller falls back, a retry only doubles the wait
+	ro.MaxRetries = -1   // fail fast: the caller falls back, a retry only doubles the wait
+	ro.DialerRetries = 1 // likewise for dialling (one attempt)
+	quietOnce.Do(func() { redis.SetLogger(quietLogger{}) })
 	ro.ContextTimeoutEnabled = true
 	log := o.Log
 	if log == nil {
@@ -99,6 +101,14 @@ func Open(o Options) (*Store, error) {
 	go s.watch()
 	return s, nil
 }
+
+// go-redis logs pool errors to stderr by itself; the store reports the state once
+// through Options.Log instead.
+var quietOnce sync.Once
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // Addr is the Redis server's host:port.
 func (s *Store) Addr() string { return s.addr }

@@ -22,8 +22,8 @@ var rootCmd = &cobra.Command{
 	Long: `sealgate accepts outgoing mail from users and client organisations, checks that each
 message may use the identity it claims, DKIM-signs and ARC-seals it and relays it on.
 
-Running it: serve (--dev for a try-out on generated keys), config check|show, reload, queue,
-users. Before publishing DNS: dns records, keys, selftest message|domain. Debugging: verify
+Running it: serve (--dev for a try-out on generated keys), config check|show, reload, drain,
+queue, users. Before publishing DNS: dns records, keys, selftest message|domain. Debugging: verify
 (a strict receiver's view of a message), sign, arc seal|verify, srs reverse.
 
 Exit status: 0 success, 1 a check found a problem, 2 usage or operational error.`,

@@ -93,7 +93,9 @@ func (v *validation) scaleOut() {
 	}
 	ro, err := redis.ParseURL(sh.Redis)
 	if err != nil {
-		p.add("limits.shared.redis", "%q: %v (want redis://host:6379/0 or rediss://...)", redactURL(sh.Redis), err)
+		// The parser's message quotes the URL, password and all.
+		why := strings.ReplaceAll(err.Error(), sh.Redis, redactURL(sh.Redis))
+		p.add("limits.shared.redis", "%q: %s (want redis://host:6379/0 or rediss://...)", redactURL(sh.Redis), why)
 	} else if ro.Password != "" && sh.PasswordFile != "" {
 		p.add("limits.shared.redis", "has a password and limits.shared.password_file is set too: keep one (the file)")
 	}

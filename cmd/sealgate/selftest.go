@@ -103,7 +103,7 @@ func configuredEgress(cfg *config.Config, res *config.Resources) []selftest.Egre
 		return []selftest.Egress{{IP: netip.MustParseAddr("127.0.0.1"), HELO: cfg.Hostname,
 			Note: "relay.outbox: mail stays on this host, as if sent from 127.0.0.1"}}
 	}
-	add := func(rt relay.Route) {
+	add := func(rt config.Route) {
 		ip, ok := netip.AddrFromSlice(rt.SourceIP)
 		if !ok {
 			return

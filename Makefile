@@ -21,9 +21,9 @@ SIGNER    := Go's crypto/rsa (for libcrypto: cgo with a C compiler, and apt-get 
 endif
 # The RSA sign fuzz target runs crypto/rsa and libcrypto per input: a smaller budget.
 FUZZTIME_RSA ?= 2000x
-# selftest: the record parsers are cheap; FuzzVerify runs a whole receiver (DNS from a zone,
+# verify: the record parsers are cheap; FuzzVerify runs a whole receiver (DNS from a zone,
 # DKIM, ARC, DMARC twice) per input: smaller budgets, so `make fuzz` stays within minutes.
-FUZZTIME_SELFTEST ?= 100000x
+FUZZTIME_VERIFY_PARSERS ?= 100000x
 FUZZTIME_VERIFY   ?= 20000x
 
 .PHONY: all build test have-deps have-libcrypto unit interop fuzz bench bench-load lint deps clean run-dev
@@ -72,9 +72,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/authres
 	$(GO) test -run='^$$' -fuzz='^FuzzParseHeaderMailboxes$$' -fuzztime=$(FUZZTIME) ./internal/addr
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePath$$' -fuzztime=$(FUZZTIME) ./internal/addr
-	$(GO) test -run='^$$' -fuzz='^FuzzParseDMARCRecord$$' -fuzztime=$(FUZZTIME_SELFTEST) ./selftest
-	$(GO) test -run='^$$' -fuzz='^FuzzSPFSyntax$$' -fuzztime=$(FUZZTIME_SELFTEST) ./selftest
-	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME_VERIFY) ./selftest
+	$(GO) test -run='^$$' -fuzz='^FuzzParseDMARCRecord$$' -fuzztime=$(FUZZTIME_VERIFY_PARSERS) ./verify
+	$(GO) test -run='^$$' -fuzz='^FuzzSPFSyntax$$' -fuzztime=$(FUZZTIME_VERIFY_PARSERS) ./verify
+	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME_VERIFY) ./verify
 ifeq ($(OPENSSL),1)
 	$(GO) test $(GOTAGS) -run='^$$' -fuzz='^FuzzSignatureEqualsCryptoRSA$$' -fuzztime=$(FUZZTIME_RSA) ./internal/libcrypto
 endif

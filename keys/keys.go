@@ -25,6 +25,7 @@ import (
 
 	"sealgate/internal/atomicfile"
 	"sealgate/internal/libcrypto"
+	"sealgate/internal/secretfile"
 	"sealgate/sign"
 )
 
@@ -116,7 +117,7 @@ type LoadOptions struct {
 
 // Load reads a private key from a PEM file: PKCS#8 ("PRIVATE KEY") or, for imported keys,
 // PKCS#1 ("RSA PRIVATE KEY"). It refuses a file that group or other users can read or write
-// (CheckFileMode), RSA keys under sign.MinRSABits and key types DKIM cannot use. Errors name
+// (internal/secretfile), RSA keys under sign.MinRSABits and key types DKIM cannot use. Errors name
 // the file and never contain key material. An RSA key signs through libcrypto in a build
 // with it (see internal/libcrypto), so the result is an *rsa.PrivateKey only without.
 func Load(path string) (crypto.Signer, error) {
@@ -137,7 +138,7 @@ func LoadWithOptions(path string, opts LoadOptions) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if err := CheckFileMode(path, fi, "the private key"); err != nil {
+	if err := secretfile.CheckMode(path, fi, "the private key"); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
@@ -162,25 +163,6 @@ func LoadWithOptions(path string, opts LoadOptions) (crypto.Signer, error) {
 		}
 	}
 	return key, nil
-}
-
-// CheckFileMode applies sealgate's rule for files holding secrets (DKIM and ARC keys, TLS
-// private keys, the users file, the pseudonym secret) to the file at path, described by fi:
-// it must be a regular file that neither group nor other users can read or change. what
-// names the contents in the error ("the private key"), which names the file and says how to
-// fix it.
-func CheckFileMode(path string, fi fs.FileInfo, what string) error {
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		verb := "read"
-		if perm&0o044 == 0 {
-			verb = "change"
-		}
-		return fmt.Errorf("%s: mode %04o lets others %s %s; chmod 600 it", path, perm, verb, what)
-	}
-	return nil
 }
 
 // parsePEM finds the first private key block in data and decodes it.

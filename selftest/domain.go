@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"sealgate/verify"
 	"strings"
 	"time"
 
@@ -93,7 +94,7 @@ func (c *domainCheck) add(f Finding) { c.rep.Findings = append(c.rep.Findings, f
 func (c *domainCheck) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	t := c.o.Timeout
 	if t <= 0 {
-		t = DefaultTimeout
+		t = verify.DefaultTimeout
 	}
 	return context.WithTimeout(ctx, t)
 }
@@ -153,7 +154,7 @@ func (c *domainCheck) spf(ctx context.Context) {
 	default:
 		c.spfPublished = true
 		f := Finding{Check: "spf-syntax", Status: StatusPass, Result: "ok", Reason: rec}
-		if msg := checkSPFSyntax(rec); msg != "" {
+		if msg := verify.CheckSPFSyntax(rec); msg != "" {
 			f.Status, f.Result, f.Reason = StatusFail, "permerror", fmt.Sprintf("%s: %s", rec, msg)
 			f.Fix = fmt.Sprintf("repair the SPF record of %s", c.rp)
 		}
@@ -162,16 +163,16 @@ func (c *domainCheck) spf(ctx context.Context) {
 	var missing []netip.Addr
 	for _, eg := range c.o.Egress {
 		tctx, cancel := c.ctx(ctx)
-		r := CheckSPF(tctx, c.o.Resolver, eg.IP, eg.HELO, "postmaster@"+c.rp)
+		r := verify.CheckSPF(tctx, c.o.Resolver, eg.IP, eg.HELO, "postmaster@"+c.rp)
 		cancel()
-		f := Finding{Check: "spf", Status: StatusPass, Result: r.Result, Reason: spfDetail(r, eg.IP)}
+		f := Finding{Check: "spf", Status: StatusPass, Result: r.Result, Reason: r.Explain(eg.IP)}
 		switch r.Result {
 		case "pass":
-			if r.Lookups > MaxSPFLookups-2 {
-				f.Status, f.Fix = StatusWarn, fmt.Sprintf("%d of %d DNS lookups: one more include breaks SPF; flatten an include", r.Lookups, MaxSPFLookups)
+			if r.Lookups > verify.MaxSPFLookups-2 {
+				f.Status, f.Fix = StatusWarn, fmt.Sprintf("%d of %d DNS lookups: one more include breaks SPF; flatten an include", r.Lookups, verify.MaxSPFLookups)
 			}
 		case "permerror":
-			f.Status, f.Fix = StatusFail, fmt.Sprintf("repair the SPF record of %s (at most %d lookups and %d void lookups)", c.rp, MaxSPFLookups, MaxSPFVoidLookups)
+			f.Status, f.Fix = StatusFail, fmt.Sprintf("repair the SPF record of %s (at most %d lookups and %d void lookups)", c.rp, verify.MaxSPFLookups, verify.MaxSPFVoidLookups)
 		case "temperror":
 			f.Status = StatusFail
 		default:
@@ -222,7 +223,7 @@ func (c *domainCheck) dmarcRecords(ctx context.Context, dom string) ([]string, e
 	}
 	var recs []string
 	for _, t := range txts {
-		if isDMARCRecord(t) {
+		if verify.IsDMARCRecord(t) {
 			recs = append(recs, t)
 		}
 	}
@@ -255,9 +256,9 @@ func (c *domainCheck) dmarc(ctx context.Context) {
 		return
 	}
 	raw := recs[0]
-	var rec *DMARCRecord
-	for _, spec := range []RFC{RFC9989, RFC7489} {
-		r, err := ParseDMARCRecord(raw, spec)
+	var rec *verify.DMARCRecord
+	for _, spec := range []verify.RFC{verify.RFC9989, verify.RFC7489} {
+		r, err := verify.ParseDMARCRecord(raw, spec)
 		f := Finding{Check: "dmarc", Status: StatusPass, Result: "parses", Reason: fmt.Sprintf("%s: %s", spec, raw)}
 		switch {
 		case err != nil:
@@ -267,7 +268,7 @@ func (c *domainCheck) dmarc(ctx context.Context) {
 			f.Status, f.Reason = StatusWarn, f.Reason+": "+strings.Join(r.Warnings, "; ")
 		}
 		c.add(f)
-		if r != nil && spec == RFC7489 {
+		if r != nil && spec == verify.RFC7489 {
 			rec = r
 		}
 	}
@@ -329,7 +330,7 @@ func (c *domainCheck) rua(ctx context.Context, uri string) {
 	cancel()
 	found := false
 	for _, t := range txts {
-		found = found || isDMARCRecord(t)
+		found = found || verify.IsDMARCRecord(t)
 	}
 	f := Finding{Check: "dmarc-rua", Status: StatusPass, Result: "authorised", Reason: fmt.Sprintf("%s: %s publishes %s", uri, rd, name)}
 	switch {
@@ -375,7 +376,7 @@ func (c *domainCheck) egress(ctx context.Context) {
 	}
 	for _, eg := range c.o.Egress {
 		tctx, cancel := c.ctx(ctx)
-		h := CheckHELO(tctx, c.o.Resolver, eg.IP, eg.HELO)
+		h := verify.CheckHELO(tctx, c.o.Resolver, eg.IP, eg.HELO)
 		cancel()
 		f := Finding{Check: "helo", Status: StatusPass, Result: h.Result, Reason: h.Reason}
 		if h.Result != "pass" {
@@ -383,7 +384,7 @@ func (c *domainCheck) egress(ctx context.Context) {
 		}
 		c.add(f)
 		tctx, cancel = c.ctx(ctx)
-		ir := CheckIPRev(tctx, c.o.Resolver, eg.IP)
+		ir := verify.CheckIPRev(tctx, c.o.Resolver, eg.IP)
 		cancel()
 		f = Finding{Check: "iprev", Status: StatusPass, Result: ir.Result, Reason: ir.Reason}
 		if ir.Result != "pass" {
@@ -394,7 +395,7 @@ func (c *domainCheck) egress(ctx context.Context) {
 		c.add(f)
 		for _, z := range c.o.DNSBLZones {
 			tctx, cancel := c.ctx(ctx)
-			r := CheckDNSBL(tctx, c.o.Resolver, eg.IP, z)
+			r := verify.CheckDNSBL(tctx, c.o.Resolver, eg.IP, z)
 			cancel()
 			f := Finding{Check: "dnsbl", Status: StatusPass, Result: r.Result, Reason: fmt.Sprintf("%s in %s", eg.IP, z)}
 			switch r.Result {

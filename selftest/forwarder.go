@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sealgate/verify"
 	"strings"
 
 	"sealgate/internal/addr"
@@ -34,8 +35,8 @@ type ForwarderView struct {
 	// AuthorDMARC9989 and AuthorDMARC7489 are DMARC for the author's domain against the
 	// DKIM d= and SPF domains of the received message: what a receiver computes when From
 	// is the author's.
-	AuthorDMARC9989 *DMARCResult `json:"author_dmarc_rfc9989"`
-	AuthorDMARC7489 *DMARCResult `json:"author_dmarc_rfc7489"`
+	AuthorDMARC9989 *verify.DMARCResult `json:"author_dmarc_rfc9989"`
+	AuthorDMARC7489 *verify.DMARCResult `json:"author_dmarc_rfc7489"`
 	// AuthorPolicy is the author domain's policy by RFC 9989 ("p=reject at
 	// _dmarc.example.org", "no DMARC record").
 	AuthorPolicy string `json:"author_policy"`
@@ -59,7 +60,7 @@ type ForwarderView struct {
 
 // viewForwarded builds the forwarder section of one egress from the received message and
 // its verifier report.
-func viewForwarded(ctx context.Context, o *MessageOptions, msg []byte, r *Report) *ForwarderView {
+func viewForwarded(ctx context.Context, o *MessageOptions, msg []byte, r *verify.Report) *ForwarderView {
 	fw := o.Forwarder
 	v := &ForwarderView{FromRewrite: fw.FromRewrite, ARC: arcEntry(r.ARC), ARCPass: r.ARC.Result == "pass"}
 	if len(r.From.Domains) == 1 && r.From.Problem == "" {
@@ -92,31 +93,9 @@ func viewForwarded(ctx context.Context, o *MessageOptions, msg []byte, r *Report
 
 	tctx, cancel := context.WithTimeout(ctx, timeoutOf(&o.Options))
 	defer cancel()
-	in := dmarcInput{authors: []addr.Domain{author.Domain}, exists: true}
-	if exists, _, err := DomainExists(tctx, o.Resolver, author.Domain); err == nil {
-		in.exists = exists
-	}
-	for _, d := range r.DKIM {
-		if d.Domain != "" {
-			in.dkim = append(in.dkim, Alignment{Method: "dkim", Domain: d.Domain, Result: d.Result})
-		}
-		in.dkimTemp = in.dkimTemp || d.Result == "temperror"
-	}
-	// The SPF identity: the MAIL FROM domain, or the HELO name for a null sender (RFC 7489
-	// §3.1.2), as Verify used it.
-	spf := r.SPF
-	if r.MailFrom == "<>" {
-		spf = r.SPFHELO
-	}
-	if spf != nil && spf.Domain != "" {
-		in.spf = &Alignment{Method: "spf", Domain: spf.Domain, Result: spf.Result}
-		in.spfTemp = spf.Result == "temperror"
-	}
-	d := &dmarcDNS{r: o.Resolver}
-	v.AuthorDMARC9989 = evaluateDMARC(tctx, d, in, RFC9989)
-	v.AuthorDMARC7489 = evaluateDMARC(tctx, d, in, RFC7489)
+	v.AuthorDMARC9989, v.AuthorDMARC7489 = verify.AuthorDMARC(tctx, o.Resolver, author.Domain, r)
 
-	pol := DMARCPolicy(tctx, o.Resolver, author.Domain)
+	pol := verify.DMARCPolicy(tctx, o.Resolver, author.Domain)
 	switch {
 	case pol.Record != nil:
 		v.AuthorPolicy = fmt.Sprintf("%s=%s at _dmarc.%s", pol.PolicyTag, pol.Policy, pol.PolicyDomain)
@@ -132,7 +111,7 @@ func viewForwarded(ctx context.Context, o *MessageOptions, msg []byte, r *Report
 
 // rewriteWhy says why From was rewritten or kept, by the forwarder's setting and the author
 // domain's policy.
-func rewriteWhy(v *ForwarderView, pol *DMARCResult) string {
+func rewriteWhy(v *ForwarderView, pol *verify.DMARCResult) string {
 	enforcing := pol.Record != nil && (pol.Policy == "quarantine" || pol.Policy == "reject")
 	switch {
 	case v.Rewritten && v.FromRewrite == "always":
@@ -156,7 +135,7 @@ func rewriteWhy(v *ForwarderView, pol *DMARCResult) string {
 
 // forwarderVerdict sums up what receivers see: DMARC for the From domain they evaluate, and
 // whether a receiver honouring ARC would accept a DMARC failure on the chain's word.
-func forwarderVerdict(v *ForwarderView, r *Report) string {
+func forwarderVerdict(v *ForwarderView, r *verify.Report) string {
 	author := "fails"
 	if authorPasses(v) {
 		author = "passes"
@@ -192,7 +171,7 @@ func arcAcceptance(v *ForwarderView) string {
 
 // arcEntry formats the chain as an Authentication-Results method entry (as arc.Result
 // does).
-func arcEntry(a ARCResult) string {
+func arcEntry(a verify.ARCResult) string {
 	switch a.Result {
 	case "pass":
 		return fmt.Sprintf("arc=pass (i=%d) header.oldest-pass=%d", a.Instances, a.OldestPass)
@@ -212,9 +191,9 @@ func writeForwarder(b *strings.Builder, v *ForwarderView) {
 	if v.RewriteWhy != "" {
 		fmt.Fprintf(b, "    from rewrite: %s: %s\n", v.FromRewrite, v.RewriteWhy)
 	}
-	for _, d := range []*DMARCResult{v.AuthorDMARC9989, v.AuthorDMARC7489} {
+	for _, d := range []*verify.DMARCResult{v.AuthorDMARC9989, v.AuthorDMARC7489} {
 		if d != nil {
-			fmt.Fprintf(b, "    author dmarc: dmarc=%s for %s without rewriting (%s)\n", d.Result, v.AuthorDomain, dmarcDetail(d))
+			fmt.Fprintf(b, "    author dmarc: dmarc=%s for %s without rewriting (%s)\n", d.Result, v.AuthorDomain, d.Explain())
 		}
 	}
 	if v.Rewritten {

@@ -1,6 +1,7 @@
 package selftest
 
 import (
+	"sealgate/verify"
 	"strings"
 	"testing"
 )
@@ -9,15 +10,15 @@ import (
 // reach: kept under p=none, kept because the author's signature survived, always, and a
 // failed ARC chain.
 func TestForwarderWhyAndVerdict(t *testing.T) {
-	none := &DMARCResult{Result: "none"}
-	reject := &DMARCResult{Result: "fail", Record: &DMARCRecord{}, PolicyTag: "p", Policy: "reject", PolicyDomain: "author.example"}
-	failing := &DMARCResult{Result: "fail", Alignments: []Alignment{{Method: "dkim", Domain: "lists.example", Result: "pass"}}}
+	none := &verify.DMARCResult{Result: "none"}
+	reject := &verify.DMARCResult{Result: "fail", Record: &verify.DMARCRecord{}, PolicyTag: "p", Policy: "reject", PolicyDomain: "author.example"}
+	failing := &verify.DMARCResult{Result: "fail", Alignments: []verify.Alignment{{Method: "dkim", Domain: "lists.example", Result: "pass"}}}
 	for _, c := range []struct {
 		name    string
 		v       ForwarderView
-		pol     *DMARCResult
+		pol     *verify.DMARCResult
 		why     string
-		report  Report
+		report  verify.Report
 		verdict string
 	}{
 		{name: "p=none", v: ForwarderView{FromRewrite: "auto", AuthorDomain: "author.example", AuthorPolicy: "no DMARC record", ARC: "arc=pass (i=2) header.oldest-pass=1", ARCPass: true,
@@ -40,7 +41,7 @@ func TestForwarderWhyAndVerdict(t *testing.T) {
 			t.Errorf("%s: verdict %q, want it to start %q", c.name, got, c.verdict)
 		}
 	}
-	if got := arcEntry(ARCResult{Result: "pass", Instances: 3, OldestPass: 2}); got != "arc=pass (i=3) header.oldest-pass=2" {
+	if got := arcEntry(verify.ARCResult{Result: "pass", Instances: 3, OldestPass: 2}); got != "arc=pass (i=3) header.oldest-pass=2" {
 		t.Errorf("arcEntry %q", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"sealgate/verify"
 	"strings"
 	"time"
 
@@ -32,7 +33,7 @@ type LocalKey struct {
 // MessageOptions configures Message.
 type MessageOptions struct {
 	// Options configure the inbound verifier run on what the receiving server got.
-	Options
+	verify.Options
 	// Egress are the addresses and names the message is verified as coming from; at least
 	// one.
 	Egress []Egress
@@ -79,7 +80,7 @@ type EgressVerdict struct {
 	Verdict string `json:"verdict"`
 	// Forwarder is the forwarder section, for a forwarder identity.
 	Forwarder *ForwarderView `json:"forwarder,omitempty"`
-	Report    *Report        `json:"report"`
+	Report    *verify.Report `json:"report"`
 }
 
 // Message sends a message through the relay (o.Send) to an in-process receiving server that
@@ -124,8 +125,8 @@ func Message(ctx context.Context, o *MessageOptions) (*MessageReport, error) {
 	}
 	rep.Ready = true
 	for _, eg := range o.Egress {
-		env := Envelope{IP: eg.IP, HELO: eg.HELO, MailFrom: mailFrom, Submitter: rx.Submitter}
-		r, err := Verify(ctx, env, bytes.NewReader(rx.Message), &o.Options)
+		env := verify.Envelope{IP: eg.IP, HELO: eg.HELO, MailFrom: mailFrom, Submitter: rx.Submitter}
+		r, err := verify.Verify(ctx, env, bytes.NewReader(rx.Message), &o.Options)
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +142,7 @@ func Message(ctx context.Context, o *MessageOptions) (*MessageReport, error) {
 }
 
 // judge turns a verifier report into findings with fixes and the verdict line.
-func judge(ctx context.Context, o *MessageOptions, eg Egress, r *Report) EgressVerdict {
+func judge(ctx context.Context, o *MessageOptions, eg Egress, r *verify.Report) EgressVerdict {
 	ev := EgressVerdict{Egress: eg, Report: r}
 	add := func(f Finding) { ev.Findings = append(ev.Findings, f) }
 	tctx, cancel := context.WithTimeout(ctx, timeoutOf(&o.Options))
@@ -177,7 +178,7 @@ func judge(ctx context.Context, o *MessageOptions, eg Egress, r *Report) EgressV
 		add(f)
 	}
 	if s := r.SPF; s != nil {
-		f := Finding{Check: "spf", Result: s.Result, Status: StatusPass, Reason: spfDetail(s, eg.IP)}
+		f := Finding{Check: "spf", Result: s.Result, Status: StatusPass, Reason: s.Explain(eg.IP)}
 		switch s.Result {
 		case "pass":
 		case "permerror":
@@ -191,7 +192,7 @@ func judge(ctx context.Context, o *MessageOptions, eg Egress, r *Report) EgressV
 		add(f)
 	}
 	if s := r.SPFHELO; s != nil && s.Result != "pass" && s.Result != "none" {
-		f := Finding{Check: "spf-helo", Result: s.Result, Status: StatusWarn, Reason: spfDetail(s, eg.IP)}
+		f := Finding{Check: "spf-helo", Result: s.Result, Status: StatusWarn, Reason: s.Explain(eg.IP)}
 		f.Fix, f.Record = spfFix(tctx, res, s.Domain, eg.IP)
 		add(f)
 	}
@@ -240,11 +241,11 @@ func judge(ctx context.Context, o *MessageOptions, eg Egress, r *Report) EgressV
 	} else if r.ARC.Result == "pass" {
 		add(Finding{Check: "arc", Status: StatusPass, Result: "pass", Reason: fmt.Sprintf("%d set(s)", r.ARC.Instances)})
 	}
-	for _, d := range []*DMARCResult{r.DMARC9989, r.DMARC7489} {
+	for _, d := range []*verify.DMARCResult{r.DMARC9989, r.DMARC7489} {
 		if d == nil || from == "" {
 			continue
 		}
-		f := Finding{Check: "dmarc", Result: d.Result, Status: StatusPass, Reason: dmarcDetail(d)}
+		f := Finding{Check: "dmarc", Result: d.Result, Status: StatusPass, Reason: d.Explain()}
 		switch d.Result {
 		case "pass":
 		case "none":
@@ -277,7 +278,7 @@ func judge(ctx context.Context, o *MessageOptions, eg Egress, r *Report) EgressV
 	if ev.DMARCPass {
 		for _, a := range r.DMARC9989.Alignments {
 			if a.Aligned {
-				ev.Through = fmt.Sprintf("%s %s (%s)", a.Method, a.Domain, modeName(a))
+				ev.Through = fmt.Sprintf("%s %s (%s)", a.Method, a.Domain, a.ModeName())
 				break
 			}
 		}
@@ -305,8 +306,8 @@ func judge(ctx context.Context, o *MessageOptions, eg Egress, r *Report) EgressV
 
 // aligns reports whether the identifier of method and domain is aligned in a DMARC result
 // of both evaluations.
-func aligns(r *Report, method, domain string) bool {
-	for _, d := range []*DMARCResult{r.DMARC9989, r.DMARC7489} {
+func aligns(r *verify.Report, method, domain string) bool {
+	for _, d := range []*verify.DMARCResult{r.DMARC9989, r.DMARC7489} {
 		if d == nil {
 			return false
 		}
@@ -321,7 +322,7 @@ func aligns(r *Report, method, domain string) bool {
 	return true
 }
 
-func anyAligned(d *DMARCResult) bool {
+func anyAligned(d *verify.DMARCResult) bool {
 	for _, a := range d.Alignments {
 		if a.Aligned {
 			return true
@@ -332,7 +333,7 @@ func anyAligned(d *DMARCResult) bool {
 
 // dkimFix says what makes a failing signature pass: publishing the local key when its
 // record is missing or different.
-func dkimFix(ctx context.Context, o *MessageOptions, d DKIMResult) (fix, record string) {
+func dkimFix(ctx context.Context, o *MessageOptions, d verify.DKIMResult) (fix, record string) {
 	for _, k := range o.Keys {
 		if !strings.EqualFold(k.Domain, d.Domain) || !strings.EqualFold(k.Selector, d.Selector) {
 			continue
@@ -349,11 +350,11 @@ func dkimFix(ctx context.Context, o *MessageOptions, d DKIMResult) (fix, record 
 	return fmt.Sprintf("check the key record %s", keys.RecordName(d.Selector, d.Domain)), ""
 }
 
-func timeoutOf(o *Options) time.Duration {
+func timeoutOf(o *verify.Options) time.Duration {
 	if o.Timeout > 0 {
 		return o.Timeout
 	}
-	return DefaultTimeout
+	return verify.DefaultTimeout
 }
 
 // WriteText writes the report for people: per egress, one line per finding with its fix,

@@ -9,8 +9,8 @@ import (
 	"sealgate/internal/authres"
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/resolver"
-	"sealgate/selftest"
 	"sealgate/sign"
+	"sealgate/verify"
 )
 
 // clientCheckTimeout bounds the DNS of the recorded checks of one message: SPF, iprev and
@@ -53,7 +53,7 @@ func (p *Pipeline) verifyClient(ctx context.Context, m *message) error {
 	ip, haveIP := netip.AddrFromSlice(m.ClientIP)
 	if haveIP && (m.Identity.Kind == KindClientNetwork || m.Identity.Kind == KindClientCert) {
 		ip = ip.Unmap()
-		spf := selftest.CheckSPF(ctx, r, ip, m.HELO, m.From)
+		spf := verify.CheckSPF(ctx, r, ip, m.HELO, m.From)
 		res := authres.Result{Method: "spf", Value: spf.Result}
 		if m.From == "" {
 			res.Props = []authres.Prop{{Type: "smtp", Property: "helo", Value: m.HELO}}
@@ -61,7 +61,7 @@ func (p *Pipeline) verifyClient(ctx context.Context, m *message) error {
 			res.Props = []authres.Prop{{Type: "smtp", Property: "mailfrom", Value: m.From}}
 		}
 		cc.results = append(cc.results, res.String())
-		rev := selftest.CheckIPRev(ctx, r, ip)
+		rev := verify.CheckIPRev(ctx, r, ip)
 		cc.results = append(cc.results, authres.Result{Method: "iprev", Value: rev.Result,
 			Props: []authres.Prop{{Type: "policy", Property: "iprev", Value: ip.String()}}}.String())
 		m.log.Debug("client checks", "spf", spf.Result, "spf_reason", spf.Reason, "iprev", rev.Result)

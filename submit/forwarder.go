@@ -14,8 +14,8 @@ import (
 	"sealgate/internal/authres"
 	"sealgate/internal/config"
 	"sealgate/internal/dkimcore"
-	"sealgate/selftest"
 	"sealgate/sign"
+	"sealgate/verify"
 )
 
 // Forwarder is what makes an identity a mailing list or forwarder: it relays mail whose
@@ -202,7 +202,7 @@ func (p *Pipeline) rewriteNeeded(ctx context.Context, m *message, mbs []addr.Mai
 		if p.Resolver == nil {
 			return fmt.Sprintf("no resolver to look up the DMARC policy of %s", d)
 		}
-		pol := selftest.DMARCPolicy(ctx, p.Resolver, d)
+		pol := verify.DMARCPolicy(ctx, p.Resolver, d)
 		switch {
 		case pol.Result == "temperror":
 			// Better a rewritten From than a message the author's domain may reject.

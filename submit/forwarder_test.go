@@ -24,8 +24,8 @@ import (
 	"sealgate/internal/srs"
 	"sealgate/keys"
 	"sealgate/relay"
-	"sealgate/selftest"
 	"sealgate/sign"
+	"sealgate/verify"
 )
 
 func TestForwarderStepOrder(t *testing.T) {
@@ -165,10 +165,10 @@ func (w *fwdWorld) run(t *testing.T, id *Identity, from, msg string, logs io.Wri
 }
 
 // verify runs our inbound verifier over out as a receiver at 192.0.2.25's next hop would.
-func (w *fwdWorld) verify(t *testing.T, out, mailFrom string) *selftest.Report {
+func (w *fwdWorld) verify(t *testing.T, out, mailFrom string) *verify.Report {
 	t.Helper()
-	rep, err := selftest.Verify(context.Background(), selftest.Envelope{IP: netip.MustParseAddr("192.0.2.25"), HELO: "relay.test", MailFrom: mailFrom},
-		strings.NewReader(out), &selftest.Options{Resolver: resolvertest.NewZone(t, w.zone), AuthServID: "mx.example.net"})
+	rep, err := verify.Verify(context.Background(), verify.Envelope{IP: netip.MustParseAddr("192.0.2.25"), HELO: "relay.test", MailFrom: mailFrom},
+		strings.NewReader(out), &verify.Options{Resolver: resolvertest.NewZone(t, w.zone), AuthServID: "mx.example.net"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,10 +412,10 @@ func TestForwarderSRS(t *testing.T) {
 	}
 	r := resolvertest.NewZone(t, w.zone)
 	ip := netip.MustParseAddr("192.0.2.25")
-	if spf := selftest.CheckSPF(context.Background(), r, ip, "relay.test", from); spf.Result != "pass" {
+	if spf := verify.CheckSPF(context.Background(), r, ip, "relay.test", from); spf.Result != "pass" {
 		t.Errorf("SPF for %s = %+v, want pass", from, spf)
 	}
-	if spf := selftest.CheckSPF(context.Background(), r, ip, "relay.test", "alice@reject.test"); spf.Result != "fail" {
+	if spf := verify.CheckSPF(context.Background(), r, ip, "relay.test", "alice@reject.test"); spf.Result != "fail" {
 		t.Errorf("SPF for the original sender = %+v, want fail (why SRS is needed)", spf)
 	}
 	// The author's DKIM still verifies (nothing changed the message), so DMARC passes too.

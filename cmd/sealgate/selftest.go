@@ -25,6 +25,7 @@ import (
 	"sealgate/selftest"
 	"sealgate/sign"
 	"sealgate/submit"
+	"sealgate/verify"
 )
 
 func newSelftestCmd() *cobra.Command {
@@ -102,7 +103,7 @@ func configuredEgress(cfg *config.Config, res *config.Resources) []selftest.Egre
 		return []selftest.Egress{{IP: netip.MustParseAddr("127.0.0.1"), HELO: cfg.Hostname,
 			Note: "relay.outbox: mail stays on this host, as if sent from 127.0.0.1"}}
 	}
-	add := func(rt relay.Route) {
+	add := func(rt config.Route) {
 		ip, ok := netip.AddrFromSlice(rt.SourceIP)
 		if !ok {
 			return
@@ -226,7 +227,7 @@ Exit status 0 when ready, 1 when not, 2 on errors.`,
 			return err
 		}
 		o := &selftest.MessageOptions{
-			Options: selftest.Options{Resolver: r, AuthServID: "selftest.invalid", DNSBLZones: f.dnsbl, Timeout: f.dns.timeout * 4},
+			Options: verify.Options{Resolver: r, AuthServID: "selftest.invalid", DNSBLZones: f.dnsbl, Timeout: f.dns.timeout * 4},
 			Egress:  egress,
 			Keys:    localKeys(res.KeyRing),
 			Send: func(ctx context.Context, server string) error {
@@ -486,14 +487,14 @@ func init() {
 // both), and the Authentication-Results it would get are logged on one line with the
 // verdict, so dev mode shows spf, dkim, arc and dmarc passing.
 func outboxVerifier(cfg *config.Config, res *config.Resources, log *slog.Logger) func(context.Context, *relay.Envelope, []byte) {
-	o := &selftest.Options{Resolver: res.Resolver, AuthServID: "receiver.invalid", Timeout: 5 * time.Second}
+	o := &verify.Options{Resolver: res.Resolver, AuthServID: "receiver.invalid", Timeout: 5 * time.Second}
 	return func(ctx context.Context, env *relay.Envelope, msg []byte) {
 		from := env.From
 		if from == "" {
 			from = "<>"
 		}
-		se := selftest.Envelope{IP: netip.MustParseAddr("127.0.0.1"), HELO: cfg.Hostname, MailFrom: from, Submitter: env.Submitter}
-		rep, err := selftest.Verify(ctx, se, bytes.NewReader(msg), o)
+		se := verify.Envelope{IP: netip.MustParseAddr("127.0.0.1"), HELO: cfg.Hostname, MailFrom: from, Submitter: env.Submitter}
+		rep, err := verify.Verify(ctx, se, bytes.NewReader(msg), o)
 		if err != nil {
 			log.Warn("outbox selftest: message not verified", "queue_id", env.ID, "err", err)
 			return

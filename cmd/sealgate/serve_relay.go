@@ -15,7 +15,7 @@ func delivererFromConfig(cfg *config.Config, res *config.Resources, log *slog.Lo
 	if rc.Outbox != "" {
 		return relay.OutboxSink{Dir: rc.Outbox, Verify: outboxVerifier(cfg, res, log)}, func() {}
 	}
-	rt := res.Routes
+	rt := relayRoutes(res.Routes)
 	tr := &relay.Transport{
 		Resolver: res.Resolver, HeloName: cfg.Hostname,
 		Default: rt.Default, Identities: rt.Identities, Domains: rt.Domains,

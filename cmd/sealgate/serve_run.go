@@ -63,7 +63,7 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 	logs.configure(cfg.Log.Format, cfg.Log.Level)
 	log := logs.logger
 	logStartup(log, file, cfg)
-	m := metrics.New()
+	m := newMetrics()
 	srv, runner, shared, cleanup, err := buildMetered(cfg, log, m)
 	if err != nil {
 		return err
@@ -76,15 +76,11 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 		sharedUp = shared.Up
 	}
 	m.WatchCluster(sharedUp, srv.Draining)
-	srv.Metrics = m
-	srv.Pipeline.Metrics = m
+	srv.Metrics = submitMetrics{m}
+	srv.Pipeline.Metrics = submitMetrics{m}
 	p.pipeline.Store(srv.Pipeline)
-	if next := runner.OnAttempt; next != nil {
-		runner.OnAttempt = func(ev relay.AttemptEvent) { m.Attempt(ev); next(ev) }
-	} else {
-		runner.OnAttempt = m.Attempt
-	}
-	m.WatchQueue(p.spool, filepath.Join(cfg.Dir, "spool"))
+	runner.OnAttempt = countAttempts(m, runner.OnAttempt)
+	m.WatchQueue(spoolQueue{p.spool}, filepath.Join(cfg.Dir, "spool"))
 	if c := runner.Control; c != nil {
 		// "sealgate reload" (reload.go).
 		c.Handle("reload", func(context.Context, json.RawMessage) (any, error) {

@@ -15,7 +15,7 @@ import (
 	"sealgate/internal/addr"
 	"sealgate/internal/atomicfile"
 	"sealgate/internal/config"
-	"sealgate/keys"
+	"sealgate/internal/secretfile"
 	"sealgate/submit"
 )
 
@@ -111,7 +111,7 @@ func runUsersAdd(cmd *cobra.Command, login, file string, patterns []string, pass
 	fmt.Fprintf(cmd.ErrOrStderr(), "added %s to %s (may send as %s)\n%s", login, file, strings.Join(patterns, ", "), reloadHint)
 	// serve and config check refuse a users file others can read (the hashes are secrets).
 	if st, err := os.Stat(file); err == nil {
-		if err := keys.CheckFileMode(file, st, "the password hashes"); err != nil {
+		if err := secretfile.CheckMode(file, st, "the password hashes"); err != nil {
 			fmt.Fprintf(cmd.ErrOrStderr(), "sealgate: warning: %v; serve refuses it until then\n", err)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"sealgate/selftest"
+	"sealgate/verify"
 )
 
 func newVerifyCmd() *cobra.Command {
@@ -46,7 +46,7 @@ arguments, bad DNS flags).`,
 		if err != nil {
 			return err
 		}
-		env := selftest.Envelope{HELO: helo, MailFrom: mailFrom, Submitter: submitter}
+		env := verify.Envelope{HELO: helo, MailFrom: mailFrom, Submitter: submitter}
 		if ip != "" {
 			a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]"))
 			if err != nil {
@@ -57,7 +57,7 @@ arguments, bad DNS flags).`,
 		if authservID == "" {
 			authservID, _ = os.Hostname()
 		}
-		o := &selftest.Options{Resolver: r, AuthServID: authservID, DNSBLZones: dnsbl, Callback: callback}
+		o := &verify.Options{Resolver: r, AuthServID: authservID, DNSBLZones: dnsbl, Callback: callback}
 		if len(args) <= 1 {
 			return verifyOne(cmd, env, o, args, asJSON)
 		}
@@ -87,12 +87,12 @@ arguments, bad DNS flags).`,
 }
 
 // verifyOne evaluates the message of args (one file, or stdin) and prints its report.
-func verifyOne(cmd *cobra.Command, env selftest.Envelope, o *selftest.Options, args []string, asJSON bool) error {
+func verifyOne(cmd *cobra.Command, env verify.Envelope, o *verify.Options, args []string, asJSON bool) error {
 	msg, err := readInput(cmd, args)
 	if err != nil {
 		return err
 	}
-	rep, err := selftest.Verify(cmd.Context(), env, bytes.NewReader(msg), o)
+	rep, err := verify.Verify(cmd.Context(), env, bytes.NewReader(msg), o)
 	if err != nil {
 		return err
 	}

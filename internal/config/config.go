@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/viper"
 
 	"sealgate/internal/addr"
-	"sealgate/relay"
 )
 
 // Config is sealgate's whole configuration, loaded by Load from one YAML file with
@@ -187,6 +186,10 @@ type DNSConfig struct {
 	Timeout  time.Duration `mapstructure:"timeout"`
 }
 
+// DefaultWorkers is relay.workers' default: relay.DefaultWorkers, the Runner's own default
+// (cmd/sealgate's tests hold the two equal).
+const DefaultWorkers = 32
+
 // Defaults are applied before the file is read. Every scalar key is listed, even without a
 // default, because viper consults the environment only for keys it knows.
 var Defaults = map[string]any{
@@ -227,7 +230,7 @@ var Defaults = map[string]any{
 	"relay.mta_sts":                 true,
 	"relay.max_connections":         100,
 	"relay.max_per_destination":     10,
-	"relay.workers":                 relay.DefaultWorkers,
+	"relay.workers":                 DefaultWorkers,
 	"relay.retry.every":             "2h",
 	"relay.retry.give_up_after":     "120h",
 	"relay.dsn.domain":              "",

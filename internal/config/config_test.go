@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"sealgate/relay"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -386,7 +384,7 @@ func TestValidateWorkersAndInFlowDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Relay.Workers != relay.DefaultWorkers || c.Limits.InFlowDelay != time.Second {
+	if c.Relay.Workers != DefaultWorkers || c.Limits.InFlowDelay != time.Second {
 		t.Errorf("defaults: workers %d, in_flow_delay %s", c.Relay.Workers, c.Limits.InFlowDelay)
 	}
 	c, err, _ = loadWith(t, nil, "  outbox: outbox\n", "  outbox: outbox\n  workers: 40\nlimits:\n  in_flow_delay: 0s\n")

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"sealgate/internal/addr"
+	"sealgate/internal/secretfile"
 	"sealgate/internal/srs"
-	"sealgate/keys"
 )
 
 // The identity roles.
@@ -208,7 +208,7 @@ func (v *validation) forwarders() {
 }
 
 // ReadSRSSecret reads one SRS secret file: held to the file-mode rule of private keys
-// (keys.CheckFileMode), and at least MinSRSSecretBytes once white space around it is removed.
+// (internal/secretfile), and at least MinSRSSecretBytes once white space around it is removed.
 func ReadSRSSecret(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -219,7 +219,7 @@ func ReadSRSSecret(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := keys.CheckFileMode(path, st, "the SRS secret"); err != nil {
+	if err := secretfile.CheckMode(path, st, "the SRS secret"); err != nil {
 		return nil, err
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 64*1024))

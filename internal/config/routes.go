@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"sealgate/internal/addr"
-	"sealgate/relay"
 )
 
 // RouteConfig is how mail leaves for a group of recipients: the relay section's
@@ -17,7 +16,7 @@ import (
 type RouteConfig struct {
 	// NextHop is a smart host, host:port; "" means MX delivery.
 	NextHop string `mapstructure:"next_hop"`
-	// NextHopTLS is opportunistic (default), required or implicit (relay.TLSMode).
+	// NextHopTLS is opportunistic (default), required or implicit (NextHopTLSOpportunistic ...).
 	NextHopTLS string `mapstructure:"next_hop_tls"`
 	// Auth logs in to the smart host (needs next_hop_tls required or implicit).
 	Auth AuthConfig `mapstructure:"auth"`
@@ -58,12 +57,52 @@ type DomainRouteConfig struct {
 	RouteConfig `mapstructure:",squash"`
 }
 
+// The values of next_hop_tls: relay.TLSMode's, which cmd/sealgate converts them to.
+const (
+	// NextHopTLSOpportunistic (the default) uses STARTTLS when the server offers it.
+	NextHopTLSOpportunistic = "opportunistic"
+	// NextHopTLSRequired refuses to deliver without STARTTLS and a verified certificate.
+	NextHopTLSRequired = "required"
+	// NextHopTLSImplicit speaks TLS from the first byte (RFC 8314 §3), to a next_hop only.
+	NextHopTLSImplicit = "implicit"
+)
+
+// Route is one checked route of the relay section, with its credentials loaded; cmd/sealgate
+// makes a relay.Route of it.
+type Route struct {
+	// NextHop is a smart host as host:port; "" means the recipients' MX hosts.
+	NextHop string
+	// TLS is next_hop_tls: "" (opportunistic) or one of the NextHopTLS values.
+	TLS string
+	// Auth holds the smart host credentials; nil for none.
+	Auth *Credentials
+	// HeloName is the EHLO name; "" means hostname.
+	HeloName string
+	// SourceIP is the local address to connect from, one of this host's; nil for any.
+	SourceIP net.IP
+}
+
+// Credentials are a route's smart host login, the password read from where auth says.
+type Credentials struct {
+	Mechanism string // PLAIN or LOGIN, upper case; "" means PLAIN
+	Username  string
+	Password  string
+}
+
+// String names the login without its password, for logs and errors.
+func (c *Credentials) String() string {
+	if c == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%s as %q", orDefault(c.Mechanism, "PLAIN"), c.Username)
+}
+
 // Routes is what the relay section says about delivery, checked and loaded by
-// Open: relay.Transport's routes and trusted roots.
+// Open: the routes and trusted roots of relay.Transport.
 type Routes struct {
-	Default    relay.Route
-	Identities map[string]relay.Route
-	Domains    map[addr.Domain]relay.Route
+	Default    Route
+	Identities map[string]Route
+	Domains    map[addr.Domain]Route
 	// RootCAs verifies servers' certificates (and MTA-STS policy hosts'); nil
 	// means the system's roots.
 	RootCAs *x509.CertPool
@@ -76,7 +115,7 @@ const maxWorkers = 1000
 // routes checks the routing keys of the relay section and loads Resources.Routes.
 func (v *validation) routes() {
 	r, p := v.c.Relay, &v.p
-	routes := &Routes{Identities: map[string]relay.Route{}, Domains: map[addr.Domain]relay.Route{}}
+	routes := &Routes{Identities: map[string]Route{}, Domains: map[addr.Domain]Route{}}
 	var ok bool
 	routes.Default, ok = v.route("relay", r.RouteConfig, nil)
 	if r.MXPort <= 0 || r.MXPort > 65535 {
@@ -182,7 +221,7 @@ func orDefault(s, def string) string {
 // route checks one route at key k and returns it. own is the entry as written
 // (nil for the relay section itself): problems with inherited values are
 // reported once, at the relay section's keys.
-func (v *validation) route(k string, rc RouteConfig, own *RouteConfig) (relay.Route, bool) {
+func (v *validation) route(k string, rc RouteConfig, own *RouteConfig) (Route, bool) {
 	p := &v.p
 	before := len(*p)
 	mine := func(field string) bool {
@@ -203,7 +242,7 @@ func (v *validation) route(k string, rc RouteConfig, own *RouteConfig) (relay.Ro
 		}
 		return false
 	}
-	rt := relay.Route{NextHop: rc.NextHop, TLS: relay.TLSMode(rc.NextHopTLS), HeloName: rc.HeloName}
+	rt := Route{NextHop: rc.NextHop, TLS: rc.NextHopTLS, HeloName: rc.HeloName}
 	if rc.NextHop != "" && mine("next_hop") {
 		if host, port, err := net.SplitHostPort(rc.NextHop); err != nil || host == "" || port == "" {
 			p.add(k+".next_hop", "%q: want host:port", rc.NextHop)
@@ -212,11 +251,11 @@ func (v *validation) route(k string, rc RouteConfig, own *RouteConfig) (relay.Ro
 		}
 	}
 	switch rt.TLS {
-	case relay.TLSImplicit:
+	case NextHopTLSImplicit:
 		if rc.NextHop == "" && mine("next_hop_tls") {
 			p.add(k+".next_hop_tls", "implicit applies to a next_hop only (MX hosts take STARTTLS on port 25)")
 		}
-	case "", relay.TLSOpportunistic, relay.TLSRequired:
+	case "", NextHopTLSOpportunistic, NextHopTLSRequired:
 	default:
 		if mine("next_hop_tls") {
 			p.add(k+".next_hop_tls", "%q: want opportunistic, required or implicit", rc.NextHopTLS)
@@ -243,13 +282,13 @@ func (v *validation) route(k string, rc RouteConfig, own *RouteConfig) (relay.Ro
 }
 
 // credentials checks and loads the password of a route's auth section.
-func (v *validation) credentials(k string, rc RouteConfig) *relay.Credentials {
+func (v *validation) credentials(k string, rc RouteConfig) *Credentials {
 	p, a := &v.p, rc.Auth
 	if rc.NextHop == "" {
 		p.add(k, "AUTH needs a next_hop (MX hosts take no credentials)")
 	}
-	if rc.NextHopTLS != string(relay.TLSRequired) && rc.NextHopTLS != string(relay.TLSImplicit) {
-		p.add(k, "AUTH needs next_hop_tls: required or implicit, so that the password never crosses the network in plain text (next_hop_tls is %q)", orDefault(rc.NextHopTLS, string(relay.TLSOpportunistic)))
+	if rc.NextHopTLS != NextHopTLSRequired && rc.NextHopTLS != NextHopTLSImplicit {
+		p.add(k, "AUTH needs next_hop_tls: required or implicit, so that the password never crosses the network in plain text (next_hop_tls is %q)", orDefault(rc.NextHopTLS, NextHopTLSOpportunistic))
 	}
 	switch strings.ToUpper(a.Mechanism) {
 	case "", "PLAIN", "LOGIN":
@@ -281,17 +320,17 @@ func (v *validation) credentials(k string, rc RouteConfig) *relay.Credentials {
 		p.add(key, "%v", err)
 		return nil
 	}
-	return &relay.Credentials{Mechanism: strings.ToUpper(a.Mechanism), Username: a.Username, Password: pw}
+	return &Credentials{Mechanism: strings.ToUpper(a.Mechanism), Username: a.Username, Password: pw}
 }
 
 // credentialsQuiet loads inherited credentials, whose problems were reported at
 // the relay section's keys.
-func (v *validation) credentialsQuiet(rc RouteConfig) *relay.Credentials {
+func (v *validation) credentialsQuiet(rc RouteConfig) *Credentials {
 	pw, err := readPassword(rc.Auth)
 	if err != nil {
 		return nil
 	}
-	return &relay.Credentials{Mechanism: strings.ToUpper(rc.Auth.Mechanism), Username: rc.Auth.Username, Password: pw}
+	return &Credentials{Mechanism: strings.ToUpper(rc.Auth.Mechanism), Username: rc.Auth.Username, Password: pw}
 }
 
 // readPassword returns the password of a, never in an error.

@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"sealgate/relay"
 )
 
 // The smart host, its TLS and AUTH, and the routes of identities and domains.
@@ -34,11 +32,11 @@ func TestValidateRoutes(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := res.Routes.Default
-		if d.NextHop != "smtp.esp.example:587" || d.TLS != relay.TLSRequired || d.Auth == nil || d.Auth.Password != "from-env" || d.Auth.Mechanism != "LOGIN" {
+		if d.NextHop != "smtp.esp.example:587" || d.TLS != NextHopTLSRequired || d.Auth == nil || d.Auth.Password != "from-env" || d.Auth.Mechanism != "LOGIN" {
 			t.Errorf("default route %+v (auth %v)", d, d.Auth)
 		}
 		g := res.Routes.Identities["acme"]
-		if g.NextHop != "smtp.esp.example:587" || g.TLS != relay.TLSRequired || g.Auth == nil || g.Auth.Username != "globex" ||
+		if g.NextHop != "smtp.esp.example:587" || g.TLS != NextHopTLSRequired || g.Auth == nil || g.Auth.Username != "globex" ||
 			g.Auth.Password != "from-file" || g.HeloName != "out.globex.example" || g.SourceIP.String() != "127.0.0.2" {
 			t.Errorf("acme route %+v (auth %v)", g, g.Auth)
 		}

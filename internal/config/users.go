@@ -15,7 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"sealgate/internal/addr"
-	"sealgate/keys"
+	"sealgate/internal/secretfile"
 )
 
 // The users file has one user per line; blank lines and lines starting with '#' are
@@ -39,7 +39,7 @@ import (
 // grepped and diffed safely.
 //
 // The file holds password hashes, so it is held to the rule of private keys: neither group
-// nor other users may read or change it (keys.CheckFileMode).
+// nor other users may read or change it (internal/secretfile).
 
 // UserEntry is one line of a users file.
 type UserEntry struct {
@@ -149,7 +149,7 @@ func ReadUsersFile(path string) ([]UserEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("users: %w", err)
 	}
-	if err := keys.CheckFileMode(path, fi, "the password hashes"); err != nil {
+	if err := secretfile.CheckMode(path, fi, "the password hashes"); err != nil {
 		return nil, fmt.Errorf("users: %w", err)
 	}
 	return ParseUsersFile(f, path)

@@ -18,7 +18,7 @@ import (
 
 	"sealgate/internal/addr"
 	"sealgate/internal/resolver"
-	"sealgate/keys"
+	"sealgate/internal/secretfile"
 	"sealgate/sign"
 )
 
@@ -151,7 +151,7 @@ func (v *validation) secretFile(key, path, what string) bool {
 	}
 	st, err := os.Stat(path)
 	if err == nil {
-		err = keys.CheckFileMode(path, st, what)
+		err = secretfile.CheckMode(path, st, what)
 	}
 	if err != nil {
 		v.p.add(key, "%v", err)

@@ -24,9 +24,9 @@ import (
 	"sealgate/internal/resolver/resolvertest"
 	"sealgate/keys"
 	"sealgate/relay"
-	"sealgate/selftest"
 	"sealgate/sign"
 	"sealgate/submit"
+	"sealgate/verify"
 )
 
 // signOriginal is the author's outbound server: dkimpy signs as author-example.com.
@@ -164,8 +164,8 @@ func TestForwarderList(t *testing.T) {
 	}
 
 	// Ours, as the member's receiver.
-	rep, err := selftest.Verify(context.Background(), selftest.Envelope{IP: netip.MustParseAddr("127.0.0.1"), HELO: "relay.sealgate.test", MailFrom: env.From},
-		strings.NewReader(string(out)), &selftest.Options{Resolver: res, AuthServID: "mx.example.net"})
+	rep, err := verify.Verify(context.Background(), verify.Envelope{IP: netip.MustParseAddr("127.0.0.1"), HELO: "relay.sealgate.test", MailFrom: env.From},
+		strings.NewReader(string(out)), &verify.Options{Resolver: res, AuthServID: "mx.example.net"})
 	must(t, err)
 	if rep.DMARC9989.Result != "fail" || rep.DMARC9989.AuthorDomain != "author-example.com" || rep.DMARC9989.Policy != "reject" {
 		t.Errorf("our DMARC = %+v, want fail for author-example.com (p=reject)", rep.DMARC9989)
@@ -215,7 +215,7 @@ func TestForwarderList(t *testing.T) {
 		}
 		b, err := json.Marshal(map[string]any{"from": from, "dkim": dkim})
 		must(t, err)
-		cmd := exec.Command(perl, filepath.Join("..", "..", "selftest", "testdata", "oracle", "dmarc_check.pl"), "127.0.0.1", dnsPort(t, dnsAddr))
+		cmd := exec.Command(perl, filepath.Join("..", "..", "verify", "testdata", "oracle", "dmarc_check.pl"), "127.0.0.1", dnsPort(t, dnsAddr))
 		cmd.Stdin = strings.NewReader(string(b) + "\n")
 		var stderr strings.Builder
 		cmd.Stderr = &stderr

@@ -3,13 +3,16 @@
 // /readyz (the relay can take mail: every readiness check passes).
 //
 // Every metric is named sealgate_* and lives on a private registry (Metrics.Registry), not
-// on prometheus.DefaultRegisterer, so nothing else in the process adds to it. Metrics
-// implements submit.Metrics with counters resolved in advance, so that the per-message
-// path does a map lookup and an atomic add; delivery attempts are counted through
-// Attempt (relay.Runner.OnAttempt), DNS lookup errors through Resolver, and the queue is
-// read from the spool at scrape time (WatchQueue).
+// on prometheus.DefaultRegisterer, so nothing else in the process adds to it. Metrics has
+// the methods of submit.Metrics, with counters resolved in advance, so that the per-message
+// path does a map lookup and an atomic add; delivery attempts are counted through Attempt
+// (from relay.Runner.OnAttempt), DNS lookup errors through Resolver, and the queue is read
+// from the spool at scrape time (WatchQueue).
 //
-// It does not push metrics anywhere, and keeps no history: that is the scraper's job.
+// It knows submit, relay and the spool only through the plain values and small interfaces
+// defined here (Reasons, Attempt, Queue), which cmd/sealgate adapts: internal/ imports no
+// top-level package. It does not push metrics anywhere, and keeps no history: that is the
+// scraper's job.
 package metrics
 
 import (
@@ -26,8 +29,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"sealgate/internal/resolver"
-	"sealgate/relay"
-	"sealgate/submit"
 )
 
 // Metrics holds sealgate's metrics. Its methods are safe for concurrent use.
@@ -37,7 +38,8 @@ type Metrics struct {
 	accepted      prometheus.Counter
 	acceptLatency prometheus.Observer
 	refusedVec    *prometheus.CounterVec
-	refused       map[submit.Reason]prometheus.Counter
+	refused       map[string]prometheus.Counter
+	reasons       Reasons
 	authFailures  prometheus.Counter
 	authThrottled prometheus.Counter
 	signedVec     *prometheus.CounterVec
@@ -53,10 +55,21 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 }
 
+// Reasons are the refusal reason codes (submit.AllReasons, docs/reason-codes.md) that New
+// makes series for.
+type Reasons struct {
+	// All are every code: each sealgate_refused_total series exists at 0 from the start, so
+	// that a graph or an alert on it has a series before the first refusal.
+	All []string
+	// AuthFailed and AuthThrottled are the codes also counted in sealgate_auth_failures_total
+	// and sealgate_auth_throttled_total.
+	AuthFailed, AuthThrottled string
+}
+
 // New makes the metrics on a new private registry, with Go runtime and process metrics.
-func New() *Metrics {
+func New(reasons Reasons) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{reg: reg}
+	m := &Metrics{reg: reg, reasons: reasons}
 	f := func(c prometheus.Collector) { reg.MustRegister(c) }
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -72,9 +85,9 @@ func New() *Metrics {
 	m.refusedVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sealgate_refused_total", Help: "Refusals and deferrals, by reason code (docs/reason-codes.md)."}, []string{"reason"})
 	f(m.refusedVec)
-	m.refused = make(map[submit.Reason]prometheus.Counter, len(submit.AllReasons))
-	for _, r := range submit.AllReasons {
-		m.refused[r] = m.refusedVec.WithLabelValues(string(r))
+	m.refused = make(map[string]prometheus.Counter, len(reasons.All))
+	for _, r := range reasons.All {
+		m.refused[r] = m.refusedVec.WithLabelValues(r)
 	}
 	m.authFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sealgate_auth_failures_total", Help: "Failed SMTP AUTH attempts (wrong login or password)."})
@@ -121,31 +134,32 @@ func New() *Metrics {
 // Registry is the private registry holding every metric.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Refused implements submit.Metrics.
-func (m *Metrics) Refused(r submit.Reason) {
+// Refused counts one refusal or deferral with reason code r (submit.Metrics.Refused).
+func (m *Metrics) Refused(r string) {
 	c, ok := m.refused[r]
 	if !ok {
-		c = m.refusedVec.WithLabelValues(string(r))
+		c = m.refusedVec.WithLabelValues(r)
 	}
 	c.Inc()
-	switch r {
-	case submit.ReasonAuthFailed:
+	switch {
+	case r == "": // a Reasons field left empty names no code
+	case r == m.reasons.AuthFailed:
 		m.authFailures.Inc()
-	case submit.ReasonAuthThrottled:
+	case r == m.reasons.AuthThrottled:
 		m.authThrottled.Inc()
 	}
 }
 
-// Accepted implements submit.Metrics.
+// Accepted implements submit.Metrics.Accepted.
 func (m *Metrics) Accepted(d time.Duration) {
 	m.accepted.Inc()
 	m.acceptLatency.Observe(d.Seconds())
 }
 
-// Signed implements submit.Metrics.
+// Signed implements submit.Metrics.Signed.
 func (m *Metrics) Signed(domain string) { child(&m.signed, m.signedVec, domain).Inc() }
 
-// Sealed implements submit.Metrics.
+// Sealed implements submit.Metrics.Sealed.
 func (m *Metrics) Sealed(domain string) { child(&m.sealed, m.sealedVec, domain).Inc() }
 
 // child returns vec's counter for label, resolved once per label: domains are the
@@ -158,7 +172,7 @@ func child(cache *sync.Map, vec *prometheus.CounterVec, label string) prometheus
 	return c.(prometheus.Counter)
 }
 
-// TLSIn implements submit.Metrics.
+// TLSIn implements submit.Metrics.TLSIn.
 func (m *Metrics) TLSIn(version uint16) {
 	c, ok := m.tlsIn[version]
 	if !ok {
@@ -180,9 +194,23 @@ func (m *Metrics) Reloaded(ok bool) {
 	}
 }
 
-// Attempt counts one delivery attempt of a recipient group; give it to
-// relay.Runner.OnAttempt.
-func (m *Metrics) Attempt(ev relay.AttemptEvent) {
+// Attempt is one delivery attempt of a recipient group, as relay.Runner.OnAttempt reports it
+// (relay.AttemptEvent).
+type Attempt struct {
+	// Status is the outcome: sent, deferred, bounced or expired.
+	Status string
+	// Sent is whether the group was delivered (Status sent).
+	Sent bool
+	// Host is the server reached; "" when none was.
+	Host string
+	// TLSVersion is the session's TLS version ("TLS1.3"); "" without TLS.
+	TLSVersion string
+	// Delay is the time from acceptance to this attempt.
+	Delay time.Duration
+}
+
+// Attempt counts one delivery attempt of a recipient group.
+func (m *Metrics) Attempt(ev Attempt) {
 	m.attempts.WithLabelValues(ev.Status, DestinationClass(ev.Host)).Inc()
 	if ev.Host != "" {
 		v := ev.TLSVersion
@@ -191,7 +219,7 @@ func (m *Metrics) Attempt(ev relay.AttemptEvent) {
 		}
 		m.tlsOutVec.WithLabelValues(v).Inc()
 	}
-	if ev.Status == relay.StatusSent {
+	if ev.Sent {
 		m.endToEnd.Observe(ev.Delay.Seconds())
 	}
 }
@@ -227,10 +255,17 @@ func DestinationClass(host string) string {
 	return "other"
 }
 
-// Queue is what WatchQueue reads of the spool: relay.Spool.
+// Queue is what WatchQueue reads of the spool (relay.Spool): the ids of the queued messages,
+// and for each its delivery attempts so far and when it was accepted.
 type Queue interface {
 	List() ([]string, error)
-	Envelope(id string) (*relay.Envelope, error)
+	Entry(id string) (QueueEntry, error)
+}
+
+// QueueEntry is what WatchQueue needs of one queued message (relay.Envelope).
+type QueueEntry struct {
+	Attempts   int
+	ReceivedAt time.Time
 }
 
 // WatchQueue adds sealgate_queue_messages{state} (queued: not yet tried; deferred: tried and
@@ -267,7 +302,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		readErr = 1
 	}
 	for _, id := range ids {
-		env, err := c.q.Envelope(id)
+		env, err := c.q.Entry(id)
 		if err != nil {
 			continue // delivered or moved meanwhile
 		}
@@ -349,5 +384,3 @@ func (c *countingResolver) LookupAddr(ctx context.Context, ip string) ([]string,
 	c.count("PTR", err)
 	return v, err
 }
-
-var _ submit.Metrics = (*Metrics)(nil)

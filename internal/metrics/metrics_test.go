@@ -17,8 +17,6 @@ import (
 
 	"sealgate/internal/resolver"
 	"sealgate/internal/resolver/resolvertest"
-	"sealgate/relay"
-	"sealgate/submit"
 )
 
 // scrape serves m's handler on 127.0.0.1:0 and returns the body and status of GET path.
@@ -58,21 +56,25 @@ func grepSealgate(body string) string {
 	return strings.Join(out, "\n")
 }
 
+// testReasons are a few of submit's reason codes (docs/reason-codes.md).
+var testReasons = Reasons{All: []string{"sender_not_permitted", "auth_failed", "auth_throttled", "no_dkim_keys"},
+	AuthFailed: "auth_failed", AuthThrottled: "auth_throttled"}
+
 func TestCounters(t *testing.T) {
-	m := New()
-	m.Refused(submit.ReasonSenderNotPermitted)
-	m.Refused(submit.ReasonSenderNotPermitted)
-	m.Refused(submit.ReasonAuthFailed)
-	m.Refused(submit.ReasonAuthThrottled)
+	m := New(testReasons)
+	m.Refused("sender_not_permitted")
+	m.Refused("sender_not_permitted")
+	m.Refused("auth_failed")
+	m.Refused("auth_throttled")
 	m.Refused("not_a_listed_code")
 	m.Accepted(20 * time.Millisecond)
 	m.Signed("client.example")
 	m.Signed("client.example")
 	m.Sealed("relay.example")
 	m.TLSIn(tls.VersionTLS13)
-	m.Attempt(relay.AttemptEvent{Status: relay.StatusSent, Host: "alt1.gmail-smtp-in.l.google.com.", TLSVersion: "TLS1.3", Delay: 3 * time.Second})
-	m.Attempt(relay.AttemptEvent{Status: relay.StatusDeferred, Host: ""})
-	m.Attempt(relay.AttemptEvent{Status: relay.StatusBounced, Host: "mx.example.net", TLSVersion: ""})
+	m.Attempt(Attempt{Status: "sent", Sent: true, Host: "alt1.gmail-smtp-in.l.google.com.", TLSVersion: "TLS1.3", Delay: 3 * time.Second})
+	m.Attempt(Attempt{Status: "deferred", Host: ""})
+	m.Attempt(Attempt{Status: "bounced", Host: "mx.example.net", TLSVersion: ""})
 	m.Reloaded(false)
 	body, code := scrape(t, m.Handler(), "/metrics")
 	if code != 200 {
@@ -122,7 +124,7 @@ func TestDestinationClass(t *testing.T) {
 	}
 }
 
-type fakeQueue map[string]*relay.Envelope
+type fakeQueue map[string]QueueEntry
 
 func (q fakeQueue) List() ([]string, error) {
 	var ids []string
@@ -132,11 +134,11 @@ func (q fakeQueue) List() ([]string, error) {
 	return ids, nil
 }
 
-func (q fakeQueue) Envelope(id string) (*relay.Envelope, error) {
+func (q fakeQueue) Entry(id string) (QueueEntry, error) {
 	if e, ok := q[id]; ok {
 		return e, nil
 	}
-	return nil, errors.New("gone")
+	return QueueEntry{}, errors.New("gone")
 }
 
 func TestQueue(t *testing.T) {
@@ -145,7 +147,7 @@ func TestQueue(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "failed", "a.msg"), nil, 0o600)
 	os.WriteFile(filepath.Join(dir, "failed", "b.msg"), nil, 0o600)
 	now := time.Now()
-	m := New()
+	m := New(testReasons)
 	m.WatchQueue(fakeQueue{
 		"1": {ReceivedAt: now.Add(-time.Minute)},
 		"2": {ReceivedAt: now.Add(-2 * time.Hour), Attempts: 3},
@@ -188,7 +190,7 @@ func TestResolverCountsFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := New()
+	m := New(testReasons)
 	cr := m.Resolver(r)
 	ctx := context.Background()
 	if _, err := cr.LookupTXT(ctx, "ok.example"); err != nil {
@@ -208,7 +210,7 @@ func TestResolverCountsFailures(t *testing.T) {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
-	m := New()
+	m := New(testReasons)
 	fail := errors.New("spool not writable")
 	var spoolErr error
 	h := m.Handler(

@@ -1,4 +1,4 @@
-package selftest
+package verify
 
 import (
 	"bytes"
@@ -187,11 +187,11 @@ type Report struct {
 // are results, not errors.
 func Verify(ctx context.Context, env Envelope, msg io.Reader, o *Options) (*Report, error) {
 	if o == nil || o.Resolver == nil {
-		return nil, errors.New("selftest: Options.Resolver is required")
+		return nil, errors.New("verify: Options.Resolver is required")
 	}
 	hdr, body, err := sign.ReadMessage(msg)
 	if err != nil {
-		return nil, fmt.Errorf("selftest: read message: %w", err)
+		return nil, fmt.Errorf("verify: read message: %w", err)
 	}
 	v := &verification{o: o, env: env, rep: &Report{AuthServID: o.AuthServID}, dmarc: dmarcDNS{r: o.Resolver}}
 	if v.rep.AuthServID == "" {
@@ -252,7 +252,7 @@ func (v *verification) parseEnvelope() error {
 	if e.MailFrom != "" {
 		p, err := addr.ParsePath(strings.TrimSuffix(strings.TrimPrefix(e.MailFrom, "<"), ">"))
 		if err != nil {
-			return fmt.Errorf("selftest: MAIL FROM: %w", err)
+			return fmt.Errorf("verify: MAIL FROM: %w", err)
 		}
 		v.rp, v.haveRP = p, true
 		v.rep.MailFrom = "<" + p.String() + ">"
@@ -260,7 +260,7 @@ func (v *verification) parseEnvelope() error {
 	if e.Submitter != "" {
 		a, err := addr.ParseAddress(e.Submitter)
 		if err != nil || a.Domain == "" {
-			return fmt.Errorf("selftest: SUBMITTER %q is not a mailbox with a domain (RFC 4405 §4.2)", e.Submitter)
+			return fmt.Errorf("verify: SUBMITTER %q is not a mailbox with a domain (RFC 4405 §4.2)", e.Submitter)
 		}
 		v.pra, v.havePRA = a, true
 		v.rep.Submitter = a.String()
@@ -338,7 +338,7 @@ func (v *verification) mail(ctx context.Context) {
 		cancel()
 	}
 	if v.rep.SPF != nil {
-		v.check(StageMail, "spf", v.rep.SPF.Result, "%s", spfDetail(v.rep.SPF, v.ip))
+		v.check(StageMail, "spf", v.rep.SPF.Result, "%s", v.rep.SPF.Explain(v.ip))
 	}
 	switch {
 	case v.env.HELO == "":
@@ -351,11 +351,13 @@ func (v *verification) mail(ctx context.Context) {
 		tctx, cancel := v.timeout(ctx)
 		v.rep.SPFHELO = checkSPF(tctx, v.o.Resolver, ip, "helo", string(v.heloName), "postmaster@"+string(v.heloName), string(v.heloName))
 		cancel()
-		v.check(StageMail, "spf-helo", v.rep.SPFHELO.Result, "%s", spfDetail(v.rep.SPFHELO, v.ip))
+		v.check(StageMail, "spf-helo", v.rep.SPFHELO.Result, "%s", v.rep.SPFHELO.Explain(v.ip))
 	}
 }
 
-func spfDetail(r *SPFResult, ip netip.Addr) string {
+// Explain is the explained line of an SPF result for a client at ip: the domain, sender and
+// reason, and the DNS lookups counted against the limits of RFC 7208 §4.6.4.
+func (r *SPFResult) Explain(ip netip.Addr) string {
 	s := fmt.Sprintf("%s for %s from %s", r.Domain, r.Sender, ip)
 	if r.Domain == "" {
 		s = r.Sender
@@ -484,7 +486,7 @@ func (v *verification) data(ctx context.Context, hdr dkimcore.Header, body []byt
 	v.rep.DMARC7489 = evaluateDMARC(tctx, &v.dmarc, in, RFC7489)
 	cancel()
 	for _, d := range []*DMARCResult{v.rep.DMARC9989, v.rep.DMARC7489} {
-		v.check(StageData, "dmarc", d.Result, "%s", dmarcDetail(d))
+		v.check(StageData, "dmarc", d.Result, "%s", d.Explain())
 	}
 	v.rep.Disagreement = disagreement(v.rep.DMARC9989, v.rep.DMARC7489)
 	if v.rep.Disagreement != "" {
@@ -573,7 +575,9 @@ func (v *verification) fromDomains(ctx context.Context, hdr dkimcore.Header) dma
 	return in
 }
 
-func dmarcDetail(d *DMARCResult) string {
+// Explain is the explained line of a DMARC result: the specification, the author and
+// organisational domains, the record that applied and the alignment of each identifier.
+func (d *DMARCResult) Explain() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s", d.RFC)
 	if d.AuthorDomain != "" {

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # RFC 7489 DMARC verdicts by Mail::DMARC (Debian libmail-dmarc-perl), the oracle of
-# selftest's oracle_test.go. Usage: dmarc_check.pl HOST PORT < cases
+# verify's oracle_test.go. Usage: dmarc_check.pl HOST PORT < cases
 # Each input line is JSON: {"from":"corp.example","dkim":[{"domain":"d","selector":"s",
 # "result":"pass"}],"spf":{"domain":"d","scope":"mfrom","result":"pass"}}; each output line
 # is "RESULT DISPOSITION".

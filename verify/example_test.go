@@ -1,4 +1,4 @@
-package selftest_test
+package verify_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"sealgate/internal/resolver"
-	"sealgate/selftest"
+	"sealgate/verify"
 )
 
 // Verify a message as a receiver that saw it come from 192.0.2.25, with DNS answered from a
@@ -26,13 +26,13 @@ _dmarc.corp.example.     300 TXT "v=DMARC1; p=reject"
 		log.Fatal(err)
 	}
 	msg := "From: ana@corp.example\r\nTo: bob@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"
-	env := selftest.Envelope{
+	env := verify.Envelope{
 		IP:       netip.MustParseAddr("192.0.2.25"),
 		HELO:     "relay.corp.example",
 		MailFrom: "b+1@bounce.corp.example",
 	}
-	rep, err := selftest.Verify(context.Background(), env, strings.NewReader(msg),
-		&selftest.Options{Resolver: r, AuthServID: "mx.example.net"})
+	rep, err := verify.Verify(context.Background(), env, strings.NewReader(msg),
+		&verify.Options{Resolver: r, AuthServID: "mx.example.net"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package selftest
+package verify
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func FuzzSPFSyntax(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		checkSPFSyntax("v=spf1 " + s)
+		CheckSPFSyntax("v=spf1 " + s)
 	})
 }
 

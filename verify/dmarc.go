@@ -1,4 +1,4 @@
-package selftest
+package verify
 
 import (
 	"context"
@@ -51,9 +51,9 @@ type DMARCRecord struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// isDMARCRecord reports whether a TXT string is a DMARC record: v=DMARC1 first, followed by
+// IsDMARCRecord reports whether a TXT string is a DMARC record: v=DMARC1 first, followed by
 // white space, ';' or the end (RFC 7489 §6.6.3; the version is case-sensitive).
-func isDMARCRecord(txt string) bool {
+func IsDMARCRecord(txt string) bool {
 	rest, ok := strings.CutPrefix(strings.TrimLeft(txt, " \t"), "v")
 	if !ok {
 		return false
@@ -72,7 +72,7 @@ func isDMARCRecord(txt string) bool {
 // missing or invalid, and under RFC 9989 an invalid one, unless the record has a valid rua=
 // URI, in which case it acts as p=none (RFC 7489 §6.6.3). A missing p= is none under RFC 9989.
 func ParseDMARCRecord(txt string, spec RFC) (*DMARCRecord, error) {
-	if !isDMARCRecord(txt) {
+	if !IsDMARCRecord(txt) {
 		return nil, fmt.Errorf("not a DMARC record: it must start with v=DMARC1")
 	}
 	rec := &DMARCRecord{Raw: txt, ADKIM: "r", ASPF: "r", Pct: 100, PSD: "u"}
@@ -234,7 +234,7 @@ func (d *dmarcDNS) lookup(ctx context.Context, dom addr.Domain, spec RFC) *dmarc
 	}
 	var recs []string
 	for _, t := range txts {
-		if isDMARCRecord(t) {
+		if IsDMARCRecord(t) {
 			recs = append(recs, t)
 		}
 	}
@@ -562,7 +562,7 @@ func evaluateOne(ctx context.Context, d *dmarcDNS, in dmarcInput, spec RFC) *DMA
 		res.Result = "pass"
 		for _, a := range res.Alignments {
 			if a.Aligned {
-				res.Reason = fmt.Sprintf("%s of %s is aligned (%s)", a.Method, a.Domain, modeName(a))
+				res.Reason = fmt.Sprintf("%s of %s is aligned (%s)", a.Method, a.Domain, a.ModeName())
 				break
 			}
 		}
@@ -589,7 +589,8 @@ func evaluateOne(ctx context.Context, d *dmarcDNS, in dmarcInput, spec RFC) *DMA
 	return res
 }
 
-func modeName(a Alignment) string {
+// ModeName names the alignment an identifier achieved: strict or relaxed.
+func (a Alignment) ModeName() string {
 	if a.Strict {
 		return "strict"
 	}

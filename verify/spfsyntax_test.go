@@ -1,4 +1,4 @@
-package selftest
+package verify
 
 import (
 	"bufio"
@@ -27,7 +27,7 @@ func TestSPFSyntax(t *testing.T) {
 			t.Fatalf("bad line %q", line)
 		}
 		n++
-		msg := checkSPFSyntax(record)
+		msg := CheckSPFSyntax(record)
 		if (msg == "") != (want == "ok") {
 			t.Errorf("%q: want %s, got %q", record, want, msg)
 		}

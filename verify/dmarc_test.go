@@ -1,4 +1,4 @@
-package selftest
+package verify
 
 import (
 	"bufio"
@@ -165,7 +165,7 @@ func TestDMARC(t *testing.T) {
 				if g.Result != c.want.result || g.Disposition != c.want.disposition || g.OrgDomain != c.want.org {
 					t.Errorf("%s: %s/%s org %q (%s), want %s/%s org %q", g.RFC, g.Result, g.Disposition, g.OrgDomain, g.Reason, c.want.result, c.want.disposition, c.want.org)
 				}
-				if said := dmarcDetail(g) + " / " + g.Reason; tc.reasonPart != "" && !strings.Contains(said, tc.reasonPart) {
+				if said := g.Explain() + " / " + g.Reason; tc.reasonPart != "" && !strings.Contains(said, tc.reasonPart) {
 					t.Errorf("%s: %q does not say %q", g.RFC, said, tc.reasonPart)
 				}
 			}

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""SPF results by pyspf (Debian python3-spf), the oracle of selftest's oracle_test.go.
+"""SPF results by pyspf (Debian python3-spf), the oracle of verify's oracle_test.go.
 
 Usage: spf_check.py HOST PORT < cases. Each input line is "IP SENDER HELO"; each output
 line is the check_host() result. DNS goes to HOST:PORT only.

@@ -1,4 +1,4 @@
-package selftest
+package verify
 
 import (
 	"fmt"
@@ -18,8 +18,9 @@ func (e *spfSyntaxError) Error() string {
 	return fmt.Sprintf("the SPF record of %s is malformed: %s (RFC 7208 §4.6)", e.domain, e.msg)
 }
 
-// checkSPFSyntax checks an SPF record (v=spf1 and its terms).
-func checkSPFSyntax(record string) string {
+// CheckSPFSyntax checks an SPF record (v=spf1 and its terms) against the grammar of
+// RFC 7208 §12 and returns what is wrong, or "" for a record that parses.
+func CheckSPFSyntax(record string) string {
 	terms := strings.Split(record, " ")
 	redirects, exps := 0, 0
 	for _, term := range terms[1:] {

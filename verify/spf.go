@@ -1,4 +1,4 @@
-package selftest
+package verify
 
 import (
 	"context"
@@ -173,7 +173,7 @@ func (s *spfResolver) LookupTXT(ctx context.Context, name string) ([]string, err
 		}
 	}
 	if len(recs) == 1 {
-		if msg := checkSPFSyntax(recs[0]); msg != "" {
+		if msg := CheckSPFSyntax(recs[0]); msg != "" {
 			// Not a *net.DNSError: the library gives permerror for it.
 			return nil, &spfSyntaxError{domain: strings.TrimSuffix(name, "."), msg: msg}
 		}

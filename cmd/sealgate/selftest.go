@@ -270,7 +270,7 @@ type messageTest struct {
 }
 
 func newMessageTest(cfg *config.Config, res *config.Resources, as string) (*messageTest, error) {
-	// The pipeline is the one serve builds (buildFromConfig uses submitSettings too).
+	// The pipeline is the one serve builds (buildMetered uses submitSettings too).
 	settings, err := submitSettings(cfg, res)
 	if err != nil {
 		return nil, err

@@ -13,17 +13,12 @@ import (
 	"sealgate/submit"
 )
 
-// buildFromConfig turns a validated configuration into a server and a delivery runner: the
+// buildMetered turns a validated configuration into a server and a delivery runner: the
 // one constructor of the relay, for `serve --config` and `serve --dev` alike. It loads the
 // files through config.Open, the code `config check` runs, and warns about every RSA key
-// under 2048 bits a configured min_rsa_bits let in.
-func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *relay.Runner, func(), error) {
-	return buildMetered(cfg, log, nil)
-}
-
-// buildMetered is buildFromConfig counting into m (nil: nothing counted): the server,
-// pipeline and delivery report to it, and every DNS lookup goes through its counting
-// resolver.
+// under 2048 bits a configured min_rsa_bits let in. It counts into m (nil: nothing counted):
+// the server, pipeline and delivery report to it, and every DNS lookup goes through its
+// counting resolver.
 func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*submit.Server, *relay.Runner, func(), error) {
 	res, err := cfg.Open()
 	if err != nil {

@@ -85,9 +85,9 @@ dns:
 	if err != nil {
 		t.Fatalf("config.Load: %v", err)
 	}
-	srv, runner, cleanup, err := buildFromConfig(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, runner, cleanup, err := buildMetered(c, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
-		t.Fatalf("buildFromConfig: %v", err)
+		t.Fatalf("buildMetered: %v", err)
 	}
 	defer cleanup()
 	if runner == nil || len(srv.Listeners) != 2 || len(srv.Networks) != 1 || srv.Users == nil {
@@ -181,7 +181,7 @@ func TestDevModeIsAConfiguration(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
-		srv, runner, cleanup, err := buildFromConfig(cfg, log)
+		srv, runner, cleanup, err := buildMetered(cfg, log, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -331,7 +331,7 @@ func TestWeakKeyWarning(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs strings.Builder
-	_, _, cleanup, err := buildFromConfig(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	_, _, cleanup, err := buildMetered(cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,9 +127,9 @@ dns:
 	var logs bytes.Buffer
 	var logMu sync.Mutex
 	log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
-	s, runner, cleanup, err := buildFromConfig(c, log)
+	s, runner, cleanup, err := buildMetered(c, log, nil)
 	if err != nil {
-		t.Fatalf("buildFromConfig: %v", err)
+		t.Fatalf("buildMetered: %v", err)
 	}
 	defer cleanup()
 	if err := s.Listen(); err != nil {

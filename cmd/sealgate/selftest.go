@@ -58,11 +58,7 @@ func addSelftestFlags(cmd *cobra.Command) *selftestFlags {
 // load reads the configuration and opens what it names; the resolver is --dns/--zone when
 // given, else the configuration's.
 func (f *selftestFlags) load() (*config.Config, *config.Resources, resolver.Resolver, error) {
-	cfg, err := config.Load(f.config)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("configuration %s:\n%w", f.config, err)
-	}
-	res, err := cfg.Open()
+	cfg, res, err := config.LoadAndOpen(f.config)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("configuration %s:\n%w", f.config, err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"path/filepath"
 
@@ -13,17 +12,13 @@ import (
 	"sealgate/submit"
 )
 
-// buildMetered turns a validated configuration into a server and a delivery runner: the
-// one constructor of the relay, for `serve --config` and `serve --dev` alike. It loads the
-// files through config.Open, the code `config check` runs, and warns about every RSA key
-// under 2048 bits a configured min_rsa_bits let in. It counts into m (nil: nothing counted):
-// the server, pipeline and delivery report to it, and every DNS lookup goes through its
-// counting resolver.
-func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*submit.Server, *relay.Runner, func(), error) {
-	res, err := cfg.Open()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("configuration:\n%w", err)
-	}
+// buildMetered turns a validated configuration and what validating it opened (res, from
+// config.LoadAndOpen: the keys already loaded, so they are read once) into a server and a
+// delivery runner: the one constructor of the relay, for `serve --config` and `serve --dev`
+// alike. It warns about every RSA key under 2048 bits a configured min_rsa_bits let in. It
+// counts into m (nil: nothing counted): the server, pipeline and delivery report to it, and
+// every DNS lookup goes through its counting resolver.
+func buildMetered(cfg *config.Config, res *config.Resources, log *slog.Logger, m *metrics.Metrics) (*submit.Server, *relay.Runner, func(), error) {
 	if m != nil {
 		res.Resolver = m.Resolver(res.Resolver)
 	}

@@ -120,14 +120,14 @@ dns:
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := config.Load(file)
+	c, res, err := config.LoadAndOpen(file)
 	if err != nil {
-		t.Fatalf("config.Load: %v", err)
+		t.Fatalf("config.LoadAndOpen: %v", err)
 	}
 	var logs bytes.Buffer
 	var logMu sync.Mutex
 	log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
-	s, runner, cleanup, err := buildMetered(c, log, nil)
+	s, runner, cleanup, err := buildMetered(c, res, log, nil)
 	if err != nil {
 		t.Fatalf("buildMetered: %v", err)
 	}

@@ -150,11 +150,31 @@ func (s *hopSession) Data(r io.Reader) error {
 
 const testMessage = "From: a@example.com\r\nSubject: dots\r\n\r\n.\r\n..\r\n.leading dot\r\n\xc3\xa9 8-bit\r\nend.\r\n"
 
-func nextHop(h *nextHopServer) *NextHop {
-	return &NextHop{Addr: h.addr, HeloName: "sealgate.test", Timeout: 10 * time.Second}
+// nextHop is a Transport relaying everything to h as its smart host (plain SMTP: h
+// offers no STARTTLS).
+func nextHop(h *nextHopServer) *Transport {
+	return smartHost(h.addr, 10*time.Second)
 }
 
-func TestNextHopByteExact(t *testing.T) {
+func smartHost(addr string, timeout time.Duration) *Transport {
+	return &Transport{Default: Route{NextHop: addr}, HeloName: "sealgate.test", Timeout: timeout}
+}
+
+// keptSessions returns the sessions t keeps between messages.
+func keptSessions(t *Transport) []*smtpclient.Client {
+	p := t.sessions()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var cs []*smtpclient.Client
+	for _, list := range p.idle {
+		for _, ic := range list {
+			cs = append(cs, ic.c)
+		}
+	}
+	return cs
+}
+
+func TestSmartHostByteExact(t *testing.T) {
 	h := startNextHop(t)
 	env := &Envelope{ID: "q1", From: "a@example.com", To: []string{"b@example.net", "c@example.net"},
 		EnvID: "id+1", ORcpt: []string{"rfc822;b@example.net", ""}, Size: int64(len(testMessage))}
@@ -177,7 +197,7 @@ func TestNextHopByteExact(t *testing.T) {
 	}
 }
 
-func TestNextHopAddsFinalCRLF(t *testing.T) {
+func TestSmartHostAddsFinalCRLF(t *testing.T) {
 	h := startNextHop(t)
 	env := &Envelope{ID: "q1", From: "", To: []string{"b@example.net"}}
 	if err := nextHop(h).Deliver(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nno newline")); err != nil {
@@ -188,13 +208,15 @@ func TestNextHopAddsFinalCRLF(t *testing.T) {
 	}
 }
 
-func TestNextHopRefusesBareLineEnds(t *testing.T) {
+func TestSmartHostRefusesBareLineEnds(t *testing.T) {
 	h := startNextHop(t)
 	for _, msg := range []string{"Subject: x\r\n\r\nbare\nLF\r\n", "Subject: x\r\n\r\nbare\rCR\r\n"} {
 		env := &Envelope{ID: "q1", From: "a@x.test", To: []string{"b@y.test"}}
 		err := nextHop(h).Deliver(context.Background(), env, strings.NewReader(msg))
-		if !IsPermanent(err) || !errors.Is(err, smtpclient.ErrBareLineEnd) {
-			t.Errorf("%q: err = %v, want permanent bare line end", msg, err)
+		var re *RecipientsError
+		if !errors.As(err, &re) || len(re.Accepted) != 0 || len(re.Failed) != 1 ||
+			!IsPermanent(re.Failed[0].Err) || !errors.Is(re.Failed[0].Err, smtpclient.ErrBareLineEnd) {
+			t.Errorf("%q: err = %v, want the recipient failed permanently for a bare line end", msg, err)
 		}
 	}
 	// The server must not have accepted anything; a good message afterwards proves it is alive.
@@ -207,7 +229,7 @@ func TestNextHopRefusesBareLineEnds(t *testing.T) {
 	}
 }
 
-func TestNextHopReplies(t *testing.T) {
+func TestSmartHostReplies(t *testing.T) {
 	h := startNextHop(t)
 	env := &Envelope{ID: "q1", From: "a@x.test", To: []string{"ok1@y.test", "perm@y.test", "temp@y.test", "ok2@y.test"}}
 	err := nextHop(h).Deliver(context.Background(), env, strings.NewReader(testMessage))
@@ -252,7 +274,7 @@ func TestNextHopReplies(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	err = (&NextHop{Addr: addr, Timeout: 5 * time.Second}).Deliver(context.Background(), env, strings.NewReader(testMessage))
+	err = smartHost(addr, 5*time.Second).Deliver(context.Background(), env, strings.NewReader(testMessage))
 	if err == nil || IsPermanent(err) {
 		t.Errorf("connection refused: err = %v, want temporary", err)
 	}
@@ -523,10 +545,10 @@ func TestOutboxSinkRedeliveryLeavesOneCopy(t *testing.T) {
 	}
 }
 
-// TestNextHopReusesConnections delivers several messages through one NextHop and checks
+// TestSmartHostReusesConnections delivers several messages through one smart host and checks
 // they share one SMTP session, that a session the server dropped is replaced, and that
 // with MaxIdle < 0 every message gets its own session.
-func TestNextHopReusesConnections(t *testing.T) {
+func TestSmartHostReusesConnections(t *testing.T) {
 	h := startNextHop(t)
 	hop := nextHop(h)
 	defer hop.Close()
@@ -545,9 +567,11 @@ func TestNextHopReusesConnections(t *testing.T) {
 	}
 
 	// The server closes the idle session: the next delivery notices (RSET fails) and dials again.
-	hop.mu.Lock()
-	hop.idle[0].c.Close()
-	hop.mu.Unlock()
+	kept := keptSessions(hop)
+	if len(kept) != 1 {
+		t.Fatalf("%d sessions kept, want 1", len(kept))
+	}
+	kept[0].Close()
 	if err := hop.Deliver(ctx, &Envelope{ID: "after-drop", From: "a@x.test", To: []string{"b@y.test"}}, strings.NewReader(testMessage)); err != nil {
 		t.Fatalf("after a dropped session: %v", err)
 	}

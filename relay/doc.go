@@ -27,7 +27,7 @@
 // per recipient domain, STARTTLS whenever offered and implicit TLS, AUTH to
 // smart hosts, MTA-STS (RFC 8461), REQUIRETLS (RFC 8689), SUBMITTER (RFC 4405),
 // and sessions kept and reused per destination within limits. OutboxSink writes
-// .eml files (dev mode); NextHop relays over plain SMTP to one fixed server (tests).
+// .eml files (dev mode).
 // All SMTP goes through internal/smtpclient, which sends the signed bytes
 // unchanged apart from dot-stuffing and reports each recipient's result.
 //

@@ -86,7 +86,7 @@ func readBody(br *bufio.Reader) (string, error) {
 // With PIPELINING the envelope goes out as one group: the server sees MAIL, both
 // RCPTs and DATA before it sends a single reply, and per-recipient results still
 // come back right.
-func TestNextHopPipelinesEnvelope(t *testing.T) {
+func TestSmartHostPipelinesEnvelope(t *testing.T) {
 	addr, done := scriptedHop(t, []string{"PIPELINING", "8BITMIME"}, func(br *bufio.Reader, conn net.Conn) error {
 		cmds, err := readCommands(br, 4) // blocks: a client waiting for replies never gets here
 		if err != nil {
@@ -112,7 +112,7 @@ func TestNextHopPipelinesEnvelope(t *testing.T) {
 		conn.Write([]byte("221 bye\r\n"))
 		return nil
 	})
-	hop := &NextHop{Addr: addr, HeloName: "sealgate.test", Timeout: 5 * time.Second}
+	hop := smartHost(addr, 5*time.Second)
 	err := hop.Deliver(context.Background(), &Envelope{ID: "p1", From: "a@x.test", To: []string{"ok@y.test", "gone@y.test"}}, strings.NewReader(testMessage))
 	var re *RecipientsError
 	if !errors.As(err, &re) || len(re.Accepted) != 1 || re.Accepted[0] != "ok@y.test" || len(re.Failed) != 1 || !IsPermanent(re.Failed[0].Err) {
@@ -125,7 +125,7 @@ func TestNextHopPipelinesEnvelope(t *testing.T) {
 }
 
 // Without PIPELINING the client waits for each reply before the next command.
-func TestNextHopWithoutPipeliningWaits(t *testing.T) {
+func TestSmartHostWithoutPipeliningWaits(t *testing.T) {
 	addr, done := scriptedHop(t, []string{"8BITMIME"}, func(br *bufio.Reader, conn net.Conn) error {
 		for _, want := range []string{"MAIL FROM:<a@x.test>", "RCPT TO:<b@y.test>", "DATA"} {
 			cmds, err := readCommands(br, 1)
@@ -153,7 +153,7 @@ func TestNextHopWithoutPipeliningWaits(t *testing.T) {
 		conn.Write([]byte("250 queued\r\n"))
 		return nil
 	})
-	hop := &NextHop{Addr: addr, HeloName: "sealgate.test", Timeout: 5 * time.Second}
+	hop := smartHost(addr, 5*time.Second)
 	if err := hop.Deliver(context.Background(), &Envelope{ID: "n1", From: "a@x.test", To: []string{"b@y.test"}}, strings.NewReader(testMessage)); err != nil {
 		t.Errorf("Deliver: %v", err)
 	}
@@ -164,7 +164,7 @@ func TestNextHopWithoutPipeliningWaits(t *testing.T) {
 
 // Every recipient refused, pipelined: the server refuses the DATA that was
 // already sent, no body follows, and the failure is permanent.
-func TestNextHopPipelinedAllRecipientsRefused(t *testing.T) {
+func TestSmartHostPipelinedAllRecipientsRefused(t *testing.T) {
 	addr, done := scriptedHop(t, []string{"PIPELINING"}, func(br *bufio.Reader, conn net.Conn) error {
 		if _, err := readCommands(br, 3); err != nil {
 			return err
@@ -177,11 +177,12 @@ func TestNextHopPipelinedAllRecipientsRefused(t *testing.T) {
 		conn.Write([]byte("221 bye\r\n"))
 		return nil
 	})
-	hop := &NextHop{Addr: addr, HeloName: "sealgate.test", Timeout: 5 * time.Second}
+	hop := smartHost(addr, 5*time.Second)
 	err := hop.Deliver(context.Background(), &Envelope{ID: "r1", From: "a@x.test", To: []string{"gone@y.test"}}, strings.NewReader(testMessage))
 	if !IsPermanent(err) {
 		t.Errorf("Deliver = %v, want a permanent failure", err)
 	}
+	hop.Close() // a kept session ends with QUIT
 	if err := <-done; err != nil {
 		t.Error("server:", err)
 	}
@@ -189,7 +190,7 @@ func TestNextHopPipelinedAllRecipientsRefused(t *testing.T) {
 
 // A reused session the server has closed meanwhile: the pipelined group's RSET
 // gets no reply, so the message goes out on a new session instead of failing.
-func TestNextHopReplacesSessionClosedByServer(t *testing.T) {
+func TestSmartHostReplacesSessionClosedByServer(t *testing.T) {
 	h := startNextHop(t)
 	hop := nextHop(h)
 	defer hop.Close()
@@ -207,10 +208,10 @@ func TestNextHopReplacesSessionClosedByServer(t *testing.T) {
 }
 
 // The next hop restarts (its listener and every session closed, a new server on
-// the same address) while NextHop keeps several sessions: the next message goes
+// the same address) while the Transport keeps several sessions: the next message goes
 // out at once on a new session, however many dead ones were kept; none is
 // deferred.
-func TestNextHopRestartDefersNothing(t *testing.T) {
+func TestSmartHostRestartDefersNothing(t *testing.T) {
 	h := startNextHop(t)
 	hop := nextHop(h)
 	hop.MaxIdle = 3
@@ -240,9 +241,7 @@ func TestNextHopRestartDefersNothing(t *testing.T) {
 	h.mu.Lock()
 	h.dataReply = nil
 	h.mu.Unlock()
-	hop.mu.Lock()
-	kept := len(hop.idle)
-	hop.mu.Unlock()
+	kept := len(keptSessions(hop))
 	if kept != 3 {
 		t.Fatalf("%d sessions kept after three concurrent deliveries, want 3", kept)
 	}
@@ -266,9 +265,7 @@ func TestNextHopRestartDefersNothing(t *testing.T) {
 	if newSessions != 1 {
 		t.Errorf("%d sessions opened after the restart for 2 messages, want 1 (dead ones dropped, the new one reused)", newSessions)
 	}
-	hop.mu.Lock()
-	kept = len(hop.idle)
-	hop.mu.Unlock()
+	kept = len(keptSessions(hop))
 	if kept != 1 {
 		t.Errorf("%d sessions kept after the restart, want 1 (the new one)", kept)
 	}

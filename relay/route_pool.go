@@ -8,6 +8,16 @@ import (
 	"sealgate/internal/smtpclient"
 )
 
+// idleClient is an open session waiting for its next transaction.
+type idleClient struct {
+	c     *smtpclient.Client
+	since time.Time
+}
+
+// maxIdleAge bounds how long a connection waits unused; servers drop idle clients after
+// a few minutes (RFC 5321 §4.5.3.2.7 suggests 5), so reuse stays well inside that.
+const maxIdleAge = 30 * time.Second
+
 // poolKey says which kept sessions may carry a message: the same server
 // address, TLS name and mode, source address, HELO name and credentials.
 type poolKey struct {
@@ -127,4 +137,21 @@ func (p *pool) closeIdle() {
 			ic.c.Quit()
 		}
 	}
+}
+
+// transaction builds the client's transaction from a spooled envelope.
+func transaction(env *Envelope) *smtpclient.Transaction {
+	tx := &smtpclient.Transaction{From: env.From, Size: env.Size, Ret: env.Ret, EnvID: env.EnvID,
+		Submitter: env.Submitter, RequireTLS: env.RequireTLS, Rcpts: make([]smtpclient.Recipient, len(env.To))}
+	for i, rcpt := range env.To {
+		r := smtpclient.Recipient{Addr: rcpt}
+		if len(env.Notify) > i {
+			r.Notify = env.Notify[i]
+		}
+		if len(env.ORcpt) > i {
+			r.ORcpt = env.ORcpt[i]
+		}
+		tx.Rcpts[i] = r
+	}
+	return tx
 }

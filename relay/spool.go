@@ -24,16 +24,13 @@ import (
 //	msg/<id>.env    newer envelope of a queued message (Update), overriding the one in
 //	                its .msg; never present without the .msg
 //	tmp/            files being written atomically (.env overrides, messages written
-//	                out of the journal, conversions); emptied by OpenSpool
+//	                out of the journal); emptied by OpenSpool
 //	failed/         messages given up on (permanent failure or too old), kept for the
 //	                admin with what a DSN would need; same file names
 //	corrupt/        files OpenSpool could not use, kept for inspection
 //	journal/        <seq>.log segments holding small messages until their first
 //	                delivery attempt ends (journal.go); the fast path of Commit
 //	lock            flock(2)ed while a Spool is open, so two processes never share a spool
-//
-// Messages of the older layout (msg/<id>.meta + msg/<id>.body, and the same in
-// failed/) are converted to .msg files by OpenSpool.
 const (
 	dirTmp     = "tmp"
 	dirMsg     = "msg"
@@ -43,14 +40,10 @@ const (
 	extPart = ".part"
 	extMsg  = ".msg"
 	extEnv  = ".env"
-
-	// Format version 1, migrated by OpenSpool.
-	extMeta = ".meta"
-	extBody = ".body"
 )
 
 // Envelope is the SMTP envelope of a queued message plus its delivery state.
-// It is stored as JSON in the message's meta file.
+// It is stored as JSON in the tail of the message file (spool_format.go).
 type Envelope struct {
 	// ID is the queue id, set by Commit.
 	ID string `json:"id"`
@@ -179,9 +172,8 @@ type SpoolOptions struct {
 // default options and recovers from a crash: it removes temporary and .part
 // files (never acknowledged), finishes interrupted moves to failed/, removes
 // envelope overrides whose message is gone, moves messages whose trailer or
-// checksum is bad to corrupt/, converts messages of the older meta + body layout
-// to the current one, and scans the journal (journal.go). Every repair is logged
-// with slog.
+// checksum is bad to corrupt/, and scans the journal (journal.go). Every repair
+// is logged with slog.
 func OpenSpool(dir string) (*Spool, error) {
 	return OpenSpoolWith(dir, SpoolOptions{})
 }

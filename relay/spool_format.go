@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -28,7 +27,7 @@ import (
 //	off len
 //	  0   7  magic "SGSPOOL"
 //	  7   1  kind: 'M' message file, 'E' envelope override
-//	  8   4  format version, 2 (version 1 was the meta + body pair)
+//	  8   4  format version, 2 (version 1 never shipped in a release)
 //	 12   4  reserved, 0
 //	 16   8  bodyLen    (the body is at offset 0)
 //	 24   8  headerLen  (the header is at offset bodyLen)
@@ -48,11 +47,6 @@ const (
 
 	kindMsg = 'M'
 	kindEnv = 'E'
-
-	// legacyMetaMagic starts every meta file of format version 1, in which a
-	// message was <id>.meta (this magic, the envelope JSON, "\n", the header
-	// block) plus <id>.body. OpenSpool migrates such messages.
-	legacyMetaMagic = "sealgate-spool 1\n"
 
 	// tailReadSize is how much of a file's end is read at once: usually the
 	// trailer, envelope and header block all fit, so one read suffices.
@@ -158,24 +152,4 @@ func decodeEnvelope(js []byte, id string) (*Envelope, error) {
 		return nil, badFile("holds id %q", env.ID)
 	}
 	return env, nil
-}
-
-// parseLegacyMeta parses a format version 1 meta file of message id.
-func parseLegacyMeta(data []byte, id string) (*Envelope, []byte, error) {
-	rest, ok := bytes.CutPrefix(data, []byte(legacyMetaMagic))
-	if !ok {
-		return nil, nil, badFile("not a spool meta file")
-	}
-	js, header, ok := bytes.Cut(rest, []byte("\n"))
-	if !ok {
-		return nil, nil, badFile("truncated")
-	}
-	env, err := decodeEnvelope(js, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := checkHeader(header); err != nil {
-		return nil, nil, badFile("%v", err)
-	}
-	return env, header, nil
 }

@@ -3,7 +3,7 @@ package relay
 // Recovery at OpenSpool: what a crash can leave behind in tmp/, msg/ and
 // failed/, and how each case is finished or undone. The ordering of the writes
 // it relies on is described at Commit, Update, Remove and Fail; the journal's
-// own recovery is in journal.go, the older layout's in spool_legacy.go.
+// own recovery is in journal.go.
 
 import (
 	"errors"
@@ -30,8 +30,8 @@ func (s *Spool) recover() error {
 	for _, e := range entries {
 		p := filepath.Join(tmp, e.Name())
 		// Only files being written live here (envelope overrides, messages written
-		// out of the journal or converted, and bodies and meta files of the older
-		// layout); each still has its source elsewhere, or was never acknowledged.
+		// out of the journal); each still has its source elsewhere, or was never
+		// acknowledged.
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("spool: remove orphaned temp file %s: %w", p, err)
 		}
@@ -58,7 +58,7 @@ func (s *Spool) recover() error {
 	}
 
 	// A .part was never renamed, so never answered 250 (in failed/: left by an
-	// older version's unfinished conversion or write-out; the sources are still there).
+	// older version's unfinished write-out; the sources are still there).
 	for sub, files := range map[string]dirFiles{dirMsg: msg, dirFailed: failed} {
 		for id := range files[extPart] {
 			if err := remove(sub, id, extPart, "uncommitted message"); err != nil {
@@ -66,12 +66,6 @@ func (s *Spool) recover() error {
 			}
 		}
 	}
-
-	obsolete, legacyChanged, err := s.recoverLegacy(msg, failed)
-	if err != nil {
-		return err
-	}
-	changed = changed || legacyChanged
 
 	// Fail writes failed/<id>.env before it moves the .msg: finish the move.
 	for id := range failed[extEnv] {
@@ -123,12 +117,6 @@ func (s *Spool) recover() error {
 			}
 		}
 	}
-	// Only now that the converted files are durable may their sources go.
-	for _, p := range obsolete {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("spool: remove converted %s: %w", p, err)
-		}
-	}
 	return nil
 }
 
@@ -141,7 +129,7 @@ func (s *Spool) scanDir(sub string) (dirFiles, error) {
 		return nil, fmt.Errorf("spool: read %s: %w", d, err)
 	}
 	files := dirFiles{}
-	for _, ext := range []string{extPart, extMsg, extEnv, extMeta, extBody} {
+	for _, ext := range []string{extPart, extMsg, extEnv} {
 		files[ext] = map[string]bool{}
 	}
 	for _, e := range entries {

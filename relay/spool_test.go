@@ -300,22 +300,11 @@ func TestSpoolLock(t *testing.T) {
 	}
 }
 
-// legacyMeta returns a meta file of the older layout (format version 1).
-func legacyMeta(t *testing.T, env *Envelope, header string) string {
-	t.Helper()
-	js, err := json.Marshal(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return legacyMetaMagic + string(js) + "\n" + header
-}
-
 // crashFiles are valid files of message x for the crash cases to arrange.
 type crashFiles struct {
 	msg    []byte // msg/X.msg as committed
 	env    []byte // msg/X.env as written by Update (Attempts 7)
 	failed []byte // failed/X.env as written by Fail (one Failed recipient)
-	meta   string // X.meta of the older layout
 }
 
 // TestSpoolRecover leaves the files each crash point can leave and checks that
@@ -333,7 +322,6 @@ func TestSpoolRecover(t *testing.T) {
 		b[i] ^= 0x40
 		return b
 	}
-	const legacyBody = "old body\r\n"
 	// Each case gets a spool with one intact committed message ("keep") and a
 	// second message id ("x") whose files it arranges.
 	tests := []struct {
@@ -394,40 +382,6 @@ func TestSpoolRecover(t *testing.T) {
 			write(t, filepath.Join(dir, "failed", x+".msg"), f.msg)
 			write(t, filepath.Join(dir, "failed", x+".env"), f.failed)
 		}, wantFiles: []string{"failed/X.env", "failed/X.msg"}, wantLog: "no longer queued"},
-
-		// Older layout (meta + body): converted to the current one.
-		{name: "old layout: committed", crash: func(t *testing.T, dir, x string, f crashFiles) {
-			write(t, filepath.Join(dir, "msg", x+".body"), []byte(legacyBody))
-			write(t, filepath.Join(dir, "msg", x+".meta"), []byte(f.meta))
-		}, wantQueued: true, wantFiles: []string{"msg/X.msg"}, wantLog: "converted"},
-		{name: "old layout: body and meta in tmp", crash: func(t *testing.T, dir, x string, f crashFiles) {
-			write(t, filepath.Join(dir, "tmp", x+".body"), []byte(legacyBody))
-			write(t, filepath.Join(dir, "tmp", x+".meta.123"), []byte(f.meta[:len(f.meta)/2]))
-		}, wantLog: "removed orphaned temp file"},
-		{name: "old layout: body renamed, meta not yet", crash: func(t *testing.T, dir, x string, f crashFiles) {
-			write(t, filepath.Join(dir, "msg", x+".body"), []byte(legacyBody))
-		}, wantLog: "removed body of uncommitted message"},
-		{name: "old layout: meta without body", crash: func(t *testing.T, dir, x string, f crashFiles) {
-			write(t, filepath.Join(dir, "msg", x+".meta"), []byte(f.meta))
-		}, wantFiles: []string{"corrupt/X.meta"}, wantLog: "body file missing"},
-		{name: "old layout: truncated meta", crash: func(t *testing.T, dir, x string, f crashFiles) {
-			write(t, filepath.Join(dir, "msg", x+".body"), []byte(legacyBody))
-			write(t, filepath.Join(dir, "msg", x+".meta"), []byte(f.meta[:len(f.meta)-10]))
-		}, wantFiles: []string{"corrupt/X.body", "corrupt/X.meta"}, wantLog: "moved to corrupt/"},
-		{name: "old layout: Fail interrupted after meta move", crash: func(t *testing.T, dir, x string, f crashFiles) {
-			write(t, filepath.Join(dir, "msg", x+".body"), []byte(legacyBody))
-			write(t, filepath.Join(dir, "failed", x+".meta"), []byte(f.meta))
-		}, wantFiles: []string{"failed/X.msg"}, wantLog: "finished interrupted move"},
-		{name: "old layout: conversion interrupted before rename", crash: func(t *testing.T, dir, x string, f crashFiles) {
-			write(t, filepath.Join(dir, "msg", x+".body"), []byte(legacyBody))
-			write(t, filepath.Join(dir, "msg", x+".meta"), []byte(f.meta))
-			write(t, filepath.Join(dir, "msg", x+".part"), []byte(legacyBody+"Subj"))
-		}, wantQueued: true, wantFiles: []string{"msg/X.msg"}, wantLog: "converted"},
-		{name: "old layout: conversion interrupted after rename", crash: func(t *testing.T, dir, x string, f crashFiles) {
-			write(t, filepath.Join(dir, "msg", x+".body"), []byte(legacyBody))
-			write(t, filepath.Join(dir, "msg", x+".meta"), []byte(f.meta))
-			write(t, filepath.Join(dir, "msg", x+".msg"), f.msg[:len(f.msg)-1]) // whatever its state
-		}, wantQueued: true, wantFiles: []string{"msg/X.msg"}, wantLog: "converted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -463,7 +417,6 @@ func TestSpoolRecover(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			f.meta = legacyMeta(t, env, testHeader)
 			s.Close()
 
 			tt.crash(t, dir, x, f)
@@ -485,7 +438,7 @@ func TestSpoolRecover(t *testing.T) {
 			}
 			if tt.wantQueued {
 				got, msg := readMessage(t, s, x)
-				if wantMsg := testHeader + "\r\nbody\r\n"; msg != wantMsg && msg != testHeader+"\r\n"+legacyBody {
+				if wantMsg := testHeader + "\r\nbody\r\n"; msg != wantMsg {
 					t.Errorf("recovered message = %q", msg)
 				}
 				if got.Attempts != tt.wantAttempts || !slices.Equal(got.To, env.To) {
@@ -524,38 +477,6 @@ func TestSpoolRecover(t *testing.T) {
 				t.Errorf("after second open, files of x = %v, want %v", got, wantFiles)
 			}
 		})
-	}
-}
-
-// TestSpoolLegacyFailedConverted checks that messages of the older layout in
-// failed/ are converted too, keeping their envelope.
-func TestSpoolLegacyFailedConverted(t *testing.T) {
-	dir := t.TempDir()
-	s := testFileSpool(t, dir)
-	in, err := s.Create()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := in.ID()
-	in.Abort()
-	s.Close()
-	env := &Envelope{ID: id, From: "a@x", To: []string{}, Failed: []FailedRecipient{{Rcpt: "b@y", Error: "550"}}}
-	if err := os.WriteFile(filepath.Join(dir, "failed", id+".meta"), []byte(legacyMeta(t, env, testHeader)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "failed", id+".body"), []byte("b\r\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s = testFileSpool(t, dir)
-	if files := filesOf(t, dir, id); !slices.Equal(files, []string{"failed/" + id + ".msg"}) {
-		t.Fatalf("files = %v", files)
-	}
-	got, header, err := s.readMeta(dirFailed, id)
-	if err != nil || string(header) != testHeader || len(got.Failed) != 1 || got.Failed[0].Rcpt != "b@y" {
-		t.Errorf("converted: %+v %q %v", got, header, err)
-	}
-	if ids, _ := s.List(); len(ids) != 0 {
-		t.Errorf("List = %v", ids)
 	}
 }
 

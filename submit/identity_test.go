@@ -7,8 +7,15 @@ import (
 	"sealgate/internal/config"
 )
 
-// MustParsePatterns parses may_send_as patterns for the tests of this package.
-func MustParsePatterns(ss ...string) []addr.Pattern { return addr.MustParsePatterns(ss...) }
+// MustParsePatterns parses may_send_as patterns for the tests of this package and panics
+// on error.
+func MustParsePatterns(ss ...string) []addr.Pattern {
+	ps, err := addr.ParsePatterns(ss)
+	if err != nil {
+		panic(err)
+	}
+	return ps
+}
 
 func mustAddr(t *testing.T, s string) addr.Address {
 	t.Helper()

@@ -495,7 +495,7 @@ func (v *verification) data(ctx context.Context, hdr dkimcore.Header, body []byt
 
 	if v.havePRA {
 		sr := v.rep.SubmitterAt
-		if p, field, ok := PRA(hdr); ok {
+		if p, field, ok := addr.PRA(hdr); ok {
 			sr.HeaderPRA = p.String()
 			sr.MatchesHeader = p.Equal(v.pra)
 			if sr.MatchesHeader {

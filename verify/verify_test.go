@@ -205,31 +205,6 @@ func TestAuthenticationResults(t *testing.T) {
 	}
 }
 
-// TestPRA follows the examples of RFC 4407 §2.
-func TestPRA(t *testing.T) {
-	for _, tc := range []struct {
-		header, pra, field string
-	}{
-		{"From: a@x.example\r\n", "a@x.example", "From"},
-		{"Sender: ana@corp.example\r\nFrom: team@corp.example\r\n", "ana@corp.example", "Sender"},
-		{"From: a@x.example, b@y.example\r\n", "", "From"},
-		{"Sender: a@x.example\r\nSender: b@x.example\r\nFrom: c@x.example\r\n", "", "Sender"},
-		{"Resent-From: r@z.example\r\nFrom: a@x.example\r\n", "r@z.example", "Resent-From"},
-		{"Resent-Sender: rs@z.example\r\nResent-From: r@z.example\r\nFrom: a@x.example\r\n", "rs@z.example", "Resent-Sender"},
-		// A Resent-From above the Resent-Sender with a Received between: an older resend.
-		{"Resent-From: new@n.example\r\nReceived: by x\r\nResent-Sender: old@o.example\r\nFrom: a@x.example\r\n", "new@n.example", "Resent-From"},
-	} {
-		hdr, _, err := readForTest(tc.header + "\r\n")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, field, ok := PRA(hdr)
-		if got := map[bool]string{true: p.String()}[ok]; got != tc.pra || field != tc.field {
-			t.Errorf("%q: PRA %q from %s, want %q from %s", tc.header, got, field, tc.pra, tc.field)
-		}
-	}
-}
-
 // smtpProbeServer is a receiving SMTP server for callback tests: it answers RCPT with
 // rcptReply (probeReply for the random address of the accept-all probe) and records every
 // command.

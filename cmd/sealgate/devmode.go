@@ -251,11 +251,6 @@ func (st *devState) ensureLogin() error {
 			return nil
 		}
 	}
-	newPassword := func() string {
-		var raw [18]byte
-		rand.Read(raw[:])
-		return base64.RawURLEncoding.EncodeToString(raw[:])
-	}
 	if st.password == "" {
 		st.password = newPassword()
 	}
@@ -266,6 +261,31 @@ func (st *devState) ensureLogin() error {
 	}
 	os.Remove(st.usersFile) // a new password needs a new hash
 	return nil
+}
+
+// passwordAlphabet is what dev-mode passwords are made of: letters and digits only, so a
+// password never starts with '-' (which swaks and other clients read as an option) and needs
+// no quoting in a shell.
+const passwordAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// passwordLength keeps at least the 144 bits of the 18 random bytes dev mode used before:
+// 25 symbols from 62 carry 25*log2(62) ≈ 148.8 bits.
+const passwordLength = 25
+
+// newPassword returns a fresh dev-mode password: passwordLength symbols drawn uniformly from
+// passwordAlphabet with crypto/rand (rand.Int rejects out-of-range draws, so no symbol is
+// more likely than another).
+func newPassword() string {
+	max := big.NewInt(int64(len(passwordAlphabet)))
+	b := make([]byte, passwordLength)
+	for i := range b {
+		n, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			panic("dev: crypto/rand: " + err.Error()) // crypto/rand does not fail on supported systems
+		}
+		b[i] = passwordAlphabet[n.Int64()]
+	}
+	return string(b)
 }
 
 // ensureSRSSecret creates the SRS secret file when it is missing.

@@ -59,11 +59,7 @@ func addSelftestFlags(cmd *cobra.Command) *selftestFlags {
 // load reads the configuration and opens what it names; the resolver is --dns/--zone when
 // given, else the configuration's.
 func (f *selftestFlags) load() (*config.Config, *config.Resources, resolver.Resolver, error) {
-	cfg, err := config.Load(f.config)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("configuration %s:\n%w", f.config, err)
-	}
-	res, err := cfg.Open()
+	cfg, res, err := config.LoadAndOpen(f.config)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("configuration %s:\n%w", f.config, err)
 	}
@@ -271,7 +267,7 @@ type messageTest struct {
 }
 
 func newMessageTest(cfg *config.Config, res *config.Resources, as string) (*messageTest, error) {
-	// The pipeline is the one serve builds (buildFromConfig uses submitSettings too).
+	// The pipeline is the one serve builds (buildMetered uses submitSettings too).
 	settings, err := submitSettings(cfg, res)
 	if err != nil {
 		return nil, err

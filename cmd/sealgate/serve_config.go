@@ -16,23 +16,14 @@ import (
 	"sealgate/submit"
 )
 
-// buildFromConfig turns a validated configuration into a server and a delivery runner: the
-// one constructor of the relay, for `serve --config` and `serve --dev` alike. It loads the
-// files through config.Open, the code `config check` runs, and warns about every RSA key
-// under 2048 bits a configured min_rsa_bits let in.
-func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *relay.Runner, func(), error) {
-	srv, runner, _, cleanup, err := buildMetered(cfg, log, nil)
-	return srv, runner, cleanup, err
-}
-
-// buildMetered is buildFromConfig counting into m (nil: nothing counted): the server,
-// pipeline and delivery report to it, and every DNS lookup goes through its counting
-// resolver. shared is the store of limits.shared (nil without it).
-func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (srv *submit.Server, runner *relay.Runner, shared *redisstore.Store, cleanup func(), err error) {
-	res, err := cfg.Open()
-	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("configuration:\n%w", err)
-	}
+// buildMetered turns a validated configuration and what validating it opened (res, from
+// config.LoadAndOpen: the keys already loaded, so they are read once) into a server and a
+// delivery runner: the one constructor of the relay, for `serve --config` and `serve --dev`
+// alike. It warns about every RSA key under 2048 bits a configured min_rsa_bits let in. It
+// counts into m (nil: nothing counted): the server, pipeline and delivery report to it, and
+// every DNS lookup goes through its counting resolver. shared is the store of
+// limits.shared (nil without it).
+func buildMetered(cfg *config.Config, res *config.Resources, log *slog.Logger, m *metrics.Metrics) (srv *submit.Server, runner *relay.Runner, shared *redisstore.Store, cleanup func(), err error) {
 	if m != nil {
 		res.Resolver = m.Resolver(res.Resolver)
 	}

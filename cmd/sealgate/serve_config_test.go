@@ -81,13 +81,13 @@ dns:
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := config.Load(file)
+	c, res, err := config.LoadAndOpen(file)
 	if err != nil {
-		t.Fatalf("config.Load: %v", err)
+		t.Fatalf("config.LoadAndOpen: %v", err)
 	}
-	srv, runner, cleanup, err := buildFromConfig(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, runner, _, cleanup, err := buildMetered(c, res, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
-		t.Fatalf("buildFromConfig: %v", err)
+		t.Fatalf("buildMetered: %v", err)
 	}
 	defer cleanup()
 	if runner == nil || len(srv.Listeners) != 2 || len(srv.Networks) != 1 || srv.Users == nil {
@@ -95,6 +95,11 @@ dns:
 	}
 	if dk, ok := srv.Pipeline.KeyRing.Lookup("example.test"); !ok || len(dk.Keys) != 2 || srv.Pipeline.ARC == nil {
 		t.Fatalf("signing configuration not built: %+v", srv.Pipeline)
+	}
+	// The keys validation loaded are the ones that sign: each key file is read and loaded
+	// (into libcrypto where built with it) once, not again when the relay is built.
+	if srv.Pipeline.KeyRing != res.KeyRing || srv.Pipeline.ARC.Signer != res.ARCKey {
+		t.Errorf("the pipeline signs with keys loaded a second time, not those of config.LoadAndOpen")
 	}
 	if l := srv.Limits; l.MaxConnectionsPerIP != 7 || l.PreAuthTimeout != 12*time.Second || l.MaxHeaderFields != 300 || l.DataTimeout != 10*time.Minute {
 		t.Errorf("limits not wired: %+v", l)
@@ -177,11 +182,11 @@ func TestDevModeIsAConfiguration(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	build := func(file string) (*config.Config, *submit.Server, *relay.Runner) {
 		t.Helper()
-		cfg, err := config.Load(file)
+		cfg, res, err := config.LoadAndOpen(file)
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
-		srv, runner, cleanup, err := buildFromConfig(cfg, log)
+		srv, runner, _, cleanup, err := buildMetered(cfg, res, log, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,12 +331,12 @@ func TestWeakKeyWarning(t *testing.T) {
 	yaml, _ := os.ReadFile(st.configFile)
 	os.WriteFile(st.configFile, []byte(strings.Replace(string(yaml), "  - domain: example.test\n", "  - domain: example.test\n    min_rsa_bits: 1024\n", 1)), 0o600)
 
-	cfg, err := config.Load(st.configFile)
+	cfg, res, err := config.LoadAndOpen(st.configFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var logs strings.Builder
-	_, _, cleanup, err := buildFromConfig(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	_, _, _, cleanup, err := buildMetered(cfg, res, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

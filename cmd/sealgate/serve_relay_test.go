@@ -120,16 +120,16 @@ dns:
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := config.Load(file)
+	c, res, err := config.LoadAndOpen(file)
 	if err != nil {
-		t.Fatalf("config.Load: %v", err)
+		t.Fatalf("config.LoadAndOpen: %v", err)
 	}
 	var logs bytes.Buffer
 	var logMu sync.Mutex
 	log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
-	s, runner, cleanup, err := buildFromConfig(c, log)
+	s, runner, _, cleanup, err := buildMetered(c, res, log, nil)
 	if err != nil {
-		t.Fatalf("buildFromConfig: %v", err)
+		t.Fatalf("buildMetered: %v", err)
 	}
 	defer cleanup()
 	if err := s.Listen(); err != nil {

@@ -56,7 +56,7 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	cfg, err := config.Load(file)
+	cfg, res, err := config.LoadAndOpen(file)
 	if err != nil {
 		return fmt.Errorf("configuration %s:\n%w", file, err)
 	}
@@ -64,7 +64,7 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 	log := logs.logger
 	logStartup(log, file, cfg)
 	m := newMetrics()
-	srv, runner, shared, cleanup, err := buildMetered(cfg, log, m)
+	srv, runner, shared, cleanup, err := buildMetered(cfg, res, log, m)
 	if err != nil {
 		return err
 	}
@@ -229,11 +229,7 @@ func (p *process) reload(trigger string) (restart []string, err error) {
 		log.Error("reload failed: still running the previous configuration", "config", p.file)
 		return nil, err
 	}
-	cfg, err := config.Load(p.file)
-	if err != nil {
-		return fail("reload: configuration problem", err)
-	}
-	res, err := cfg.Open()
+	cfg, res, err := config.LoadAndOpen(p.file)
 	if err != nil {
 		return fail("reload: configuration problem", err)
 	}

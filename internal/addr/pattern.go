@@ -126,15 +126,6 @@ func checkPublicSuffix(kind patternKind, d Domain) error {
 	return nil
 }
 
-// MustParsePatterns parses patterns and panics on error; for tests and fixed tables.
-func MustParsePatterns(ss ...string) []Pattern {
-	ps, err := ParsePatterns(ss)
-	if err != nil {
-		panic(err)
-	}
-	return ps
-}
-
 // ParsePatterns parses every pattern and returns all problems joined.
 func ParsePatterns(ss []string) ([]Pattern, error) {
 	var errs []error

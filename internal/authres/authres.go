@@ -258,16 +258,6 @@ func SplitResinfo(v string) []string {
 	return append(parts, collapseFWS(cur.String()))
 }
 
-// Format returns an Authentication-Results field for authservID with results, folded as
-// FormatField does.
-func Format(authservID string, results ...Result) dkimcore.Field {
-	infos := make([]string, len(results))
-	for i, r := range results {
-		infos[i] = r.String()
-	}
-	return FormatField(FieldName, quoteReason(authservID), infos)
-}
-
 // FormatField returns the field "name: head; r1; r2" ending in CRLF, with each resinfo
 // starting a new folded line and a resinfo longer than a line folded at its white space
 // (outside quoted strings and comments), so that lines stay within 78 columns wherever a

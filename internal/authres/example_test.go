@@ -25,10 +25,16 @@ func ExampleParse() {
 	// spf=fail reason="not permitted; see policy" header.d=""
 }
 
-func ExampleFormat() {
-	f := authres.Format("relay.example",
-		authres.Result{Method: "auth", Value: "pass", Props: []authres.Prop{{Type: "smtp", Property: "auth", Value: "ana@corp.example"}}},
-		authres.Result{Method: "dkim", Value: "pass", Props: []authres.Prop{{Type: "header", Property: "d", Value: "corp.example"}, {Type: "header", Property: "b", Value: "Ab/9+x"}}})
+func ExampleFormatField() {
+	results := []authres.Result{
+		{Method: "auth", Value: "pass", Props: []authres.Prop{{Type: "smtp", Property: "auth", Value: "ana@corp.example"}}},
+		{Method: "dkim", Value: "pass", Props: []authres.Prop{{Type: "header", Property: "d", Value: "corp.example"}, {Type: "header", Property: "b", Value: "Ab/9+x"}}},
+	}
+	var infos []string
+	for _, r := range results {
+		infos = append(infos, r.String())
+	}
+	f := authres.FormatField(authres.FieldName, "relay.example", infos)
 	fmt.Print(strings.ReplaceAll(string(f), "\r\n", "\n")) // the field's lines end in CRLF
 	// Output:
 	// Authentication-Results: relay.example;

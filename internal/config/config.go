@@ -17,7 +17,7 @@ import (
 )
 
 // Config is sealgate's whole configuration, loaded by Load from one YAML file with
-// SEALGATE_* environment overrides and checked by Validate. The keys are described in
+// SEALGATE_* environment overrides and checked by Open. The keys are described in
 // examples/sealgate.yaml.
 type Config struct {
 	Hostname       string                `mapstructure:"hostname"`
@@ -254,10 +254,22 @@ func EnvVar(key string) string {
 // Load reads the YAML file at path, applies SEALGATE_* environment overrides (EnvVar; lists
 // cannot be overridden this way), resolves relative file names against the file's
 // directory, and validates the result. On error it returns every problem found (unknown
-// keys, values that do not parse and Validate's findings) joined, one per problem with its
+// keys, values that do not parse and Open's findings) joined, one per problem with its
 // key path, or with the environment variable's name when the variable's value is the
 // problem; the *Config is returned too if the file could be read.
+//
+// Validating opens everything the configuration names (keys loaded, into libcrypto where
+// built with it); a caller that goes on to use those uses LoadAndOpen instead, so that the
+// files are read and the keys loaded once.
 func Load(path string) (*Config, error) {
+	c, _, err := LoadAndOpen(path)
+	return c, err
+}
+
+// LoadAndOpen is Load that also returns what its validation opened (Open's Resources), for
+// the callers that use them: serve at start and at reload, config check, dns records,
+// selftest. The Resources are nil when there is an error.
+func LoadAndOpen(path string) (*Config, *Resources, error) {
 	v := viper.New()
 	for k, d := range Defaults {
 		v.SetDefault(k, d)
@@ -268,7 +280,7 @@ func Load(path string) (*Config, error) {
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
 	if err := v.ReadInConfig(); err != nil {
-		return nil, fmt.Errorf("config: %s: %w", path, err)
+		return nil, nil, fmt.Errorf("config: %s: %w", path, err)
 	}
 	var c Config
 	// UnmarshalExact reports keys the struct does not know: a misspelt key must not
@@ -278,7 +290,11 @@ func Load(path string) (*Config, error) {
 	if c.AuthservID == "" {
 		c.AuthservID = c.Hostname
 	}
-	return &c, errors.Join(decodeErr, noteEnvironment(c.Validate(), undecoded))
+	res, openErr := c.Open()
+	if err := errors.Join(decodeErr, noteEnvironment(openErr, undecoded)); err != nil {
+		return &c, nil, err
+	}
+	return &c, res, nil
 }
 
 // decodeHook converts the strings of YAML and of the environment to numbers, booleans and
@@ -382,8 +398,8 @@ func decodeProblems(err error) (_ error, undecoded map[string]bool) {
 	return p.join(), undecoded
 }
 
-// noteEnvironment drops Validate's problems with keys that did not decode (their value was
-// reported already; what Validate saw is a zero), and adds "(set by SEALGATE_X)" to those
+// noteEnvironment drops Open's problems with keys that did not decode (their value was
+// reported already; what Open saw is a zero), and adds "(set by SEALGATE_X)" to those
 // with keys an environment variable overrode, so the admin does not look for the value in
 // the file.
 func noteEnvironment(err error, undecoded map[string]bool) error {

@@ -96,7 +96,7 @@ relay:
 		// What failed to decode is not reported again as the zero Validate saw.
 	)
 
-	// A value from the environment that Validate refuses says where it came from.
+	// A value from the environment that Open refuses says where it came from.
 	t.Setenv("SEALGATE_LIMITS_MAX_RECIPIENTS", "10")
 	t.Setenv("SEALGATE_LIMITS_COMMAND_TIMEOUT", "0s")
 	t.Setenv("SEALGATE_ARC_PSEUDONYMOUS_AUTH", "false")
@@ -244,7 +244,7 @@ func TestValidateKeyFiles(t *testing.T) {
 		}
 		os.Chmod(filepath.Join(dir, "keys/s1.pem"), 0o644)
 		os.Chmod(filepath.Join(dir, "keys/arc.pem"), 0o604)
-		onlyProblems(t, c.Validate(),
+		onlyProblems(t, validate(c),
 			"domains[0].keys[0].key_file: "+filepath.Join(dir, "keys/s1.pem")+": mode 0644 lets others read the private key; chmod 600 it",
 			"arc.key_file: "+filepath.Join(dir, "keys/arc.pem")+": mode 0604 lets others read the private key; chmod 600 it")
 	})
@@ -306,7 +306,7 @@ func TestValidateTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.Chmod(filepath.Join(dir, "tls/key.pem"), 0o640)
-		onlyProblems(t, c.Validate(), "listeners[0].tls_key: "+filepath.Join(dir, "tls/key.pem")+": mode 0640 lets others read the private key; chmod 600 it")
+		onlyProblems(t, validate(c), "listeners[0].tls_key: "+filepath.Join(dir, "tls/key.pem")+": mode 0640 lets others read the private key; chmod 600 it")
 	})
 	t.Run("client CA", func(t *testing.T) {
 		_, err, dir := loadWith(t, map[string]string{"ca.pem": "no certificate here\n"},
@@ -323,7 +323,7 @@ func TestValidateSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.Chmod(filepath.Join(dir, "users"), 0o644)
-		onlyProblems(t, c.Validate(), "users_file: "+filepath.Join(dir, "users")+": mode 0644 lets others read the password hashes; chmod 600 it")
+		onlyProblems(t, validate(c), "users_file: "+filepath.Join(dir, "users")+": mode 0644 lets others read the password hashes; chmod 600 it")
 	})
 	withSecret := []string{"  key_file: keys/arc.pem\n", "  key_file: keys/arc.pem\n  pseudonymous_auth: true\n  pseudonym_secret_file: secret\n"}
 	t.Run("pseudonym secret too short", func(t *testing.T) {
@@ -340,7 +340,7 @@ func TestValidateSecrets(t *testing.T) {
 			t.Fatalf("pseudonym key %q, %v", res.PseudonymKey, err)
 		}
 		os.Chmod(filepath.Join(dir, "secret"), 0o644)
-		onlyProblems(t, c.Validate(), "arc.pseudonym_secret_file: "+filepath.Join(dir, "secret")+": mode 0644 lets others read the secret; chmod 600 it")
+		onlyProblems(t, validate(c), "arc.pseudonym_secret_file: "+filepath.Join(dir, "secret")+": mode 0644 lets others read the secret; chmod 600 it")
 	})
 }
 
@@ -452,4 +452,10 @@ func TestValidateCoverage(t *testing.T) {
 		_, err, dir := loadWith(t, map[string]string{"users": "# users\nalice " + testHash("pw") + " *@corp.example\n\nbob " + testHash("pw") + " bob@corp.example *@*.corp.example\n"})
 		onlyProblems(t, err, "users_file: "+filepath.Join(dir, "users")+`:4: login "bob": may_send_as *@*.corp.example: no DKIM keys sign for the subdomains of corp.example: set sign_subdomains: true on domains[0] (corp.example)`)
 	})
+}
+
+// validate is Open's error alone.
+func validate(c *Config) error {
+	_, err := c.Open()
+	return err
 }

@@ -74,7 +74,7 @@ func TestValidateRoutes(t *testing.T) {
 		if err := os.Chmod(filepath.Join(dir, "pw"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		onlyProblems(t, c.Validate(), "relay.auth.password_file: "+filepath.Join(dir, "pw")+": mode 0644 lets others read the smart host password; chmod 600 it")
+		onlyProblems(t, validate(c), "relay.auth.password_file: "+filepath.Join(dir, "pw")+": mode 0644 lets others read the smart host password; chmod 600 it")
 	})
 
 	t.Run("bad values", func(t *testing.T) {

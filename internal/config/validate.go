@@ -23,7 +23,7 @@ import (
 )
 
 // Resources is what serve needs from the files a configuration names, loaded and checked
-// by Open through the same code as Validate.
+// by Open.
 type Resources struct {
 	// KeyRing holds the DKIM keys of every configured domain.
 	KeyRing *sign.KeyRing
@@ -50,17 +50,10 @@ type Resources struct {
 	SRSSecrets [][]byte
 }
 
-// Validate checks the whole configuration and returns every problem at once, joined, each
-// prefixed by its key path ("listeners[1].tls_cert: file /x not found"); nil if there is
-// none. It reads every file the configuration names, as Open does.
-func (c *Config) Validate() error {
-	_, err := c.Open()
-	return err
-}
-
-// Open loads and checks everything the configuration names (keys, certificates, the users
-// file, the pseudonym secret, the DNS zone file) and returns it. Its error lists every
-// problem, like Validate's; the Resources are then incomplete.
+// Open checks the whole configuration, loading everything it names (keys, certificates, the
+// users file, the pseudonym secret, the DNS zone file), and returns what it loaded. Its error
+// lists every problem at once, joined, each prefixed by its key path
+// ("listeners[1].tls_cert: file /x not found"); the Resources are then nil.
 func (c *Config) Open() (*Resources, error) {
 	v := &validation{c: c, res: &Resources{}}
 	v.top()

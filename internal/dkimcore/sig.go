@@ -2,7 +2,6 @@ package dkimcore
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,8 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"sealgate/internal/resolver"
 )
 
 // Signature algorithms (RFC 6376 §3.3, RFC 8463). rsa-sha1 is not supported (RFC 8301).
@@ -465,14 +462,6 @@ func (s *Signature) CheckBodyHash(bodies BodyHashes) error {
 		return failErr("body hash did not verify")
 	}
 	return nil
-}
-
-// VerifyHeaders looks up the signer's key and verifies b= over hashInput followed by the
-// signature field itself, b= emptied, canonicalised with c: a one-off Verifier with the
-// default key rules.
-func (s *Signature) VerifyHeaders(ctx context.Context, r resolver.Resolver, hashInput []byte, c Canonicalization) error {
-	_, err := (&Verifier{Resolver: r}).Verify(ctx, s, hashInput, c)
-	return err
 }
 
 // VerifyWithKey checks b= with a key already at hand: the key type must match a=, and an RSA

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"fmt"
 
 	"sealgate/internal/resolver"
 )
@@ -104,9 +103,4 @@ func (k *KeyRecord) Bits() int {
 		return 8 * len(pub)
 	}
 	return 0
-}
-
-// String names the key for messages: "rsa 2048 bits".
-func (k *KeyRecord) String() string {
-	return fmt.Sprintf("%s %d bits", k.KeyType, k.Bits())
 }

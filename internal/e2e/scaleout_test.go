@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -75,10 +74,18 @@ func TestScaleOut(t *testing.T) {
 	nodes := map[string]*scaleNode{}
 	for _, name := range []string{"node-a", "node-b"} {
 		dir := filepath.Join(base, name)
-		copyDir(t, dev, dir)
+		if err := sealgatetest.CopyDevDir(dev, dir); err != nil {
+			t.Fatal(err)
+		}
 		n := &scaleNode{name: name, dir: dir}
 		n.smart, n.sub, n.admin = freePort(t), freePort(t), freePort(t)
-		cfg := nodeConfig(t, devYAML, n, redis.URL())
+		cfg, err := sealgatetest.NodeConfig(devYAML, sealgatetest.Node{Hostname: name + ".example.test",
+			Submission: n.sub, SmartHost: n.smart, Admin: n.admin,
+			TrustedProxies: []string{"127.0.0.1/32"}, ClientNetworks: []string{"127.0.0.2/32"},
+			Redis: redis.URL(), Limits: "  auth_failures: 5\n  drain_timeout: 20s\n"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(dir, "sealgate.yaml"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -292,149 +299,34 @@ func freePort(t *testing.T) int {
 	return p
 }
 
-// nodeConfig turns the dev configuration into node n's: its hostname and ports, the
-// proxy trusted on the listeners HAProxy forwards to, a second client network, the
-// shared Redis.
-func nodeConfig(t *testing.T, dev string, n *scaleNode, redisURL string) string {
-	t.Helper()
-	replace := func(s, old, new string, count int) string {
-		if got := strings.Count(s, old); got != count {
-			t.Fatalf("dev configuration: %q found %d times, want %d (has its layout changed?)\n%s", old, got, count, dev)
-		}
-		return strings.ReplaceAll(s, old, new)
-	}
-	s := replace(dev, "hostname: relay.example.test\n", "hostname: "+n.name+".example.test\n", 1)
-	s = replace(s, `address: "127.0.0.1:0"`, "address: PORT", 3)
-	for _, p := range []int{n.sub, 0, n.smart} { // submission, submissions, smarthost
-		s = strings.Replace(s, "address: PORT", fmt.Sprintf("address: \"127.0.0.1:%d\"", p), 1)
-	}
-	s = replace(s, "    mode: submission\n", "    mode: submission\n    trusted_proxies: [127.0.0.1/32]\n", 1)
-	s = replace(s, "    mode: smarthost\n", "    mode: smarthost\n    trusted_proxies: [127.0.0.1/32]\n", 1)
-	s = replace(s, "cidrs: [127.0.0.1/32]", "cidrs: [127.0.0.1/32, 127.0.0.2/32]", 1)
-	s = replace(s, `listen: "127.0.0.1:0"`, fmt.Sprintf(`listen: "127.0.0.1:%d"`, n.admin), 1)
-	return s + fmt.Sprintf("\nlimits:\n  auth_failures: 5\n  drain_timeout: 20s\n  shared:\n    redis: %s\n", redisURL)
-}
-
-// copyDir copies a dev directory's files (modes kept: keys stay 0600), without its
-// spool, outbox and sockets.
-func copyDir(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		if rel == "spool" || rel == "outbox" {
-			return filepath.SkipDir
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(to, rel)
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(dst, info.Mode().Perm())
-		case !info.Mode().IsRegular():
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, data, info.Mode().Perm())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 type scaleHAProxy struct {
 	proc            *sealgatetest.HAProxy
 	smart, sub, mon string
 }
 
-// startScaleHAProxy runs HAProxy with the shape of examples/haproxy.cfg on loopback
-// ports, checking each node every 200ms, and waits until it sees both nodes up.
+// startScaleHAProxy runs HAProxy (sealgatetest.HAProxyConfig, the shape of
+// examples/haproxy.cfg) on loopback ports and waits until it sees every node up.
 func startScaleHAProxy(t *testing.T, nodes ...*scaleNode) *scaleHAProxy {
 	t.Helper()
 	h := &scaleHAProxy{}
-	fe := map[string]int{"smart": freePort(t), "sub": freePort(t), "mon": freePort(t)}
-	h.smart, h.sub, h.mon = fmt.Sprintf("127.0.0.1:%d", fe["smart"]), fmt.Sprintf("127.0.0.1:%d", fe["sub"]), fmt.Sprintf("127.0.0.1:%d", fe["mon"])
-	var b strings.Builder
-	fmt.Fprintf(&b, `global
-    maxconn 2000
-defaults
-    mode tcp
-    option redispatch
-    retries 3
-    timeout connect 2s
-    timeout client 2m
-    timeout server 2m
-    timeout check 1s
-listen monitor
-    mode http
-    bind %s
-    monitor-uri /ping
-    stats enable
-    stats uri /stats
-frontend smarthost
-    bind %s
-    default_backend be_smarthost
-frontend submission
-    bind %s
-    default_backend be_submission
-`, h.mon, h.smart, h.sub)
-	for _, be := range []string{"smarthost", "submission"} {
-		fmt.Fprintf(&b, "backend be_%s\n    balance roundrobin\n    option httpchk GET /readyz\n    http-check expect status 200\n", be)
-		for _, n := range nodes {
-			port := n.smart
-			if be == "submission" {
-				port = n.sub
-			}
-			fmt.Fprintf(&b, "    server %s 127.0.0.1:%d send-proxy-v2 check port %d inter 200ms fall 1 rise 1\n", n.name, port, n.admin)
-		}
+	h.smart, h.sub, h.mon = fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	smart := sealgatetest.Frontend{Name: "smarthost", Bind: h.smart}
+	sub := sealgatetest.Frontend{Name: "submission", Bind: h.sub}
+	for _, n := range nodes {
+		smart.Servers = append(smart.Servers, sealgatetest.Server{Name: n.name, Addr: fmt.Sprintf("127.0.0.1:%d", n.smart), CheckPort: n.admin})
+		sub.Servers = append(sub.Servers, sealgatetest.Server{Name: n.name, Addr: fmt.Sprintf("127.0.0.1:%d", n.sub), CheckPort: n.admin})
 	}
-	p, err := sealgatetest.StartHAProxy(t.TempDir(), b.String(), h.mon)
+	p, err := sealgatetest.StartHAProxy(t.TempDir(), sealgatetest.HAProxyConfig(h.mon, smart, sub), h.mon)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Stop)
 	h.proc = p
-	waitFor(t, 30*time.Second, "haproxy sees every node up", func() bool { return h.allUp(len(nodes)) })
+	waitFor(t, 30*time.Second, "haproxy sees every node up", func() bool {
+		up, _ := sealgatetest.ServersUp(h.mon)
+		return up == 2*len(nodes)
+	})
 	return h
-}
-
-// allUp reads HAProxy's CSV statistics: every server of both backends UP.
-func (h *scaleHAProxy) allUp(n int) bool {
-	resp, err := http.Get("http://" + h.mon + "/stats;csv")
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	lines := strings.Split(string(body), "\n")
-	if len(lines) == 0 {
-		return false
-	}
-	cols := strings.Split(strings.TrimPrefix(lines[0], "# "), ",")
-	status := -1
-	for i, c := range cols {
-		if c == "status" {
-			status = i
-		}
-	}
-	up := 0
-	for _, l := range lines[1:] {
-		f := strings.Split(l, ",")
-		if status < 0 || len(f) <= status || !strings.HasPrefix(f[0], "be_") || f[1] == "BACKEND" {
-			continue
-		}
-		if f[status] == "UP" {
-			up++
-		}
-	}
-	return up == 2*n
 }
 
 func dialFromAddr(local, addr string) (net.Conn, error) {

@@ -785,12 +785,18 @@ type cpuSnap struct {
 	relay, self, busy, idle int64
 }
 
-func snapshot(relayPID int) (cpuSnap, error) {
+// snapshot reads the CPU time of the relay processes (summed: one node, or every node
+// and what runs beside them in the scale-out pass), of this process and of the machine.
+func snapshot(relayPIDs ...int) (cpuSnap, error) {
 	var s cpuSnap
-	var err error
-	if s.relay, err = procCPU(strconv.Itoa(relayPID)); err != nil {
-		return s, fmt.Errorf("relay CPU: %w", err)
+	for _, pid := range relayPIDs {
+		n, err := procCPU(strconv.Itoa(pid))
+		if err != nil {
+			return s, fmt.Errorf("relay CPU: %w", err)
+		}
+		s.relay += n
 	}
+	var err error
 	if s.self, err = procCPU("self"); err != nil {
 		return s, err
 	}
@@ -877,6 +883,7 @@ type runState struct {
 	mode     string
 	addr     string
 	password string
+	local    string // the clients' source address ("": any)
 	msgs     *messageMaker
 	tickets  atomic.Int64 // with -n: messages left to send
 	deadline time.Time    // zero: none (-n without a cap)
@@ -903,10 +910,15 @@ func (rs *runState) dial() (*smtp.Client, error) {
 			return nil, fmt.Errorf("AUTH PLAIN: %w", err)
 		}
 	} else {
-		c, err = smtp.Dial(rs.addr)
+		d := net.Dialer{Timeout: 10 * time.Second}
+		if rs.local != "" {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(rs.local)}
+		}
+		conn, err := d.Dial("tcp", rs.addr)
 		if err != nil {
 			return nil, fmt.Errorf("connect: %w", err)
 		}
+		c = smtp.NewClient(conn)
 		if err = c.Hello("localhost"); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("EHLO: %w", err)
@@ -1046,13 +1058,25 @@ type backlogSample struct {
 	N int64   `json:"messages"` // accepted (250) minus received by the sink
 }
 
+// target is where a pass sends (a relay's listeners, or a balancer in front of relays),
+// from which source address, and whose CPU it measures.
+type target struct {
+	submission, smartHost, password string
+	local                           string // source address of the clients ("": any)
+	pids                            []int
+}
+
+func relayTarget(rl *relayProc) target {
+	return target{submission: rl.Submission, smartHost: rl.SmartHost, password: rl.Password, pids: []int{rl.PID()}}
+}
+
 // drive opens -c connections (before the clock starts), sends until -duration (capped at
 // limit when limit > 0) or -n messages, then quits them.
-func drive(ctx context.Context, o *options, rl *relayProc, sk *sink, mode string, size int, limit time.Duration) (*pass, error) {
-	rs := &runState{o: o, mode: mode, password: rl.Password, msgs: newMessageMaker(mode, size)}
-	rs.addr = rl.Submission
+func drive(ctx context.Context, o *options, tg target, sk *sink, mode string, size int, limit time.Duration) (*pass, error) {
+	rs := &runState{o: o, mode: mode, password: tg.password, local: tg.local, msgs: newMessageMaker(mode, size)}
+	rs.addr = tg.submission
 	if mode == modeSmartHost {
-		rs.addr = rl.SmartHost
+		rs.addr = tg.smartHost
 	}
 	rs.ctx, rs.abort = context.WithCancelCause(ctx)
 	defer rs.abort(nil)
@@ -1089,7 +1113,7 @@ func drive(ctx context.Context, o *options, rl *relayProc, sk *sink, mode string
 	}
 	p := &pass{sink0: sk.count()}
 	var err error
-	if p.s0, err = snapshot(rl.PID()); err != nil {
+	if p.s0, err = snapshot(tg.pids...); err != nil {
 		close(start)
 		rs.abort(err)
 		wg.Wait()
@@ -1121,7 +1145,7 @@ func drive(ctx context.Context, o *options, rl *relayProc, sk *sink, mode string
 	close(start)
 	wg.Wait()
 	p.t1 = time.Now()
-	if p.s1, err = snapshot(rl.PID()); err != nil {
+	if p.s1, err = snapshot(tg.pids...); err != nil {
 		close(stopSampling)
 		<-sampled
 		return nil, err
@@ -1136,7 +1160,7 @@ func drive(ctx context.Context, o *options, rl *relayProc, sk *sink, mode string
 		}
 	}
 	wg.Wait()
-	if p.sQuit, err = snapshot(rl.PID()); err != nil {
+	if p.sQuit, err = snapshot(tg.pids...); err != nil {
 		return nil, err
 	}
 	if cause := context.Cause(rs.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -1185,7 +1209,7 @@ func loadRun(ctx context.Context, o *options, ra, rl *relayProc, sk *sink, mode 
 	// 1. Accept-only, on ra (flow control off): the sink answers no MAIL, so the relay
 	// spools and delivers nothing.
 	sk.hold()
-	pa, err := drive(ctx, o, ra, sk, mode, size, stallLimit)
+	pa, err := drive(ctx, o, relayTarget(ra), sk, mode, size, stallLimit)
 	if err != nil {
 		sk.release()
 		return nil, fmt.Errorf("accept-only pass: %w", err)
@@ -1231,7 +1255,7 @@ func loadRun(ctx context.Context, o *options, ra, rl *relayProc, sk *sink, mode 
 	sk.takeArrivals() // forget the accept-only messages
 
 	// 2. End to end: the sink open, as a real next hop.
-	p, err := drive(ctx, o, rl, sk, mode, size, 0)
+	p, err := drive(ctx, o, relayTarget(rl), sk, mode, size, 0)
 	if err != nil {
 		return nil, fmt.Errorf("end-to-end pass: %w", err)
 	}

@@ -103,6 +103,7 @@ deps:
 
 # Load benchmark: the real relay (dev mode, durable spool) with an in-process next-hop sink,
 # STARTTLS+AUTH and smart-host clients, 2 KB and 50 KB messages. E.g. LOAD_FLAGS='-c 32 -duration 60s'.
+# LOAD_FLAGS='-scaleout' compares one node direct, one and two nodes behind haproxy with Redis.
 LOAD_FLAGS ?= -duration 20s
 bench-load: build
 	$(GO) run ./internal/loadbench -sealgate $(BIN) $(LOAD_FLAGS)

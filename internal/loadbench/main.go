@@ -152,6 +152,7 @@ type options struct {
 	keep       bool
 	jsonOut    bool
 	drainLimit time.Duration
+	scaleOut   bool
 }
 
 func main() {
@@ -173,6 +174,7 @@ func main() {
 	flag.StringVar(&relayProfile, "relay-cpuprofile", "", "have the relay write a CPU profile of the run to this file (go tool pprof bin/sealgate FILE)")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the results as JSON instead of tables")
 	flag.DurationVar(&o.drainLimit, "drain-timeout", 60*time.Second, "after each run, how long to wait for the sink to receive every accepted message")
+	flag.BoolVar(&o.scaleOut, "scaleout", false, "instead: the smart-host mode end to end on one node direct, one node behind haproxy and two nodes behind haproxy, with Redis (needs haproxy and redis-server; see scaleout.go)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fatalf("unexpected arguments: %q", flag.Args())
@@ -205,7 +207,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, &o); err != nil {
+	runner := run
+	if o.scaleOut {
+		runner = runScaleOut
+	}
+	if err := runner(ctx, &o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		os.Exit(1)
 	}

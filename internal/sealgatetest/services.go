@@ -39,6 +39,9 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
+// PID is the process id.
+func (s *Service) PID() int { return s.cmd.Process.Pid }
+
 // Output is what the service wrote so far.
 func (s *Service) Output() string { return s.out.String() }
 

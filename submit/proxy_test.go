@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -22,6 +24,13 @@ import (
 // and 127.0.0.2 as a client network: a connection from 127.0.0.1 must carry a PROXY
 // header, and is then the client it names.
 func startProxiedServer(t *testing.T) (addr string, logs *lockedLog) {
+	addrs, logs, _ := startProxiedServers(t)
+	return addrs[0], logs
+}
+
+// startProxiedServers is startProxiedServer with a second listener, implicit TLS
+// (submissions) behind the same proxy; it returns both addresses and the CA.
+func startProxiedServers(t *testing.T) (addrs []string, logs *lockedLog, pool *x509.CertPool) {
 	t.Helper()
 	spool, err := relay.OpenSpool(filepath.Join(t.TempDir(), "spool"))
 	if err != nil {
@@ -29,12 +38,18 @@ func startProxiedServer(t *testing.T) (addr string, logs *lockedLog) {
 	}
 	t.Cleanup(func() { spool.Close() })
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	ca := newTestCA(t)
+	pool = x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	tlsCfg := &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "relay.example.test", x509.ExtKeyUsageServerAuth)}, MinVersion: tls.VersionTLS12}
 	logs = &lockedLog{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	srv := &Server{
 		Hostname: "relay.example.test",
 		Listeners: []Listener{{Name: "smarthost", Address: "127.0.0.1:0", Mode: ModeSmartHost, Network: true,
-			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
+			{Name: "submissions", Address: "127.0.0.1:0", Mode: ModeSubmissions, SASL: true, TLS: tlsCfg,
+				TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
 		Limits: Limits{MaxMessageBytes: 1 << 20, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second},
 		Networks: []NetworkIdentity{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")},
 			Identity: NewIdentity("mta", KindClientNetwork, MustParsePatterns("*@client.example"))}},
@@ -47,7 +62,61 @@ func startProxiedServer(t *testing.T) (addr string, logs *lockedLog) {
 	}
 	go srv.Serve()
 	t.Cleanup(func() { srv.Close() })
-	return srv.Addrs()[0].String(), logs
+	for _, a := range srv.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	return addrs, logs, pool
+}
+
+// headerFirst sends a PROXY header in the same write as the first bytes of the
+// connection (the TLS ClientHello), as a proxy relaying a fast client does, so that the
+// server reads part of the handshake with the header.
+type headerFirst struct {
+	net.Conn
+	header []byte
+}
+
+func (c *headerFirst) Write(p []byte) (int, error) {
+	if h := c.header; h != nil {
+		c.header = nil
+		if _, err := c.Conn.Write(append(h, p...)); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// Implicit TLS through a proxy: the handshake that follows the header (in the same
+// segment) completes, and the session is the header's client.
+func TestProxyProtocolImplicitTLS(t *testing.T) {
+	addrs, logs, pool := startProxiedServers(t)
+	raw, err := dialFrom(t, "127.0.0.1", addrs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	c := tls.Client(&headerFirst{Conn: raw, header: []byte(v2Header(t, proxyproto.PROXY, "127.0.0.7"))},
+		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	if got, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(got, "220 ") {
+		t.Fatalf("greeting over TLS after a PROXY header: %q, %v", got, err)
+	}
+	c.Write([]byte("EHLO mta.client.example\r\nAUTH PLAIN " + plainAuth("alice@client.example", "wrong") + "\r\n"))
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "250 ") {
+			break
+		}
+	}
+	if got, _ := r.ReadString('\n'); !strings.HasPrefix(got, "5") && !strings.HasPrefix(got, "4") {
+		t.Errorf("AUTH with no users configured: %q", got)
+	}
+	waitUntil(t, func() bool { return strings.Contains(logs.String(), "client_ip=127.0.0.7") })
 }
 
 func v2Header(t *testing.T, cmd proxyproto.ProtocolVersionAndCommand, src string) string {

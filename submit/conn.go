@@ -1,7 +1,6 @@
 package submit
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -9,13 +8,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"sealgate/internal/smtpedge"
 )
 
 // clientConn is the TCP connection of one client, beneath TLS and go-smtp. It
@@ -45,18 +44,18 @@ type clientConn struct {
 	mu              sync.Mutex
 	preAuthDeadline time.Time // zero once the client authenticated or started a transaction
 	inData          int       // Data is running: its reads time out on purpose (deadlineReader)
-	dataSeq         uint64    // calls of enterData, to tell one Data from the next (wireScanner)
+	dataSeq         uint64    // calls of enterData, to tell one Data from the next (smtpedge.WireScanner)
 	tlsStarted      bool      // a TLS handshake began on this connection (STARTTLS or implicit)
 	tlsConn         net.Conn  // the TLS connection above, once its handshake is complete
 	draining        bool      // the server is shutting down: end the session at its next command
 	aborted         *smtp.SMTPError
-	smuggled        bool       // wireScanner saw CR LF "." CR not followed by LF
-	paths           []wirePath // MAIL and RCPT arguments as written, oldest first
-	refusals        int        // refused commands (see session.refused)
-	sniffed         bool       // the client's first bytes were looked at (Read)
+	smuggled        bool                // smtpedge.WireScanner saw CR LF "." CR not followed by LF
+	paths           []smtpedge.WirePath // MAIL and RCPT arguments as written, oldest first
+	refusals        int                 // refused commands (see session.refused)
+	sniffed         bool                // the client's first bytes were looked at (Read)
 
 	// wire holds the wire* marks: what happened on the connection since
-	// wireScanner's last Write (see wireCopy). Atomic, as abort may write from
+	// smtpedge.WireScanner's last Write (see wireCopy). Atomic, as abort may write from
 	// another goroutine.
 	wire atomic.Uint32
 }
@@ -217,7 +216,7 @@ func (c *clientConn) leaveData() {
 // tlsStarting records that a TLS handshake began: until it completes, nothing can
 // be written to the client in plain text.
 //
-// What wireScanner recorded before is forgotten, the paths and the line it was
+// What smtpedge.WireScanner recorded before is forgotten, the paths and the line it was
 // in: go-smtp discards the plain-text bytes it read after STARTTLS (RFC 3207
 // §6), so must we.
 func (c *clientConn) tlsStarting() {
@@ -239,7 +238,7 @@ func (c *clientConn) tlsReady(tc net.Conn) {
 	c.mu.Unlock()
 	if first {
 		// The handshake's reads and writes beneath TLS have no copy in
-		// wireScanner's stream (see wireCopy). tlsReady runs right after the
+		// smtpedge.WireScanner's stream (see wireCopy). tlsReady runs right after the
 		// handshake (Serve for implicit TLS, session.Logout after STARTTLS) or,
 		// after a STARTTLS before any EHLO, in NewSession, when the marks say
 		// nothing more than the copy of that EHLO already took from them.
@@ -359,305 +358,13 @@ func withTLSStartHook(cfg *tls.Config) *tls.Config {
 	return cfg
 }
 
-// wireScanner is the Debug writer of a connection's smtp.Server: go-smtp
-// (v0.25.1, Conn.init) copies to it, in one stream, every byte it reads from the
-// client, after TLS and before its own parsing (an io.TeeReader), and every reply
-// it writes, once written (an io.MultiWriter).
-//
-// It looks for two things go-smtp's parsing loses:
-//
-//   - a line "." followed by a bare CR (CR LF "." CR, then anything but LF): go-smtp's
-//     DATA reader drops both the "." and the CR, so the session would get the
-//     message two bytes short instead of seeing a bare CR. Outside DATA such a
-//     line is never valid either. Found under DATA, Data refuses the message and
-//     hangs up (dataGuard); found elsewhere, the connection is ended at
-//     once with 550 5.6.0.
-//   - the MAIL FROM and RCPT TO arguments as the client wrote them: go-smtp
-//     removes the quoting of a Quoted-string local part, so <"a@b"@c.example>
-//     and the invalid <a@b@c.example> reach the session alike (see
-//     session.envelopePath).
-//
-// It must see the client's bytes alone. A read can end in the middle of a line,
-// and a client that pipelines "RSET\r\nMAIL FR" and sends "OM:<...>\r\n" after
-// our reply to RSET, or "DATA\r\n...\r\n." and "\rX" after our 354, would
-// otherwise have that reply copied into its line: the argument captured would be
-// garbled, the "." and the CR kept apart. So the copies of our replies are
-// skipped. They are told apart by what happened on the connection beneath
-// since the previous copy (clientConn.wireCopy): go-smtp reads and writes a
-// connection on one goroutine and copies each read and each write right after
-// it, so a copy that follows a write and no read is a reply. Under TLS,
-// clientConn is beneath crypto/tls and sees records: the copy of a read served
-// from records crypto/tls read earlier follows no read beneath, and no write
-// either (the previous copy cleared the marks), so it is still the client's;
-// the handshake's own reads and writes are cleared when it completes
-// (clientConn.tlsReady).
-//
-// What is left: inside a read, crypto/tls writes by itself when a TLS 1.3 client
-// sends a KeyUpdate that asks for ours (RFC 8446 §4.6.3). If the KeyUpdate and
-// the data after it came in an earlier read beneath, the copy of that data
-// follows a write and no read, and is skipped as a reply. Only the client can
-// cause this, and only for its own bytes. A skipped CR after "." is dropped with
-// the "." by go-smtp's DATA reader, as it was before this check: the message is
-// accepted two bytes short, holding no bare CR to smuggle anything through. A
-// skipped or garbled MAIL or RCPT argument is not found by takePath, and
-// session.envelopePath then refuses a local part whose meaning go-smtp's
-// unquoting may have changed. The other way round, a reply taken for the
-// client's bytes needs a read beneath whose bytes have no copy: a failed read
-// gives no bytes and marks nothing, and one that leaves a TLS record unfinished
-// is followed by more reads until the record is complete, or by an error that
-// ends the connection (clientConn.Read) or the DATA (deadlineReader). One reply
-// is taken for the client's: the 550 go-smtp writes after a failed STARTTLS
-// handshake follows the handshake's reads. Only a client that fails its own
-// handshake gets there, with the outcomes above, for its own bytes.
-//
-// A MAIL or RCPT line is captured unless it is a line of a message: go-smtp
-// reads ahead, so the copy of a line can come before or after the Data call that
-// reads it, and Data's running alone does not tell. Lines after the line "."
-// that ends a DATA message are commands even while Data still runs (a client may
-// pipeline commands after the message, RFC 2920 §3.1); a BDAT chunk is passed
-// over by its size, as go-smtp reads it, and the lines around it are commands
-// (RFC 3030 §2). Lines of a DATA message whose copy comes before Data runs or
-// after it returned (go-smtp then reads the rest of the message) are captured
-// too. Such a line is taken only for a later MAIL or RCPT whose value, as go-smtp
-// passes it on, is the same: it is then the client's own writing of that
-// address, which it could as well have sent as the command.
-//
-// It never returns an error: go-smtp would hand that to its reader.
-type wireScanner struct {
-	cc    *clientConn
-	state int
-	line  []byte // the line being captured, when it may be a command of interest
-	capt  bool
-
-	chunk     uint64 // bytes of a BDAT chunk still to pass over
-	bdat      bool   // the Data running (if any) reads BDAT chunks, not a DATA message
-	dataEnded uint64 // the dataSeq of the DATA whose line "." was seen
-}
-
-const (
-	wsLineStart = iota // the stream starts at a line start
-	wsMidLine
-	wsDot   // line start, "."
-	wsDotCR // line start, ".", CR
-)
-
-// maxCapturedLine bounds a captured command line: go-smtp refuses longer ones.
-const maxCapturedLine = 1000
-
-func (w *wireScanner) Write(p []byte) (int, error) {
-	n := len(p)
-	reply, fresh := w.cc.wireCopy()
-	if fresh {
-		w.state, w.capt, w.chunk = wsLineStart, false, 0
-	}
-	if reply {
-		return n, nil
-	}
-	for len(p) > 0 {
-		if w.chunk > 0 {
-			k := uint64(len(p))
-			if k > w.chunk {
-				k = w.chunk
-			}
-			p, w.chunk = p[k:], w.chunk-k
-			continue
-		}
-		switch w.state {
-		case wsMidLine:
-			i := bytes.IndexByte(p, '\n')
-			if i < 0 {
-				w.capture(p)
-				return n, nil
-			}
-			w.capture(p[:i])
-			w.endLine()
-			p = p[i+1:]
-			w.state = wsLineStart
-		case wsLineStart:
-			switch p[0] {
-			case '.':
-				w.state = wsDot
-				p = p[1:]
-				continue
-			case 'M', 'm', 'R', 'r', 'B', 'b', 'D', 'd':
-				w.capt = w.commandLine()
-				w.line = w.line[:0]
-			}
-			w.state = wsMidLine
-		case wsDot:
-			if p[0] == '\r' {
-				w.state = wsDotCR
-				p = p[1:]
-				continue
-			}
-			w.state = wsMidLine
-		case wsDotCR:
-			if p[0] != '\n' {
-				w.cc.smuggling()
-			} else if running, seq := w.cc.dataState(); running && !w.bdat {
-				w.dataEnded = seq // the end of the DATA message (RFC 5321 §4.1.1.4)
-			}
-			w.state = wsMidLine
-		}
-	}
-	return n, nil
-}
-
-// commandLine reports whether a line that starts now is a command (see
-// wireScanner), not a line of a DATA message being read.
-func (w *wireScanner) commandLine() bool {
-	running, seq := w.cc.dataState()
-	if !running {
-		w.bdat = false
-		return true
-	}
-	return w.bdat || w.dataEnded == seq
-}
-
-func (w *wireScanner) capture(p []byte) {
-	if !w.capt {
-		return
-	}
-	if len(w.line)+len(p) > maxCapturedLine {
-		w.capt = false
-		return
-	}
-	w.line = append(w.line, p...)
-}
-
-func (w *wireScanner) endLine() {
-	if !w.capt {
-		return
-	}
-	w.capt = false
-	line := strings.TrimSuffix(string(w.line), "\r")
-	// Split as go-smtp's parseCmd does.
-	var verb, arg string
-	switch {
-	case len(line) == 4:
-		verb = strings.ToUpper(line)
-	case len(line) > 5 && line[4] == ' ':
-		verb, arg = strings.ToUpper(line[:4]), strings.TrimSpace(line[5:])
-	default:
-		return
-	}
-	var ok bool
-	switch verb {
-	case "DATA":
-		w.bdat = false
-	case "BDAT":
-		w.bdatChunk(arg)
-	case "MAIL":
-		arg, ok = cutPrefixFold(arg, "FROM:")
-	case "RCPT":
-		arg, ok = cutPrefixFold(arg, "TO:")
-	}
-	if !ok {
-		return
-	}
-	if wp, ok := parseWirePath(verb, strings.TrimSpace(arg)); ok {
-		w.cc.addPath(wp)
-	}
-}
-
-// bdatChunk notes the chunk that follows a BDAT command, if go-smtp reads one:
-// whenever its arguments parse (go-smtp's handleBdat), even if it refuses the
-// command.
-func (w *wireScanner) bdatChunk(arg string) {
-	args := strings.Fields(arg)
-	if len(args) == 0 || len(args) > 2 || len(args) == 2 && !strings.EqualFold(args[1], "LAST") {
-		return
-	}
-	size, err := strconv.ParseUint(args[0], 10, 32)
-	if err != nil {
-		return
-	}
-	w.chunk, w.bdat = size, true
-}
-
-// wireCopy tells wireScanner what the bytes it is handed are, from the marks
+// WireCopy implements smtpedge.WireConn: it tells the scanner what the bytes it is handed are, from the marks
 // set since its previous Write, and clears them: reply if they are the copy of a
 // reply (bytes were written and none read), fresh if a TLS handshake began
 // since (the stream starts anew at a line start).
-func (c *clientConn) wireCopy() (reply, fresh bool) {
+func (c *clientConn) WireCopy() (reply, fresh bool) {
 	m := c.wire.Swap(0)
 	return m&wireWrote != 0 && m&wireRead == 0, m&wireFresh != 0
-}
-
-func cutPrefixFold(s, prefix string) (string, bool) {
-	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
-		return s, false
-	}
-	return s[len(prefix):], true
-}
-
-// wirePath is a MAIL FROM or RCPT TO argument as the client wrote it.
-type wirePath struct {
-	verb string // "MAIL" or "RCPT"
-	// value is what go-smtp passes to the session for it (quoting removed).
-	value string
-	// mailbox is the mailbox as written, quoting kept, without the angle brackets
-	// and source route; "" for the null reverse-path.
-	mailbox string
-}
-
-// parseWirePath parses a path the way go-smtp v0.25.1's parser does
-// (parser.parsePath and parseReversePath in its parse.go), so that the result
-// can be matched with the value go-smtp passes to the session, and keeps the
-// mailbox as written.
-func parseWirePath(verb, s string) (wirePath, bool) {
-	wp := wirePath{verb: verb}
-	if verb == "MAIL" && strings.HasPrefix(s, "<>") {
-		return wp, true
-	}
-	s = strings.TrimPrefix(s, "<")
-	if strings.HasPrefix(s, "@") {
-		i := strings.IndexByte(s, ':')
-		if i < 0 {
-			return wp, false
-		}
-		s = s[i+1:]
-	}
-	var value strings.Builder
-	i := 0
-	if strings.HasPrefix(s, `"`) {
-		for i = 1; ; i++ {
-			if i >= len(s) {
-				return wp, false
-			}
-			ch := s[i]
-			if ch == '\\' {
-				if i++; i >= len(s) {
-					return wp, false
-				}
-				ch = s[i]
-			} else if ch == '"' {
-				i++
-				break
-			}
-			value.WriteByte(ch)
-		}
-	} else {
-		for ; i < len(s) && s[i] != '@'; i++ {
-			if strings.IndexByte("()<>[]:;\\,\" \t", s[i]) >= 0 {
-				return wp, false
-			}
-			value.WriteByte(s[i])
-		}
-	}
-	if value.Len() == 0 || i >= len(s) || s[i] != '@' {
-		return wp, false
-	}
-	j := i + 1
-	for j < len(s) && s[j] != ' ' && s[j] != '\t' && s[j] != '>' {
-		j++
-	}
-	if j == i+1 {
-		return wp, false
-	}
-	value.WriteString(s[i:j])
-	wp.value, wp.mailbox = value.String(), s[:j]
-	return wp, true
 }
 
 // maxWirePaths bounds the paths held: each is taken by the session callback for
@@ -665,7 +372,8 @@ func parseWirePath(verb, s string) (wirePath, bool) {
 // with "MAIL" are never taken and only wait to be dropped.
 const maxWirePaths = 64
 
-func (c *clientConn) addPath(wp wirePath) {
+// AddPath implements smtpedge.WireConn.
+func (c *clientConn) AddPath(wp smtpedge.WirePath) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.paths) >= maxWirePaths {
@@ -680,24 +388,24 @@ func (c *clientConn) takePath(verb, value string) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, wp := range c.paths {
-		if wp.verb == verb && wp.value == value {
+		if wp.Verb == verb && wp.Value == value {
 			c.paths = c.paths[i+1:]
-			return wp.mailbox, true
+			return wp.Mailbox, true
 		}
 	}
 	return "", false
 }
 
-// dataState reports whether Data is running, and which call of it (enterData).
-func (c *clientConn) dataState() (running bool, seq uint64) {
+// DataState implements smtpedge.WireConn: it reports whether Data is running, and which call of it (enterData).
+func (c *clientConn) DataState() (running bool, seq uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.inData > 0, c.dataSeq
 }
 
-// smuggling records a line "." followed by a bare CR. Under DATA the session
+// Smuggling implements smtpedge.WireConn: it records a line "." followed by a bare CR. Under DATA the session
 // refuses the message (see smuggledData); anywhere else the connection ends now.
-func (c *clientConn) smuggling() {
+func (c *clientConn) Smuggling() {
 	c.mu.Lock()
 	c.smuggled = true
 	inData := c.inData > 0

@@ -103,7 +103,7 @@ func TestProxyProtocolImplicitTLS(t *testing.T) {
 	if got, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(got, "220 ") {
 		t.Fatalf("greeting over TLS after a PROXY header: %q, %v", got, err)
 	}
-	c.Write([]byte("EHLO mta.client.example\r\nAUTH PLAIN " + plainAuth("alice@client.example", "wrong") + "\r\n"))
+	c.Write([]byte("EHLO mta.client.example\r\n" + plainAuth("alice@client.example", "wrong") + "\r\n"))
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {

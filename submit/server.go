@@ -18,6 +18,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"golang.org/x/time/rate"
+
+	"sealgate/internal/smtpedge"
 )
 
 // ListenerMode is what a listener is for.
@@ -119,7 +121,7 @@ type CertIdentity struct {
 //
 // Each connection is served by an smtp.Server of its own, so that its Debug
 // writer, which sees every byte go-smtp reads after TLS is removed, belongs to
-// that one connection (see wireScanner).
+// that one connection (see smtpedge.WireScanner).
 type Server struct {
 	Hostname     string
 	Listeners    []Listener
@@ -319,7 +321,7 @@ func (s *Server) serveConn(raw net.Conn, lc Listener, ip netip.Addr) {
 			}
 			lease = member
 		}
-		srv.Serve(&oneConnListener{conn: conn, done: cc.done})
+		srv.Serve(&smtpedge.OneConnListener{Conn: conn, Done: cc.done})
 	}()
 }
 
@@ -499,7 +501,7 @@ func (s *Server) newSMTPServer(lc Listener, cc *clientConn) *smtp.Server {
 	srv.EnableSMTPUTF8 = false
 	srv.ErrorLog = slogLogger{s.Log}
 	// go-smtp writes every byte it reads (and writes) to Debug, after TLS.
-	srv.Debug = &wireScanner{cc: cc}
+	srv.Debug = &smtpedge.WireScanner{Conn: cc}
 	return srv
 }
 
@@ -508,27 +510,6 @@ type slogLogger struct{ l *slog.Logger }
 
 func (l slogLogger) Printf(format string, v ...any) { l.l.Warn(fmt.Sprintf(format, v...)) }
 func (l slogLogger) Println(v ...any)               { l.l.Warn(fmt.Sprint(v...)) }
-
-// oneConnListener hands one connection to smtp.Server.Serve, then blocks until
-// that connection is closed.
-type oneConnListener struct {
-	conn net.Conn
-	done <-chan struct{}
-	once sync.Once
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	var c net.Conn
-	l.once.Do(func() { c = l.conn })
-	if c != nil {
-		return c, nil
-	}
-	<-l.done
-	return nil, net.ErrClosed
-}
-
-func (l *oneConnListener) Close() error   { return nil }
-func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 
 type backend struct {
 	s  *Server

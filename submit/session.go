@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 
 	"sealgate/internal/addr"
 	"sealgate/internal/dkimcore"
+	"sealgate/internal/smtpedge"
 )
 
 // session is one SMTP session. go-smtp starts it at the first EHLO and starts a new one after
@@ -279,7 +279,7 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 //     §3.5: 553 5.6.7);
 //   - a local part that is not a Dot-string and was not quoted, such as
 //     <a@b@c.example> (RFC 5321 §4.1.2): go-smtp passes it on as it passes
-//     <"a@b"@c.example>, so the argument as written (wireScanner) decides;
+//     <"a@b"@c.example>, so the argument as written (smtpedge.WireScanner) decides;
 //   - without the argument as written, a local part that is not a Dot-string:
 //     the client is asked to send the command again.
 //
@@ -377,15 +377,15 @@ func (se *session) Data(r io.Reader) error {
 	_, bdat := r.(*io.PipeReader)
 	if bdat {
 		// A BDAT message keeps every CR, so the checks below see them; what
-		// wireScanner saw meanwhile is not about this message's framing.
+		// smtpedge.WireScanner saw meanwhile is not about this message's framing.
 		defer se.cc.smuggledData()
 	}
-	dr := &deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.s.Limits.DataTimeout}
+	dr := &smtpedge.DeadlineReader{R: r, Conn: se.conn.Conn(), Timeout: se.s.Limits.DataTimeout}
 	if !bdat {
-		dr.poll = dataPoll
+		dr.Poll = dataPoll
 		// After an early refusal go-smtp reads the rest of the DATA under whatever deadline
 		// is set: give it the DATA timeout, not what is left of a poll interval.
-		defer dr.rearm()
+		defer dr.Rearm()
 	}
 	refuse := func(part string) error {
 		if bdat {
@@ -434,7 +434,7 @@ func (se *session) Data(r io.Reader) error {
 		return errTemporary(ReasonSpoolFailed, "could not queue the message").SMTPError
 	}
 	hasher := dkimcore.NewBodyHasher(p.BodyCanonicalizationsFor(se.identity, hdr)...)
-	check := &lineEndCheck{}
+	check := &smtpedge.LineEndCheck{}
 	buf := bufs.buf
 	for {
 		n, rerr := br.Read(buf)
@@ -511,12 +511,12 @@ func (b *dataBufs) release() {
 }
 
 // discardChecked reads the rest of a DATA we are refusing anyway, through the bare CR/LF
-// check and the polling deadlineReader, and reports whether it held a bare CR or LF.
+// check and the polling smtpedge.DeadlineReader, and reports whether it held a bare CR or LF.
 // Left to go-smtp's own drain, a CR CR LF . CR LF in it would hold the client until the
 // DATA timeout (see hangUp). A message over the size limit stops the drain early; go-smtp
 // then drains the rest itself.
 func discardChecked(r io.Reader, buf []byte) bool {
-	var check lineEndCheck
+	var check smtpedge.LineEndCheck
 	for {
 		n, err := r.Read(buf)
 		if check.Write(buf[:n]) || errors.Is(err, errSmuggledData) {
@@ -543,7 +543,7 @@ func errHeaderFields(max int) *Refusal {
 // header fields as they arrive and fails with errTooManyFields past maxFields,
 // once, then passes the rest through (to be drained through the bare CR/LF
 // check). With cc set (DATA, not BDAT) it fails with errSmuggledData once
-// wireScanner has seen a line "." followed by a bare CR, which go-smtp's DATA
+// smtpedge.WireScanner has seen a line "." followed by a bare CR, which go-smtp's DATA
 // reader removes from what it passes on.
 type dataGuard struct {
 	r         io.Reader
@@ -648,92 +648,5 @@ func (se *session) Logout() error {
 }
 
 // dataPoll is how often, under DATA, a silent client's bytes are taken from go-smtp for the
-// bare CR/LF check (see deadlineReader).
+// bare CR/LF check (see smtpedge.DeadlineReader).
 const dataPoll = time.Second
-
-// deadlineReader re-arms the connection's read deadline before every read, so the DATA
-// timeout bounds each wait for the client, not the whole upload (go-smtp only re-arms it when
-// it reads a command line).
-//
-// With poll set it also makes go-smtp hand over what it has whenever the client has been
-// silent for poll. go-smtp's DATA reader returns only once our buffer is full or it has seen
-// CRLF.CRLF, so bytes in which it does not see the end (CR CR LF . CR LF) would otherwise
-// stay in its buffer, unchecked, until the DATA timeout, while the client waits for a reply.
-// A read deadline that expires makes it return them; the expiry is not an error until the
-// client has been silent for the whole timeout. Both go-smtp's bufio.Reader and crypto/tls
-// carry on after a timeout. Not for BDAT: go-smtp reads the connection itself then.
-type deadlineReader struct {
-	r       io.Reader
-	conn    net.Conn
-	timeout time.Duration
-	poll    time.Duration // 0: no polling
-}
-
-func (d *deadlineReader) Read(p []byte) (int, error) {
-	if d.timeout <= 0 {
-		return d.r.Read(p)
-	}
-	start := time.Now()
-	wait := d.timeout
-	if d.poll > 0 {
-		wait = min(d.poll, d.timeout)
-	}
-	for {
-		d.conn.SetReadDeadline(start.Add(wait))
-		n, err := d.r.Read(p)
-		if d.poll <= 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return n, err
-		}
-		if n > 0 {
-			return n, nil
-		}
-		if wait >= d.timeout {
-			return 0, err
-		}
-		wait = min(time.Since(start)+d.poll, d.timeout)
-	}
-}
-
-// rearm gives the next read from the connection the whole DATA timeout.
-func (d *deadlineReader) rearm() {
-	if d.timeout > 0 {
-		d.conn.SetReadDeadline(time.Now().Add(d.timeout))
-	}
-}
-
-// lineEndCheck finds a CR not followed by LF or an LF not preceded by CR.
-type lineEndCheck struct {
-	prevCR bool
-	found  bool
-}
-
-// Write reports whether the stream so far holds a bare CR or LF. A CR that ends p is judged
-// by the next Write (bare unless p starts with LF) or by End.
-func (c *lineEndCheck) Write(p []byte) bool {
-	if c.found || len(p) == 0 {
-		return c.found
-	}
-	if c.prevCR && p[0] != '\n' {
-		c.found = true
-		return true
-	}
-	for i, b := range p {
-		switch b {
-		case '\r':
-			if i+1 < len(p) && p[i+1] != '\n' {
-				c.found = true
-				return true
-			}
-		case '\n':
-			if i == 0 && !c.prevCR || i > 0 && p[i-1] != '\r' {
-				c.found = true
-				return true
-			}
-		}
-	}
-	c.prevCR = p[len(p)-1] == '\r'
-	return false
-}
-
-// End reports whether the whole stream held a bare CR or LF: one was found, or it ends in CR.
-func (c *lineEndCheck) End() bool { return c.found || c.prevCR }

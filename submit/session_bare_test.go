@@ -333,32 +333,3 @@ func TestDataCleanMessages(t *testing.T) {
 		}
 	}
 }
-
-func TestLineEndCheck(t *testing.T) {
-	cases := []struct {
-		name   string
-		chunks []string
-		write  bool // what the last Write reports
-		end    bool
-	}{
-		{"clean", []string{"a\r\nb\r\n"}, false, false},
-		{"bare LF", []string{"a\nb\r\n"}, true, true},
-		{"bare CR", []string{"a\rb\r\n"}, true, true},
-		{"CR CR LF", []string{"a\r\r\n"}, true, true},
-		{"LF first", []string{"\nb"}, true, true},
-		{"CRLF across chunks", []string{"a\r", "\nb\r\n"}, false, false},
-		{"CR then not LF across chunks", []string{"a\r", "b\r\n"}, true, true},
-		{"CR at the end", []string{"a\r\n", "b\r"}, false, true},
-		{"found stays found", []string{"a\n", "b\r\n"}, true, true},
-	}
-	for _, tc := range cases {
-		var c lineEndCheck
-		var w bool
-		for _, ch := range tc.chunks {
-			w = c.Write([]byte(ch))
-		}
-		if w != tc.write || c.End() != tc.end {
-			t.Errorf("%s: Write = %v, End = %v; want %v, %v", tc.name, w, c.End(), tc.write, tc.end)
-		}
-	}
-}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"sealgate/internal/smtpedge"
 	"sealgate/relay"
 )
 
@@ -291,11 +292,11 @@ func TestEnvelopePathNotCaptured(t *testing.T) {
 		}
 	}
 	// With the argument as written captured, it decides.
-	wp, ok := parseWirePath("MAIL", `"a b"@client.example`)
+	wp, ok := smtpedge.ParseWirePath("MAIL", `"a b"@client.example`)
 	if !ok {
-		t.Fatal("parseWirePath failed")
+		t.Fatal("ParseWirePath failed")
 	}
-	cc.addPath(wp)
+	cc.AddPath(wp)
 	if err := se.Mail("a b@client.example", nil); err != nil || se.from != `"a b"@client.example` {
 		t.Errorf("captured quoted MAIL: %q, %v", se.from, err)
 	}

@@ -191,12 +191,16 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args .
 	if !s.up.Load() {
 		return nil, ErrUnavailable
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	v, err := sc.Run(ctx, s.rdb, keys, args...).Result()
 	var rerr redis.Error
 	if err != nil && !errors.As(err, &rerr) {
-		s.setState(err)
+		// A caller that gave up (its session ended) says nothing about Redis.
+		if parent.Err() == nil {
+			s.setState(err)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return v, err

@@ -25,7 +25,7 @@ func buildFromConfig(cfg *config.Config, log *slog.Logger) (*submit.Server, *rel
 // pipeline and delivery report to it, and every DNS lookup goes through its counting
 // resolver.
 func buildMetered(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*submit.Server, *relay.Runner, func(), error) {
-	res, err := cfg.Open()
+	res, err := openConfig(cfg)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("configuration:\n%w", err)
 	}

@@ -54,7 +54,7 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	cfg, err := config.Load(file)
+	cfg, err := loadConfig(file)
 	if err != nil {
 		return fmt.Errorf("configuration %s:\n%w", file, err)
 	}
@@ -220,11 +220,11 @@ func (p *process) reload(trigger string) (restart []string, err error) {
 		log.Error("reload failed: still running the previous configuration", "config", p.file)
 		return nil, err
 	}
-	cfg, err := config.Load(p.file)
+	cfg, err := loadConfig(p.file)
 	if err != nil {
 		return fail("reload: configuration problem", err)
 	}
-	res, err := cfg.Open()
+	res, err := openConfig(cfg)
 	if err != nil {
 		return fail("reload: configuration problem", err)
 	}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"errors"
+
+	"sealgate/internal/config"
+)
+
+// loadConfig is config.Load with the checks of signing.go: every problem of the file at
+// path, each with its key path. The *Config is returned too if the file could be read.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if cfg == nil {
+		return nil, err
+	}
+	res, _ := cfg.Open() // its problems are Load's
+	_, serr := checkSigning(cfg, res)
+	return cfg, errors.Join(err, serr)
+}
+
+// resources is what serve needs from a configuration: the files config.Open loads, and
+// what signs and seals (signing.go).
+type resources struct {
+	*config.Resources
+	*signing
+}
+
+// openConfig loads everything cfg names: config.Open, then the keys and the key ring.
+// Its error lists every problem, as loadConfig's does.
+func openConfig(cfg *config.Config) (*resources, error) {
+	res, err := cfg.Open()
+	sg, serr := checkSigning(cfg, res)
+	if err := errors.Join(err, serr); err != nil {
+		return nil, err
+	}
+	return &resources{Resources: res, signing: sg}, nil
+}

@@ -41,11 +41,7 @@ suggestions to adapt. "sealgate keys check" checks a published key record.`,
   sealgate dns records --config /etc/sealgate/sealgate.yaml corp.example > corp.example.zone.part`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(file)
-			if err != nil {
-				return fmt.Errorf("configuration %s:\n%w", file, err)
-			}
-			res, err := openConfig(cfg)
+			cfg, res, err := loadAndOpen(file)
 			if err != nil {
 				return fmt.Errorf("configuration %s:\n%w", file, err)
 			}

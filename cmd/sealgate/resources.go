@@ -9,13 +9,24 @@ import (
 // loadConfig is config.Load with the checks of signing.go: every problem of the file at
 // path, each with its key path. The *Config is returned too if the file could be read.
 func loadConfig(path string) (*config.Config, error) {
+	cfg, _, err := loadAndOpen(path)
+	return cfg, err
+}
+
+// loadAndOpen is loadConfig that also returns what its checks opened, for the callers that
+// use it (config check, dns records, selftest, reload): the keys are read and loaded once.
+// The resources are nil when there is an error.
+func loadAndOpen(path string) (*config.Config, *resources, error) {
 	cfg, err := config.Load(path)
 	if cfg == nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res, _ := cfg.Open() // its problems are Load's
-	_, serr := checkSigning(cfg, res)
-	return cfg, errors.Join(err, serr)
+	sg, serr := checkSigning(cfg, res)
+	if err := errors.Join(err, serr); err != nil {
+		return cfg, nil, err
+	}
+	return cfg, &resources{Resources: res, signing: sg}, nil
 }
 
 // resources is what serve needs from a configuration: the files config.Open loads, and

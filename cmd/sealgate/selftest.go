@@ -59,11 +59,7 @@ func addSelftestFlags(cmd *cobra.Command) *selftestFlags {
 // load reads the configuration and opens what it names; the resolver is --dns/--zone when
 // given, else the configuration's.
 func (f *selftestFlags) load() (*config.Config, *resources, resolver.Resolver, error) {
-	cfg, err := loadConfig(f.config)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("configuration %s:\n%w", f.config, err)
-	}
-	res, err := openConfig(cfg)
+	cfg, res, err := loadAndOpen(f.config)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("configuration %s:\n%w", f.config, err)
 	}

@@ -220,11 +220,7 @@ func (p *process) reload(trigger string) (restart []string, err error) {
 		log.Error("reload failed: still running the previous configuration", "config", p.file)
 		return nil, err
 	}
-	cfg, err := loadConfig(p.file)
-	if err != nil {
-		return fail("reload: configuration problem", err)
-	}
-	res, err := openConfig(cfg)
+	cfg, res, err := loadAndOpen(p.file)
 	if err != nil {
 		return fail("reload: configuration problem", err)
 	}

@@ -17,8 +17,8 @@ import (
 // the RSA minimum of RFC 8301), the key ring built from the domains section, and that every
 // identity's may_send_as patterns and every forwarder's sign_as have keys to sign with.
 // config checks the rest of those sections (names, selectors, that the key files exist);
-// loadConfig and openConfig run these after it and report their problems the same way, each
-// with its key path.
+// loadAndOpen, loadConfig and openConfig (resources.go) run these after it and report their
+// problems the same way, each with its key path.
 
 // signing is what signs and seals, built from a checked configuration.
 type signing struct {

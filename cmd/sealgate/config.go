@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"sealgate/internal/config"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -32,7 +30,7 @@ min_rsa_bits lets in), or prints every problem, one per line with its key path
   SEALGATE_HOSTNAME=relay.corp.example sealgate config check --config ./sealgate.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, res, err := config.LoadAndOpen(file)
+			_, res, err := loadAndOpen(file)
 			if err == nil {
 				for _, w := range res.WeakKeys {
 					fmt.Fprintf(cmd.ErrOrStderr(), "sealgate: warning: %s: under 2048 bits (RFC 8301 §3.2 recommends 2048); rotate it\n", w)

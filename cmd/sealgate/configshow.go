@@ -45,7 +45,7 @@ A file with problems is still shown; the problems follow on stderr and the exit 
 				}
 				return nil
 			}
-			cfg, err := config.Load(file)
+			cfg, err := loadConfig(file)
 			if cfg == nil {
 				return err
 			}

@@ -41,7 +41,7 @@ suggestions to adapt. "sealgate keys check" checks a published key record.`,
   sealgate dns records --config /etc/sealgate/sealgate.yaml corp.example > corp.example.zone.part`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, res, err := config.LoadAndOpen(file)
+			cfg, res, err := loadAndOpen(file)
 			if err != nil {
 				return fmt.Errorf("configuration %s:\n%w", file, err)
 			}
@@ -60,7 +60,7 @@ suggestions to adapt. "sealgate keys check" checks a published key record.`,
 }
 
 // writeRecords writes the zone-file lines of every domain (or only one).
-func writeRecords(w io.Writer, cfg *config.Config, res *config.Resources, only addr.Domain) error {
+func writeRecords(w io.Writer, cfg *config.Config, res *resources, only addr.Domain) error {
 	domains := map[addr.Domain]bool{}
 	for _, d := range res.KeyRing.Domains() {
 		domains[d] = true

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"sealgate/internal/config"
 	"sealgate/relay"
 )
 
@@ -118,7 +117,7 @@ Prints: draining, sessions, messages due, in flight and deferred.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			d := dir
 			if d == "" {
-				cfg, err := config.Load(configFile)
+				cfg, err := loadConfig(configFile)
 				if cfg == nil || cfg.Dir == "" {
 					return fmt.Errorf("configuration %s (give --dir to name the state directory instead):\n%w", configFile, err)
 				}

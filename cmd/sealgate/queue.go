@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"sealgate/internal/config"
 	"sealgate/relay"
 )
 
@@ -51,7 +50,7 @@ DIR is the configuration's "dir" (--config), or --dir.`,
 	call := func(c *cobra.Command, name string, args, result any) error {
 		d := dir
 		if d == "" {
-			cfg, err := config.Load(configFile)
+			cfg, err := loadConfig(configFile)
 			if err != nil {
 				return fmt.Errorf("configuration %s (give --dir to name the state directory instead):\n%w", configFile, err)
 			}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"sealgate/internal/config"
 	"sealgate/relay"
 )
 
@@ -30,7 +29,7 @@ log.format) are listed; the rest takes effect for new sessions, logins and messa
 			d := dir
 			if d == "" {
 				// A file with problems still names its dir: the relay reports the problems.
-				cfg, err := config.Load(configFile)
+				cfg, err := loadConfig(configFile)
 				if cfg == nil || cfg.Dir == "" {
 					return fmt.Errorf("configuration %s (give --dir to name the state directory instead):\n%w", configFile, err)
 				}

@@ -58,8 +58,8 @@ func addSelftestFlags(cmd *cobra.Command) *selftestFlags {
 
 // load reads the configuration and opens what it names; the resolver is --dns/--zone when
 // given, else the configuration's.
-func (f *selftestFlags) load() (*config.Config, *config.Resources, resolver.Resolver, error) {
-	cfg, res, err := config.LoadAndOpen(f.config)
+func (f *selftestFlags) load() (*config.Config, *resources, resolver.Resolver, error) {
+	cfg, res, err := loadAndOpen(f.config)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("configuration %s:\n%w", f.config, err)
 	}
@@ -74,7 +74,7 @@ func (f *selftestFlags) load() (*config.Config, *config.Resources, resolver.Reso
 
 // egressOf is where mail leaves: --egress, else the source addresses of the relay routes
 // with their HELO names, else (dev outbox) 127.0.0.1, else the host's own addresses.
-func (f *selftestFlags) egressOf(cfg *config.Config, res *config.Resources) ([]selftest.Egress, error) {
+func (f *selftestFlags) egressOf(cfg *config.Config, res *resources) ([]selftest.Egress, error) {
 	var out []selftest.Egress
 	for _, e := range f.egress {
 		ipText, helo, _ := strings.Cut(e, "=")
@@ -93,7 +93,7 @@ func (f *selftestFlags) egressOf(cfg *config.Config, res *config.Resources) ([]s
 	return configuredEgress(cfg, res), nil
 }
 
-func configuredEgress(cfg *config.Config, res *config.Resources) []selftest.Egress {
+func configuredEgress(cfg *config.Config, res *resources) []selftest.Egress {
 	var out []selftest.Egress
 	if cfg.Relay.Outbox != "" {
 		return []selftest.Egress{{IP: netip.MustParseAddr("127.0.0.1"), HELO: cfg.Hostname,
@@ -266,7 +266,7 @@ type messageTest struct {
 	resolver resolver.Resolver
 }
 
-func newMessageTest(cfg *config.Config, res *config.Resources, as string) (*messageTest, error) {
+func newMessageTest(cfg *config.Config, res *resources, as string) (*messageTest, error) {
 	// The pipeline is the one serve builds (buildMetered uses submitSettings too).
 	settings, err := submitSettings(cfg, res)
 	if err != nil {
@@ -482,7 +482,7 @@ func init() {
 // would have seen it from 127.0.0.1 with the relay's host name as HELO (the dev zone publishes
 // both), and the Authentication-Results it would get are logged on one line with the
 // verdict, so dev mode shows spf, dkim, arc and dmarc passing.
-func outboxVerifier(cfg *config.Config, res *config.Resources, log *slog.Logger) func(context.Context, *relay.Envelope, []byte) {
+func outboxVerifier(cfg *config.Config, res *resources, log *slog.Logger) func(context.Context, *relay.Envelope, []byte) {
 	o := &verify.Options{Resolver: res.Resolver, AuthServID: "receiver.invalid", Timeout: 5 * time.Second}
 	return func(ctx context.Context, env *relay.Envelope, msg []byte) {
 		from := env.From

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"sealgate/internal/config"
 	"sealgate/relay"
 	"sealgate/selftest"
 )
@@ -92,11 +91,11 @@ func TestOutboxVerifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(st.configFile)
+	cfg, err := loadConfig(st.configFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := cfg.Open()
+	res, err := openConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,13 +17,13 @@ import (
 )
 
 // buildMetered turns a validated configuration and what validating it opened (res, from
-// config.LoadAndOpen: the keys already loaded, so they are read once) into a server and a
+// loadAndOpen: the keys already loaded, so they are read once) into a server and a
 // delivery runner: the one constructor of the relay, for `serve --config` and `serve --dev`
 // alike. It warns about every RSA key under 2048 bits a configured min_rsa_bits let in. It
 // counts into m (nil: nothing counted): the server, pipeline and delivery report to it, and
 // every DNS lookup goes through its counting resolver. shared is the store of
 // limits.shared (nil without it).
-func buildMetered(cfg *config.Config, res *config.Resources, log *slog.Logger, m *metrics.Metrics) (srv *submit.Server, runner *relay.Runner, shared *redisstore.Store, cleanup func(), err error) {
+func buildMetered(cfg *config.Config, res *resources, log *slog.Logger, m *metrics.Metrics) (srv *submit.Server, runner *relay.Runner, shared *redisstore.Store, cleanup func(), err error) {
 	if m != nil {
 		res.Resolver = m.Resolver(res.Resolver)
 	}

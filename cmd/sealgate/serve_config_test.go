@@ -81,7 +81,7 @@ dns:
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, res, err := config.LoadAndOpen(file)
+	c, res, err := loadAndOpen(file)
 	if err != nil {
 		t.Fatalf("config.LoadAndOpen: %v", err)
 	}
@@ -142,7 +142,7 @@ dns:
 	bad := strings.Replace(cfg, "mode: smarthost", "mode: smarthose", 1)
 	bad = strings.Replace(bad, "selector: arc2026", "selector: \"arc 2026\"", 1)
 	os.WriteFile(file, []byte(bad), 0o600)
-	_, err = config.Load(file)
+	_, err = loadConfig(file)
 	if err == nil || !strings.Contains(err.Error(), "listeners[1].mode") || !strings.Contains(err.Error(), "arc.selector") {
 		t.Errorf("bad configuration: %v", err)
 	}
@@ -182,7 +182,7 @@ func TestDevModeIsAConfiguration(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	build := func(file string) (*config.Config, *submit.Server, *relay.Runner) {
 		t.Helper()
-		cfg, res, err := config.LoadAndOpen(file)
+		cfg, res, err := loadAndOpen(file)
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
@@ -331,7 +331,7 @@ func TestWeakKeyWarning(t *testing.T) {
 	yaml, _ := os.ReadFile(st.configFile)
 	os.WriteFile(st.configFile, []byte(strings.Replace(string(yaml), "  - domain: example.test\n", "  - domain: example.test\n    min_rsa_bits: 1024\n", 1)), 0o600)
 
-	cfg, res, err := config.LoadAndOpen(st.configFile)
+	cfg, res, err := loadAndOpen(st.configFile)
 	if err != nil {
 		t.Fatal(err)
 	}

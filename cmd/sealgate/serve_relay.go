@@ -10,7 +10,7 @@ import (
 // delivererFromConfig builds what delivers spooled mail: the outbox in dev mode, else a
 // relay.Transport with the configured routes (MX delivery when there is no next_hop),
 // MTA-STS and connection limits. close ends its kept sessions.
-func delivererFromConfig(cfg *config.Config, res *config.Resources, log *slog.Logger) (d relay.Deliverer, close func()) {
+func delivererFromConfig(cfg *config.Config, res *resources, log *slog.Logger) (d relay.Deliverer, close func()) {
 	rc := cfg.Relay
 	if rc.Outbox != "" {
 		return relay.OutboxSink{Dir: rc.Outbox, Verify: outboxVerifier(cfg, res, log)}, func() {}

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-
-	"sealgate/internal/config"
 )
 
 // mxSink is an MX host for the test: a go-smtp server that records each message.
@@ -120,7 +118,7 @@ dns:
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, res, err := config.LoadAndOpen(file)
+	c, res, err := loadAndOpen(file)
 	if err != nil {
 		t.Fatalf("config.LoadAndOpen: %v", err)
 	}

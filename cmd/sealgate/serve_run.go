@@ -56,7 +56,7 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	cfg, res, err := config.LoadAndOpen(file)
+	cfg, res, err := loadAndOpen(file)
 	if err != nil {
 		return fmt.Errorf("configuration %s:\n%w", file, err)
 	}
@@ -229,7 +229,7 @@ func (p *process) reload(trigger string) (restart []string, err error) {
 		log.Error("reload failed: still running the previous configuration", "config", p.file)
 		return nil, err
 	}
-	cfg, res, err := config.LoadAndOpen(p.file)
+	cfg, res, err := loadAndOpen(p.file)
 	if err != nil {
 		return fail("reload: configuration problem", err)
 	}

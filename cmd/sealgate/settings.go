@@ -13,7 +13,7 @@ import (
 // parts of the server that a reload replaces (submit.Settings): logins, client networks
 // and certificates, the listeners' TLS, and a pipeline with the key ring and ARC sealer.
 // The pipeline's Spool, Log and Metrics are the caller's to set: they outlive a reload.
-func submitSettings(cfg *config.Config, res *config.Resources) (submit.Settings, error) {
+func submitSettings(cfg *config.Config, res *resources) (submit.Settings, error) {
 	st := submit.Settings{TLS: map[string]*tls.Config{}}
 	if res.Users != nil { // a nil *Users in the interface would look like a users file
 		users, err := submit.NewUsers(res.Users, submit.UsersOptions{})

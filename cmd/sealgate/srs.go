@@ -60,7 +60,7 @@ address is not SRS, and 2 when the secrets cannot be read.`,
 func srsFromConfig(file string, secretFiles []string) (*srs.SRS, error) {
 	maxAge := 0
 	if len(secretFiles) == 0 {
-		cfg, err := config.Load(file)
+		cfg, err := loadConfig(file)
 		if cfg == nil {
 			return nil, err
 		}

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"sealgate/internal/config"
 )
 
 // examples/sealgate.service runs sealgate as a dedicated user with only
@@ -20,7 +18,7 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load("../../examples/sealgate.yaml")
+	cfg, err := loadConfig("../../examples/sealgate.yaml")
 	if cfg == nil {
 		t.Fatalf("examples/sealgate.yaml: %v", err)
 	}

@@ -20,6 +20,9 @@ import (
 // SEALGATE_* environment overrides and checked by Open. The keys are described in
 // examples/sealgate.yaml.
 type Config struct {
+	// undecoded holds the key paths of the values Load could not decode (see Problems).
+	undecoded map[string]bool
+
 	Hostname       string                `mapstructure:"hostname"`
 	AuthservID     string                `mapstructure:"authserv_id"`
 	Dir            string                `mapstructure:"dir"`
@@ -268,7 +271,8 @@ func Load(path string) (*Config, error) {
 
 // LoadAndOpen is Load that also returns what its validation opened (Open's Resources), for
 // the callers that use them: serve at start and at reload, config check, dns records,
-// selftest. The Resources are nil when there is an error.
+// selftest. When there is an error the Resources are what could be opened, for cmd's
+// checks of the keys (signing.go there), which add their problems to it.
 func LoadAndOpen(path string) (*Config, *Resources, error) {
 	v := viper.New()
 	for k, d := range Defaults {
@@ -290,11 +294,9 @@ func LoadAndOpen(path string) (*Config, *Resources, error) {
 	if c.AuthservID == "" {
 		c.AuthservID = c.Hostname
 	}
+	c.undecoded = undecoded
 	res, openErr := c.Open()
-	if err := errors.Join(decodeErr, noteEnvironment(openErr, undecoded)); err != nil {
-		return &c, nil, err
-	}
-	return &c, res, nil
+	return &c, res, errors.Join(decodeErr, noteEnvironment(openErr, undecoded))
 }
 
 // decodeHook converts the strings of YAML and of the environment to numbers, booleans and
@@ -470,6 +472,24 @@ func (p *problem) Error() string {
 	}
 	return p.key + ": " + p.msg
 }
+
+// Problems collects the problems that checks outside this package find in a configuration
+// (cmd/sealgate loads the keys and builds the key ring), so that they are reported like
+// Validate's: each with its key path, with the environment variable that set the value
+// named, and none for a value that did not decode (Load reported it already).
+type Problems struct {
+	c *Config
+	p problems
+}
+
+// Problems starts a collection of problems of c.
+func (c *Config) Problems() *Problems { return &Problems{c: c} }
+
+// Add adds a problem with the value at key path key.
+func (p *Problems) Add(key, format string, a ...any) { p.p.add(key, format, a...) }
+
+// Err returns the problems joined, one per line with its key path; nil if there is none.
+func (p *Problems) Err() error { return noteEnvironment(p.p.join(), p.c.undecoded) }
 
 // problems collects configuration problems with their key paths.
 type problems []error

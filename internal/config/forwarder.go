@@ -152,14 +152,7 @@ func (v *validation) forwarders() {
 		if err != nil {
 			return
 		}
-		if v.res.KeyRing != nil {
-			dk, ok := v.res.KeyRing.Lookup(d)
-			i, listed := v.domainIndex[d]
-			// A listed domain whose key files have problems is reported at the keys.
-			if (!ok || len(dk.Keys) == 0) && !(listed && len(c.Domains[i].Keys) > 0) {
-				report("sign_as", "%s has no DKIM keys: add it under domains with keys", d)
-			}
-		}
+		// Whether d has keys to sign with is cmd/sealgate's check (signing.go there).
 		if f.SRS {
 			usesSRS = true
 			// The rewritten envelope sender is in sign_as, under any local part.

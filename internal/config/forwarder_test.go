@@ -103,7 +103,7 @@ func TestForwarderConfigProblems(t *testing.T) {
 		"client_networks[0].from_rewrite: \"sometimes\": want off, auto or always",
 		"client_networks[0].trusted_authserv_ids[0]: \"relay.corp.example\" is our own authserv-id",
 		"client_networks[0].trusted_authserv_ids[1]: \"a b\" is not an authserv-id",
-		"client_networks[0].sign_as: other.example has no DKIM keys",
+		// whether other.example has keys: cmd/sealgate (TestSigningForwarderSignAs)
 		"client_networks[0].may_send_as: srs: true rewrites the envelope sender into other.example",
 		"client_networks[1].list_address: team@elsewhere.example is not in the organisational domain of sign_as acme.example",
 		"client_networks[1].may_send_as: srs: true rewrites the envelope sender into acme.example: add the pattern *@acme.example",

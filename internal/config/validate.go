@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -19,16 +18,14 @@ import (
 	"sealgate/internal/addr"
 	"sealgate/internal/resolver"
 	"sealgate/internal/secretfile"
-	"sealgate/sign"
 )
 
 // Resources is what serve needs from the files a configuration names, loaded and checked
-// by Open.
+// by Open. The DKIM and ARC keys are not among them: cmd/sealgate loads them and builds
+// the key ring (its signing.go), from Domains.
 type Resources struct {
-	// KeyRing holds the DKIM keys of every configured domain.
-	KeyRing *sign.KeyRing
-	// ARCKey is the sealing key of arc.key_file.
-	ARCKey crypto.Signer
+	// Domains are the entries of the domains section as the checks left them.
+	Domains []CheckedDomain
 	// PseudonymKey is the secret of arc.pseudonym_secret_file when pseudonymous_auth is on.
 	PseudonymKey []byte
 	// ListenerTLS holds each listener's TLS configuration, in the order of Listeners; nil
@@ -43,17 +40,14 @@ type Resources struct {
 	Routes *Routes
 	// Resolver answers DNS queries as the dns section says.
 	Resolver resolver.Resolver
-	// WeakKeys describes each RSA key under sign.MinRSABits that a lowered min_rsa_bits let
-	// in ("domains[0].keys[1] (example.com s=old): RSA 1024 bits"), for a warning at start.
-	WeakKeys []string
 	// SRSSecrets are the secrets of srs.secret_files, in order: the first signs.
 	SRSSecrets [][]byte
 }
 
-// Open checks the whole configuration, loading everything it names (keys, certificates, the
-// users file, the pseudonym secret, the DNS zone file), and returns what it loaded. Its error
-// lists every problem at once, joined, each prefixed by its key path
-// ("listeners[1].tls_cert: file /x not found"); the Resources are then nil.
+// Open loads and checks everything the configuration names (certificates, the users file,
+// the pseudonym secret, the DNS zone file; that the key files exist) and returns it. Its
+// error lists every problem at once, joined, each prefixed by its key path
+// ("listeners[1].tls_cert: file /x not found"); the Resources are then incomplete.
 func (c *Config) Open() (*Resources, error) {
 	v := &validation{c: c, res: &Resources{}}
 	v.top()
@@ -68,12 +62,8 @@ func (c *Config) Open() (*Resources, error) {
 	v.queue()
 	v.dns()
 	v.operations()
-	v.coverage()
 	v.forwarders()
-	if err := v.p.join(); err != nil {
-		return nil, err
-	}
-	return v.res, nil
+	return v.res, v.p.join()
 }
 
 // validation is one run of Open: the problems found and what was loaded.
@@ -83,8 +73,6 @@ type validation struct {
 	res *Resources
 
 	usesSASL, usesNetwork, usesCert bool
-	// domainIndex maps each valid configured domain to its index in Domains.
-	domainIndex map[addr.Domain]int
 }
 
 func (v *validation) top() {
@@ -119,22 +107,29 @@ func (v *validation) directory(key, path string) {
 // file checks that a required file exists and is a regular file; it reports false after
 // adding a problem.
 func (v *validation) file(key, path string) bool {
-	if path == "" {
-		v.p.add(key, "required")
+	if err := CheckFile(path); err != nil {
+		v.p.add(key, "%v", err)
 		return false
+	}
+	return true
+}
+
+// CheckFile checks that the file a required key names is given, exists and is a regular
+// file, with the problem Validate reports for it ("required", "file /x not found").
+func CheckFile(path string) error {
+	if path == "" {
+		return errors.New("required")
 	}
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		v.p.add(key, "file %s not found", path)
+		return fmt.Errorf("file %s not found", path)
 	case err != nil:
-		v.p.add(key, "%v", err)
+		return err
 	case !st.Mode().IsRegular():
-		v.p.add(key, "%s is not a regular file", path)
-	default:
-		return true
+		return fmt.Errorf("%s is not a regular file", path)
 	}
-	return false
+	return nil
 }
 
 // secretFile is file, and the file mode rule of private keys.

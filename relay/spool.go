@@ -137,6 +137,18 @@ func (e *Envelope) removeRecipient(i int) {
 	}
 }
 
+// clone returns a copy of e that shares no slice with it (bounce, not stored, is
+// left out).
+func (e *Envelope) clone() *Envelope {
+	c := *e
+	c.To = slices.Clone(e.To)
+	c.Notify = slices.Clone(e.Notify)
+	c.ORcpt = slices.Clone(e.ORcpt)
+	c.Failed = slices.Clone(e.Failed)
+	c.bounce = nil
+	return &c
+}
+
 // Spool is a durable message queue on plain files: the single hand-off between
 // submission and delivery. It is safe for concurrent use. Only one Spool (one
 // process) may have a directory open at a time.

@@ -122,11 +122,8 @@ func (s *Spool) Envelope(id string) (*Envelope, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	if _, m, found, err := s.journal.get(id); found {
-		if err != nil {
-			return nil, err
-		}
-		return m.env, nil
+	if env, found := s.journal.envelope(id); found {
+		return env, nil
 	}
 	m, err := s.readMessage(dirMsg, id, false)
 	if err != nil {

@@ -119,14 +119,7 @@ func (s *hardServer) dialSTARTTLS(t *testing.T) *rawClient {
 	}
 	rc := smtptest.NewClient(t, raw)
 	rc.Greet("mta.client.example")
-	if got := rc.Cmd("STARTTLS"); !strings.HasPrefix(got, "220 ") {
-		t.Fatalf("STARTTLS: %q", got)
-	}
-	tc := tls.Client(raw, &tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	rc.Use(tc)
+	rc.StartTLS(&tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
 	if got := rc.Cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("EHLO after STARTTLS: %q", got)
 	}
@@ -745,11 +738,7 @@ func TestSTARTTLSInjectionForgotten(t *testing.T) {
 	if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, "220 ") {
 		t.Fatalf("STARTTLS: %q", got)
 	}
-	tc := tls.Client(raw, &tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c.Use(tc)
+	c.UpgradeTLS(&tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
 	if got := c.Cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("EHLO: %q", got)
 	}

@@ -4,17 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"slices"
 	"strings"
@@ -532,37 +527,14 @@ type tlsServer struct {
 
 func startTLSServer(t *testing.T) *tlsServer {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "smtp test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"mx.test"},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	s := &tlsServer{pool: x509.NewCertPool()}
-	s.pool.AddCert(cert)
+	pki := smtptest.NewPKI(t, "mx.test")
+	s := &tlsServer{pool: pki.Pool}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &tlsSession{s: s, c: c}, nil
 	}))
 	srv.Domain = "mx.test"
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = l.Addr().String()
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	srv.TLSConfig = pki.ServerConfig()
+	s.addr = smtptest.ServeSMTP(t, srv, false)
 	return s
 }
 
@@ -707,7 +679,7 @@ func TestAuthPlain(t *testing.T) {
 // AUTH LOGIN answers the server's challenges (RFC 4954 §4) in turn.
 func TestAuthLoginChallenges(t *testing.T) {
 	// A TLS server by hand: STARTTLS, then AUTH LOGIN with two challenges.
-	srvConf := tlsServerConfig(t)
+	srvConf := smtptest.NewPKI(t).ServerConfig()
 	got := make(chan []string, 1)
 	addr, _ := smtptest.Serve(t, func(c *smtptest.Conn) error {
 		var lines []string
@@ -752,21 +724,6 @@ func TestAuthLoginChallenges(t *testing.T) {
 	if lines := <-got; !slices.Equal(lines, want) {
 		t.Errorf("server got %q, want %q", lines, want)
 	}
-}
-
-func tlsServerConfig(t *testing.T) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
 // A context that ends while a command waits for its reply closes the session.

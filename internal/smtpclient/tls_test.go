@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -30,30 +29,13 @@ type requireTLSServer struct {
 
 func startRequireTLSServer(t *testing.T, implicit bool) *requireTLSServer {
 	t.Helper()
-	conf := tlsServerConfig(t)
-	leaf, err := x509.ParseCertificate(conf.Certificates[0].Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &requireTLSServer{pool: x509.NewCertPool()}
-	s.pool.AddCert(leaf)
+	pki := smtptest.NewPKI(t, "mx.test")
+	s := &requireTLSServer{pool: pki.Pool}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &requireTLSSession{s: s}, nil }))
 	srv.Domain = "mx.test"
-	srv.TLSConfig = conf
+	srv.TLSConfig = pki.ServerConfig()
 	srv.EnableREQUIRETLS = true
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	var l net.Listener
-	if implicit {
-		l, err = tls.Listen("tcp", "127.0.0.1:0", conf)
-	} else {
-		l, err = net.Listen("tcp", "127.0.0.1:0")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = l.Addr().String()
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	s.addr = smtptest.ServeSMTP(t, srv, implicit)
 	return s
 }
 

@@ -3,8 +3,6 @@ package submit
 import (
 	"strings"
 	"testing"
-
-	"sealgate/internal/smtptest"
 )
 
 // The spooled envelope records the header's purported responsible address
@@ -55,12 +53,7 @@ func TestEnvelopeRecordsPRAAndRequireTLS(t *testing.T) {
 // otherwise reach us in plain text although its sender asked for TLS all the way.
 func TestRequireTLSRefusedInPlainText(t *testing.T) {
 	s := startHardServer(t, Limits{}, nil, nil)
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtptest.NewClient(t, conn)
-	c.Greet("mta.client.example")
+	c := s.dialSmart(t)
 	if got := c.Cmd("MAIL FROM:<a@client.example> REQUIRETLS"); !strings.HasPrefix(got, "530 5.7.10 ") {
 		t.Errorf("REQUIRETLS in plain text: %q, want 530 5.7.10", got)
 	}

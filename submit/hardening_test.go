@@ -98,6 +98,18 @@ func dialFrom(t *testing.T, local, address string) (net.Conn, error) {
 	return d.Dial("tcp", address)
 }
 
+// dialSmart connects to the smart host listener, reads the greeting and says EHLO.
+func (s *hardServer) dialSmart(t *testing.T) *rawClient {
+	t.Helper()
+	raw, err := dialFrom(t, "", s.smart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtptest.NewClient(t, raw)
+	c.Greet("mta.client.example")
+	return c
+}
+
 // dialImplicitTLS connects to the implicit-TLS listener and reads the greeting.
 func (s *hardServer) dialImplicitTLS(t *testing.T) *rawClient {
 	t.Helper()
@@ -305,12 +317,7 @@ func TestFailedLoginRedacted(t *testing.T) {
 // few log lines and one count at the end, not a line per refusal.
 func TestRefusalsLoggedOnce(t *testing.T) {
 	s := startHardServer(t, Limits{}, nil, nil)
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtptest.NewClient(t, conn)
-	c.Greet("mta.client.example")
+	c := s.dialSmart(t)
 	var b strings.Builder
 	for i := 0; i < 1000; i++ {
 		b.WriteString("MAIL FROM:<ceo@bank.example>\r\n")
@@ -439,19 +446,14 @@ func TestPreAuthTimeout(t *testing.T) {
 
 	// Each client below is connected before any is waited for, so the test
 	// waits for one timeout, not one per client.
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	smart := smtptest.NewClient(t, conn)
-	smart.Greet("mta.client.example")
+	smart := s.dialSmart(t)
 	// NOOPs restart go-smtp's command timeout, not the pre-authentication one.
 	for i := 0; i < 3; i++ {
 		if got := smart.Cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
 			t.Fatalf("NOOP: %q", got)
 		}
 	}
-	conn, err = dialFrom(t, "", s.starttls)
+	conn, err := dialFrom(t, "", s.starttls)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,12 +508,7 @@ func TestPreAuthTimeout(t *testing.T) {
 func TestPreAuthTimeoutWithoutCommandTimeout(t *testing.T) {
 	const preAuth = 300 * time.Millisecond
 	s := startHardServer(t, Limits{PreAuthTimeout: preAuth, CommandTimeout: -1}, nil, nil)
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mail := smtptest.NewClient(t, conn)
-	mail.Greet("mta.client.example")
+	mail := s.dialSmart(t)
 	if got := mail.Cmd("MAIL FROM:<billing@client.example>"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("MAIL: %q", got)
 	}
@@ -564,12 +561,7 @@ func TestPartialLineAtTimeout(t *testing.T) {
 // what could not be relayed as written is refused at MAIL or RCPT.
 func TestEnvelopeAddressesAsWritten(t *testing.T) {
 	s := startHardServer(t, Limits{}, nil, nil)
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtptest.NewClient(t, conn)
-	c.Greet("mta.client.example")
+	c := s.dialSmart(t)
 	ehlo := c.Cmd("EHLO again.client.example")
 	_ = ehlo
 	refusals := []struct{ cmd, want string }{
@@ -642,12 +634,7 @@ func TestEnvelopeAddressesAsWritten(t *testing.T) {
 // that one at the limit is accepted.
 func TestHeaderFieldCap(t *testing.T) {
 	s := startHardServer(t, Limits{}, nil, nil)
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtptest.NewClient(t, conn)
-	c.Greet("mta.client.example")
+	c := s.dialSmart(t)
 	startData(c)
 	go io.WriteString(c.Conn, bareHeader+strings.Repeat("Subject: x\r\n", 80000)+"\r\nbody\r\n.\r\n")
 	if got := c.Reply(20 * time.Second); !strings.HasPrefix(got, "552 5.3.4 Message header has more than 1000 header fields") {

@@ -25,7 +25,7 @@ import (
 // appended as one record to the active segment file, journal/<seq>.log, and one
 // fdatasync, shared by every message appended meanwhile, makes it durable before
 // the 250. The record's payload is exactly the image of a message file
-// (spool_format.go), so reading, checking and moving a journal message reuse the
+// (queue_format.go), so reading, checking and moving a journal message reuse the
 // file code.
 //
 // A journal message lives there only until its first delivery attempt ends:

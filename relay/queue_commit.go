@@ -2,7 +2,7 @@ package relay
 
 // Receiving a message into the spool: Create, the body streamed in by Write,
 // and Commit, the point after which the client may be told 250 (RFC 5321
-// §4.1.1.4, §6.1). Small bodies go to the journal (journal.go), larger ones to
+// §4.1.1.4, §6.1). Small bodies go to the journal (queue_journal.go), larger ones to
 // their own msg/<id>.part, renamed to .msg at Commit.
 
 import (

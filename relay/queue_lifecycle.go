@@ -3,7 +3,7 @@ package relay
 // The queue's life after Commit: reading a queued message (List, Envelope,
 // Open), recording a deferral (Update), and taking it out of the queue when
 // delivered (Remove) or given up on (Fail). Each change is ordered so that a
-// crash at any point leaves what OpenSpool's recovery (spool_recover.go)
+// crash at any point leaves what OpenSpool's recovery (queue_recover.go)
 // completes or undoes.
 
 import (

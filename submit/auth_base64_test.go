@@ -15,12 +15,12 @@ func TestAuthUndecodableBase64(t *testing.T) {
 	s := startHardServer(t, Limits{}, auth, NewAuthThrottle(5, 0))
 	c := s.dialSTARTTLS(t)
 	for _, line := range []string{"AUTH PLAIN !!!", "AUTH PLAIN"} {
-		got := c.cmd(line)
+		got := c.Cmd(line)
 		if line == "AUTH PLAIN" {
 			if !strings.HasPrefix(got, "334") {
 				t.Fatalf("AUTH PLAIN without an initial response: %q", got)
 			}
-			got = c.cmd("!!!")
+			got = c.Cmd("!!!")
 		}
 		if !strings.HasPrefix(got, "454 4.7.0") {
 			t.Errorf("%s with !!! as the response: %q; want go-smtp's 454 4.7.0 (501 5.5.2 would be RFC 4954 §4: update internal/smtpedge's note)", line, got)
@@ -29,7 +29,7 @@ func TestAuthUndecodableBase64(t *testing.T) {
 	if n := auth.checks.Load(); n != 0 {
 		t.Errorf("%d password checks for undecodable responses, want 0", n)
 	}
-	if got := c.cmd(plainAuth("alice@client.example", "right")); !strings.HasPrefix(got, "235 ") {
+	if got := c.Cmd(plainAuth("alice@client.example", "right")); !strings.HasPrefix(got, "235 ") {
 		t.Errorf("AUTH after the undecodable ones: %q, want 235", got)
 	}
 }

@@ -10,17 +10,17 @@ import (
 func TestEnvelopeRecordsPRAAndRequireTLS(t *testing.T) {
 	s := startHardServer(t, Limits{}, newGatedAuth("pw"), nil)
 	c := s.dialImplicitTLS(t)
-	if got := c.cmd(plainAuth("billing@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
+	if got := c.Cmd(plainAuth("billing@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
 		t.Fatalf("AUTH: %q", got)
 	}
 	send := func(mail, header string) {
 		t.Helper()
 		for _, cmd := range []string{mail, "RCPT TO:<ops@partner.example>", "DATA"} {
-			if got := c.cmd(cmd); !strings.HasPrefix(got, "250 ") && !strings.HasPrefix(got, "354 ") {
+			if got := c.Cmd(cmd); !strings.HasPrefix(got, "250 ") && !strings.HasPrefix(got, "354 ") {
 				t.Fatalf("%s: %q", cmd, got)
 			}
 		}
-		if got := c.cmd(header + "Subject: t\r\n\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+		if got := c.Cmd(header + "Subject: t\r\n\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
 			t.Fatalf("message: %q", got)
 		}
 	}
@@ -53,16 +53,11 @@ func TestEnvelopeRecordsPRAAndRequireTLS(t *testing.T) {
 // otherwise reach us in plain text although its sender asked for TLS all the way.
 func TestRequireTLSRefusedInPlainText(t *testing.T) {
 	s := startHardServer(t, Limits{}, nil, nil)
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newRawClient(t, conn)
-	c.greet()
-	if got := c.cmd("MAIL FROM:<a@client.example> REQUIRETLS"); !strings.HasPrefix(got, "530 5.7.10 ") {
+	c := s.dialSmart(t)
+	if got := c.Cmd("MAIL FROM:<a@client.example> REQUIRETLS"); !strings.HasPrefix(got, "530 5.7.10 ") {
 		t.Errorf("REQUIRETLS in plain text: %q, want 530 5.7.10", got)
 	}
-	if got := c.cmd("MAIL FROM:<a@client.example>"); !strings.HasPrefix(got, "250 ") {
+	if got := c.Cmd("MAIL FROM:<a@client.example>"); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("MAIL without REQUIRETLS after the refusal: %q", got)
 	}
 }

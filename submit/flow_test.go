@@ -162,7 +162,7 @@ func TestMailDelayedByFlowControl(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	c := dialRaw(t, srv.Addrs()[0].String())
 
-	if got := c.cmd("MAIL FROM:<a@client.example>"); !strings.HasPrefix(got, "250 ") {
+	if got := c.Cmd("MAIL FROM:<a@client.example>"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("MAIL with no backlog: %q", got)
 	}
 	select {
@@ -170,17 +170,17 @@ func TestMailDelayedByFlowControl(t *testing.T) {
 		t.Errorf("MAIL with no backlog waited %v", d)
 	default:
 	}
-	if got := c.cmd("RSET"); !strings.HasPrefix(got, "250 ") {
+	if got := c.Cmd("RSET"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("RSET: %q", got)
 	}
 
 	backlog.set(6)
-	c.write("MAIL FROM:<a@client.example>\r\n")
+	c.Write("MAIL FROM:<a@client.example>\r\n")
 	if d := <-clock.asked; d != time.Second {
 		t.Errorf("MAIL waits up to %v, want 1s", d)
 	}
 	clock.fire <- time.Now()
-	if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "250 ") {
+	if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("MAIL after the wait: %q, want 250 (delayed, not refused)", got)
 	}
 }

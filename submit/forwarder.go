@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"strings"
 
@@ -320,22 +321,10 @@ func (p *Pipeline) sealForwarded(ctx context.Context, m *message) error {
 	}
 	results = append(results, f.chain.String())
 	results = append(results, f.trusted...)
-	fields, chain, err := arc.Seal(ctx, m.hdr, m.Bodies, &arc.SealOptions{
-		Domain: p.ARC.Domain, Selector: p.ARC.Selector, Signer: p.ARC.Signer,
-		AuthServID: p.AuthServID, Results: results, Time: m.now, Resolver: p.Resolver, Chain: f.chain,
-	})
-	var ns *arc.NoSealError
-	switch {
-	case errors.As(err, &ns):
-		m.log.Warn("not ARC-sealed", "arc_reason", ns.Reason)
-	case err != nil:
-		m.log.Error("ARC sealing failed", "reason", string(ReasonSealingFailed), "err", err)
-		return errTemporary(ReasonSealingFailed, "sealing failed")
-	default:
-		m.hdr = append(fields, m.hdr...)
-		p.metrics().Sealed(p.ARC.Domain)
+	chain, sealed, err := p.arcSeal(ctx, m, results, f.chain, slog.LevelWarn)
+	if sealed {
 		m.log.Info("sealed forwarded message", "cv", chain.Status, "instance", chain.Instances+1,
 			"oldest_pass", chain.OldestPass, "from_rewritten", f.rewritten)
 	}
-	return nil
+	return err
 }

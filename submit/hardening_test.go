@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"sealgate/internal/smtptest"
 	"sealgate/relay"
 	"sealgate/sign"
 )
@@ -97,20 +98,16 @@ func dialFrom(t *testing.T, local, address string) (net.Conn, error) {
 	return d.Dial("tcp", address)
 }
 
-func newRawClient(t *testing.T, c net.Conn) *rawClient {
-	t.Cleanup(func() { c.Close() })
-	return &rawClient{t: t, conn: c, r: bufio.NewReader(c)}
-}
-
-// greet reads the greeting and says EHLO.
-func (c *rawClient) greet() {
-	c.t.Helper()
-	if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "220 ") {
-		c.t.Fatalf("greeting: %q", got)
+// dialSmart connects to the smart host listener, reads the greeting and says EHLO.
+func (s *hardServer) dialSmart(t *testing.T) *rawClient {
+	t.Helper()
+	raw, err := dialFrom(t, "", s.smart)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := c.cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
-		c.t.Fatalf("EHLO: %q", got)
-	}
+	c := smtptest.NewClient(t, raw)
+	c.Greet("mta.client.example")
+	return c
 }
 
 // dialImplicitTLS connects to the implicit-TLS listener and reads the greeting.
@@ -120,8 +117,8 @@ func (s *hardServer) dialImplicitTLS(t *testing.T) *rawClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := newRawClient(t, c)
-	rc.greet()
+	rc := smtptest.NewClient(t, c)
+	rc.Greet("mta.client.example")
 	return rc
 }
 
@@ -132,17 +129,10 @@ func (s *hardServer) dialSTARTTLS(t *testing.T) *rawClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := newRawClient(t, raw)
-	rc.greet()
-	if got := rc.cmd("STARTTLS"); !strings.HasPrefix(got, "220 ") {
-		t.Fatalf("STARTTLS: %q", got)
-	}
-	tc := tls.Client(raw, &tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	rc.conn, rc.r = tc, bufio.NewReader(tc)
-	if got := rc.cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
+	rc := smtptest.NewClient(t, raw)
+	rc.Greet("mta.client.example")
+	rc.StartTLS(&tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
+	if got := rc.Cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("EHLO after STARTTLS: %q", got)
 	}
 	return rc
@@ -192,10 +182,10 @@ func TestAuthThrottleConcurrentAttempts(t *testing.T) {
 	// logging in on every connection does: successes are not counted.
 	for i := 0; i < 2*limit; i++ {
 		c := s.dialImplicitTLS(t)
-		if got := c.cmd(plainAuth("alice@client.example", auth.password)); !strings.HasPrefix(got, "235 ") {
+		if got := c.Cmd(plainAuth("alice@client.example", auth.password)); !strings.HasPrefix(got, "235 ") {
 			t.Fatalf("right password alone, login %d: %q", i+1, got)
 		}
-		c.conn.Close()
+		c.Conn.Close()
 	}
 	auth.checks.Store(0)
 	auth.gated.Store(true)
@@ -208,10 +198,10 @@ func TestAuthThrottleConcurrentAttempts(t *testing.T) {
 	var wg sync.WaitGroup
 	send := func(i int, password string) {
 		defer wg.Done()
-		conns[i].conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		io.WriteString(conns[i].conn, plainAuth("alice@client.example", password)+"\r\n")
-		conns[i].conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-		line, _ := conns[i].r.ReadString('\n')
+		conns[i].Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conns[i].Conn, plainAuth("alice@client.example", password)+"\r\n")
+		conns[i].Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		line, _ := conns[i].R.ReadString('\n')
 		replies <- strings.TrimRight(line, "\r\n")
 	}
 	for i := 0; i < 59; i++ {
@@ -228,10 +218,10 @@ func TestAuthThrottleConcurrentAttempts(t *testing.T) {
 	}
 	rightReply := make(chan string, 1)
 	go func() {
-		conns[59].conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		io.WriteString(conns[59].conn, plainAuth("alice@client.example", auth.password)+"\r\n")
-		conns[59].conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-		line, _ := conns[59].r.ReadString('\n')
+		conns[59].Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conns[59].Conn, plainAuth("alice@client.example", auth.password)+"\r\n")
+		conns[59].Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		line, _ := conns[59].R.ReadString('\n')
 		rightReply <- strings.TrimRight(line, "\r\n")
 	}()
 	select {
@@ -278,9 +268,9 @@ func TestAuthThrottleConcurrentLogins(t *testing.T) {
 	for i := 0; i < logins; i++ {
 		c := s.dialImplicitTLS(t)
 		go func() {
-			io.WriteString(c.conn, plainAuth(fmt.Sprintf("user%d@client.example", i), "pw")+"\r\n")
-			c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-			line, _ := c.r.ReadString('\n')
+			io.WriteString(c.Conn, plainAuth(fmt.Sprintf("user%d@client.example", i), "pw")+"\r\n")
+			c.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+			line, _ := c.R.ReadString('\n')
 			replies <- strings.TrimRight(line, "\r\n")
 		}()
 	}
@@ -305,7 +295,7 @@ func TestFailedLoginRedacted(t *testing.T) {
 	s := startHardServer(t, Limits{}, auth, nil)
 	c := s.dialImplicitTLS(t)
 	const typed = "Tr0ub4dor&3-typed-as-login"
-	if got := c.cmd(plainAuth(typed, "wrong")); !strings.HasPrefix(got, "535 ") {
+	if got := c.Cmd(plainAuth(typed, "wrong")); !strings.HasPrefix(got, "535 ") {
 		t.Fatalf("wrong password: %q", got)
 	}
 	logs := s.log.String()
@@ -327,26 +317,21 @@ func TestFailedLoginRedacted(t *testing.T) {
 // few log lines and one count at the end, not a line per refusal.
 func TestRefusalsLoggedOnce(t *testing.T) {
 	s := startHardServer(t, Limits{}, nil, nil)
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newRawClient(t, conn)
-	c.greet()
+	c := s.dialSmart(t)
 	var b strings.Builder
 	for i := 0; i < 1000; i++ {
 		b.WriteString("MAIL FROM:<ceo@bank.example>\r\n")
 	}
-	go io.WriteString(c.conn, b.String())
+	go io.WriteString(c.Conn, b.String())
 	for i := 0; i < 1000; i++ {
-		if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "553 5.7.1 ") {
+		if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, "553 5.7.1 ") {
 			t.Fatalf("refusal %d: %q", i, got)
 		}
 	}
-	if got := c.cmd("QUIT"); !strings.HasPrefix(got, "221 ") {
+	if got := c.Cmd("QUIT"); !strings.HasPrefix(got, "221 ") {
 		t.Fatalf("QUIT: %q", got)
 	}
-	c.assertClosed()
+	c.AssertClosed()
 	var lines, summaries int
 	deadline := time.Now().Add(5 * time.Second)
 	for summaries == 0 && time.Now().Before(deadline) {
@@ -407,10 +392,10 @@ func TestConnectionsPerAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newRawClient(t, conn)
-	c.greet()
-	c.startData()
-	if got := c.cmd(bareHeader + "\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+	c := smtptest.NewClient(t, conn)
+	c.Greet("mta.client.example")
+	startData(c)
+	if got := c.Cmd(bareHeader + "\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("message from the other address: %q", got)
 	}
 	if ids, _ := s.spool.List(); len(ids) != 1 {
@@ -461,24 +446,19 @@ func TestPreAuthTimeout(t *testing.T) {
 
 	// Each client below is connected before any is waited for, so the test
 	// waits for one timeout, not one per client.
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	smart := newRawClient(t, conn)
-	smart.greet()
+	smart := s.dialSmart(t)
 	// NOOPs restart go-smtp's command timeout, not the pre-authentication one.
 	for i := 0; i < 3; i++ {
-		if got := smart.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
+		if got := smart.Cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
 			t.Fatalf("NOOP: %q", got)
 		}
 	}
-	conn, err = dialFrom(t, "", s.starttls)
+	conn, err := dialFrom(t, "", s.starttls)
 	if err != nil {
 		t.Fatal(err)
 	}
-	silent := newRawClient(t, conn)
-	if got := silent.reply(5 * time.Second); !strings.HasPrefix(got, "220 ") {
+	silent := smtptest.NewClient(t, conn)
+	if got := silent.Reply(5 * time.Second); !strings.HasPrefix(got, "220 ") {
 		t.Fatalf("greeting: %q", got)
 	}
 	clients := []struct {
@@ -493,31 +473,31 @@ func TestPreAuthTimeout(t *testing.T) {
 
 	// After AUTH, or MAIL on the smart host, the ordinary command timeout applies.
 	authed := s.dialImplicitTLS(t)
-	if got := authed.cmd(plainAuth("alice@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
+	if got := authed.Cmd(plainAuth("alice@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
 		t.Fatalf("AUTH: %q", got)
 	}
 	conn, err = dialFrom(t, "", s.smart)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mail := newRawClient(t, conn)
-	mail.greet()
-	if got := mail.cmd("MAIL FROM:<billing@client.example>"); !strings.HasPrefix(got, "250 ") {
+	mail := smtptest.NewClient(t, conn)
+	mail.Greet("mta.client.example")
+	if got := mail.Cmd("MAIL FROM:<billing@client.example>"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("MAIL: %q", got)
 	}
 
 	for _, tc := range clients {
-		tc.c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		line, err := tc.c.r.ReadString('\n')
+		tc.c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := tc.c.R.ReadString('\n')
 		if !strings.HasPrefix(line, "421 4.4.2 relay.example.test no ") {
 			t.Errorf("%s: %q, %v; want 421 4.4.2", tc.what, line, err)
 		}
-		tc.c.assertClosed()
+		tc.c.AssertClosed()
 	}
-	if got := authed.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
+	if got := authed.Cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("authenticated client after the pre-authentication timeout: %q", got)
 	}
-	if got := mail.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
+	if got := mail.Cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("smart-host client in a transaction after the pre-authentication timeout: %q", got)
 	}
 }
@@ -528,21 +508,16 @@ func TestPreAuthTimeout(t *testing.T) {
 func TestPreAuthTimeoutWithoutCommandTimeout(t *testing.T) {
 	const preAuth = 300 * time.Millisecond
 	s := startHardServer(t, Limits{PreAuthTimeout: preAuth, CommandTimeout: -1}, nil, nil)
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mail := newRawClient(t, conn)
-	mail.greet()
-	if got := mail.cmd("MAIL FROM:<billing@client.example>"); !strings.HasPrefix(got, "250 ") {
+	mail := s.dialSmart(t)
+	if got := mail.Cmd("MAIL FROM:<billing@client.example>"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("MAIL: %q", got)
 	}
 	// Nothing may arrive within twice the pre-authentication timeout.
-	mail.conn.SetReadDeadline(time.Now().Add(3 * preAuth))
-	if line, err := mail.r.ReadString('\n'); !isTimeout(err) {
+	mail.Conn.SetReadDeadline(time.Now().Add(3 * preAuth))
+	if line, err := mail.R.ReadString('\n'); !isTimeout(err) {
 		t.Fatalf("client in a transaction got %q, %v after the pre-authentication timeout; want nothing", line, err)
 	}
-	if got := mail.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
+	if got := mail.Cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("NOOP: %q", got)
 	}
 }
@@ -559,25 +534,25 @@ func TestPartialLineAtTimeout(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c = newRawClient(t, conn)
-			c.greet()
+			c = smtptest.NewClient(t, conn)
+			c.Greet("mta.client.example")
 		} else {
 			// Under TLS, where nothing beneath go-smtp sees lines.
 			c = s.dialImplicitTLS(t)
-			if got := c.cmd(plainAuth("billing@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
+			if got := c.Cmd(plainAuth("billing@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
 				t.Fatalf("AUTH: %q", got)
 			}
 		}
-		if got := c.cmd("MAIL FROM:<billing@client.example>"); !strings.HasPrefix(got, "250 ") {
+		if got := c.Cmd("MAIL FROM:<billing@client.example>"); !strings.HasPrefix(got, "250 ") {
 			t.Fatalf("MAIL: %q", got)
 		}
-		c.write(half)
-		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		line, err := c.r.ReadString('\n')
+		c.Write(half)
+		c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := c.R.ReadString('\n')
 		if !strings.HasPrefix(line, "421 4.4.2 relay.example.test timeout") {
 			t.Errorf("half line %q at the timeout: %q, %v; want only 421 4.4.2", half, line, err)
 		}
-		c.assertClosed()
+		c.AssertClosed()
 	}
 }
 
@@ -586,13 +561,8 @@ func TestPartialLineAtTimeout(t *testing.T) {
 // what could not be relayed as written is refused at MAIL or RCPT.
 func TestEnvelopeAddressesAsWritten(t *testing.T) {
 	s := startHardServer(t, Limits{}, nil, nil)
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newRawClient(t, conn)
-	c.greet()
-	ehlo := c.cmd("EHLO again.client.example")
+	c := s.dialSmart(t)
+	ehlo := c.Cmd("EHLO again.client.example")
 	_ = ehlo
 	refusals := []struct{ cmd, want string }{
 		{"MAIL FROM:<ceo@evil.example@client.example>", `553 5.1.7 MAIL FROM <ceo@evil.example@client.example> cannot be relayed as written: the local part holds "@" but is not quoted`},
@@ -601,11 +571,11 @@ func TestEnvelopeAddressesAsWritten(t *testing.T) {
 		{"MAIL FROM:<billing@b\u00fccher.example>", "553 5.6.7 "},
 	}
 	for _, r := range refusals {
-		if got := c.cmd(r.cmd); !strings.HasPrefix(got, r.want) {
+		if got := c.Cmd(r.cmd); !strings.HasPrefix(got, r.want) {
 			t.Errorf("%s:\n got %q\nwant %q...", r.cmd, got, r.want)
 		}
 	}
-	if got := c.cmd(`MAIL FROM:<"ceo@evil.example"@client.example>`); !strings.HasPrefix(got, "250 ") {
+	if got := c.Cmd(`MAIL FROM:<"ceo@evil.example"@client.example>`); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("quoted local part with @: %q", got)
 	}
 	for _, r := range []struct{ cmd, want string }{
@@ -617,19 +587,19 @@ func TestEnvelopeAddressesAsWritten(t *testing.T) {
 		{"RCPT TO:<@hop.example:route@partner.example>", "250 "},
 		{"DATA", "354 "},
 	} {
-		if got := c.cmd(r.cmd); !strings.HasPrefix(got, r.want) {
+		if got := c.Cmd(r.cmd); !strings.HasPrefix(got, r.want) {
 			t.Errorf("%s:\n got %q\nwant %q...", r.cmd, got, r.want)
 		}
 	}
-	if got := c.cmd("From: billing@client.example\r\nSubject: t\r\n\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+	if got := c.Cmd("From: billing@client.example\r\nSubject: t\r\n\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("message: %q", got)
 	}
-	if got := c.cmd(`MAIL FROM:<"x> RET=HDRS"@client.example>`); !strings.HasPrefix(got, "250 ") {
+	if got := c.Cmd(`MAIL FROM:<"x> RET=HDRS"@client.example>`); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("quoted local part with '>': %q", got)
 	}
-	c.cmd("RCPT TO:<ops@partner.example>")
-	c.cmd("DATA")
-	if got := c.cmd("From: billing@client.example\r\nSubject: t\r\n\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+	c.Cmd("RCPT TO:<ops@partner.example>")
+	c.Cmd("DATA")
+	if got := c.Cmd("From: billing@client.example\r\nSubject: t\r\n\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("message: %q", got)
 	}
 
@@ -664,20 +634,15 @@ func TestEnvelopeAddressesAsWritten(t *testing.T) {
 // that one at the limit is accepted.
 func TestHeaderFieldCap(t *testing.T) {
 	s := startHardServer(t, Limits{}, nil, nil)
-	conn, err := dialFrom(t, "", s.smart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newRawClient(t, conn)
-	c.greet()
-	c.startData()
-	go io.WriteString(c.conn, bareHeader+strings.Repeat("Subject: x\r\n", 80000)+"\r\nbody\r\n.\r\n")
-	if got := c.reply(20 * time.Second); !strings.HasPrefix(got, "552 5.3.4 Message header has more than 1000 header fields") {
+	c := s.dialSmart(t)
+	startData(c)
+	go io.WriteString(c.Conn, bareHeader+strings.Repeat("Subject: x\r\n", 80000)+"\r\nbody\r\n.\r\n")
+	if got := c.Reply(20 * time.Second); !strings.HasPrefix(got, "552 5.3.4 Message header has more than 1000 header fields") {
 		t.Fatalf("80,000 fields: %q", got)
 	}
-	c.startData()
+	startData(c)
 	// bareHeader has 5 fields.
-	if got := c.cmd(bareHeader + strings.Repeat("Subject: x\r\n", DefaultMaxHeaderFields-5) + "\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+	if got := c.Cmd(bareHeader + strings.Repeat("Subject: x\r\n", DefaultMaxHeaderFields-5) + "\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("%d fields: %q", DefaultMaxHeaderFields, got)
 	}
 	if ids, _ := s.spool.List(); len(ids) != 1 {
@@ -696,18 +661,18 @@ func TestDotBareCR(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := newRawClient(t, conn)
-			c.greet()
+			c := smtptest.NewClient(t, conn)
+			c.Greet("mta.client.example")
 			return c
 		},
 		"STARTTLS": func() *rawClient {
 			c := s.dialSTARTTLS(t)
-			c.cmd(plainAuth("billing@client.example", "pw"))
+			c.Cmd(plainAuth("billing@client.example", "pw"))
 			return c
 		},
 		"implicit TLS": func() *rawClient {
 			c := s.dialImplicitTLS(t)
-			c.cmd(plainAuth("billing@client.example", "pw"))
+			c.Cmd(plainAuth("billing@client.example", "pw"))
 			return c
 		},
 	}
@@ -718,22 +683,22 @@ func TestDotBareCR(t *testing.T) {
 			bareHeader + ".\rX-Smuggled: yes\r\n\r\nbody\r\n.\r\n",
 		} {
 			c := dial()
-			c.startData()
-			c.write(payload)
-			c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			line, err := c.r.ReadString('\n')
+			startData(c)
+			c.Write(payload)
+			c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line, err := c.R.ReadString('\n')
 			if !strings.HasPrefix(line, "550 5.6.0 ") && !(line == "" && err != nil && !isTimeout(err)) {
 				t.Errorf("%s, %q: %q, %v; want 550 5.6.0 or a closed connection", name, payload[len(bareHeader):], line, err)
 			}
 		}
 		// Outside DATA the same line ends the connection.
 		c := dial()
-		c.write(".\rX\r\nNOOP\r\n")
-		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if line, err := c.r.ReadString('\n'); !strings.HasPrefix(line, "550 5.6.0 ") {
+		c.Write(".\rX\r\nNOOP\r\n")
+		c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if line, err := c.R.ReadString('\n'); !strings.HasPrefix(line, "550 5.6.0 ") {
 			t.Errorf("%s, command: %q, %v; want 550 5.6.0", name, line, err)
 		}
-		c.assertClosed()
+		c.AssertClosed()
 	}
 	if ids, _ := s.spool.List(); len(ids) != 0 {
 		t.Errorf("spool holds %d messages, want none", len(ids))
@@ -754,24 +719,20 @@ func TestSTARTTLSInjectionForgotten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newRawClient(t, raw)
-	c.greet()
-	c.write("STARTTLS\r\nMAIL FROM:<\"x@y\"@client.example>\r\n")
-	if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "220 ") {
+	c := smtptest.NewClient(t, raw)
+	c.Greet("mta.client.example")
+	c.Write("STARTTLS\r\nMAIL FROM:<\"x@y\"@client.example>\r\n")
+	if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, "220 ") {
 		t.Fatalf("STARTTLS: %q", got)
 	}
-	tc := tls.Client(raw, &tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c.conn, c.r = tc, bufio.NewReader(tc)
-	if got := c.cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
+	c.UpgradeTLS(&tls.Config{RootCAs: s.pool, ServerName: "127.0.0.1"})
+	if got := c.Cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("EHLO: %q", got)
 	}
-	if got := c.cmd(plainAuth("billing@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
+	if got := c.Cmd(plainAuth("billing@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
 		t.Fatalf("AUTH: %q", got)
 	}
-	if got := c.cmd("MAIL FROM:<x@y@client.example>"); !strings.HasPrefix(got, "553 5.1.7 ") {
+	if got := c.Cmd("MAIL FROM:<x@y@client.example>"); !strings.HasPrefix(got, "553 5.1.7 ") {
 		t.Errorf("unquoted MAIL after an injected quoted one: %q, want 553 5.1.7", got)
 	}
 }

@@ -334,25 +334,37 @@ func (p *Pipeline) sealARC(ctx context.Context, m *message) error {
 	if p.ARC == nil || !m.Identity.Seal {
 		return nil
 	}
+	results := append([]string{p.authResult(m.Submission)}, m.recordedResults()...)
+	chain, sealed, err := p.arcSeal(ctx, m, results, nil, slog.LevelInfo)
+	if sealed && chain.Status != arc.None {
+		m.log.Info("sealed existing ARC chain", "cv", chain.Status, "reason", chain.Reason)
+	}
+	return err
+}
+
+// arcSeal is the one ARC sealing of both pipelines: it adds an ARC set (RFC 8617 §4.1)
+// with results in its AAR in front of m's header and counts it. chain is the incoming
+// chain as the step before validated it (the forwarder's verify step), or nil to let
+// arc.Seal validate it. It returns the chain and whether a set was added. A message
+// arc.Seal declines to seal (NoSealError) goes on unsealed, logged at noSealLevel; any
+// other failure defers it (4.3.0).
+func (p *Pipeline) arcSeal(ctx context.Context, m *message, results []string, chain *arc.Result, noSealLevel slog.Level) (*arc.Result, bool, error) {
 	fields, chain, err := arc.Seal(ctx, m.hdr, m.Bodies, &arc.SealOptions{
 		Domain: p.ARC.Domain, Selector: p.ARC.Selector, Signer: p.ARC.Signer,
-		AuthServID: p.AuthServID, Results: append([]string{p.authResult(m.Submission)}, m.recordedResults()...), Time: m.now, Resolver: p.Resolver,
+		AuthServID: p.AuthServID, Results: results, Time: m.now, Resolver: p.Resolver, Chain: chain,
 	})
 	var ns *arc.NoSealError
 	switch {
 	case errors.As(err, &ns):
-		m.log.Info("not ARC-sealed", "reason", ns.Reason)
+		m.log.Log(ctx, noSealLevel, "not ARC-sealed", "arc_reason", ns.Reason)
+		return chain, false, nil
 	case err != nil:
 		m.log.Error("ARC sealing failed", "reason", string(ReasonSealingFailed), "err", err)
-		return errTemporary(ReasonSealingFailed, "sealing failed")
-	default:
-		m.hdr = append(fields, m.hdr...)
-		p.metrics().Sealed(p.ARC.Domain)
-		if chain.Status != arc.None {
-			m.log.Info("sealed existing ARC chain", "cv", chain.Status, "reason", chain.Reason)
-		}
+		return chain, false, errTemporary(ReasonSealingFailed, "sealing failed")
 	}
-	return nil
+	m.hdr = append(fields, m.hdr...)
+	p.metrics().Sealed(p.ARC.Domain)
+	return chain, true, nil
 }
 
 func (p *Pipeline) spool(_ context.Context, m *message) error {

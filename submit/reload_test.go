@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"sealgate/internal/smtptest"
 )
 
 // passwords is an Authenticator of fixed logins.
@@ -23,7 +25,7 @@ func (p passwords) Authenticate(login, password string) (*Identity, error) {
 func TestReloadSwapsUsersAndCertificates(t *testing.T) {
 	s := startHardServer(t, Limits{}, passwords{"alice": "pw-a"}, nil)
 	old := s.dialImplicitTLS(t)
-	if got := old.cmd(plainAuth("alice", "pw-a")); !strings.HasPrefix(got, "235 ") {
+	if got := old.Cmd(plainAuth("alice", "pw-a")); !strings.HasPrefix(got, "235 ") {
 		t.Fatalf("alice before the reload: %q", got)
 	}
 
@@ -47,18 +49,18 @@ func TestReloadSwapsUsersAndCertificates(t *testing.T) {
 	if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "relay-b.example.test" {
 		t.Errorf("certificate %s after the reload", cn)
 	}
-	rc := newRawClient(t, c)
-	rc.greet()
-	if got := rc.cmd(plainAuth("bob", "pw-b")); !strings.HasPrefix(got, "235 ") {
+	rc := smtptest.NewClient(t, c)
+	rc.Greet("mta.client.example")
+	if got := rc.Cmd(plainAuth("bob", "pw-b")); !strings.HasPrefix(got, "235 ") {
 		t.Errorf("bob after the reload: %q", got)
 	}
 	// The STARTTLS listener, not in next.TLS, keeps its certificate; alice is gone.
 	st := s.dialSTARTTLS(t)
-	if got := st.cmd(plainAuth("alice", "pw-a")); !strings.HasPrefix(got, "535 ") {
+	if got := st.Cmd(plainAuth("alice", "pw-a")); !strings.HasPrefix(got, "535 ") {
 		t.Errorf("alice after the reload: %q", got)
 	}
 	// The session opened before the reload goes on with its login.
-	if got := old.cmd("MAIL FROM:<alice@client.example>"); !strings.HasPrefix(got, "250 ") {
+	if got := old.Cmd("MAIL FROM:<alice@client.example>"); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("MAIL in the session opened before the reload: %q", got)
 	}
 }

@@ -1,16 +1,13 @@
 package submit
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -18,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"sealgate/internal/smtptest"
 	"sealgate/relay"
 	"sealgate/sign"
 )
@@ -114,86 +112,28 @@ func (s *bareServer) assertNothingSpooled(t *testing.T) {
 	}
 }
 
-// rawClient speaks SMTP byte by byte.
-type rawClient struct {
-	t    *testing.T
-	conn net.Conn
-	r    *bufio.Reader
-}
+// rawClient speaks SMTP byte by byte (internal/smtptest).
+type rawClient = smtptest.Client
 
+// dialRaw connects to address, reads the greeting and says EHLO.
 func dialRaw(t *testing.T, address string) *rawClient {
 	t.Helper()
-	conn, err := net.Dial("tcp", address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
-	if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "220 ") {
-		t.Fatalf("greeting: %q", got)
-	}
-	if got := c.cmd("EHLO mta.client.example"); !strings.HasPrefix(got, "250 ") {
-		t.Fatalf("EHLO: %q", got)
-	}
+	c := smtptest.Dial(t, address)
+	c.Greet("mta.client.example")
 	return c
 }
 
-// reply reads one reply within d and returns its last line; it fails the test on a timeout
-// or a closed connection.
-func (c *rawClient) reply(d time.Duration) string {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(d))
-	for {
-		line, err := c.r.ReadString('\n')
-		if err != nil {
-			c.t.Fatalf("no reply within %v: %v (read %q)", d, err, line)
-		}
-		if len(line) < 4 || line[3] != '-' {
-			return strings.TrimRight(line, "\r\n")
-		}
-	}
-}
-
-func (c *rawClient) write(s string) {
-	c.t.Helper()
-	c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c.conn, s); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-func (c *rawClient) cmd(line string) string {
-	c.t.Helper()
-	c.write(line + "\r\n")
-	return c.reply(5 * time.Second)
-}
-
-// startData runs MAIL, RCPT and DATA, up to the 354.
-func (c *rawClient) startData() {
-	c.t.Helper()
+// startData runs MAIL, RCPT and DATA on c, up to the 354.
+func startData(c *rawClient) {
+	c.T.Helper()
 	for _, step := range []struct{ line, want string }{
 		{"MAIL FROM:<billing@client.example>", "250 "},
 		{"RCPT TO:<ops@partner.example>", "250 "},
 		{"DATA", "354 "},
 	} {
-		if got := c.cmd(step.line); !strings.HasPrefix(got, step.want) {
-			c.t.Fatalf("%s: %q", step.line, got)
+		if got := c.Cmd(step.line); !strings.HasPrefix(got, step.want) {
+			c.T.Fatalf("%s: %q", step.line, got)
 		}
-	}
-}
-
-// assertClosed checks that the server closed the connection: the next read ends in EOF or
-// an error other than our read deadline.
-func (c *rawClient) assertClosed() {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	rest, err := io.ReadAll(c.r)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		c.t.Fatalf("connection still open 5 s after the refusal (read %q)", rest)
-	}
-	if len(rest) > 0 {
-		c.t.Errorf("server sent more after the refusal: %q", rest)
 	}
 }
 
@@ -226,17 +166,17 @@ func TestDataBareLineEndHangsUp(t *testing.T) {
 			t.Parallel() // each case waits a second or two, mostly for hangUp's linger
 			s := startBareServer(t, bareDataTimeout)
 			c := dialRaw(t, s.addr)
-			c.startData()
+			startData(c)
 			go func() {
 				// In its own goroutine: the server stops reading the long body part way.
-				c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-				io.WriteString(c.conn, tc.payload)
+				c.Conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				io.WriteString(c.Conn, tc.payload)
 			}()
 			want := "550 5.6.0 Message contains a bare CR or LF; lines must end in CRLF (refused to prevent SMTP smuggling); closing connection"
-			if got := c.reply(5 * time.Second); got != want {
+			if got := c.Reply(5 * time.Second); got != want {
 				t.Fatalf("reply to the payload:\n got %q\nwant %q", got, want)
 			}
-			c.assertClosed()
+			c.AssertClosed()
 			s.assertNothingSpooled(t)
 			logs := s.log.String()
 			if !strings.Contains(logs, "closing connection: bare CR/LF in") {
@@ -258,12 +198,12 @@ func TestDataBareLineEndHangsUp(t *testing.T) {
 func TestDataBareLineEndPipelined(t *testing.T) {
 	s := startBareServer(t, 0)
 	c := dialRaw(t, s.addr)
-	c.startData()
-	c.write(bareHeader + "\r\nline one\nline two\r\n.\r\n" + smuggled)
-	if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "550 5.6.0 ") {
+	startData(c)
+	c.Write(bareHeader + "\r\nline one\nline two\r\n.\r\n" + smuggled)
+	if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, "550 5.6.0 ") {
 		t.Fatalf("reply to the payload: %q", got)
 	}
-	c.assertClosed()
+	c.AssertClosed()
 	s.assertNothingSpooled(t)
 }
 
@@ -273,16 +213,16 @@ func TestBDATBareLineEnd(t *testing.T) {
 	s := startBareServer(t, bareDataTimeout)
 	c := dialRaw(t, s.addr)
 	for _, step := range []string{"MAIL FROM:<billing@client.example>", "RCPT TO:<ops@partner.example>"} {
-		if got := c.cmd(step); !strings.HasPrefix(got, "250 ") {
+		if got := c.Cmd(step); !strings.HasPrefix(got, "250 ") {
 			t.Fatalf("%s: %q", step, got)
 		}
 	}
 	msg := bareHeader + "\r\nline one\nline two\r\n"
-	c.write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(msg), msg))
-	if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "550 5.6.0 ") || strings.Contains(got, "closing") {
+	c.Write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(msg), msg))
+	if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, "550 5.6.0 ") || strings.Contains(got, "closing") {
 		t.Fatalf("reply to BDAT with a bare LF: %q, want 550 5.6.0 without closing", got)
 	}
-	if got := c.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
+	if got := c.Cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("NOOP after the refusal: %q", got)
 	}
 	s.assertNothingSpooled(t)
@@ -296,20 +236,20 @@ func TestDataCleanMessages(t *testing.T) {
 	c := dialRaw(t, s.addr)
 	bodies := []string{"first message\r\n", "second message\r\nline two\r\n"}
 	for i, body := range bodies {
-		c.startData()
+		startData(c)
 		payload := bareHeader + "\r\n" + body + ".\r\n"
 		if i == 1 {
 			cut := strings.Index(payload, "message\r") + len("message\r")
-			c.write(payload[:cut])
+			c.Write(payload[:cut])
 			time.Sleep(dataPoll + dataPoll/2) // the stimulus: a client pausing mid-line end
 			payload = payload[cut:]
 		}
-		c.write(payload)
-		if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "250 2.0.0 OK queued as ") {
+		c.Write(payload)
+		if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, "250 2.0.0 OK queued as ") {
 			t.Fatalf("message %d: %q", i+1, got)
 		}
 	}
-	if got := c.cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
+	if got := c.Cmd("NOOP"); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("NOOP: %q", got)
 	}
 	ids, err := s.spool.List()

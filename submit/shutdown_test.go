@@ -60,8 +60,8 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	idle := dialRaw(t, addr)
 	sending := dialRaw(t, addr)
-	sending.startData()
-	sending.write(bareHeader + "\r\nfirst half\r\n")
+	startData(sending)
+	sending.Write(bareHeader + "\r\nfirst half\r\n")
 
 	// Every connection is registered before Shutdown, so none is merely refused.
 	waitUntil(t, func() bool { srv.mu.Lock(); defer srv.mu.Unlock(); return len(srv.conns) == 3 })
@@ -73,24 +73,24 @@ func TestShutdownDrains(t *testing.T) {
 		done <- srv.Shutdown(ctx)
 	}()
 
-	if got := idle.reply(5 * time.Second); !strings.HasPrefix(got, "421 4.3.2 ") {
+	if got := idle.Reply(5 * time.Second); !strings.HasPrefix(got, "421 4.3.2 ") {
 		t.Errorf("idle client got %q, want 421 4.3.2", got)
 	}
-	idle.assertClosed()
+	idle.AssertClosed()
 	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if line, err := silentR.ReadString('\n'); !strings.HasPrefix(line, "421 4.3.2 ") {
 		t.Errorf("silent client got %q (%v), want 421 4.3.2", line, err)
 	}
 
 	// The message being sent is taken, then the session ends.
-	sending.write("second half\r\n.\r\n")
-	if got := sending.reply(5 * time.Second); !strings.HasPrefix(got, "250 ") {
+	sending.Write("second half\r\n.\r\n")
+	if got := sending.Reply(5 * time.Second); !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("end of data during shutdown: %q, want 250", got)
 	}
-	if got := sending.reply(5 * time.Second); !strings.HasPrefix(got, "421 4.3.2 ") {
+	if got := sending.Reply(5 * time.Second); !strings.HasPrefix(got, "421 4.3.2 ") {
 		t.Errorf("after the message: %q, want 421 4.3.2", got)
 	}
-	sending.assertClosed()
+	sending.AssertClosed()
 	select {
 	case err := <-done:
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"sealgate/internal/smtpedge"
+	"sealgate/internal/smtptest"
 	"sealgate/relay"
 )
 
@@ -23,7 +24,7 @@ func (s *hardServer) listenerDials(t *testing.T) []struct {
 } {
 	auth := func(c *rawClient) *rawClient {
 		t.Helper()
-		if got := c.cmd(plainAuth("billing@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
+		if got := c.Cmd(plainAuth("billing@client.example", "pw")); !strings.HasPrefix(got, "235 ") {
 			t.Fatalf("AUTH: %q", got)
 		}
 		return c
@@ -38,8 +39,8 @@ func (s *hardServer) listenerDials(t *testing.T) []struct {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := newRawClient(t, conn)
-			c.greet()
+			c := smtptest.NewClient(t, conn)
+			c.Greet("mta.client.example")
 			return c
 		}},
 		{"STARTTLS", func() *rawClient { t.Helper(); return auth(s.dialSTARTTLS(t)) }},
@@ -75,13 +76,13 @@ func newEnvelopes(t *testing.T, spool *relay.Spool, seen map[string]bool) []*rel
 // server has written it before it reads the rest), then writes rest and returns
 // the reply to the second command.
 func splitCommand(c *rawClient, first, firstReply, rest string) string {
-	c.t.Helper()
-	c.write(first)
-	if got := c.reply(5 * time.Second); !strings.HasPrefix(got, firstReply) {
-		c.t.Fatalf("%q: %q, want %q", first, got, firstReply)
+	c.T.Helper()
+	c.Write(first)
+	if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, firstReply) {
+		c.T.Fatalf("%q: %q, want %q", first, got, firstReply)
 	}
-	c.write(rest)
-	return c.reply(5 * time.Second)
+	c.Write(rest)
+	return c.Reply(5 * time.Second)
 }
 
 // TestSplitCommandAroundReply checks that a MAIL or RCPT command whose bytes
@@ -106,7 +107,7 @@ func TestSplitCommandAroundReply(t *testing.T) {
 			{"DATA", "354 "},
 			{bareHeader + "\r\nbody\r\n.", "250 "},
 		} {
-			if got := c.cmd(step.line); !strings.HasPrefix(got, step.want) {
+			if got := c.Cmd(step.line); !strings.HasPrefix(got, step.want) {
 				t.Fatalf("%s: %q: %q", l.name, step.line, got)
 			}
 		}
@@ -131,20 +132,20 @@ func TestSplitCommandAroundReply(t *testing.T) {
 		if got := splitCommand(c, "NOOP\r\nRCPT TO:<\"a ", "250 ", "b\"@partner.example>\r\n"); !strings.HasPrefix(got, "250 ") {
 			t.Fatalf("%s: RCPT split in its quoted string: %q", l.name, got)
 		}
-		c.write("NOOP\r\nNOOP\r\nRCPT TO:<\"x@y\"@part")
+		c.Write("NOOP\r\nNOOP\r\nRCPT TO:<\"x@y\"@part")
 		for i := 0; i < 2; i++ {
-			if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "250 ") {
+			if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, "250 ") {
 				t.Fatalf("%s: NOOP: %q", l.name, got)
 			}
 		}
-		c.write("ner.example>\r\n")
-		if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "250 ") {
+		c.Write("ner.example>\r\n")
+		if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, "250 ") {
 			t.Fatalf("%s: RCPT split after two replies: %q", l.name, got)
 		}
-		if got := c.cmd("DATA"); !strings.HasPrefix(got, "354 ") {
+		if got := c.Cmd("DATA"); !strings.HasPrefix(got, "354 ") {
 			t.Fatalf("%s: DATA: %q", l.name, got)
 		}
-		if got := c.cmd(bareHeader + "\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+		if got := c.Cmd(bareHeader + "\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
 			t.Fatalf("%s: message: %q", l.name, got)
 		}
 		envs := newEnvelopes(t, s.spool, seen)
@@ -169,17 +170,17 @@ func TestDotBareCRSplitAroundReply(t *testing.T) {
 			{"MAIL FROM:<billing@client.example>", "250 "},
 			{"RCPT TO:<ops@partner.example>", "250 "},
 		} {
-			if got := c.cmd(step.line); !strings.HasPrefix(got, step.want) {
+			if got := c.Cmd(step.line); !strings.HasPrefix(got, step.want) {
 				t.Fatalf("%s: %s: %q", l.name, step.line, got)
 			}
 		}
-		c.write("DATA\r\n" + bareHeader + "\r\nhello\r\n.")
-		if got := c.reply(5 * time.Second); !strings.HasPrefix(got, "354 ") {
+		c.Write("DATA\r\n" + bareHeader + "\r\nhello\r\n.")
+		if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, "354 ") {
 			t.Fatalf("%s: DATA: %q", l.name, got)
 		}
-		c.write("\rX-Smuggled: yes\r\n.\r\n")
-		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		line, err := c.r.ReadString('\n')
+		c.Write("\rX-Smuggled: yes\r\n.\r\n")
+		c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := c.R.ReadString('\n')
 		if !strings.HasPrefix(line, "550 5.6.0 ") && !(line == "" && err != nil && !isTimeout(err)) {
 			t.Errorf("%s: %q, %v; want 550 5.6.0 or a closed connection", l.name, line, err)
 		}
@@ -197,30 +198,30 @@ func TestPipelinedSessionReplies(t *testing.T) {
 	seen := map[string]bool{}
 	for _, l := range s.listenerDials(t) {
 		c := l.dial()
-		c.write("RSET\r\nMAIL FROM:<\"a b\"@client.example>\r\nRCPT TO:<\"x@y\"@partner.example>\r\n" +
+		c.Write("RSET\r\nMAIL FROM:<\"a b\"@client.example>\r\nRCPT TO:<\"x@y\"@partner.example>\r\n" +
 			"RCPT TO:<ops@partner.example>\r\nNOOP\r\nDATA\r\n")
 		for _, want := range []string{"250 ", "250 ", "250 ", "250 ", "250 ", "354 "} {
-			if got := c.reply(5 * time.Second); !strings.HasPrefix(got, want) {
+			if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, want) {
 				t.Fatalf("%s: pipelined reply %q, want %q", l.name, got, want)
 			}
 		}
-		c.write(bareHeader + "\r\nbody\r\n.\r\nMAIL FROM:<billing@client.example>\r\nRCPT TO:<\"p q\"@partner.example>\r\nDATA\r\n")
+		c.Write(bareHeader + "\r\nbody\r\n.\r\nMAIL FROM:<billing@client.example>\r\nRCPT TO:<\"p q\"@partner.example>\r\nDATA\r\n")
 		for _, want := range []string{"250 ", "250 ", "250 ", "354 "} {
-			if got := c.reply(5 * time.Second); !strings.HasPrefix(got, want) {
+			if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, want) {
 				t.Fatalf("%s: pipelined reply %q, want %q", l.name, got, want)
 			}
 		}
-		if got := c.cmd(bareHeader + "\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
+		if got := c.Cmd(bareHeader + "\r\nbody\r\n."); !strings.HasPrefix(got, "250 ") {
 			t.Fatalf("%s: second message: %q", l.name, got)
 		}
 		// BDAT (RFC 3030): the chunks hold lines that look like commands, and
 		// the next transaction follows the last chunk at once.
 		msg := bareHeader + "\r\nMAIL FROM:<\"x@y\"@client.example>\r\n.\rRCPT TO:<a@b@partner.example>\r\n"
 		next := bareHeader + "\r\nbody\r\n"
-		c.write(fmt.Sprintf("MAIL FROM:<billing@client.example>\r\nRCPT TO:<ops@partner.example>\r\nBDAT 10\r\n%sBDAT %d LAST\r\n%s", msg[:10], len(msg)-10, msg[10:]) +
+		c.Write(fmt.Sprintf("MAIL FROM:<billing@client.example>\r\nRCPT TO:<ops@partner.example>\r\nBDAT 10\r\n%sBDAT %d LAST\r\n%s", msg[:10], len(msg)-10, msg[10:]) +
 			fmt.Sprintf("MAIL FROM:<\"r s\"@client.example>\r\nRCPT TO:<\"t@u\"@partner.example>\r\nBDAT %d LAST\r\n%s", len(next), next))
 		for _, want := range []string{"250 ", "250 ", "250 ", "550 5.6.0 ", "250 ", "250 ", "250 "} {
-			if got := c.reply(5 * time.Second); !strings.HasPrefix(got, want) {
+			if got := c.Reply(5 * time.Second); !strings.HasPrefix(got, want) {
 				t.Fatalf("%s: pipelined BDAT reply %q, want %q", l.name, got, want)
 			}
 		}

@@ -4,17 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"slices"
 	"strings"
@@ -24,6 +19,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"sealgate/internal/smtptest"
 )
 
 const testMessage = "From: a@example.com\r\nSubject: dots\r\n\r\n.\r\n..\r\n.leading dot\r\n\xc3\xa9 8-bit\r\nend.\r\n"
@@ -47,47 +44,22 @@ type fakeServer struct {
 func startFake(t *testing.T, ext ...string) *fakeServer {
 	t.Helper()
 	f := &fakeServer{ext: ext, ended: make(chan struct{})}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	f.addr = l.Addr().String()
-	go func() {
-		defer close(f.ended)
-		conn, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		f.serve(bufio.NewReader(conn), conn)
-	}()
+	var done <-chan error
+	f.addr, done = smtptest.Serve(t, func(c *smtptest.Conn) error { f.serve(c); return nil })
+	go func() { <-done; close(f.ended) }()
 	return f
 }
 
-func (f *fakeServer) serve(br *bufio.Reader, conn net.Conn) {
-	io.WriteString(conn, "220 fake.test ESMTP\r\n")
+func (f *fakeServer) serve(c *smtptest.Conn) {
+	c.Reply("220 fake.test ESMTP")
 	for {
-		line, err := br.ReadString('\n')
+		line, err := c.ReadLine()
 		if err != nil {
 			return
 		}
-		line = strings.TrimSuffix(line, "\r\n")
 		verb := strings.ToUpper(strings.Fields(line + " x")[0])
 		if verb == "EHLO" {
-			reply := "250 fake.test\r\n"
-			if len(f.ext) > 0 {
-				reply = "250-fake.test\r\n"
-				for i, e := range f.ext {
-					sep := "-"
-					if i == len(f.ext)-1 {
-						sep = " "
-					}
-					reply += "250" + sep + e + "\r\n"
-				}
-			}
-			io.WriteString(conn, reply)
+			c.Reply(smtptest.EHLOReply("fake.test", f.ext...)...)
 			continue
 		}
 		f.mu.Lock()
@@ -96,36 +68,29 @@ func (f *fakeServer) serve(br *bufio.Reader, conn net.Conn) {
 		f.mu.Unlock()
 		switch {
 		case verb == "QUIT":
-			io.WriteString(conn, "221 bye\r\n")
+			c.Reply("221 bye")
 			return
 		case verb == "DATA" && (answer == nil || answer(line)[0] < '4'):
-			io.WriteString(conn, "354 go ahead\r\n")
-			var b strings.Builder
-			for {
-				l, err := br.ReadString('\n')
-				if err != nil {
-					f.mu.Lock()
-					f.bodies = append(f.bodies, "UNTERMINATED:"+b.String())
-					f.mu.Unlock()
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
-				b.WriteString(strings.TrimPrefix(l, "."))
+			c.Reply("354 go ahead")
+			body, err := c.ReadData()
+			if err != nil {
+				f.mu.Lock()
+				f.bodies = append(f.bodies, "UNTERMINATED:"+body)
+				f.mu.Unlock()
+				return
 			}
 			f.mu.Lock()
-			f.bodies = append(f.bodies, b.String())
+			f.bodies = append(f.bodies, body)
 			f.mu.Unlock()
 			reply := f.dataReply
 			if reply == "" {
 				reply = "250 2.0.0 queued as FAKE1"
 			}
-			io.WriteString(conn, reply+"\r\n")
+			c.Reply(reply)
 		case answer != nil:
-			io.WriteString(conn, answer(line)+"\r\n")
+			c.Reply(answer(line))
 		default:
-			io.WriteString(conn, "250 ok\r\n")
+			c.Reply("250 ok")
 		}
 	}
 }
@@ -445,47 +410,32 @@ func TestVerifyNeverSendsData(t *testing.T) {
 // A session whose server went away answers the next transaction's RSET with
 // nothing: ErrStaleSession, and nothing of the transaction was taken.
 func TestStaleSession(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	dropped := make(chan struct{})
-	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			return
-		}
-		br := bufio.NewReader(conn)
-		io.WriteString(conn, "220 x\r\n")
+	addr, dropped := smtptest.ServeGreeting(t, "x", []string{"PIPELINING"}, func(c *smtptest.Conn) error {
 		for {
-			line, err := br.ReadString('\n')
+			line, err := c.ReadLine()
 			if err != nil {
-				return
+				return err
 			}
-			switch {
-			case strings.HasPrefix(line, "EHLO"):
-				io.WriteString(conn, "250-x\r\n250 PIPELINING\r\n")
-			case strings.HasPrefix(line, "DATA"):
-				io.WriteString(conn, "354 go\r\n")
-				for l, _ := br.ReadString('\n'); l != ".\r\n"; l, _ = br.ReadString('\n') {
-				}
-				io.WriteString(conn, "250 queued\r\n")
-				conn.Close() // the server restarts
-				close(dropped)
-				return
-			default:
-				io.WriteString(conn, "250 ok\r\n")
+			if !strings.HasPrefix(line, "DATA") {
+				c.Reply("250 ok")
+				continue
 			}
+			c.Reply("354 go")
+			if _, err := c.ReadData(); err != nil {
+				return err
+			}
+			return c.Reply("250 queued") // and the server restarts: Serve closes the session
 		}
-	}()
-	c := dial(t, l.Addr().String())
+	})
+	c := dial(t, addr)
 	tx := &Transaction{From: "a@x.test", Rcpts: rcpts("b@y.test")}
 	if _, err := c.Send(tx, strings.NewReader(testMessage)); err != nil {
 		t.Fatal(err)
 	}
-	<-dropped
-	_, err = c.Send(tx, strings.NewReader(testMessage))
+	if err := <-dropped; err != nil {
+		t.Fatal("server:", err)
+	}
+	_, err := c.Send(tx, strings.NewReader(testMessage))
 	if !errors.Is(err, ErrStaleSession) {
 		t.Fatalf("second Send = %v, want ErrStaleSession", err)
 	}
@@ -495,41 +445,28 @@ func TestStaleSession(t *testing.T) {
 }
 
 func TestHeloFallback(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	got := make(chan []string, 1)
-	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		br := bufio.NewReader(conn)
-		io.WriteString(conn, "220 old\r\n")
+	addr, _ := smtptest.Serve(t, func(c *smtptest.Conn) error {
+		c.Reply("220 old")
 		var lines []string
+		defer func() { got <- lines }()
 		for {
-			line, err := br.ReadString('\n')
+			line, err := c.ReadLine()
 			if err != nil {
-				got <- lines
-				return
+				return err
 			}
-			lines = append(lines, strings.TrimSpace(line))
+			lines = append(lines, line)
 			switch {
 			case strings.HasPrefix(line, "EHLO"):
-				io.WriteString(conn, "500 what?\r\n")
+				c.Reply("500 what?")
 			case strings.HasPrefix(line, "QUIT"):
-				io.WriteString(conn, "221 bye\r\n")
-				got <- lines
-				return
+				return c.Reply("221 bye")
 			default:
-				io.WriteString(conn, "250 old\r\n")
+				c.Reply("250 old")
 			}
 		}
-	}()
-	c := dial(t, l.Addr().String())
+	})
+	c := dial(t, addr)
 	if _, ok := c.Extension("PIPELINING"); ok {
 		t.Error("extensions after HELO")
 	}
@@ -540,19 +477,9 @@ func TestHeloFallback(t *testing.T) {
 }
 
 func TestGreetingRefused(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		if conn, err := l.Accept(); err == nil {
-			io.WriteString(conn, "554 5.7.1 go away\r\n")
-			conn.Close()
-		}
-	}()
+	addr, _ := smtptest.Serve(t, func(c *smtptest.Conn) error { return c.Reply("554 5.7.1 go away") })
 	d := Dialer{Timeout: 5 * time.Second}
-	_, err = d.Dial(context.Background(), l.Addr().String())
+	_, err := d.Dial(context.Background(), addr)
 	var re *ReplyError
 	if !errors.As(err, &re) || !re.Permanent() || re.Command != "greeting" {
 		t.Errorf("Dial = %v, want a permanent *ReplyError for the greeting", err)
@@ -568,23 +495,15 @@ func TestDialerLocalAddr(t *testing.T) {
 	}
 	local := probe.Addr().(*net.TCPAddr)
 	probe.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	seen := make(chan net.Addr, 1)
-	go func() {
-		if conn, err := l.Accept(); err == nil {
-			seen <- conn.RemoteAddr()
-			io.WriteString(conn, "220 x\r\n")
-			bufio.NewReader(conn).ReadString('\n')
-			io.WriteString(conn, "250 x\r\n")
-			conn.Close()
-		}
-	}()
+	addr, _ := smtptest.Serve(t, func(c *smtptest.Conn) error {
+		seen <- c.RemoteAddr()
+		c.Reply("220 x")
+		c.ReadLine()
+		return c.Reply("250 x")
+	})
 	d := Dialer{Timeout: 5 * time.Second, LocalAddr: local}
-	c, err := d.Dial(context.Background(), l.Addr().String())
+	c, err := d.Dial(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -608,37 +527,14 @@ type tlsServer struct {
 
 func startTLSServer(t *testing.T) *tlsServer {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "smtp test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"mx.test"},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	s := &tlsServer{pool: x509.NewCertPool()}
-	s.pool.AddCert(cert)
+	pki := smtptest.NewPKI(t, "mx.test")
+	s := &tlsServer{pool: pki.Pool}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &tlsSession{s: s, c: c}, nil
 	}))
 	srv.Domain = "mx.test"
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = l.Addr().String()
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	srv.TLSConfig = pki.ServerConfig()
+	s.addr = smtptest.ServeSMTP(t, srv, false)
 	return s
 }
 
@@ -782,58 +678,40 @@ func TestAuthPlain(t *testing.T) {
 
 // AUTH LOGIN answers the server's challenges (RFC 4954 §4) in turn.
 func TestAuthLoginChallenges(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	// A TLS listener by hand: STARTTLS, then AUTH LOGIN with two challenges.
-	srvConf := tlsServerConfig(t)
+	// A TLS server by hand: STARTTLS, then AUTH LOGIN with two challenges.
+	srvConf := smtptest.NewPKI(t).ServerConfig()
 	got := make(chan []string, 1)
-	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
+	addr, _ := smtptest.Serve(t, func(c *smtptest.Conn) error {
 		var lines []string
-		br := bufio.NewReader(conn)
-		io.WriteString(conn, "220 x\r\n")
-		var w io.Writer = conn
+		defer func() { got <- lines }()
+		c.Reply("220 x")
 		for {
-			line, err := br.ReadString('\n')
+			line, err := c.ReadLine()
 			if err != nil {
-				got <- lines
-				return
+				return err
 			}
-			line = strings.TrimSuffix(line, "\r\n")
 			lines = append(lines, line)
 			switch {
 			case strings.HasPrefix(line, "EHLO"):
-				io.WriteString(w, "250-x\r\n250-STARTTLS\r\n250 AUTH LOGIN\r\n")
+				c.Reply(smtptest.EHLOReply("x", "STARTTLS", "AUTH LOGIN")...)
 			case line == "STARTTLS":
-				io.WriteString(w, "220 go\r\n")
-				tc := tls.Server(conn, srvConf)
-				if tc.Handshake() != nil {
-					got <- lines
-					return
+				c.Reply("220 go")
+				if err := c.StartTLS(srvConf); err != nil {
+					return err
 				}
-				br, w = bufio.NewReader(tc), tc
 			case strings.HasPrefix(line, "AUTH LOGIN"):
 				// go-sasl's LOGIN client sends the user name as initial response.
-				io.WriteString(w, "334 "+base64.StdEncoding.EncodeToString([]byte("Password:"))+"\r\n")
+				c.Reply("334 " + base64.StdEncoding.EncodeToString([]byte("Password:")))
 			case line == base64.StdEncoding.EncodeToString([]byte("pw")):
-				io.WriteString(w, "235 2.7.0 ok\r\n")
+				c.Reply("235 2.7.0 ok")
 			case line == "QUIT":
-				io.WriteString(w, "221 bye\r\n")
-				got <- lines
-				return
+				return c.Reply("221 bye")
 			default:
-				io.WriteString(w, "500 unexpected\r\n")
+				c.Reply("500 unexpected")
 			}
 		}
-	}()
-	c := dial(t, l.Addr().String())
+	})
+	c := dial(t, addr)
 	if err := c.StartTLS(&tls.Config{InsecureSkipVerify: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -848,48 +726,20 @@ func TestAuthLoginChallenges(t *testing.T) {
 	}
 }
 
-func tlsServerConfig(t *testing.T) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-}
-
 // A context that ends while a command waits for its reply closes the session.
 func TestCloseOnDone(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	mailSeen := make(chan struct{})
-	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		br := bufio.NewReader(conn)
-		io.WriteString(conn, "220 x\r\n")
-		br.ReadString('\n')
-		io.WriteString(conn, "250 x\r\n")
-		br.ReadString('\n') // MAIL: never answered
+	addr, _ := smtptest.ServeGreeting(t, "x", nil, func(c *smtptest.Conn) error {
+		c.ReadLine() // MAIL: never answered
 		close(mailSeen)
-		br.ReadString('\n')
-	}()
-	c := dial(t, l.Addr().String())
+		_, err := c.ReadLine()
+		return err
+	})
+	c := dial(t, addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer c.CloseOnDone(ctx)()
 	go func() { <-mailSeen; cancel() }()
-	_, err = c.Send(&Transaction{From: "a@x.test", Rcpts: rcpts("b@y.test")}, strings.NewReader(testMessage))
+	_, err := c.Send(&Transaction{From: "a@x.test", Rcpts: rcpts("b@y.test")}, strings.NewReader(testMessage))
 	if err == nil || c.Reusable() {
 		t.Errorf("Send = %v, reusable %v; want an error and a closed session", err, c.Reusable())
 	}

@@ -1,13 +1,11 @@
 package smtpclient
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"sealgate/internal/smtptest"
 )
 
 // requireTLSServer is a go-smtp server offering REQUIRETLS (under TLS only, as
@@ -29,30 +29,13 @@ type requireTLSServer struct {
 
 func startRequireTLSServer(t *testing.T, implicit bool) *requireTLSServer {
 	t.Helper()
-	conf := tlsServerConfig(t)
-	leaf, err := x509.ParseCertificate(conf.Certificates[0].Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &requireTLSServer{pool: x509.NewCertPool()}
-	s.pool.AddCert(leaf)
+	pki := smtptest.NewPKI(t, "mx.test")
+	s := &requireTLSServer{pool: pki.Pool}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &requireTLSSession{s: s}, nil }))
 	srv.Domain = "mx.test"
-	srv.TLSConfig = conf
+	srv.TLSConfig = pki.ServerConfig()
 	srv.EnableREQUIRETLS = true
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	var l net.Listener
-	if implicit {
-		l, err = tls.Listen("tcp", "127.0.0.1:0", conf)
-	} else {
-		l, err = net.Listen("tcp", "127.0.0.1:0")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = l.Addr().String()
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	s.addr = smtptest.ServeSMTP(t, srv, implicit)
 	return s
 }
 
@@ -156,38 +139,24 @@ func TestRequireTLS(t *testing.T) {
 // No reply after the whole message was sent: ErrInDoubt, unlike a failure
 // before the end of data.
 func TestErrInDoubt(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		br := bufio.NewReader(conn)
-		io.WriteString(conn, "220 x ESMTP\r\n")
+	addr, _ := smtptest.ServeGreeting(t, "x", nil, func(c *smtptest.Conn) error {
 		for {
-			line, err := br.ReadString('\n')
+			line, err := c.ReadLine()
 			if err != nil {
-				return
+				return err
 			}
 			switch {
-			case strings.HasPrefix(line, "EHLO"):
-				io.WriteString(conn, "250 x\r\n")
 			case strings.HasPrefix(line, "DATA"):
-				io.WriteString(conn, "354 go\r\n")
-			case line == ".\r\n":
-				return // the message is complete: hang up without a reply
+				c.Reply("354 go")
+			case line == ".":
+				return nil // the message is complete: hang up without a reply
 			case strings.HasPrefix(line, "MAIL"), strings.HasPrefix(line, "RCPT"):
-				io.WriteString(conn, "250 ok\r\n")
+				c.Reply("250 ok")
 			}
 		}
-	}()
-	c := dial(t, l.Addr().String())
-	_, err = c.Send(&Transaction{From: "a@x.test", Rcpts: rcpts("b@y.test")}, strings.NewReader(testMessage))
+	})
+	c := dial(t, addr)
+	_, err := c.Send(&Transaction{From: "a@x.test", Rcpts: rcpts("b@y.test")}, strings.NewReader(testMessage))
 	if !errors.Is(err, ErrInDoubt) {
 		t.Errorf("Send = %v, want ErrInDoubt", err)
 	}

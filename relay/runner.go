@@ -129,14 +129,14 @@ type Runner struct {
 	Control *ControlServer
 
 	ctlOnce sync.Once
-	ctl     chan func(*runState) // control requests run in Run's loop (control_queue.go)
+	ctl     chan func(*runState) // control requests run in Run's loop (queue_control.go)
 
 	// DelayWarning, when positive and the Bouncer is a DelayNotifier, sends
 	// one delay warning for a message still being retried this long after
 	// acceptance.
 	DelayWarning time.Duration
 
-	backlog backlogGauge // Backlog (backlog.go)
+	backlog backlogGauge // Backlog (runner_backlog.go)
 }
 
 type attemptResult struct {
@@ -457,7 +457,7 @@ type schedule struct {
 	items []*scheduled
 	index map[string]*scheduled
 	// fresh counts the items never attempted (due time zero): with the workers
-	// all busy, the Runner's backlog (backlog.go).
+	// all busy, the Runner's backlog (runner_backlog.go).
 	fresh int
 }
 

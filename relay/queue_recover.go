@@ -3,7 +3,7 @@ package relay
 // Recovery at OpenSpool: what a crash can leave behind in tmp/, msg/ and
 // failed/, and how each case is finished or undone. The ordering of the writes
 // it relies on is described at Commit, Update, Remove and Fail; the journal's
-// own recovery is in journal.go.
+// own recovery is in queue_journal.go.
 
 import (
 	"errors"

@@ -1,94 +1,23 @@
 package relay
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"sealgate/internal/smtptest"
 )
-
-// scriptedHop is a raw SMTP server on 127.0.0.1:0 for one session, written
-// line by line so a test controls exactly when each reply is sent. It greets,
-// answers EHLO with ehlo and then hands the session to serve, whose error is
-// reported on the returned channel.
-func scriptedHop(t *testing.T, ehlo []string, serve func(br *bufio.Reader, conn net.Conn) error) (string, <-chan error) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	done := make(chan error, 1)
-	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		br := bufio.NewReader(conn)
-		fmt.Fprintf(conn, "220 hop.test ESMTP\r\n")
-		if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "EHLO ") {
-			done <- fmt.Errorf("want EHLO, got %q, %v", line, err)
-			return
-		}
-		reply := "250-hop.test\r\n"
-		for i, e := range ehlo {
-			sep := "-"
-			if i == len(ehlo)-1 {
-				sep = " "
-			}
-			reply += "250" + sep + e + "\r\n"
-		}
-		if len(ehlo) == 0 {
-			reply = "250 hop.test\r\n"
-		}
-		conn.Write([]byte(reply))
-		done <- serve(br, conn)
-	}()
-	return l.Addr().String(), done
-}
-
-// readCommands reads n command lines and returns them without CRLF.
-func readCommands(br *bufio.Reader, n int) ([]string, error) {
-	var lines []string
-	for range n {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return lines, fmt.Errorf("after %q: %w", lines, err)
-		}
-		lines = append(lines, strings.TrimSuffix(line, "\r\n"))
-	}
-	return lines, nil
-}
-
-// readBody reads dot-stuffed data up to the final ".".
-func readBody(br *bufio.Reader) (string, error) {
-	var b strings.Builder
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return b.String(), err
-		}
-		if line == ".\r\n" {
-			return b.String(), nil
-		}
-		b.WriteString(strings.TrimPrefix(line, "."))
-	}
-}
 
 // With PIPELINING the envelope goes out as one group: the server sees MAIL, both
 // RCPTs and DATA before it sends a single reply, and per-recipient results still
 // come back right.
 func TestSmartHostPipelinesEnvelope(t *testing.T) {
-	addr, done := scriptedHop(t, []string{"PIPELINING", "8BITMIME"}, func(br *bufio.Reader, conn net.Conn) error {
-		cmds, err := readCommands(br, 4) // blocks: a client waiting for replies never gets here
+	addr, done := smtptest.ServeGreeting(t, "hop.test", []string{"PIPELINING", "8BITMIME"}, func(c *smtptest.Conn) error {
+		cmds, err := c.ReadLines(4) // blocks: a client waiting for replies never gets here
 		if err != nil {
 			return err
 		}
@@ -96,20 +25,20 @@ func TestSmartHostPipelinesEnvelope(t *testing.T) {
 		if strings.Join(cmds, "|") != strings.Join(want, "|") {
 			return fmt.Errorf("commands %q, want %q", cmds, want)
 		}
-		conn.Write([]byte("250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n354 go ahead\r\n"))
-		body, err := readBody(br)
+		c.Write([]byte("250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n354 go ahead\r\n"))
+		body, err := c.ReadData()
 		if err != nil {
 			return err
 		}
 		if body != testMessage {
 			return fmt.Errorf("body %q, want %q", body, testMessage)
 		}
-		conn.Write([]byte("250 2.0.0 queued\r\n"))
-		cmds, err = readCommands(br, 1)
+		c.Write([]byte("250 2.0.0 queued\r\n"))
+		cmds, err = c.ReadLines(1)
 		if err != nil || cmds[0] != "QUIT" {
 			return fmt.Errorf("after the message: %q, %v; want QUIT", cmds, err)
 		}
-		conn.Write([]byte("221 bye\r\n"))
+		c.Write([]byte("221 bye\r\n"))
 		return nil
 	})
 	hop := smartHost(addr, 5*time.Second)
@@ -126,9 +55,9 @@ func TestSmartHostPipelinesEnvelope(t *testing.T) {
 
 // Without PIPELINING the client waits for each reply before the next command.
 func TestSmartHostWithoutPipeliningWaits(t *testing.T) {
-	addr, done := scriptedHop(t, []string{"8BITMIME"}, func(br *bufio.Reader, conn net.Conn) error {
+	addr, done := smtptest.ServeGreeting(t, "hop.test", []string{"8BITMIME"}, func(c *smtptest.Conn) error {
 		for _, want := range []string{"MAIL FROM:<a@x.test>", "RCPT TO:<b@y.test>", "DATA"} {
-			cmds, err := readCommands(br, 1)
+			cmds, err := c.ReadLines(1)
 			if err != nil {
 				return err
 			}
@@ -136,21 +65,21 @@ func TestSmartHostWithoutPipeliningWaits(t *testing.T) {
 				return fmt.Errorf("got %q, want %q", cmds[0], want)
 			}
 			// A pipelining client would have sent its next command by now.
-			conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			if _, err := br.Peek(1); err == nil {
+			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if _, err := c.R.Peek(1); err == nil {
 				return fmt.Errorf("client sent more after %q before its reply (pipelining not offered)", want)
 			}
-			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			if want == "DATA" {
-				conn.Write([]byte("354 go ahead\r\n"))
+				c.Write([]byte("354 go ahead\r\n"))
 			} else {
-				conn.Write([]byte("250 ok\r\n"))
+				c.Write([]byte("250 ok\r\n"))
 			}
 		}
-		if _, err := readBody(br); err != nil {
+		if _, err := c.ReadData(); err != nil {
 			return err
 		}
-		conn.Write([]byte("250 queued\r\n"))
+		c.Write([]byte("250 queued\r\n"))
 		return nil
 	})
 	hop := smartHost(addr, 5*time.Second)
@@ -165,16 +94,16 @@ func TestSmartHostWithoutPipeliningWaits(t *testing.T) {
 // Every recipient refused, pipelined: the server refuses the DATA that was
 // already sent, no body follows, and the failure is permanent.
 func TestSmartHostPipelinedAllRecipientsRefused(t *testing.T) {
-	addr, done := scriptedHop(t, []string{"PIPELINING"}, func(br *bufio.Reader, conn net.Conn) error {
-		if _, err := readCommands(br, 3); err != nil {
+	addr, done := smtptest.ServeGreeting(t, "hop.test", []string{"PIPELINING"}, func(c *smtptest.Conn) error {
+		if _, err := c.ReadLines(3); err != nil {
 			return err
 		}
-		conn.Write([]byte("250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n"))
-		cmds, err := readCommands(br, 1)
+		c.Write([]byte("250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n"))
+		cmds, err := c.ReadLines(1)
 		if err != nil || cmds[0] != "QUIT" {
 			return fmt.Errorf("after the refused DATA: %q, %v; want QUIT and no body", cmds, err)
 		}
-		conn.Write([]byte("221 bye\r\n"))
+		c.Write([]byte("221 bye\r\n"))
 		return nil
 	})
 	hop := smartHost(addr, 5*time.Second)

@@ -25,7 +25,7 @@ import (
 // appended as one record to the active segment file, journal/<seq>.log, and one
 // fdatasync, shared by every message appended meanwhile, makes it durable before
 // the 250. The record's payload is exactly the image of a message file
-// (spool_format.go), so reading, checking and moving a journal message reuse the
+// (queue_format.go), so reading, checking and moving a journal message reuse the
 // file code.
 //
 // A journal message lives there only until its first delivery attempt ends:
@@ -89,11 +89,24 @@ type segment struct {
 	sealed  bool  // no more appends: a newer segment is active, or a write failed
 }
 
-// jentry locates a live message's payload in a segment.
+// jentry locates a live message's payload in a segment and holds what its
+// delivery attempts read of it: the envelope, parsed once (at commit, or by the
+// scan at OpenSpool) instead of read and JSON-decoded at every Envelope, Open,
+// Update and Fail, and where the header block is. env is never changed: get and
+// envelope hand out copies.
 type jentry struct {
 	seg *segment
 	off int64 // of the payload
 	n   int64 // payload length
+
+	bodyLen, headerLen int64
+	env                *Envelope
+}
+
+// newJentry is the entry of the payload at off in seg, of n bytes, holding the
+// message m describes.
+func newJentry(seg *segment, off, n int64, m *storedMessage) jentry {
+	return jentry{seg: seg, off: off, n: n, bodyLen: m.t.bodyLen, headerLen: m.t.headerLen, env: m.env}
 }
 
 // journal is the set of segments and the index of the messages they hold.
@@ -223,7 +236,7 @@ func (j *journal) scan(seg *segment, corruptDir string) error {
 			delete(j.entries, idBuf.String())
 		case recMsg:
 			e := jentry{seg: seg, off: payloadOff, n: int64(n)}
-			m, err := e.read()
+			m, err := e.parse()
 			if err != nil {
 				// The checksum matched, so this is not damage on disk but a record
 				// we cannot use; keep it for inspection.
@@ -232,7 +245,7 @@ func (j *journal) scan(seg *segment, corruptDir string) error {
 				}
 				continue
 			}
-			j.entries[m.env.ID] = e
+			j.entries[m.env.ID] = newJentry(seg, payloadOff, int64(n), m)
 		}
 	}
 	seg.size = off
@@ -286,8 +299,8 @@ func (j *journal) quarantine(seg *segment, off, n int64, corruptDir string) erro
 	return nil
 }
 
-// read checks and parses the message payload e points to.
-func (e jentry) read() (*storedMessage, error) {
+// parse checks and parses the message payload e points to.
+func (e jentry) parse() (*storedMessage, error) {
 	r := io.NewSectionReader(e.seg.f, e.off, e.n)
 	t, header, js, err := readTail(r, e.n, kindMsg)
 	if err != nil {
@@ -320,21 +333,37 @@ func (e jentry) body(bodyLen int64) *io.SectionReader {
 	return io.NewSectionReader(e.seg.f, e.off, bodyLen)
 }
 
-// get returns the live journal message id, checked and parsed; found is false
-// if the journal does not hold it. A message done while being read gives an
-// error matching fs.ErrNotExist, as a removed file does.
+// get returns the live journal message id: a copy of its envelope and its header
+// block, read from the segment; found is false if the journal does not hold it.
+// A message done while being read gives an error matching fs.ErrNotExist, as a
+// removed file does.
 func (j *journal) get(id string) (e jentry, m *storedMessage, found bool, err error) {
 	e, ok := j.lookup(id)
 	if !ok {
 		return jentry{}, nil, false, nil
 	}
-	if m, err = e.read(); err != nil {
+	header := make([]byte, e.headerLen)
+	if _, err = e.seg.f.ReadAt(header, e.off+e.bodyLen); err == nil {
+		err = checkHeader(header) // as it was committed or scanned; a read gone wrong is caught here
+	}
+	if err != nil {
 		if _, still := j.lookup(id); !still {
 			return jentry{}, nil, true, fmt.Errorf("spool: %s: %w", id, fs.ErrNotExist)
 		}
 		return jentry{}, nil, true, fmt.Errorf("spool: journal message %s: %w", id, err)
 	}
+	m = &storedMessage{t: trailer{kind: kindMsg, bodyLen: e.bodyLen, headerLen: e.headerLen}, env: e.env.clone(), header: header}
 	return e, m, true, nil
+}
+
+// envelope returns a copy of the envelope of live journal message id, without
+// reading the segment.
+func (j *journal) envelope(id string) (*Envelope, bool) {
+	e, ok := j.lookup(id)
+	if !ok {
+		return nil, false
+	}
+	return e.env.clone(), true
 }
 
 // lookup returns the live journal message id, if there is one.
@@ -409,8 +438,9 @@ func (j *journal) append(rec []byte, kind byte) (*segment, int64, error) {
 
 // commit appends the message record rec for id and returns once an fdatasync
 // that started after the write has completed: then, and only then, may the
-// message be acknowledged. The message is then live.
-func (j *journal) commit(id string, rec []byte) error {
+// message be acknowledged. The message is then live, m (its envelope and where
+// its header is) kept in memory for its delivery.
+func (j *journal) commit(id string, rec []byte, m *storedMessage) error {
 	j.mu.Lock()
 	seg, off, err := j.append(rec, recMsg)
 	if err == nil {
@@ -435,7 +465,7 @@ func (j *journal) commit(id string, rec []byte) error {
 		}
 		return fmt.Errorf("spool: fdatasync %s: %w", seg.path, err)
 	}
-	j.entries[id] = jentry{seg: seg, off: off + recHeaderLen, n: int64(len(rec) - recHeaderLen)}
+	j.entries[id] = newJentry(seg, off+recHeaderLen, int64(len(rec)-recHeaderLen), m)
 	seg.live++
 	return nil
 }

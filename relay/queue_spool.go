@@ -15,7 +15,7 @@ import (
 	"sealgate/internal/atomicfile"
 )
 
-// Spool layout under the directory given to OpenSpool (file format in spool_format.go):
+// Spool layout under the directory given to OpenSpool (file format in queue_format.go):
 //
 //	msg/<id>.part   a message being received: created by Create, the body streamed
 //	                into it; removed by OpenSpool (it was never answered 250)
@@ -29,7 +29,7 @@ import (
 //	                admin with what a DSN would need; same file names
 //	corrupt/        files OpenSpool could not use, kept for inspection
 //	journal/        <seq>.log segments holding small messages until their first
-//	                delivery attempt ends (journal.go); the fast path of Commit
+//	                delivery attempt ends (queue_journal.go); the fast path of Commit
 //	lock            flock(2)ed while a Spool is open, so two processes never share a spool
 const (
 	dirTmp     = "tmp"
@@ -43,7 +43,7 @@ const (
 )
 
 // Envelope is the SMTP envelope of a queued message plus its delivery state.
-// It is stored as JSON in the tail of the message file (spool_format.go).
+// It is stored as JSON in the tail of the message file (queue_format.go).
 type Envelope struct {
 	// ID is the queue id, set by Commit.
 	ID string `json:"id"`
@@ -137,6 +137,18 @@ func (e *Envelope) removeRecipient(i int) {
 	}
 }
 
+// clone returns a copy of e that shares no slice with it (bounce, not stored, is
+// left out).
+func (e *Envelope) clone() *Envelope {
+	c := *e
+	c.To = slices.Clone(e.To)
+	c.Notify = slices.Clone(e.Notify)
+	c.ORcpt = slices.Clone(e.ORcpt)
+	c.Failed = slices.Clone(e.Failed)
+	c.bounce = nil
+	return &c
+}
+
 // Spool is a durable message queue on plain files: the single hand-off between
 // submission and delivery. It is safe for concurrent use. Only one Spool (one
 // process) may have a directory open at a time.
@@ -172,7 +184,7 @@ type SpoolOptions struct {
 // default options and recovers from a crash: it removes temporary and .part
 // files (never acknowledged), finishes interrupted moves to failed/, removes
 // envelope overrides whose message is gone, moves messages whose trailer or
-// checksum is bad to corrupt/, and scans the journal (journal.go). Every repair
+// checksum is bad to corrupt/, and scans the journal (queue_journal.go). Every repair
 // is logged with slog.
 func OpenSpool(dir string) (*Spool, error) {
 	return OpenSpoolWith(dir, SpoolOptions{})

@@ -19,6 +19,7 @@ import (
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/resolver"
 	"sealgate/internal/resolver/resolvertest"
+	"sealgate/internal/smtptest"
 )
 
 // testResolver serves zone from an in-process DNS server and returns a
@@ -33,11 +34,11 @@ func testResolver(t *testing.T, zone string) resolver.Resolver {
 }
 
 // testTransport is a Transport for MX delivery on port, trusting pki's CA.
-func testTransport(t *testing.T, zone string, port int, pki *testPKI) *Transport {
+func testTransport(t *testing.T, zone string, port int, pki *smtptest.PKI) *Transport {
 	tr := &Transport{Resolver: testResolver(t, zone), HeloName: "relay.sealgate.test", MXPort: port,
 		Timeout: 10 * time.Second, Logger: quietLogger()}
 	if pki != nil {
-		tr.RootCAs = pki.pool
+		tr.RootCAs = pki.Pool
 	}
 	t.Cleanup(tr.Close)
 	return tr
@@ -56,8 +57,8 @@ var testBody = strings.ReplaceAll(testMessage, "\r\n", "\n")
 // Recipients of one domain go in one transaction to that domain's MX; each
 // domain gets its own; the server's certificate is verified for the MX name.
 func TestTransportMXOneTransactionPerDomain(t *testing.T) {
-	pki := newTestPKI(t, "mx.dest.test", "mx.other.test")
-	dest := &smtpSink{Name: "mx.dest.test", TLS: pki.serverConfig()}
+	pki := smtptest.NewPKI(t, "mx.dest.test", "mx.other.test")
+	dest := &smtpSink{Name: "mx.dest.test", TLS: pki.ServerConfig()}
 	other := &smtpSink{Name: "mx.other.test"}
 	port := startSinks(t, map[string]*smtpSink{"127.0.0.2": dest, "127.0.0.3": other})
 	tr := testTransport(t, `
@@ -225,7 +226,7 @@ func TestTransportPerRecipientResults(t *testing.T) {
 
 // startPolicyServer serves MTA-STS policies (policy host -> body) over HTTPS
 // with pki's certificate, and returns its address.
-func startPolicyServer(t *testing.T, pki *testPKI, policies map[string]string) (addr string, fetches func(host string) int) {
+func startPolicyServer(t *testing.T, pki *smtptest.PKI, policies map[string]string) (addr string, fetches func(host string) int) {
 	var mu sync.Mutex
 	count := map[string]int{}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -240,7 +241,7 @@ func startPolicyServer(t *testing.T, pki *testPKI, policies map[string]string) (
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprint(w, policies[host])
 	}))
-	srv.TLS = pki.serverConfig()
+	srv.TLS = pki.ServerConfig()
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String(), func(host string) int {
@@ -253,9 +254,9 @@ func startPolicyServer(t *testing.T, pki *testPKI, policies map[string]string) (
 // REQUIRETLS: never sent without verified TLS to an MX host an MTA-STS policy
 // names (RFC 8689 §4.1); passed on when offered.
 func TestTransportRequireTLS(t *testing.T) {
-	pki := newTestPKI(t, "mx.tls.test", "mta-sts.tls.test", "mta-sts.plain.test")
+	pki := smtptest.NewPKI(t, "mx.tls.test", "mta-sts.tls.test", "mta-sts.plain.test")
 	plain := &smtpSink{Name: "mx.plain.test", Extensions: []string{"REQUIRETLS"}}
-	secure := &smtpSink{Name: "mx.tls.test", TLS: pki.serverConfig(), Extensions: []string{"REQUIRETLS"}}
+	secure := &smtpSink{Name: "mx.tls.test", TLS: pki.ServerConfig(), Extensions: []string{"REQUIRETLS"}}
 	port := startSinks(t, map[string]*smtpSink{"127.0.0.2": plain, "127.0.0.3": secure})
 	policyAddr, _ := startPolicyServer(t, pki, map[string]string{
 		"mta-sts.tls.test":   "version: STSv1\nmode: testing\nmx: mx.tls.test\nmax_age: 600\n",
@@ -271,7 +272,7 @@ _mta-sts.tls.test. 300 IN TXT "v=STSv1; id=1"
 nosts.test. 300 IN MX 10 mx.tls.test.
 `
 	withSTS := func(tr *Transport) *Transport {
-		tr.MTASTS = &MTASTS{Resolver: tr.Resolver, RootCAs: pki.pool, DialAddr: policyAddr, Logger: quietLogger()}
+		tr.MTASTS = &MTASTS{Resolver: tr.Resolver, RootCAs: pki.Pool, DialAddr: policyAddr, Logger: quietLogger()}
 		return tr
 	}
 	tr := withSTS(testTransport(t, zone, port, pki))
@@ -366,11 +367,11 @@ mx.without.test. 300 IN A 127.0.0.3
 // A smart host with STARTTLS required and AUTH: the upstream-ESP case. Without
 // TLS on offer, no credentials are sent and nothing is delivered.
 func TestTransportSmartHostAuth(t *testing.T) {
-	pki := newTestPKI(t, "smtp.esp.test")
-	esp := (&smtpSink{Name: "smtp.esp.test", TLS: pki.serverConfig(), Login: "acme:s3cret"}).start(t, "127.0.0.1:0")
+	pki := smtptest.NewPKI(t, "smtp.esp.test")
+	esp := (&smtpSink{Name: "smtp.esp.test", TLS: pki.ServerConfig(), Login: "acme:s3cret"}).start(t, "127.0.0.1:0")
 	noTLS := (&smtpSink{Name: "smtp.esp.test", Login: "acme:s3cret"}).start(t, "127.0.0.1:0")
 	for _, mech := range []string{"PLAIN", "LOGIN"} {
-		tr := &Transport{HeloName: "relay.sealgate.test", RootCAs: pki.pool, Logger: quietLogger(), Timeout: 10 * time.Second,
+		tr := &Transport{HeloName: "relay.sealgate.test", RootCAs: pki.Pool, Logger: quietLogger(), Timeout: 10 * time.Second,
 			Default: Route{NextHop: fmt.Sprintf("smtp.esp.test:%d", esp.port()), TLS: TLSRequired,
 				Auth: &Credentials{Mechanism: mech, Username: "acme", Password: "s3cret"}}}
 		t.Cleanup(tr.Close)
@@ -401,9 +402,9 @@ func TestTransportSmartHostAuth(t *testing.T) {
 
 // Implicit TLS to a smart host (RFC 8314).
 func TestTransportSmartHostImplicitTLS(t *testing.T) {
-	pki := newTestPKI(t, "smtps.esp.test")
-	esp := (&smtpSink{Name: "smtps.esp.test", TLS: pki.serverConfig(), Implicit: true}).start(t, "127.0.0.1:0")
-	tr := &Transport{HeloName: "relay.sealgate.test", RootCAs: pki.pool, Logger: quietLogger(), Timeout: 10 * time.Second,
+	pki := smtptest.NewPKI(t, "smtps.esp.test")
+	esp := (&smtpSink{Name: "smtps.esp.test", TLS: pki.ServerConfig(), Implicit: true}).start(t, "127.0.0.1:0")
+	tr := &Transport{HeloName: "relay.sealgate.test", RootCAs: pki.Pool, Logger: quietLogger(), Timeout: 10 * time.Second,
 		Default: Route{NextHop: net.JoinHostPort("127.0.0.1", fmt.Sprint(esp.port())), TLS: TLSImplicit}}
 	t.Cleanup(tr.Close)
 	err, hops := deliverWithHops(tr, &Envelope{ID: "i1", From: "s@acme.test", To: []string{"x@far.test"}})
@@ -483,9 +484,9 @@ func TestTransportReplacesStaleSession(t *testing.T) {
 // MTA-STS enforce: only the MX hosts the policy names, and only over verified
 // TLS; a policy in testing mode lets delivery go on.
 func TestTransportMTASTS(t *testing.T) {
-	pki := newTestPKI(t, "mx1.sts.test", "mx2.sts.test", "mta-sts.sts.test", "mta-sts.testing.test", "mx.testing.test")
-	rogue := &smtpSink{Name: "mx1.sts.test", TLS: pki.serverConfig()}
-	good := &smtpSink{Name: "mx2.sts.test", TLS: pki.serverConfig()}
+	pki := smtptest.NewPKI(t, "mx1.sts.test", "mx2.sts.test", "mta-sts.sts.test", "mta-sts.testing.test", "mx.testing.test")
+	rogue := &smtpSink{Name: "mx1.sts.test", TLS: pki.ServerConfig()}
+	good := &smtpSink{Name: "mx2.sts.test", TLS: pki.ServerConfig()}
 	plainTesting := &smtpSink{Name: "mx.testing.test"}
 	port := startSinks(t, map[string]*smtpSink{"127.0.0.2": rogue, "127.0.0.3": good, "127.0.0.4": plainTesting})
 
@@ -504,7 +505,7 @@ testing.test. 300 IN MX 10 mx.testing.test.
 mx.testing.test. 300 IN A 127.0.0.4
 _mta-sts.testing.test. 300 IN TXT "v=STSv1; id=t1"
 `, port, pki)
-	tr.MTASTS = &MTASTS{Resolver: tr.Resolver, RootCAs: pki.pool, DialAddr: policyAddr, Logger: quietLogger()}
+	tr.MTASTS = &MTASTS{Resolver: tr.Resolver, RootCAs: pki.Pool, DialAddr: policyAddr, Logger: quietLogger()}
 
 	for i := range 2 {
 		err, hops := deliverWithHops(tr, &Envelope{ID: fmt.Sprint("sts", i), From: "s@x.test", To: []string{"a@sts.test"}})
@@ -583,7 +584,7 @@ func TestParseSTSPolicy(t *testing.T) {
 // A policy fetch is refused on a redirect, a wrong content type or a body
 // over 64 KiB: then no policy applies.
 func TestMTASTSFetchLimits(t *testing.T) {
-	pki := newTestPKI(t, "mta-sts.redirect.test", "mta-sts.html.test", "mta-sts.big.test")
+	pki := smtptest.NewPKI(t, "mta-sts.redirect.test", "mta-sts.html.test", "mta-sts.big.test")
 	var requests atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
@@ -599,7 +600,7 @@ func TestMTASTSFetchLimits(t *testing.T) {
 			fmt.Fprint(w, strings.Repeat("x: y\n", 70<<10/5))
 		}
 	}))
-	srv.TLS = pki.serverConfig()
+	srv.TLS = pki.ServerConfig()
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	r := testResolver(t, `
@@ -607,7 +608,7 @@ _mta-sts.redirect.test. 300 IN TXT "v=STSv1; id=1"
 _mta-sts.html.test. 300 IN TXT "v=STSv1; id=1"
 _mta-sts.big.test. 300 IN TXT "v=STSv1; id=1"
 `)
-	m := &MTASTS{Resolver: r, RootCAs: pki.pool, DialAddr: srv.Listener.Addr().String(), Logger: quietLogger()}
+	m := &MTASTS{Resolver: r, RootCAs: pki.Pool, DialAddr: srv.Listener.Addr().String(), Logger: quietLogger()}
 	for _, d := range []string{"redirect.test", "html.test", "big.test"} {
 		if p := m.Policy(context.Background(), d); p != nil {
 			t.Errorf("%s: policy %+v; want none", d, p)

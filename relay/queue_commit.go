@@ -2,7 +2,7 @@ package relay
 
 // Receiving a message into the spool: Create, the body streamed in by Write,
 // and Commit, the point after which the client may be told 250 (RFC 5321
-// §4.1.1.4, §6.1). Small bodies go to the journal (journal.go), larger ones to
+// §4.1.1.4, §6.1). Small bodies go to the journal (queue_journal.go), larger ones to
 // their own msg/<id>.part, renamed to .msg at Commit.
 
 import (
@@ -146,7 +146,12 @@ func (in *Incoming) Commit(env *Envelope, header []byte) (id string, err error) 
 			return "", fmt.Errorf("spool: commit %s: %w", in.id, err)
 		}
 		in.buf = nil
-		err = s.journal.commit(in.id, rec)
+		// The envelope as stored: a copy, since the caller's may change, without the
+		// monotonic clock reading JSON does not keep.
+		stored := env.clone()
+		stored.ReceivedAt = stored.ReceivedAt.Round(0)
+		m := &storedMessage{t: trailer{kind: kindMsg, bodyLen: in.size, headerLen: int64(len(header))}, env: stored}
+		err = s.journal.commit(in.id, rec, m)
 		putRecordBuf(rec)
 		if err != nil {
 			return "", fmt.Errorf("spool: commit %s: %w", in.id, err)

@@ -3,7 +3,7 @@ package relay
 // The queue's life after Commit: reading a queued message (List, Envelope,
 // Open), recording a deferral (Update), and taking it out of the queue when
 // delivered (Remove) or given up on (Fail). Each change is ordered so that a
-// crash at any point leaves what OpenSpool's recovery (spool_recover.go)
+// crash at any point leaves what OpenSpool's recovery (queue_recover.go)
 // completes or undoes.
 
 import (
@@ -122,11 +122,8 @@ func (s *Spool) Envelope(id string) (*Envelope, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	if _, m, found, err := s.journal.get(id); found {
-		if err != nil {
-			return nil, err
-		}
-		return m.env, nil
+	if env, found := s.journal.envelope(id); found {
+		return env, nil
 	}
 	m, err := s.readMessage(dirMsg, id, false)
 	if err != nil {

@@ -1,6 +1,6 @@
 package relay
 
-// The queue commands of the control socket (control.go): what "sealgate queue"
+// The queue commands of the control socket (runner_control.go): what "sealgate queue"
 // asks a running relay. Every change runs inside the Runner's loop (Runner.do),
 // which is the one place that knows what is being delivered, so a message is
 // never deleted or requeued under a delivery in progress.

@@ -126,7 +126,7 @@ func TestSpoolRoundTripByteExact(t *testing.T) {
 		t.Errorf("List = %v", ids)
 	}
 
-	// One file per message, laid out as documented in spool_format.go.
+	// One file per message, laid out as documented in queue_format.go.
 	if files := filesOf(t, dir, id); !slices.Equal(files, []string{"msg/" + id + ".msg"}) {
 		t.Errorf("files = %v", files)
 	}

@@ -115,6 +115,51 @@ func TestJournalRoundTripAndRestart(t *testing.T) {
 	}
 }
 
+// TestJournalEnvelopeKeptInMemory: a journal message's envelope is parsed once, at
+// commit, and kept for its delivery attempts: Envelope and Open do not read it from
+// the segment again (changed bytes there go unnoticed until the next OpenSpool's
+// scan, which checks the record's checksum), and each hands out its own copy.
+func TestJournalEnvelopeKeptInMemory(t *testing.T) {
+	dir := t.TempDir()
+	s := testSpool(t, dir)
+	id := commit(t, s, &Envelope{From: "a@example.com", To: []string{"b@example.net", "c@example.net"},
+		Notify: []string{"NEVER", ""}, Identity: "a@example.com"}, testHeader, "body\r\n")
+	seg := filepath.Join(dir, dirJournal, segments(t, dir)[0])
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := []byte(`"to":["b@example.net","c@example.net"]`)
+	at := bytes.LastIndex(data, stored)
+	if at < 0 {
+		t.Fatalf("envelope JSON not found in the segment: %q", data)
+	}
+	f, err := os.OpenFile(seg, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(`"to":["x@example.net","y@example.net"]`), int64(at)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	env, err := s.Envelope(id)
+	if err != nil || !slices.Equal(env.To, []string{"b@example.net", "c@example.net"}) || env.ID != id {
+		t.Fatalf("Envelope = %+v, %v; want the envelope as committed, not read again", env, err)
+	}
+	env.To[0], env.Notify[0] = "changed@example.net", "SUCCESS"
+	env2, msg := readMessage(t, s, id)
+	if !slices.Equal(env2.To, []string{"b@example.net", "c@example.net"}) || !slices.Equal(env2.Notify, []string{"NEVER", ""}) {
+		t.Errorf("Open's envelope = %+v; a change to an earlier copy reached it", env2)
+	}
+	if msg != testHeader+"\r\nbody\r\n" {
+		t.Errorf("message = %q", msg)
+	}
+	if env2.ReceivedAt.IsZero() || env2.Size != int64(len(msg)) {
+		t.Errorf("envelope lost what Commit set: %+v", env2)
+	}
+}
+
 func TestJournalLargeBodyGetsItsOwnFile(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := testSpoolOpts(t, dir, 100)

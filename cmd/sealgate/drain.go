@@ -115,13 +115,9 @@ stays in the node's spool), at most --timeout; exit 1 if that time ran out.
 Prints: draining, sessions, messages due, in flight and deferred.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			d := dir
-			if d == "" {
-				cfg, err := loadConfig(configFile)
-				if cfg == nil || cfg.Dir == "" {
-					return fmt.Errorf("configuration %s (give --dir to name the state directory instead):\n%w", configFile, err)
-				}
-				d = cfg.Dir
+			d, err := stateDir(dir, configFile)
+			if err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), timeout+10*time.Second)
 			defer cancel()

@@ -26,19 +26,14 @@ A configuration with problems is not applied: the relay runs on, and each proble
 log.format) are listed; the rest takes effect for new sessions, logins and messages.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			d := dir
-			if d == "" {
-				// A file with problems still names its dir: the relay reports the problems.
-				cfg, err := loadConfig(configFile)
-				if cfg == nil || cfg.Dir == "" {
-					return fmt.Errorf("configuration %s (give --dir to name the state directory instead):\n%w", configFile, err)
-				}
-				d = cfg.Dir
+			d, err := stateDir(dir, configFile)
+			if err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), time.Minute)
 			defer cancel()
 			var res reloadResult
-			err := relay.ControlCall(ctx, controlSocket(d), "reload", nil, &res)
+			err = relay.ControlCall(ctx, controlSocket(d), "reload", nil, &res)
 			var ce *relay.ControlError
 			switch {
 			case errors.As(err, &ce):
@@ -58,6 +53,20 @@ log.format) are listed; the rest takes effect for new sessions, logins and messa
 	f.StringVar(&configFile, "config", "/etc/sealgate/sealgate.yaml", "configuration file of the running relay (for its dir)")
 	f.StringVar(&dir, "dir", "", "the relay's state directory (instead of reading --config)")
 	return cmd
+}
+
+// stateDir is the running relay's state directory for the commands that talk to it through
+// its control socket: dir (--dir) if set, else the configuration's. A file with problems
+// still names its dir: the relay reports the problems, where it is asked to.
+func stateDir(dir, configFile string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	cfg, err := loadConfig(configFile)
+	if cfg == nil || cfg.Dir == "" {
+		return "", fmt.Errorf("configuration %s (give --dir to name the state directory instead):\n%w", configFile, err)
+	}
+	return cfg.Dir, nil
 }
 
 func init() {

@@ -118,9 +118,9 @@ func TestScaleOut(t *testing.T) {
 				t.Errorf("%s never saw the real client 127.0.0.2:\n%s", n.name, logs)
 			}
 		}
-		if !strings.Contains(a.proc.Logs()+b.proc.Logs(), "client_ip=127.0.0.3") {
-			t.Error("the refusal of 127.0.0.3 is not logged with its real address")
-		}
+		waitFor(t, 10*time.Second, "the refusal of 127.0.0.3 logged with its real address", func() bool {
+			return strings.Contains(a.proc.Logs()+b.proc.Logs(), "client_ip=127.0.0.3")
+		})
 		if sink.count("outsider") != 0 {
 			t.Error("the outsider's message was relayed")
 		}
@@ -181,6 +181,27 @@ func TestScaleOut(t *testing.T) {
 				t.Errorf("%s: the right password from the locked address: %s, want 421 4.7.0", n.name, r)
 			}
 			c.conn.Close()
+		}
+	})
+
+	t.Run("connections per address counted across nodes", func(t *testing.T) {
+		// 24 connections from one address, spread over both nodes: 20 (the
+		// max_connections_per_ip of each node) in all, not 20 per node.
+		greeted, refused := 0, 0
+		for i := range 24 {
+			c, err := dialErr(t, ha.smart, dialOpts{localAddr: "127.0.0.6"})
+			switch {
+			case err == nil:
+				greeted++
+				defer c.conn.Close()
+			case strings.Contains(err.Error(), "421 4.7.0"):
+				refused++
+			default:
+				t.Fatalf("connection %d: %v", i, err)
+			}
+		}
+		if greeted != 20 || refused != 4 {
+			t.Errorf("of 24 connections from 127.0.0.6 through haproxy, %d greeted and %d refused with 421 4.7.0; want 20 and 4", greeted, refused)
 		}
 	})
 

@@ -211,7 +211,7 @@ var Defaults = map[string]any{
 	"limits.auth_failures":          5,
 	"limits.auth_cooldown":          "5m",
 	"limits.in_flow_delay":          "1s",
-	"limits.drain_timeout":          "60s",
+	"limits.drain_timeout":          "15s",
 	"arc.domain":                    "",
 	"arc.selector":                  "",
 	"arc.key_file":                  "",

@@ -23,7 +23,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	want := LimitsConfig{MaxMessageBytes: 25 << 20, MaxRecipients: 100, MaxConnections: 200, MaxConnectionsPerIP: 20,
 		CommandTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute, PreAuthTimeout: 30 * time.Second, MaxHeaderFields: 1000,
-		AuthFailures: 5, AuthCooldown: 5 * time.Minute, InFlowDelay: time.Second, DrainTimeout: time.Minute}
+		AuthFailures: 5, AuthCooldown: 5 * time.Minute, InFlowDelay: time.Second, DrainTimeout: 15 * time.Second}
 	if c.Limits != want {
 		t.Errorf("limits = %+v, want defaults %+v", c.Limits, want)
 	}

@@ -1,7 +1,6 @@
 package selftest
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"sealgate/internal/authres"
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/resolver"
+	"sealgate/internal/smtptest"
 )
 
 // stagedZone is a sending domain set up as the standards' example: relay with FCrDNS, SPF
@@ -214,60 +214,42 @@ type smtpProbeServer struct {
 }
 
 func (s *smtpProbeServer) start(t *testing.T, rcptReply, probeReply string, greet bool) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c, rcptReply, probeReply, greet)
-		}
-	}()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	addr := smtptest.ServeEach(t, func(c *smtptest.Conn) { s.serve(c, rcptReply, probeReply, greet) })
+	_, port, _ := net.SplitHostPort(addr)
 	return port
 }
 
-func (s *smtpProbeServer) serve(c net.Conn, rcptReply, probeReply string, greet bool) {
-	defer c.Close()
+func (s *smtpProbeServer) serve(c *smtptest.Conn, rcptReply, probeReply string, greet bool) {
 	if !greet {
 		// Never greets: the client must give up on its own.
-		_, _ = bufio.NewReader(c).ReadString('\n')
+		c.ReadLine()
 		return
 	}
-	w := bufio.NewWriter(c)
-	r := bufio.NewReader(c)
-	reply := func(s string) { w.WriteString(s + "\r\n"); w.Flush() }
-	reply("220 mx.corp.example ESMTP")
+	c.Reply("220 mx.corp.example ESMTP")
 	for {
-		line, err := r.ReadString('\n')
+		line, err := c.ReadLine()
 		if err != nil {
 			return
 		}
-		line = strings.TrimRight(line, "\r\n")
 		s.mu.Lock()
 		s.commands = append(s.commands, line)
 		s.mu.Unlock()
 		switch verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0]); {
 		case verb == "EHLO" || verb == "HELO":
-			reply("250 mx.corp.example")
+			c.Reply("250 mx.corp.example")
 		case strings.HasPrefix(verb, "MAIL"), verb == "RSET", verb == "NOOP":
-			reply("250 2.0.0 OK")
+			c.Reply("250 2.0.0 OK")
 		case strings.HasPrefix(verb, "RCPT") && strings.Contains(line, "sealgate-probe-"):
-			reply(probeReply)
+			c.Reply(probeReply)
 		case strings.HasPrefix(verb, "RCPT"):
-			reply(rcptReply)
+			c.Reply(rcptReply)
 		case verb == "DATA":
-			reply("354 go ahead")
+			c.Reply("354 go ahead")
 		case verb == "QUIT":
-			reply("221 bye")
+			c.Reply("221 bye")
 			return
 		default:
-			reply("502 5.5.2 what")
+			c.Reply("502 5.5.2 what")
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package selftest
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net"
@@ -13,7 +14,6 @@ import (
 	"sealgate/internal/authres"
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/resolver"
-	"sealgate/internal/smtptest"
 )
 
 // stagedZone is a sending domain set up as the standards' example: relay with FCrDNS, SPF
@@ -214,42 +214,60 @@ type smtpProbeServer struct {
 }
 
 func (s *smtpProbeServer) start(t *testing.T, rcptReply, probeReply string, greet bool) string {
-	addr := smtptest.ServeEach(t, func(c *smtptest.Conn) { s.serve(c, rcptReply, probeReply, greet) })
-	_, port, _ := net.SplitHostPort(addr)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(c, rcptReply, probeReply, greet)
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
 }
 
-func (s *smtpProbeServer) serve(c *smtptest.Conn, rcptReply, probeReply string, greet bool) {
+func (s *smtpProbeServer) serve(c net.Conn, rcptReply, probeReply string, greet bool) {
+	defer c.Close()
 	if !greet {
 		// Never greets: the client must give up on its own.
-		c.ReadLine()
+		_, _ = bufio.NewReader(c).ReadString('\n')
 		return
 	}
-	c.Reply("220 mx.corp.example ESMTP")
+	w := bufio.NewWriter(c)
+	r := bufio.NewReader(c)
+	reply := func(s string) { w.WriteString(s + "\r\n"); w.Flush() }
+	reply("220 mx.corp.example ESMTP")
 	for {
-		line, err := c.ReadLine()
+		line, err := r.ReadString('\n')
 		if err != nil {
 			return
 		}
+		line = strings.TrimRight(line, "\r\n")
 		s.mu.Lock()
 		s.commands = append(s.commands, line)
 		s.mu.Unlock()
 		switch verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0]); {
 		case verb == "EHLO" || verb == "HELO":
-			c.Reply("250 mx.corp.example")
+			reply("250 mx.corp.example")
 		case strings.HasPrefix(verb, "MAIL"), verb == "RSET", verb == "NOOP":
-			c.Reply("250 2.0.0 OK")
+			reply("250 2.0.0 OK")
 		case strings.HasPrefix(verb, "RCPT") && strings.Contains(line, "sealgate-probe-"):
-			c.Reply(probeReply)
+			reply(probeReply)
 		case strings.HasPrefix(verb, "RCPT"):
-			c.Reply(rcptReply)
+			reply(rcptReply)
 		case verb == "DATA":
-			c.Reply("354 go ahead")
+			reply("354 go ahead")
 		case verb == "QUIT":
-			c.Reply("221 bye")
+			reply("221 bye")
 			return
 		default:
-			c.Reply("502 5.5.2 what")
+			reply("502 5.5.2 what")
 		}
 	}
 }

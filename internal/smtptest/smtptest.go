@@ -132,31 +132,6 @@ func Serve(t testing.TB, handle func(c *Conn) error) (addr string, done <-chan e
 	return l.Addr().String(), ch
 }
 
-// ServeEach is Serve for every session accepted until the test ends, each handled in a
-// goroutine of its own, for a receiver a client may connect to more than once.
-func ServeEach(t testing.TB, handle func(c *Conn)) (addr string) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(Timeout))
-				handle(NewConn(conn))
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
-
 // ServeGreeting is Serve for a handler that starts after the greeting "220 name ESMTP" and
 // an EHLO answered with EHLOReply(name, ext...).
 func ServeGreeting(t testing.TB, name string, ext []string, handle func(c *Conn) error) (addr string, done <-chan error) {

@@ -25,11 +25,13 @@ func TestStartWaitsForEveryListener(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "credentials"), []byte(DevLogin+" s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bin := fakeRelay(t, `echo 'time=x level=INFO msg="dev mode" dir=x' >&2
+	// The arguments are logged before the listeners: Start returns on the
+	// third listener, and a later line could lose the race with Stop's SIGTERM.
+	bin := fakeRelay(t, `echo "args: $*" >&2
+echo 'time=x level=INFO msg="dev mode" dir=x' >&2
 echo 'time=x level=INFO msg=listening listener=submission address=127.0.0.1:1001' >&2
 echo 'time=x level=INFO msg=listening listener=smarthost address=127.0.0.1:1003'
 echo 'time=x level=INFO msg=listening listener=submissions address=127.0.0.1:1002' >&2
-echo "args: $*" >&2
 exec sleep 60
 `)
 	r, err := Start(Options{Binary: bin, Dir: dir, Args: []string{"--next-hop", "127.0.0.1:9"}})

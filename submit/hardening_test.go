@@ -39,6 +39,15 @@ type hardServer struct {
 
 func startHardServer(t *testing.T, limits Limits, users Authenticator, throttle *AuthThrottle) *hardServer {
 	t.Helper()
+	h := buildHardServer(t, limits, users, throttle)
+	h.listen(t)
+	return h
+}
+
+// buildHardServer is the server startHardServer serves, not yet listening, for tests
+// that change its listeners or networks first.
+func buildHardServer(t *testing.T, limits Limits, users Authenticator, throttle *AuthThrottle) *hardServer {
+	t.Helper()
 	spool, err := relay.OpenSpool(filepath.Join(t.TempDir(), "spool"))
 	if err != nil {
 		t.Fatal(err)
@@ -79,13 +88,27 @@ func startHardServer(t *testing.T, limits Limits, users Authenticator, throttle 
 			KeyRing: mustKeyRing(sign.DomainKeys{Domain: "client.example", Keys: []sign.Key{{Selector: "ed", Signer: edKey}}})},
 		Log: log,
 	}
-	if err := srv.Listen(); err != nil {
+	return &hardServer{srv: srv, spool: spool, log: logs, pool: pool}
+}
+
+// listen starts serving h.srv and records the address of each of its listeners.
+func (h *hardServer) listen(t *testing.T) {
+	t.Helper()
+	if err := h.srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
-	a := srv.Addrs()
-	return &hardServer{srv: srv, spool: spool, log: logs, pool: pool, smart: a[0].String(), starttls: a[1].String(), implicit: a[2].String()}
+	go h.srv.Serve()
+	t.Cleanup(func() { h.srv.Close() })
+	for i, a := range h.srv.Addrs() {
+		switch h.srv.Listeners[i].Mode {
+		case ModeSmartHost:
+			h.smart = a.String()
+		case ModeSubmission:
+			h.starttls = a.String()
+		case ModeSubmissions:
+			h.implicit = a.String()
+		}
+	}
 }
 
 // dialFrom connects from the loopback address local ("" for the default).

@@ -2,22 +2,17 @@ package submit
 
 import (
 	"bufio"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"log/slog"
+	"errors"
 	"net"
 	"net/netip"
-	"path/filepath"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pires/go-proxyproto"
-
-	"sealgate/relay"
-	"sealgate/sign"
 )
 
 // startProxiedServer serves a smart-host listener that trusts 127.0.0.1 as a proxy
@@ -32,40 +27,16 @@ func startProxiedServer(t *testing.T) (addr string, logs *lockedLog) {
 // (submissions) behind the same proxy; it returns both addresses and the CA.
 func startProxiedServers(t *testing.T) (addrs []string, logs *lockedLog, pool *x509.CertPool) {
 	t.Helper()
-	spool, err := relay.OpenSpool(filepath.Join(t.TempDir(), "spool"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { spool.Close() })
-	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
-	ca := newTestCA(t)
-	pool = x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	tlsCfg := &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "relay.example.test", x509.ExtKeyUsageServerAuth)}, MinVersion: tls.VersionTLS12}
-	logs = &lockedLog{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	srv := &Server{
-		Hostname: "relay.example.test",
-		Listeners: []Listener{{Name: "smarthost", Address: "127.0.0.1:0", Mode: ModeSmartHost, Network: true,
-			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
-			{Name: "submissions", Address: "127.0.0.1:0", Mode: ModeSubmissions, SASL: true, TLS: tlsCfg,
-				TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
-		Limits: Limits{MaxMessageBytes: 1 << 20, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second},
-		Networks: []NetworkIdentity{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")},
-			Identity: NewIdentity("mta", KindClientNetwork, MustParsePatterns("*@client.example"))}},
-		Pipeline: &Pipeline{Hostname: "relay.example.test", AuthServID: "relay.example.test", Spool: spool, Log: log,
-			KeyRing: mustKeyRing(sign.DomainKeys{Domain: "client.example", Keys: []sign.Key{{Selector: "ed", Signer: edKey}}})},
-		Log: log,
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	t.Cleanup(func() { srv.Close() })
-	for _, a := range srv.Addrs() {
-		addrs = append(addrs, a.String())
-	}
-	return addrs, logs, pool
+	h := buildHardServer(t, Limits{MaxMessageBytes: 1 << 20, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second}, nil, nil)
+	proxy := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	tlsCfg := h.srv.Listeners[2].TLS
+	h.srv.Listeners = []Listener{
+		{Name: "smarthost", Address: "127.0.0.1:0", Mode: ModeSmartHost, Network: true, TrustedProxies: proxy},
+		{Name: "submissions", Address: "127.0.0.1:0", Mode: ModeSubmissions, SASL: true, TLS: tlsCfg, TrustedProxies: proxy}}
+	h.srv.Networks = []NetworkIdentity{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")},
+		Identity: NewIdentity("mta", KindClientNetwork, MustParsePatterns("*@client.example"))}}
+	h.listen(t)
+	return []string{h.smart, h.implicit}, h.log, h.pool
 }
 
 // headerFirst sends a PROXY header in the same write as the first bytes of the
@@ -227,5 +198,36 @@ func TestLooksLikeProxyHeader(t *testing.T) {
 		if got := looksLikeProxyHeader([]byte(in)); got != want {
 			t.Errorf("looksLikeProxyHeader(%q) = %v, want %v", in, got, want)
 		}
+	}
+}
+
+// A trusted proxy that opens connections and sends no header holds at most
+// maxProxyHeadersInProgress of them; the next is closed at once, unread.
+func TestProxyHeadersInProgressBounded(t *testing.T) {
+	addr, logs := startProxiedServer(t)
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for range maxProxyHeadersInProgress {
+		c, err := dialFrom(t, "127.0.0.1", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	extra, err := dialFrom(t, "127.0.0.1", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(4 * time.Second)) // under proxyHeaderTimeout
+	if n, err := extra.Read(make([]byte, 64)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("connection beyond the bound: read %d bytes, %v; want it closed unread", n, err)
+	}
+	if !strings.Contains(logs.String(), "PROXY headers awaited at once") {
+		t.Errorf("no refusal logged:\n%s", logs.String())
 	}
 }

@@ -148,6 +148,7 @@ type Server struct {
 	perIP   map[string]int               // connections per sourceKey
 	wg      sync.WaitGroup               // one per connection being served
 	refusal chan struct{}                // bounds refusals in progress
+	headers chan struct{}                // bounds PROXY headers being read (acceptProxied)
 	refLog  *refusalLog
 	live    atomic.Pointer[Settings] // see Reload
 
@@ -171,6 +172,7 @@ func (s *Server) Listen() error {
 	s.conns = make(map[*clientConn]*smtp.Server)
 	s.perIP = make(map[string]int)
 	s.refusal = make(chan struct{}, maxRefusalsInProgress)
+	s.headers = make(chan struct{}, maxProxyHeadersInProgress)
 	s.refLog = &refusalLog{log: s.Log, lim: rate.NewLimiter(1, 10)}
 	s.mu.Unlock()
 	for _, lc := range s.Listeners {
@@ -232,7 +234,22 @@ func (s *Server) acceptLoop(ln net.Listener, lc Listener) error {
 		delay = 0
 		peer := remoteIP(c)
 		if lc.trustedProxy(peer) {
-			go s.acceptProxied(c, lc, peer)
+			select {
+			case s.headers <- struct{}{}:
+				go func() {
+					defer func() { <-s.headers }()
+					s.acceptProxied(c, lc, peer)
+				}()
+			default:
+				// A balancer holding this many connections without a header is
+				// misbehaving or is not a balancer; a goroutine each would let it
+				// exhaust us. The connection is closed unread, as refuse does beyond
+				// maxRefusalsInProgress.
+				s.metrics().Refused(ReasonTooManyConnections)
+				s.refLog.refused(lc.Name, peer, ReasonTooManyConnections,
+					fmt.Sprintf("more than %d PROXY headers awaited at once", maxProxyHeadersInProgress))
+				c.Close()
+			}
 			continue
 		}
 		s.serveConn(c, lc, peer)
@@ -334,6 +351,11 @@ func errTooManyFromIP(n int) *Refusal {
 // without a reply rather than spending a goroutine and a TLS handshake on it.
 const (
 	maxRefusalsInProgress = 64
+	// maxProxyHeadersInProgress bounds connections from trusted proxies whose
+	// header has not arrived yet (each waits up to proxyHeaderTimeout). HAProxy
+	// sends the header with the connection, so only a stalled or hostile peer
+	// gets near it.
+	maxProxyHeadersInProgress = 256
 	refusalTimeout        = 5 * time.Second
 )
 

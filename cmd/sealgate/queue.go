@@ -48,17 +48,13 @@ DIR is the configuration's "dir" (--config), or --dir.`,
 	pf.StringVar(&dir, "dir", "", "the relay's state directory (instead of reading --config)")
 
 	call := func(c *cobra.Command, name string, args, result any) error {
-		d := dir
-		if d == "" {
-			cfg, err := loadConfig(configFile)
-			if err != nil {
-				return fmt.Errorf("configuration %s (give --dir to name the state directory instead):\n%w", configFile, err)
-			}
-			d = cfg.Dir
+		d, err := stateDir(dir, configFile)
+		if err != nil {
+			return err
 		}
 		ctx, cancel := context.WithTimeout(c.Context(), queueCallTimeout)
 		defer cancel()
-		err := relay.ControlCall(ctx, controlSocket(d), name, args, result)
+		err = relay.ControlCall(ctx, controlSocket(d), name, args, result)
 		if errors.Is(err, relay.ErrNotRunning) {
 			return fmt.Errorf("%w: the queue commands need it (nothing was changed)", err)
 		}

@@ -356,7 +356,7 @@ const (
 	// sends the header with the connection, so only a stalled or hostile peer
 	// gets near it.
 	maxProxyHeadersInProgress = 256
-	refusalTimeout        = 5 * time.Second
+	refusalTimeout            = 5 * time.Second
 )
 
 // refuse answers a connection over the limits with 421 4.7.0 and closes it. On the

@@ -14,7 +14,8 @@ import (
 type Finding struct {
 	// Check names what was checked: spf, dkim, dmarc, iprev, helo, dnsbl...
 	Check string `json:"check"`
-	// Status is pass, warn (works, but worth changing) or fail (mail is at risk).
+	// Status is pass, warn (works, but worth changing), fail (mail is at risk) or unknown
+	// (the check could not be made: its DNS timed out).
 	Status string `json:"status"`
 	// Result is the check's own result (pass, softfail, missing...).
 	Result string `json:"result,omitempty"`
@@ -29,7 +30,14 @@ const (
 	StatusPass = "pass"
 	StatusWarn = "warn"
 	StatusFail = "fail"
+	// StatusUnknown is a check that could not be made, neither passed nor failed: SPF
+	// whose DNS timed out (verify.SPFResult.TimedOut).
+	StatusUnknown = "unknown"
 )
+
+// spfTimedOutVerdict is the verdict when SPF could not be checked: its DNS timed out, so
+// whether a strict receiver accepts the mail is not known.
+const spfTimedOutVerdict = "could not check SPF (DNS timed out)"
 
 // spfRecordOf returns the SPF record of domain (RFC 7208 §4.5), "" when it has none, or an
 // error when the lookup failed.

@@ -376,6 +376,20 @@ func (v *verification) spfIdentity() *SPFResult {
 	return v.rep.SPF
 }
 
+// spfAlignment is the SPF identifier DMARC aligns, and whether it failed temporarily; nil
+// when there is no SPF result or its domain is not a domain name (an address literal, a
+// malformed MAIL FROM domain: RFC 7208 §4.3 gave none).
+func (v *verification) spfAlignment() (*Alignment, bool) {
+	s := v.spfIdentity()
+	if s == nil {
+		return nil, false
+	}
+	if _, err := addr.ParseDomain(s.Domain); err != nil {
+		return nil, false
+	}
+	return &Alignment{Method: "spf", Domain: s.Domain, Result: s.Result}, s.Result == "temperror"
+}
+
 // rcpt runs the checks made once the recipient is known: callback verification and the
 // early DMARC look at the SUBMITTER domain.
 func (v *verification) rcpt(ctx context.Context) {
@@ -398,10 +412,7 @@ func (v *verification) rcpt(ctx context.Context) {
 	sr := &SubmitterResult{Submitter: v.pra.String(), Domain: string(v.pra.Domain)}
 	v.rep.SubmitterAt = sr
 	in := dmarcInput{authors: []addr.Domain{v.pra.Domain}, exists: true}
-	if s := v.spfIdentity(); s != nil {
-		in.spf = &Alignment{Method: "spf", Domain: s.Domain, Result: s.Result}
-		in.spfTemp = s.Result == "temperror"
-	}
+	in.spf, in.spfTemp = v.spfAlignment()
 	tctx, cancel := v.timeout(ctx)
 	sr.DMARC = evaluateDMARC(tctx, &v.dmarc, in, RFC9989)
 	cancel()
@@ -476,10 +487,7 @@ func (v *verification) data(ctx context.Context, hdr dkimcore.Header, body []byt
 		}
 		in.dkimTemp = in.dkimTemp || d.Result == "temperror"
 	}
-	if s := v.spfIdentity(); s != nil && s.Domain != "" {
-		in.spf = &Alignment{Method: "spf", Domain: s.Domain, Result: s.Result}
-		in.spfTemp = s.Result == "temperror"
-	}
+	in.spf, in.spfTemp = v.spfAlignment()
 	tctx, cancel = v.timeout(ctx)
 	v.rep.DMARC9989 = evaluateDMARC(tctx, &v.dmarc, in, RFC9989)
 	cancel()

@@ -2,7 +2,9 @@ package selftest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -34,6 +36,12 @@ const (
 	// whose DNS timed out (verify.SPFResult.TimedOut).
 	StatusUnknown = "unknown"
 )
+
+// isTimeout reports whether a lookup failed because no answer came in time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
 
 // spfTimedOutVerdict is the verdict when SPF could not be checked: its DNS timed out, so
 // whether a strict receiver accepts the mail is not known.

@@ -187,12 +187,13 @@ func TestMessageSubmitterMismatchKeptSession(t *testing.T) {
 	}
 }
 
-// The return path's SPF never answers: the spf finding is unknown, not failed, the verdict
-// says "could not check SPF (DNS timed out)" and the report neither passes nor fails.
-func TestMessageSPFTimedOut(t *testing.T) {
-	zoneAddr := resolvertest.Start(t, "$TTL 300\n"+clientZone+dkimRecord("client.example"))
+// hangingResolver asks a DNS server for zone on which questions for name (of type qtype, or
+// any type for 0) never get an answer.
+func hangingResolver(t *testing.T, zone, name string, qtype uint16) resolver.Resolver {
+	t.Helper()
+	zoneAddr := resolvertest.Start(t, "$TTL 300\n"+zone)
 	addr := resolvertest.StartHandler(t, dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		if len(req.Question) == 1 && strings.EqualFold(req.Question[0].Name, "slow.client.example.") {
+		if len(req.Question) == 1 && strings.EqualFold(req.Question[0].Name, name) && (qtype == 0 || req.Question[0].Qtype == qtype) {
 			return // never answer
 		}
 		if resp, err := dns.Exchange(req, zoneAddr); err == nil {
@@ -203,6 +204,13 @@ func TestMessageSPFTimedOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// The return path's SPF never answers: the spf finding is unknown, not failed, the verdict
+// says "could not check SPF (DNS timed out)" and the report neither passes nor fails.
+func TestMessageSPFTimedOut(t *testing.T) {
+	r := hangingResolver(t, clientZone+dkimRecord("client.example"), "slow.client.example.", 0)
 	msg := signed(t, message("a@client.example"), "client.example")
 	rep, err := Message(context.Background(), &MessageOptions{
 		Options: verify.Options{Resolver: r, AuthServID: "mx.test.example", Timeout: 3 * time.Second},

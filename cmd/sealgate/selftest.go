@@ -439,7 +439,11 @@ Prints each check with pass, warn or fail and its fix, then the zone-file lines 
 for whatever is missing or wrong. --zone answers from a zone file of planned records, to test
 them before they go live.
 
-Exit status 0 when nothing failed, 1 when something did, 2 on errors.`,
+A check whose DNS timed out is "unknown", neither pass nor fail; when SPF's did and nothing
+failed, the report ends "NOT CHECKED: could not check SPF (DNS timed out)".
+
+Exit status 0 when nothing failed, 1 when something did, 3 when nothing failed but SPF could
+not be checked (DNS timed out), 2 on errors.`,
 		Example: `  sealgate selftest domain example.test --config sealgate-dev/sealgate.yaml --zone sealgate-dev/example.test.zone
   sealgate selftest domain client.example --return-path bounce.client.example --egress 198.51.100.7=out.relay.example`,
 		Args: cobra.ExactArgs(1),
@@ -471,6 +475,9 @@ Exit status 0 when nothing failed, 1 when something did, 2 on errors.`,
 		}
 		if err := writeReport(cmd.OutOrStdout(), f.json, rep, rep.WriteText); err != nil {
 			return err
+		}
+		if rep.SPFTimedOut {
+			return exitStatus(3, errors.New("selftest domain: could not check SPF (DNS timed out)"))
 		}
 		if !rep.Ready {
 			return exitStatus(1, errors.New("selftest domain: not ready"))

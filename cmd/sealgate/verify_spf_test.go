@@ -133,3 +133,20 @@ func TestSelftestSPFTimedOut(t *testing.T) {
 		}
 	}
 }
+
+// selftest domain with the domain's SPF record timing out: not checked, exit 3.
+func TestSelftestDomainSPFTimedOut(t *testing.T) {
+	st, err := prepareDev(filepath.Join(t.TempDir(), "dev"), devOptions{submission: "127.0.0.1:0", submissions: "127.0.0.1:0", smarthost: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone, err := os.ReadFile(st.zoneFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := hangingDNS(t, string(zone), dns.TypeTXT, devDomain)
+	out, errOut, code := runCLI(t, "selftest", "domain", devDomain, "--config", st.configFile, "--dns", addr, "--dns-timeout", "300ms")
+	if code != 3 || !strings.Contains(out, "unknown  spf") || !strings.HasSuffix(out, "\nNOT CHECKED: could not check SPF (DNS timed out)\n") {
+		t.Errorf("selftest domain: exit %d\n%s%s", code, out, errOut)
+	}
+}

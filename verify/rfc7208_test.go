@@ -31,8 +31,6 @@ import (
 var rfc7208Deviations = map[string]string{
 	"macro-mania-in-domain": "the target name holds spaces (from %_); internal/resolver refuses names with white " +
 		"space on purpose, so the lookup fails and the a term gives temperror",
-	"p-macro-multiple": "blitiri.com.ar/go/spf never looks the p macro up and expands it to \"unknown\" (the value " +
-		"RFC 7208 §7.3 gives when no validated name is found); the macro SHOULD NOT be used (RFC 7208 §5.5)",
 }
 
 // rfc7208MinPass is how many of the suite's tests must pass (pyspf, the reference

@@ -82,7 +82,7 @@ func checkSPF(ctx context.Context, r resolver.Resolver, ip net.IP, identity, hel
 	if at := strings.LastIndexByte(sender, '@'); at > 0 {
 		libSender = strings.ReplaceAll(sender[:at], "@", "%40") + sender[at:]
 	}
-	a := &spfResolver{r: r, v6: ip.To4() == nil}
+	a := &spfResolver{r: r, v6: ip.To4() == nil, ip: ip}
 	result, err := spf.CheckHostWithSender(ip, helo, libSender, spf.WithResolver(a), spf.WithContext(ctx),
 		spf.OverrideLookupLimit(MaxSPFLookups), spf.OverrideVoidLookupLimit(MaxSPFVoidLookups))
 	res.Result = string(result)

@@ -218,3 +218,23 @@ func TestVerifySPFInitialProcessing(t *testing.T) {
 		}
 	}
 }
+
+// TestSPFPMacro: the adapter's p macro keeps the other macros and escapes for the library
+// and applies the transformers of RFC 7208 §7.3.
+func TestSPFPMacro(t *testing.T) {
+	s := &spfResolver{pNames: []string{"mx.example.com", "mail.a.example.org"}}
+	for _, tc := range []struct{ term, domain, want string }{
+		{"exists:%{p}.ok.%{d}", "example.net", "exists:mx.example.com.ok.%{d}"},
+		{"exists:%{p}.ok", "a.example.org", "exists:mail.a.example.org.ok"},
+		{"exists:%{p2}.%{pr}.x", "example.net", "exists:example.com.com.example.mx.x"},
+		{"a:%%{p}.%{P1}.x", "example.net", "a:%%{p}.com.x"},
+		{"exists:%{ir}.%_.%-.x", "example.net", "exists:%{ir}.%_.%-.x"},
+	} {
+		if got := s.expandPTerm(context.Background(), tc.term, tc.domain); got != tc.want {
+			t.Errorf("%s for %s: %s, want %s", tc.term, tc.domain, got, tc.want)
+		}
+	}
+	if got := (&spfResolver{pNames: []string{}}).validatedName(context.Background(), "example.net"); got != "unknown" {
+		t.Errorf("no validated name: %s, want unknown", got)
+	}
+}

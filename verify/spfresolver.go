@@ -58,6 +58,9 @@ type spfResolver struct {
 	lookups int
 	voids   int
 	pending []string
+	// ip is the client; pNames its validated PTR names once the p macro needed them.
+	ip     net.IP
+	pNames []string
 	// aliases maps the stand-in names of aliasSlashes to the names they stand for.
 	aliases map[string]string
 	// timedOut is the last error handed to the library for a query that got no answer.
@@ -186,7 +189,7 @@ func (s *spfResolver) LookupTXT(ctx context.Context, name string) ([]string, err
 		}
 		for i, t := range txt {
 			if t == recs[0] {
-				txt[i] = s.aliasSlashes(t)
+				txt[i] = s.expandP(ctx, s.aliasSlashes(t), name)
 			}
 		}
 	}

@@ -181,7 +181,8 @@ type Report struct {
 
 // Verify reads a message (CRLF or bare-LF line ends) from msg and evaluates it as a strict
 // receiver would have, given the envelope env. The error is for input that cannot be used
-// (an unreadable message, an unparsable MAIL FROM or SUBMITTER, no resolver); failed checks
+// (an unreadable message, a MAIL FROM without "@", an unparsable SUBMITTER, no resolver; a
+// MAIL FROM with a malformed domain or no local part is evaluated, RFC 7208 §4.3); failed checks
 // are results, not errors.
 func Verify(ctx context.Context, env Envelope, msg io.Reader, o *Options) (*Report, error) {
 	if o == nil || o.Resolver == nil {

@@ -148,6 +148,11 @@ func TestCheckSPF(t *testing.T) {
 	if res := CheckSPF(ctx, r, ip, "a.example", ""); res.Identity != "helo" || res.Sender != "postmaster@a.example" || res.Result != "pass" {
 		t.Errorf("HELO: %+v", res)
 	}
+	// go-smtp hands over "ops@partner.example"@pass.example unquoted: the domain is the one
+	// after the last '@', although the library would take the first.
+	if res := CheckSPF(ctx, r, ip, "h.example", "ops@partner.example@pass.example"); res.Domain != "pass.example" || res.Result != "pass" {
+		t.Errorf("local part with '@': %+v", res)
+	}
 	if res := CheckSPF(ctx, r, netip.MustParseAddr("::ffff:192.0.2.26"), "a.example", ""); res.Result != "fail" {
 		t.Errorf("IPv4-mapped client: %+v", res)
 	}

@@ -49,6 +49,10 @@ func (s *spfResolver) expandPTerm(ctx context.Context, t, domain string) string 
 			continue
 		}
 		end := strings.IndexByte(t[i:], '}')
+		if end < 0 {
+			b.WriteString(t[i:]) // unterminated: the library's permerror
+			break
+		}
 		body := t[i+2 : i+end]
 		if body == "" || body[0] != 'p' && body[0] != 'P' {
 			b.WriteString(t[i : i+end+1])

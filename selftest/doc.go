@@ -16,6 +16,10 @@
 //     opt-in of RFC 7489 §7.1), MX of the return path (RFC 7505 null MX), HELO names, reverse
 //     DNS and DNSBLs (RFC 5782).
 //
+// A check that could not be made because its DNS timed out is "unknown", neither pass nor
+// fail: when it is SPF's (verify.SPFResult.TimedOut), the verdict is "could not check SPF
+// (DNS timed out)" instead of ready or not ready, since a receiver would defer the mail.
+//
 // selftest does not change DNS or the configuration; it prints what to publish. Its receiving
 // server accepts every recipient and keeps what it took in memory for the one test; it is
 // not a mail server. Verifying one message as a receiver is package verify's job.

@@ -40,8 +40,11 @@ type DomainReport struct {
 	Findings []Finding `json:"findings"`
 	// Records are the zone-file lines to publish for whatever is missing or wrong.
 	Records []string `json:"records,omitempty"`
-	// Ready: no finding failed.
+	// Ready: no finding failed, and none is unknown.
 	Ready bool `json:"ready"`
+	// SPFTimedOut: no finding failed, but SPF could not be checked (its DNS timed out): the
+	// report says "could not check SPF (DNS timed out)" rather than NOT READY.
+	SPFTimedOut bool `json:"spf_timed_out,omitempty"`
 }
 
 // Domain checks the DNS of a domain sealgate sends for, as receivers will read it: every
@@ -72,12 +75,16 @@ func Domain(ctx context.Context, domain string, o *DomainOptions) (*DomainReport
 	c.mx(ctx)
 	c.egress(ctx)
 	c.rep.Ready = true
+	failed := false
 	for _, f := range c.rep.Findings {
-		c.rep.Ready = c.rep.Ready && f.Status != StatusFail
+		failed = failed || f.Status == StatusFail
+		c.rep.SPFTimedOut = c.rep.SPFTimedOut || f.Status == StatusUnknown && strings.HasPrefix(f.Check, "spf")
+		c.rep.Ready = c.rep.Ready && f.Status != StatusFail && f.Status != StatusUnknown
 		if f.Record != "" && f.Status != StatusPass {
 			c.rep.Records = append(c.rep.Records, f.Record)
 		}
 	}
+	c.rep.SPFTimedOut = c.rep.SPFTimedOut && !failed
 	return c.rep, nil
 }
 
@@ -142,6 +149,10 @@ func (c *domainCheck) spf(ctx context.Context) {
 	rec, err := spfRecordOf(tctx, c.o.Resolver, c.rp)
 	cancel()
 	switch {
+	case err != nil && isTimeout(err):
+		c.add(Finding{Check: "spf", Status: StatusUnknown, Result: "temperror", Reason: fmt.Sprintf("the SPF record of %s could not be read: DNS timed out: %v", c.rp, err),
+			Fix: fmt.Sprintf("the DNS of %s did not answer in time: check its name servers, then run the selftest again", c.rp)})
+		return
 	case err != nil:
 		c.add(Finding{Check: "spf", Status: StatusFail, Result: "temperror", Reason: fmt.Sprintf("the SPF record of %s could not be read: %v", c.rp, err)})
 		return
@@ -175,6 +186,10 @@ func (c *domainCheck) spf(ctx context.Context) {
 			f.Status, f.Fix = StatusFail, fmt.Sprintf("repair the SPF record of %s (at most %d lookups and %d void lookups)", c.rp, verify.MaxSPFLookups, verify.MaxSPFVoidLookups)
 		case "temperror":
 			f.Status = StatusFail
+			if r.TimedOut {
+				f.Status = StatusUnknown
+				f.Fix = fmt.Sprintf("the DNS of %s did not answer in time: check its name servers, then run the selftest again", c.rp)
+			}
 		default:
 			f.Status = StatusFail
 			missing = append(missing, eg.IP)
@@ -422,9 +437,12 @@ func (d *DomainReport) WriteText(w io.Writer) error {
 			b.WriteString(r + "\n")
 		}
 	}
-	if d.Ready {
+	switch {
+	case d.Ready:
 		b.WriteString("\nREADY\n")
-	} else {
+	case d.SPFTimedOut:
+		b.WriteString("\nNOT CHECKED: " + spfTimedOutVerdict + "\n")
+	default:
 		b.WriteString("\nNOT READY\n")
 	}
 	_, err := io.WriteString(w, b.String())

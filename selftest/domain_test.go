@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/miekg/dns"
+
 	"sealgate/keys"
 )
 
@@ -120,5 +122,25 @@ out.relay.example. IN A 192.0.2.25
 	}
 	if rep.Ready {
 		t.Error("ready under adkim=s with the parent's d=")
+	}
+}
+
+// The domain's SPF record never answers: the spf finding is unknown, and the report says
+// "could not check SPF (DNS timed out)" instead of READY or NOT READY.
+func TestDomainSPFTimedOut(t *testing.T) {
+	o := domainOptions(t, domainZone+dkimRecord("client.example"))
+	o.Resolver = hangingResolver(t, domainZone+dkimRecord("client.example"), "client.example.", dns.TypeTXT)
+	rep, err := Domain(context.Background(), "client.example", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := findingOf(t, rep.Findings, "spf", StatusUnknown)
+	if f.Result != "temperror" || !strings.Contains(f.Reason, "DNS timed out") {
+		t.Errorf("spf finding %+v", f)
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	if rep.Ready || !rep.SPFTimedOut || !strings.HasSuffix(b.String(), "\nNOT CHECKED: could not check SPF (DNS timed out)\n") {
+		t.Errorf("ready %v, timed out %v:\n%s", rep.Ready, rep.SPFTimedOut, b.String())
 	}
 }

@@ -62,6 +62,10 @@ type MessageReport struct {
 	// both RFCs through an aligned identifier (so p=reject would lose none of this mail),
 	// and no check failed.
 	Ready bool `json:"ready"`
+	// SPFTimedOut: for some egress SPF could not be checked (its DNS timed out), and no
+	// other egress failed: the report says "could not check SPF (DNS timed out)" rather
+	// than NOT READY.
+	SPFTimedOut bool `json:"spf_timed_out,omitempty"`
 }
 
 // EgressVerdict is the message as seen from one egress.
@@ -76,6 +80,9 @@ type EgressVerdict struct {
 	LostAtReject bool `json:"lost_at_reject"`
 	// Ready: DMARC passes, a strict receiver accepts, and no finding failed.
 	Ready bool `json:"ready"`
+	// SPFTimedOut: SPF could not be checked (its DNS timed out), so the verdict neither
+	// passes nor fails the domain.
+	SPFTimedOut bool `json:"spf_timed_out,omitempty"`
 	// Verdict is the line summing it up.
 	Verdict string `json:"verdict"`
 	// Forwarder is the forwarder section, for a forwarder identity.
@@ -138,6 +145,12 @@ func Message(ctx context.Context, o *MessageOptions) (*MessageReport, error) {
 		rep.Ready = rep.Ready && ev.Ready
 		rep.Egress = append(rep.Egress, ev)
 	}
+	failed := false
+	for _, ev := range rep.Egress {
+		rep.SPFTimedOut = rep.SPFTimedOut || ev.SPFTimedOut
+		failed = failed || !ev.Ready && !ev.SPFTimedOut
+	}
+	rep.SPFTimedOut = rep.SPFTimedOut && !failed
 	return rep, nil
 }
 
@@ -185,6 +198,10 @@ func judge(ctx context.Context, o *MessageOptions, eg Egress, r *verify.Report) 
 			f.Status, f.Fix = StatusFail, fmt.Sprintf("repair the SPF record of %s: %s", s.Domain, s.Reason)
 		case "temperror":
 			f.Status, f.Fix = StatusFail, fmt.Sprintf("the DNS of %s did not answer: check its name servers", s.Domain)
+			if s.TimedOut {
+				f.Status = StatusUnknown
+				f.Fix = fmt.Sprintf("the DNS of %s did not answer in time: check its name servers, then run the selftest again", s.Domain)
+			}
 		default:
 			f.Status = StatusFail
 			f.Fix, f.Record = spfFix(tctx, res, s.Domain, eg.IP)
@@ -291,7 +308,17 @@ func judge(ctx context.Context, o *MessageOptions, eg Egress, r *verify.Report) 
 		}
 	}
 	ev.Ready = ev.DMARCPass && r.Verdict.Action == "accept" && failed == 0
+	spf := r.SPF
+	if spf == nil {
+		spf = r.SPFHELO // the null reverse-path: HELO stands for it (RFC 7208 §2.4)
+	}
 	switch {
+	case spf != nil && spf.TimedOut:
+		// Neither ready nor not: a receiver would defer, and what it decides once the DNS
+		// answers is not known.
+		ev.Ready, ev.SPFTimedOut = false, true
+		ev.Verdict = fmt.Sprintf("%s for %s: a strict receiver would %s at %s (%s); run the selftest again once its DNS answers",
+			spfTimedOutVerdict, spf.Domain, r.Verdict.Action, r.Verdict.Stage, r.Verdict.Reason)
 	case ev.Ready:
 		ev.Verdict = fmt.Sprintf("ready: DMARC passes under RFC 9989 and RFC 7489 through %s; p=reject would not lose this mail", ev.Through)
 	case ev.DMARCPass && r.Verdict.Action == "accept":
@@ -384,23 +411,35 @@ func (m *MessageReport) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "  verdict: %s\n", ev.Verdict)
 	}
-	if m.Ready {
+	switch {
+	case m.Ready:
 		b.WriteString("\nREADY\n")
-	} else {
+	case m.SPFTimedOut:
+		b.WriteString("\nNOT CHECKED: " + spfTimedOutVerdict + "\n")
+	default:
 		b.WriteString("\nNOT READY\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
+// writeFindings writes one line per finding in columns as wide as their widest value
+// (statuses are 4 or 7 characters, results such as "temperror" or "does not exist" longer
+// than most), with the fix and record indented under it.
 func writeFindings(b *strings.Builder, fs []Finding) {
+	ws, wc, wr := 4, 10, 10
 	for _, f := range fs {
-		fmt.Fprintf(b, "  %-4s  %-10s %-10s %s\n", f.Status, f.Check, f.Result, f.Reason)
+		ws, wc, wr = max(ws, len(f.Status)), max(wc, len(f.Check)), max(wr, len(f.Result))
+	}
+	indent := strings.Repeat(" ", 2+ws+2)
+	for _, f := range fs {
+		line := fmt.Sprintf("  %-*s  %-*s %-*s %s", ws, f.Status, wc, f.Check, wr, f.Result, f.Reason)
+		b.WriteString(strings.TrimRight(line, " ") + "\n")
 		if f.Fix != "" {
-			fmt.Fprintf(b, "        fix: %s\n", f.Fix)
+			fmt.Fprintf(b, "%sfix: %s\n", indent, f.Fix)
 		}
 		if f.Record != "" {
-			fmt.Fprintf(b, "        %s\n", f.Record)
+			fmt.Fprintf(b, "%s%s\n", indent, f.Record)
 		}
 	}
 }

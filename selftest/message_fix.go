@@ -2,7 +2,9 @@ package selftest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -14,7 +16,8 @@ import (
 type Finding struct {
 	// Check names what was checked: spf, dkim, dmarc, iprev, helo, dnsbl...
 	Check string `json:"check"`
-	// Status is pass, warn (works, but worth changing) or fail (mail is at risk).
+	// Status is pass, warn (works, but worth changing), fail (mail is at risk) or unknown
+	// (the check could not be made: its DNS timed out).
 	Status string `json:"status"`
 	// Result is the check's own result (pass, softfail, missing...).
 	Result string `json:"result,omitempty"`
@@ -29,7 +32,20 @@ const (
 	StatusPass = "pass"
 	StatusWarn = "warn"
 	StatusFail = "fail"
+	// StatusUnknown is a check that could not be made, neither passed nor failed: SPF
+	// whose DNS timed out (verify.SPFResult.TimedOut).
+	StatusUnknown = "unknown"
 )
+
+// isTimeout reports whether a lookup failed because no answer came in time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// spfTimedOutVerdict is the verdict when SPF could not be checked: its DNS timed out, so
+// whether a strict receiver accepts the mail is not known.
+const spfTimedOutVerdict = "could not check SPF (DNS timed out)"
 
 // spfRecordOf returns the SPF record of domain (RFC 7208 §4.5), "" when it has none, or an
 // error when the lookup failed.

@@ -7,7 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
+	"sealgate/internal/resolver"
+	"sealgate/internal/resolver/resolvertest"
 	"sealgate/internal/smtpclient"
+	"sealgate/verify"
 )
 
 // sendVia returns a MessageOptions.Send that delivers msg with the outbound client, from
@@ -179,5 +184,53 @@ func TestMessageSubmitterMismatchKeptSession(t *testing.T) {
 	}
 	if f := findingOf(t, rep.Egress[0].Findings, "pra", StatusFail); !strings.Contains(f.Reason, `SUBMITTER=x@client.example, but the header's purported responsible address is "a@client.example"`) {
 		t.Errorf("pra %+v", f)
+	}
+}
+
+// hangingResolver asks a DNS server for zone on which questions for name (of type qtype, or
+// any type for 0) never get an answer.
+func hangingResolver(t *testing.T, zone, name string, qtype uint16) resolver.Resolver {
+	t.Helper()
+	zoneAddr := resolvertest.Start(t, "$TTL 300\n"+zone)
+	addr := resolvertest.StartHandler(t, dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		if len(req.Question) == 1 && strings.EqualFold(req.Question[0].Name, name) && (qtype == 0 || req.Question[0].Qtype == qtype) {
+			return // never answer
+		}
+		if resp, err := dns.Exchange(req, zoneAddr); err == nil {
+			resolvertest.Reply(w, req, resp)
+		}
+	}))
+	r, err := resolver.New(resolver.Config{Server: addr, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// The return path's SPF never answers: the spf finding is unknown, not failed, the verdict
+// says "could not check SPF (DNS timed out)" and the report neither passes nor fails.
+func TestMessageSPFTimedOut(t *testing.T) {
+	r := hangingResolver(t, clientZone+dkimRecord("client.example"), "slow.client.example.", 0)
+	msg := signed(t, message("a@client.example"), "client.example")
+	rep, err := Message(context.Background(), &MessageOptions{
+		Options: verify.Options{Resolver: r, AuthServID: "mx.test.example", Timeout: 3 * time.Second},
+		Egress:  []Egress{{IP: clientIP, HELO: "out.relay.example"}},
+		Send:    sendVia(msg, "b@slow.client.example", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := rep.Egress[0]
+	f := findingOf(t, ev.Findings, "spf", StatusUnknown)
+	if f.Result != "temperror" || !strings.Contains(f.Reason, "DNS timed out") {
+		t.Errorf("spf finding %+v", f)
+	}
+	if rep.Ready || !rep.SPFTimedOut || !ev.SPFTimedOut || !strings.HasPrefix(ev.Verdict, "could not check SPF (DNS timed out) for slow.client.example") {
+		t.Errorf("ready %v, timed out %v, verdict %q", rep.Ready, rep.SPFTimedOut, ev.Verdict)
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	if !strings.HasSuffix(b.String(), "\nNOT CHECKED: could not check SPF (DNS timed out)\n") ||
+		!strings.Contains(b.String(), "\n  unknown  spf        temperror  slow.client.example for b@slow.client.example") {
+		t.Errorf("text:\n%s", b.String())
 	}
 }

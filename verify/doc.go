@@ -13,7 +13,11 @@
 //   - at HELO: whether the name resolves to the IP, or the address literal equals it
 //     (RFC 5321 §4.1.4, which forbids refusing mail for this alone);
 //   - at MAIL FROM and RCPT: SPF (RFC 7208) of the MAIL FROM domain and of the HELO name, with
-//     the lookup and void lookup limits of RFC 7208 §4.6.4 counted; callback verification of
+//     the initial processing of RFC 7208 §4.3 (a malformed domain or an address literal gives
+//     none, a reverse-path without local part is postmaster), the lookup and void lookup
+//     limits of RFC 7208 §4.6.4 counted, and a DNS timeout reported as temperror with
+//     SPFResult.TimedOut; the OpenSPF RFC 7208 test suite runs in our tests (202 of 203, the
+//     deviation named in rfc7208_test.go); callback verification of
 //     the return path (MAIL FROM:<>, RCPT, QUIT, never DATA; off unless asked for); and with
 //     SUBMITTER an early DMARC look at the purported responsible address's domain (RFC 4407);
 //   - at DATA: every DKIM signature (RFC 6376, through package sign), the ARC chain
@@ -29,6 +33,11 @@
 // CheckSPF, CheckSPFSyntax, CheckIPRev, CheckDNSBL, CheckHELO, DomainExists, ParseDMARCRecord,
 // DMARCPolicy and AuthorDMARC are the single checks, for callers that test a domain's records
 // or one identity rather than a whole message.
+//
+// SPF is evaluated by blitiri.com.ar/go/spf through an adapter (spfresolver.go) that also
+// covers what the library does not: record syntax checked whole, ':' and '/' inside a and mx
+// domain-specs, the p macro, target names that cannot be DNS names. Names with white space
+// are not asked (internal/resolver refuses them).
 //
 // Verify does not deliver, store or change the message, send DMARC reports, run content filters,
 // validate DNSSEC or trust anyone's Authentication-Results fields; ARC results are reported,

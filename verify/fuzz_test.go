@@ -41,6 +41,27 @@ func FuzzSPFSyntax(f *testing.F) {
 	})
 }
 
+// FuzzSPFAdapter: what the SPF adapter does to records and names never panics: the p macro
+// and the stand-ins of aliasSlashes on any record that passes the syntax check, and the
+// conversion of any name to and from a query.
+func FuzzSPFAdapter(f *testing.F) {
+	for _, s := range []string{"a:foo:bar/baz.example.com/24 exists:%{p2r-}.%{P}.%%{p}.x.example", "mx:%{p}.example/32//64 -all",
+		"exp=%{p}.example %{", "include:%{p}%-%_.example"} {
+		f.Add(s, "mx.example.com")
+	}
+	f.Fuzz(func(t *testing.T, rec, name string) {
+		s := &spfResolver{pNames: []string{name}}
+		if CheckSPFSyntax("v=spf1 "+rec) == "" {
+			s.expandP(context.Background(), s.aliasSlashes("v=spf1 "+rec), name)
+		}
+		s.expandPTerm(context.Background(), rec, name)
+		if q, err := queryName(name); err == nil {
+			answerName(q)
+		}
+		answerName(name)
+	})
+}
+
 // FuzzVerify: any message is verified without panicking, and the Authentication-Results
 // field made for it parses.
 func FuzzVerify(f *testing.F) {

@@ -3,12 +3,14 @@ package verify
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 
 	"blitiri.com.ar/go/spf"
 
+	"sealgate/internal/addr"
 	"sealgate/internal/resolver"
 )
 
@@ -35,37 +37,90 @@ type SPFResult struct {
 	// redirect); VoidLookups the lookups among them that found nothing (RFC 7208 §4.6.4).
 	Lookups     int `json:"lookups"`
 	VoidLookups int `json:"void_lookups"`
+	// TimedOut is set when the result is temperror because a DNS query got no answer in
+	// time, rather than a server failure: the domain's policy is then unknown, not wrong.
+	TimedOut bool `json:"timed_out,omitempty"`
 }
 
 // CheckSPF evaluates SPF (RFC 7208) for a client at ip: the MAIL FROM identity of sender,
 // or with sender "" (the null reverse-path) the HELO identity of helo, whose <sender> is
-// postmaster@helo (RFC 7208 §2.4). The DNS-querying terms and void lookups are counted
-// against the limits of RFC 7208 §4.6.4, and the record is checked whole against the
-// grammar of RFC 7208 §12. ctx bounds the evaluation: running out of time is temperror.
+// postmaster@helo (RFC 7208 §2.4). sender is the reverse-path as the client gave it,
+// without angle brackets; it is not refused for its syntax, since the initial processing
+// of RFC 7208 §4.3 says what a malformed one gives (none). The DNS-querying terms and void
+// lookups are counted against the limits of RFC 7208 §4.6.4, and the record is checked
+// whole against the grammar of RFC 7208 §12. ctx bounds the evaluation: running out of
+// time, or any DNS timeout on the way, is temperror with TimedOut set.
 func CheckSPF(ctx context.Context, r resolver.Resolver, ip netip.Addr, helo, sender string) *SPFResult {
 	nip := net.IP(ip.Unmap().AsSlice())
 	if sender == "" {
 		return checkSPF(ctx, r, nip, "helo", helo, "postmaster@"+helo, helo)
 	}
-	domain := sender[strings.LastIndexByte(sender, '@')+1:]
+	domain := ""
+	if at := strings.LastIndexByte(sender, '@'); at >= 0 {
+		domain = sender[at+1:]
+		if at == 0 {
+			// "<@example.net>": a <sender> without a local part is postmaster (RFC 7208
+			// §4.3; RFC 7208 test nolocalpart).
+			sender = "postmaster" + sender
+		}
+	}
 	return checkSPF(ctx, r, nip, "mailfrom", helo, sender, domain)
 }
 
-// checkSPF runs check_host(ip, domain, sender) through the project's resolver.
+// checkSPF runs check_host(ip, domain, sender) through the project's resolver, after the
+// initial processing of RFC 7208 §4.3.
 func checkSPF(ctx context.Context, r resolver.Resolver, ip net.IP, identity, helo, sender, domain string) *SPFResult {
 	res := &SPFResult{Identity: identity, Domain: domain, Sender: sender}
-	a := &spfResolver{r: r, v6: ip.To4() == nil}
-	result, err := spf.CheckHostWithSender(ip, helo, sender, spf.WithResolver(a), spf.WithContext(ctx),
+	if why := spfDomainProblem(domain); why != "" {
+		res.Result, res.Reason = string(spf.None), why
+		return res
+	}
+	// The library takes the domain after the first '@' of sender, and a local part may
+	// hold one (go-smtp removes the quotes of "a@b"@example.com): the domain checked must
+	// be the one after the last '@', so the local part's are written %40 for the library.
+	libSender := sender
+	if at := strings.LastIndexByte(sender, '@'); at > 0 {
+		libSender = strings.ReplaceAll(sender[:at], "@", "%40") + sender[at:]
+	}
+	a := &spfResolver{r: r, v6: ip.To4() == nil, ip: ip}
+	result, err := spf.CheckHostWithSender(ip, helo, libSender, spf.WithResolver(a), spf.WithContext(ctx),
 		spf.OverrideLookupLimit(MaxSPFLookups), spf.OverrideVoidLookupLimit(MaxSPFVoidLookups))
 	res.Result = string(result)
 	res.Lookups, res.VoidLookups = a.lookups, a.voids
-	if ctx.Err() != nil && (result == spf.TempError || result == spf.PermError) {
+	res.Reason = spfReason(result, err)
+	switch {
+	case ctx.Err() != nil && (result == spf.TempError || result == spf.PermError):
 		// The evaluation ran out of time: a DNS answer did not come (RFC 7208 §4.6.4 lets
 		// a verifier bound the whole evaluation; the result is then temperror).
-		res.Result = string(spf.TempError)
+		res.Result, res.TimedOut = string(spf.TempError), true
+		res.Reason = "DNS timed out: " + ctx.Err().Error()
+	case a.timedOut != nil && result == spf.TempError:
+		// A query on the way timed out (RFC 7208 §4.4, §5; RFC 7208 tests txttimeout,
+		// alltimeout, include-temperror).
+		res.TimedOut = true
+		res.Reason = "DNS timed out: " + a.timedOut.Error()
 	}
-	res.Reason = spfReason(result, err)
 	return res
+}
+
+// spfDomainProblem says why domain cannot be an SPF identity, or "". A malformed name (a
+// label over 63 octets, an empty label, an address literal) or one that is not a
+// multi-label domain name gives none without any lookup (RFC 7208 §4.3; RFC 7208 tests
+// toolonglabel, emptylabel, helo-not-fqdn, helo-domain-literal).
+func spfDomainProblem(domain string) string {
+	switch {
+	case domain == "":
+		return "no domain to check (RFC 7208 §4.3)"
+	case addr.IsAddressLiteral(domain):
+		return fmt.Sprintf("%s is an address literal, not a domain: it has no SPF record (RFC 7208 §2.3)", domain)
+	}
+	if why := dnsNameProblem(domain); why != "" {
+		return fmt.Sprintf("%q is not a valid domain name (%s): no SPF record can be looked up (RFC 7208 §4.3)", domain, why)
+	}
+	if !strings.Contains(strings.TrimSuffix(domain, "."), ".") {
+		return fmt.Sprintf("%s is not a multi-label domain name: no SPF record (RFC 7208 §4.3)", domain)
+	}
+	return ""
 }
 
 // spfReason explains a result from the library's error.
@@ -97,131 +152,4 @@ func spfReason(result spf.Result, err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// addresses asks A records for an IPv4 client. For an IPv6 client it asks AAAA and A: the
-// exists term always asks A (RFC 7208 §5.7), and the library asks for addresses the same
-// way for every term, so both are asked and a failure of one type is ignored when the other
-// answered.
-func (s *spfResolver) addresses(ctx context.Context, host string) ([]net.IP, error) {
-	if !s.v6 {
-		return resolver.LookupIPFamily(ctx, s.r, host, false)
-	}
-	six, err6 := resolver.LookupIPFamily(ctx, s.r, host, true)
-	four, err4 := resolver.LookupIPFamily(ctx, s.r, host, false)
-	if ips := append(six, four...); len(ips) > 0 {
-		return ips, nil
-	}
-	if err6 != nil && !resolver.IsNotFound(err6) {
-		return nil, err6
-	}
-	return nil, err4
-}
-
-// spfResolver adapts a resolver.Resolver to the library: errors become unwrapped
-// *net.DNSError with IsNotFound for NXDOMAIN and NODATA, as the library tells error kinds
-// apart by type assertion; address lookups ask only the client's address type (RFC 7208
-// §5.3); and the DNS-querying terms and void lookups are counted (RFC 7208 §4.6.4).
-//
-// The library asks TXT once per check_host() (the first, then one per include and
-// redirect), MX once per mx term, PTR once per evaluation for ptr terms, and addresses for
-// a and exists terms, then for each MX host of an mx term and each PTR name, which RFC 7208
-// §4.6.4 does not count: those names are remembered in pending and not counted. A second
-// ptr term reuses the first one's answer without asking, so it is not counted here.
-type spfResolver struct {
-	r       resolver.Resolver
-	v6      bool
-	txts    int
-	lookups int
-	voids   int
-	pending []string
-}
-
-func netError(err error) error {
-	if err == nil {
-		return nil
-	}
-	if ne := resolver.AsNetError(err); ne != err {
-		return ne
-	}
-	var ne *net.DNSError
-	if errors.As(err, &ne) {
-		return ne
-	}
-	return &net.DNSError{Err: err.Error(), IsTemporary: resolver.IsTemporary(err), IsNotFound: resolver.IsNotFound(err)}
-}
-
-func (s *spfResolver) void(n int, err error) {
-	if (err == nil && n == 0) || resolver.IsNotFound(err) {
-		s.voids++
-	}
-}
-
-func (s *spfResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	s.txts++
-	if s.txts > 1 {
-		s.lookups++
-	}
-	txt, err := s.r.LookupTXT(ctx, name)
-	if err != nil {
-		return nil, netError(err)
-	}
-	var recs []string
-	for _, t := range txt {
-		if l := strings.ToLower(t); l == "v=spf1" || strings.HasPrefix(l, "v=spf1 ") {
-			recs = append(recs, t)
-		}
-	}
-	if len(recs) == 1 {
-		if msg := CheckSPFSyntax(recs[0]); msg != "" {
-			// Not a *net.DNSError: the library gives permerror for it.
-			return nil, &spfSyntaxError{domain: strings.TrimSuffix(name, "."), msg: msg}
-		}
-	}
-	return txt, nil
-}
-
-func (s *spfResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
-	s.lookups++
-	mxs, err := s.r.LookupMX(ctx, name)
-	s.void(len(mxs), err)
-	s.pending = s.pending[:0]
-	for _, mx := range mxs {
-		s.pending = append(s.pending, mx.Host)
-	}
-	return mxs, netError(err)
-}
-
-func (s *spfResolver) LookupAddr(ctx context.Context, ip string) ([]string, error) {
-	s.lookups++
-	names, err := s.r.LookupAddr(ctx, ip)
-	s.void(len(names), err)
-	s.pending = append(s.pending[:0], names[:min(10, len(names))]...)
-	return names, netError(err)
-}
-
-func (s *spfResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
-	counted := true
-	if len(s.pending) > 0 && strings.EqualFold(strings.TrimSuffix(s.pending[0], "."), strings.TrimSuffix(host, ".")) {
-		s.pending = s.pending[1:]
-		counted = false
-	} else {
-		s.lookups++
-	}
-	if host == "." || host == "" {
-		// A null MX (RFC 7505) names no host.
-		return nil, &net.DNSError{Err: "null MX: no host", Name: host, IsNotFound: true}
-	}
-	ips, err := s.addresses(ctx, host)
-	if counted {
-		s.void(len(ips), err)
-	}
-	if err != nil {
-		return nil, netError(err)
-	}
-	out := make([]net.IPAddr, len(ips))
-	for i, ip := range ips {
-		out[i] = net.IPAddr{IP: ip}
-	}
-	return out, nil
 }

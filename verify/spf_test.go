@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"sealgate/internal/resolver/resolvertest"
 )
 
 // spfZone publishes the SPF cases of TestSPF.
@@ -146,7 +148,98 @@ func TestCheckSPF(t *testing.T) {
 	if res := CheckSPF(ctx, r, ip, "a.example", ""); res.Identity != "helo" || res.Sender != "postmaster@a.example" || res.Result != "pass" {
 		t.Errorf("HELO: %+v", res)
 	}
+	// go-smtp hands over "ops@partner.example"@pass.example unquoted: the domain is the one
+	// after the last '@', although the library would take the first.
+	if res := CheckSPF(ctx, r, ip, "h.example", "ops@partner.example@pass.example"); res.Domain != "pass.example" || res.Result != "pass" {
+		t.Errorf("local part with '@': %+v", res)
+	}
 	if res := CheckSPF(ctx, r, netip.MustParseAddr("::ffff:192.0.2.26"), "a.example", ""); res.Result != "fail" {
 		t.Errorf("IPv4-mapped client: %+v", res)
+	}
+}
+
+// TestSPFTimedOut: a query that never gets an answer, at the top or inside an include, is
+// temperror with TimedOut; a SERVFAIL is temperror without it.
+func TestSPFTimedOut(t *testing.T) {
+	zone := `hang.example. TXT "v=spf1 include:slow.example -all"
+servfail.example. TXT "v=spf1 include:broken.example -all"
+`
+	upstream := startDNS(t, zone, "slow.example", "top.example")
+	addr := resolvertest.StartHandler(t, dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		if len(req.Question) == 1 && strings.EqualFold(req.Question[0].Name, "broken.example.") {
+			resp := new(dns.Msg)
+			resp.SetRcode(req, dns.RcodeServerFailure)
+			w.WriteMsg(resp)
+			return
+		}
+		resp, err := dns.Exchange(req, upstream)
+		if err == nil {
+			resolvertest.Reply(w, req, resp)
+		}
+	}))
+	r := testResolver(t, addr)
+	for _, tc := range []struct {
+		domain   string
+		timedOut bool
+	}{{"top.example", true}, {"hang.example", true}, {"servfail.example", false}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		res := CheckSPF(ctx, r, clientIP, "h.example", "b@"+tc.domain)
+		cancel()
+		if res.Result != "temperror" || res.TimedOut != tc.timedOut {
+			t.Errorf("%s: %s timed out %v (%s), want temperror timed out %v", tc.domain, res.Result, res.TimedOut, res.Reason, tc.timedOut)
+		}
+		if tc.timedOut && !strings.Contains(res.Reason, "DNS timed out") {
+			t.Errorf("%s: reason %q does not say the DNS timed out", tc.domain, res.Reason)
+		}
+	}
+}
+
+// TestVerifySPFInitialProcessing: Verify does not refuse a reverse-path SPF can evaluate
+// (RFC 7208 §4.3): a malformed domain gives none, no local part is postmaster, a HELO
+// address literal gives none; a receiver still refuses the path at MAIL.
+func TestVerifySPFInitialProcessing(t *testing.T) {
+	o := testOptions(t, `example.net. TXT "v=spf1 -all"
+`)
+	for _, tc := range []struct {
+		mailFrom, helo        string
+		result, sender, stage string
+	}{
+		{"@example.net", "h.example", "fail", "postmaster@example.net", "mail"},
+		{"b@a" + strings.Repeat("1", 63) + ".example.net", "h.example", "none", "", "mail"},
+		{"b@a...example.net", "h.example", "none", "", "mail"},
+		{"<>", "[192.0.2.25]", "none", "postmaster@[192.0.2.25]", "data"},
+	} {
+		rep := run(t, Envelope{IP: clientIP, HELO: tc.helo, MailFrom: tc.mailFrom}, message("a@example.net"), o)
+		s := rep.SPF
+		if tc.mailFrom == "<>" {
+			s = rep.SPFHELO
+		}
+		if s == nil || s.Result != tc.result || tc.sender != "" && s.Sender != tc.sender {
+			t.Errorf("MAIL FROM %s HELO %s: SPF %+v, want %s", tc.mailFrom, tc.helo, s, tc.result)
+			continue
+		}
+		if rep.Verdict.Stage != Stage(tc.stage) || tc.stage == "mail" && !strings.HasPrefix(rep.Verdict.Reply, "501 5.1.7") {
+			t.Errorf("MAIL FROM %s: verdict %+v, want a refusal at %s", tc.mailFrom, rep.Verdict, tc.stage)
+		}
+	}
+}
+
+// TestSPFPMacro: the adapter's p macro keeps the other macros and escapes for the library
+// and applies the transformers of RFC 7208 §7.3.
+func TestSPFPMacro(t *testing.T) {
+	s := &spfResolver{pNames: []string{"mx.example.com", "mail.a.example.org"}}
+	for _, tc := range []struct{ term, domain, want string }{
+		{"exists:%{p}.ok.%{d}", "example.net", "exists:mx.example.com.ok.%{d}"},
+		{"exists:%{p}.ok", "a.example.org", "exists:mail.a.example.org.ok"},
+		{"exists:%{p2}.%{pr}.x", "example.net", "exists:example.com.com.example.mx.x"},
+		{"a:%%{p}.%{P1}.x", "example.net", "a:%%{p}.com.x"},
+		{"exists:%{ir}.%_.%-.x", "example.net", "exists:%{ir}.%_.%-.x"},
+	} {
+		if got := s.expandPTerm(context.Background(), tc.term, tc.domain); got != tc.want {
+			t.Errorf("%s for %s: %s, want %s", tc.term, tc.domain, got, tc.want)
+		}
+	}
+	if got := (&spfResolver{pNames: []string{}}).validatedName(context.Background(), "example.net"); got != "unknown" {
+		t.Errorf("no validated name: %s, want unknown", got)
 	}
 }

@@ -3,6 +3,7 @@ package verify
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -110,9 +111,7 @@ func checkMechanism(term string) string {
 		}
 	case "a", "mx":
 		if hasArg {
-			if i := strings.IndexByte(arg, '/'); i >= 0 {
-				arg, rest = arg[:i], arg[i:]
-			}
+			arg, rest = cutDualCIDR(arg)
 			if msg := checkDomainSpec(arg, false); msg != "" {
 				return bad(msg)
 			}
@@ -153,6 +152,18 @@ func validCIDR(s string, max int) bool {
 	}
 	n, err := strconv.Atoi(s)
 	return err == nil && n >= 0 && n <= max
+}
+
+// dualCIDRSuffix is the dual-cidr-length that may end an a or mx term.
+var dualCIDRSuffix = regexp.MustCompile(`(/[0-9]*)?(//[0-9]*)?$`)
+
+// cutDualCIDR splits the argument of an a or mx term into its domain-spec and its
+// dual-cidr-length. The domain-spec may itself hold ':' and '/' (macro-literal, RFC 7208
+// §7.1; RFC 7208 tests a-colon-domain, mx-colon-domain): the prefix lengths are only what
+// ends the term as /N, //N or /N//N.
+func cutDualCIDR(arg string) (domainSpec, cidr string) {
+	i := dualCIDRSuffix.FindStringIndex(arg)[0]
+	return arg[:i], arg[i:]
 }
 
 // checkDualCIDR checks [ "/" ip4-cidr-length ] [ "//" ip6-cidr-length ].

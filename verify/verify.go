@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -89,7 +88,8 @@ type Check struct {
 type Verdict struct {
 	// Action is accept, tempfail, reject or quarantine.
 	Action string `json:"action"`
-	// Stage is where the receiver acts: rcpt for refusals before DATA, data after it.
+	// Stage is where the receiver acts: mail for a MAIL FROM it cannot parse, rcpt for the
+	// other refusals before DATA, data after it.
 	Stage Stage `json:"stage"`
 	// Reply is the SMTP reply a refusal would be given, such as "550 5.7.23 ...".
 	Reply  string `json:"reply,omitempty"`
@@ -181,7 +181,8 @@ type Report struct {
 
 // Verify reads a message (CRLF or bare-LF line ends) from msg and evaluates it as a strict
 // receiver would have, given the envelope env. The error is for input that cannot be used
-// (an unreadable message, an unparsable MAIL FROM or SUBMITTER, no resolver); failed checks
+// (an unreadable message, a MAIL FROM without "@", an unparsable SUBMITTER, no resolver; a
+// MAIL FROM with a malformed domain or no local part is evaluated, RFC 7208 §4.3); failed checks
 // are results, not errors.
 func Verify(ctx context.Context, env Envelope, msg io.Reader, o *Options) (*Report, error) {
 	if o == nil || o.Resolver == nil {
@@ -217,6 +218,8 @@ type verification struct {
 	ip       netip.Addr
 	rp       addr.Path // the reverse-path when MailFrom was given
 	haveRP   bool
+	rpRaw    string // MailFrom when it is not a valid reverse-path, with rpErr saying why
+	rpErr    error
 	pra      addr.Address
 	havePRA  bool
 	heloName addr.Domain // the HELO argument when it is a domain name
@@ -248,7 +251,16 @@ func (v *verification) parseEnvelope() error {
 		}
 	}
 	if e.MailFrom != "" {
-		p, err := addr.ParsePath(strings.TrimSuffix(strings.TrimPrefix(e.MailFrom, "<"), ">"))
+		raw := strings.TrimSuffix(strings.TrimPrefix(e.MailFrom, "<"), ">")
+		p, err := addr.ParsePath(raw)
+		if err != nil && strings.Contains(raw, "@") {
+			// A mailbox with a malformed domain or no local part is evaluated all the
+			// same: SPF's initial processing says what it gives (RFC 7208 §4.3), and a
+			// receiver would refuse it at MAIL (the verdict says so).
+			v.rpRaw, v.rpErr = raw, err
+			v.rep.MailFrom = "<" + raw + ">"
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("verify: MAIL FROM: %w", err)
 		}
@@ -318,24 +330,25 @@ func (v *verification) helo(ctx context.Context) {
 	v.check(StageHELO, "helo", v.rep.HELOCheck.Result, "%s", v.rep.HELOCheck.Reason)
 }
 
-// mail runs SPF for the MAIL FROM identity and the HELO identity (RFC 7208 §2.3, §2.4).
+// mail runs SPF for the MAIL FROM identity and the HELO identity (RFC 7208 §2.3, §2.4),
+// both through CheckSPF, so its initial processing (RFC 7208 §4.3) decides what an address
+// literal or a malformed domain gives.
 func (v *verification) mail(ctx context.Context) {
-	ip := net.IP(v.ip.AsSlice())
 	switch {
-	case !v.haveRP:
+	case !v.haveRP && v.rpErr == nil:
 		v.check(StageMail, "spf", "not checked", "no MAIL FROM")
 	case !v.haveIP:
 		v.check(StageMail, "spf", "not checked", "no client IP")
 	case v.rp.Null:
 		v.check(StageMail, "spf", "not checked", "null reverse-path: the HELO identity stands for it (RFC 7208 §2.4)")
-	case v.rp.Addr.Domain == "":
-		v.rep.SPF = &SPFResult{Identity: "mailfrom", Sender: v.rp.Addr.String(), Result: "none", Reason: "an address literal has no SPF record"}
 	default:
+		sender := v.rpRaw
+		if v.haveRP {
+			sender = v.rp.Addr.String()
+		}
 		tctx, cancel := v.timeout(ctx)
-		v.rep.SPF = checkSPF(tctx, v.o.Resolver, ip, "mailfrom", v.env.HELO, v.rp.Addr.String(), string(v.rp.Addr.Domain))
+		v.rep.SPF = CheckSPF(tctx, v.o.Resolver, v.ip, v.env.HELO, sender)
 		cancel()
-	}
-	if v.rep.SPF != nil {
 		v.check(StageMail, "spf", v.rep.SPF.Result, "%s", v.rep.SPF.Explain(v.ip))
 	}
 	switch {
@@ -343,11 +356,13 @@ func (v *verification) mail(ctx context.Context) {
 		v.check(StageMail, "spf-helo", "not checked", "no HELO name")
 	case !v.haveIP:
 		v.check(StageMail, "spf-helo", "not checked", "no client IP")
-	case v.heloName == "":
-		v.check(StageMail, "spf-helo", "none", "%s is not a domain name: no HELO identity to check (RFC 7208 §2.3)", v.env.HELO)
 	default:
+		helo := v.env.HELO
+		if v.heloName != "" {
+			helo = string(v.heloName)
+		}
 		tctx, cancel := v.timeout(ctx)
-		v.rep.SPFHELO = checkSPF(tctx, v.o.Resolver, ip, "helo", string(v.heloName), "postmaster@"+string(v.heloName), string(v.heloName))
+		v.rep.SPFHELO = CheckSPF(tctx, v.o.Resolver, v.ip, helo, "")
 		cancel()
 		v.check(StageMail, "spf-helo", v.rep.SPFHELO.Result, "%s", v.rep.SPFHELO.Explain(v.ip))
 	}
@@ -362,12 +377,28 @@ func (v *verification) spfIdentity() *SPFResult {
 	return v.rep.SPF
 }
 
+// spfAlignment is the SPF identifier DMARC aligns, and whether it failed temporarily; nil
+// when there is no SPF result or its domain is not a domain name (an address literal, a
+// malformed MAIL FROM domain: RFC 7208 §4.3 gave none).
+func (v *verification) spfAlignment() (*Alignment, bool) {
+	s := v.spfIdentity()
+	if s == nil {
+		return nil, false
+	}
+	if _, err := addr.ParseDomain(s.Domain); err != nil {
+		return nil, false
+	}
+	return &Alignment{Method: "spf", Domain: s.Domain, Result: s.Result}, s.Result == "temperror"
+}
+
 // rcpt runs the checks made once the recipient is known: callback verification and the
 // early DMARC look at the SUBMITTER domain.
 func (v *verification) rcpt(ctx context.Context) {
 	switch {
 	case !v.o.Callback:
 		v.check(StageRcpt, "callback", "not checked", "callback verification is off")
+	case v.rpErr != nil:
+		v.check(StageRcpt, "callback", "not checked", "the MAIL FROM is not a valid address: %v", v.rpErr)
 	case !v.haveRP:
 		v.check(StageRcpt, "callback", "not checked", "no MAIL FROM")
 	case v.rp.Null:
@@ -382,10 +413,7 @@ func (v *verification) rcpt(ctx context.Context) {
 	sr := &SubmitterResult{Submitter: v.pra.String(), Domain: string(v.pra.Domain)}
 	v.rep.SubmitterAt = sr
 	in := dmarcInput{authors: []addr.Domain{v.pra.Domain}, exists: true}
-	if s := v.spfIdentity(); s != nil {
-		in.spf = &Alignment{Method: "spf", Domain: s.Domain, Result: s.Result}
-		in.spfTemp = s.Result == "temperror"
-	}
+	in.spf, in.spfTemp = v.spfAlignment()
 	tctx, cancel := v.timeout(ctx)
 	sr.DMARC = evaluateDMARC(tctx, &v.dmarc, in, RFC9989)
 	cancel()
@@ -460,10 +488,7 @@ func (v *verification) data(ctx context.Context, hdr dkimcore.Header, body []byt
 		}
 		in.dkimTemp = in.dkimTemp || d.Result == "temperror"
 	}
-	if s := v.spfIdentity(); s != nil && s.Domain != "" {
-		in.spf = &Alignment{Method: "spf", Domain: s.Domain, Result: s.Result}
-		in.spfTemp = s.Result == "temperror"
-	}
+	in.spf, in.spfTemp = v.spfAlignment()
 	tctx, cancel = v.timeout(ctx)
 	v.rep.DMARC9989 = evaluateDMARC(tctx, &v.dmarc, in, RFC9989)
 	cancel()
@@ -572,6 +597,11 @@ func (v *verification) verdict() Verdict {
 				Reason: fmt.Sprintf("%s is listed in %s", v.ip, r.Zone)}
 		}
 	}
+	if v.rpErr != nil {
+		return Verdict{Action: "reject", Stage: StageMail,
+			Reply:  fmt.Sprintf("501 5.1.7 Bad sender address syntax: <%s>", v.rpRaw),
+			Reason: fmt.Sprintf("the MAIL FROM is not a valid reverse-path (RFC 5321 §4.1.2): %v", v.rpErr)}
+	}
 	// The MAIL FROM identity, or for the null reverse-path the HELO one (RFC 7208 §2.4).
 	if s := v.spfIdentity(); s != nil {
 		waits := v.rep.SubmitterAt != nil && v.rep.SubmitterAt.DMARC != nil && v.rep.SubmitterAt.DMARC.Record != nil
@@ -580,6 +610,10 @@ func (v *verification) verdict() Verdict {
 			return Verdict{Action: "reject", Stage: StageRcpt,
 				Reply:  fmt.Sprintf("550 5.7.23 SPF of %s does not permit %s", s.Domain, v.ip),
 				Reason: fmt.Sprintf("SPF fail for %s (RFC 7208 §8.4)", s.Domain)}
+		case s.Result == "temperror" && s.TimedOut:
+			return Verdict{Action: "tempfail", Stage: StageRcpt,
+				Reply:  fmt.Sprintf("451 4.4.3 SPF of %s could not be evaluated (DNS timed out): try again later", s.Domain),
+				Reason: "SPF temperror: a DNS query timed out (RFC 7208 §8.6)"}
 		case s.Result == "temperror":
 			return Verdict{Action: "tempfail", Stage: StageRcpt,
 				Reply:  fmt.Sprintf("451 4.4.3 SPF of %s could not be evaluated: try again later", s.Domain),

@@ -187,7 +187,11 @@ adds what receivers see: the author's domain (X-Original-From when From was rewr
 DMARC result without the rewrite, whether From was rewritten and why, and the ARC result with
 oldest-pass. Nothing is sent to the Internet.
 
-Exit status 0 when ready, 1 when not, 2 on errors.`,
+When the DNS of the return path's SPF times out, the verdict is "could not check SPF (DNS
+timed out)": neither ready nor not, since a receiver would defer the mail.
+
+Exit status 0 when ready, 1 when not, 3 when SPF could not be checked (DNS timed out), 2 on
+errors.`,
 		Example: `  sealgate selftest message --config sealgate-dev/sealgate.yaml --as demo@example.test --sample
   sealgate selftest message --as corp-mx --egress 198.51.100.7=out.relay.example msg.eml`,
 		Args: cobra.MaximumNArgs(1),
@@ -242,6 +246,9 @@ Exit status 0 when ready, 1 when not, 2 on errors.`,
 		}
 		if err := writeReport(cmd.OutOrStdout(), f.json, rep, rep.WriteText); err != nil {
 			return err
+		}
+		if rep.SPFTimedOut {
+			return exitStatus(3, errors.New("selftest message: could not check SPF (DNS timed out)"))
 		}
 		if !rep.Ready {
 			return exitStatus(1, errors.New("selftest message: not ready"))
@@ -432,7 +439,11 @@ Prints each check with pass, warn or fail and its fix, then the zone-file lines 
 for whatever is missing or wrong. --zone answers from a zone file of planned records, to test
 them before they go live.
 
-Exit status 0 when nothing failed, 1 when something did, 2 on errors.`,
+A check whose DNS timed out is "unknown", neither pass nor fail; when SPF's did and nothing
+failed, the report ends "NOT CHECKED: could not check SPF (DNS timed out)".
+
+Exit status 0 when nothing failed, 1 when something did, 3 when nothing failed but SPF could
+not be checked (DNS timed out), 2 on errors.`,
 		Example: `  sealgate selftest domain example.test --config sealgate-dev/sealgate.yaml --zone sealgate-dev/example.test.zone
   sealgate selftest domain client.example --return-path bounce.client.example --egress 198.51.100.7=out.relay.example`,
 		Args: cobra.ExactArgs(1),
@@ -465,6 +476,9 @@ Exit status 0 when nothing failed, 1 when something did, 2 on errors.`,
 		if err := writeReport(cmd.OutOrStdout(), f.json, rep, rep.WriteText); err != nil {
 			return err
 		}
+		if rep.SPFTimedOut {
+			return exitStatus(3, errors.New("selftest domain: could not check SPF (DNS timed out)"))
+		}
 		if !rep.Ready {
 			return exitStatus(1, errors.New("selftest domain: not ready"))
 		}
@@ -496,7 +510,19 @@ func outboxVerifier(cfg *config.Config, res *resources, log *slog.Logger) func(c
 			return
 		}
 		ar := strings.Join(strings.Fields(strings.TrimPrefix(rep.AuthenticationResults, "Authentication-Results:")), " ")
-		log.Info("outbox selftest: a strict receiver would add", "queue_id", env.ID, "authentication_results", ar,
-			"verdict", rep.Verdict.Action, "reason", rep.Verdict.Reason)
+		attrs := []any{"queue_id", env.ID, "authentication_results", ar}
+		// The SPF result of the one evaluation Verify made, as sealgate verify and selftest
+		// message show it: the MAIL FROM identity, or HELO for the null reverse-path.
+		if s := rep.SPF; s != nil || rep.SPFHELO != nil {
+			if s == nil {
+				s = rep.SPFHELO
+			}
+			attrs = append(attrs, "spf", s.Result, "spf_domain", s.Domain)
+			if s.TimedOut {
+				attrs = append(attrs, "spf_timed_out", true)
+			}
+		}
+		attrs = append(attrs, "verdict", rep.Verdict.Action, "reason", rep.Verdict.Reason)
+		log.Info("outbox selftest: a strict receiver would add", attrs...)
 	}
 }

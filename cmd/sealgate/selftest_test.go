@@ -135,7 +135,7 @@ func TestOutboxVerifier(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"spf=pass smtp.mailfrom=selftest@example.test", "dkim=pass header.d=example.test", "arc=pass", "dmarc=pass header.from=example.test",
-		"iprev=pass", "verdict=accept", "queue_id=" + qid} {
+		"iprev=pass", "spf=pass spf_domain=example.test", "verdict=accept", "queue_id=" + qid} {
 		if !strings.Contains(line, want) {
 			t.Errorf("no %q in the outbox selftest line %q\n%s", want, line, logs.String())
 		}

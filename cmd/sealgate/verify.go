@@ -30,7 +30,10 @@ From domain exists, and DMARC both by RFC 9989 (DNS tree walk, psd=, np=, t=) an
 
 Prints one Authentication-Results field, one line per check and the verdict (accept, or reject,
 quarantine or tempfail with the stage and reply). Checks that need what was not given say
-"not checked". --mail-from '<>' is the null reverse-path. --json prints the report as JSON.
+"not checked". --mail-from '<>' is the null reverse-path; one with a malformed domain or no
+local part is evaluated as SPF's initial processing says (RFC 7208 §4.3: none, or
+postmaster@DOMAIN) and the verdict refuses it at MAIL. A DNS timeout in SPF is temperror
+"(DNS timed out)". --json prints the report as JSON.
 With several files, each report is headed by "==> FILE <==" (with --json: one JSON document
 per file, in order).
 

@@ -35,8 +35,8 @@ func (v *validation) keyRotation() {
 	if k.CheckInterval < time.Second || k.CheckInterval > 24*time.Hour {
 		p.add("key_rotation.check_interval", "%s: want a duration from 1s to 24h, such as 5m", k.CheckInterval)
 	}
-	if k.KeepOldRecord < 0 || k.KeepOldRecord > 365*24*time.Hour {
-		p.add("key_rotation.keep_old_record", "%s: want a duration from 0 to 8760h (a year), such as 168h (7 days)", k.KeepOldRecord)
+	if k.KeepOldRecord < time.Second || k.KeepOldRecord > 365*24*time.Hour {
+		p.add("key_rotation.keep_old_record", "%s: want a duration from 1s to 8760h (a year), such as 168h (7 days)", k.KeepOldRecord)
 	}
 	if k.AuthoritativePort < 1 || k.AuthoritativePort > 65535 {
 		p.add("key_rotation.authoritative_port", "%d: want a port from 1 to 65535 (53)", k.AuthoritativePort)

@@ -23,6 +23,6 @@ func TestKeyRotationKeys(t *testing.T) {
 	_, err, _ = loadWith(t, nil, "dns:\n", "key_rotation:\n  check_interval: 10ms\n  keep_old_record: -1h\n  authoritative_port: 0\ndns:\n")
 	onlyProblems(t, err,
 		"key_rotation.check_interval: 10ms: want a duration from 1s",
-		"key_rotation.keep_old_record: -1h0m0s: want a duration from 0",
+		"key_rotation.keep_old_record: -1h0m0s: want a duration from 1s",
 		"key_rotation.authoritative_port: 0: want a port")
 }

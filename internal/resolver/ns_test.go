@@ -42,3 +42,22 @@ ns1.example.com. 3600 IN A  192.0.2.53
 		t.Errorf("LookupNS through a Cache: err %v, want ErrNoNSLookup", err)
 	}
 }
+
+func TestLiveZone(t *testing.T) {
+	l := resolvertest.StartLive(t, "a.example. 60 IN TXT \"one\"\n")
+	r, err := resolver.New(resolver.Config{Server: l.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if got, err := r.LookupTXT(ctx, "a.example"); err != nil || len(got) != 1 || got[0] != "one" {
+		t.Fatalf("before SetZone: %q, %v", got, err)
+	}
+	l.SetZone(t, "b.example. 60 IN TXT \"two\"\n")
+	if _, err := r.LookupTXT(ctx, "a.example"); !resolver.IsNotFound(err) {
+		t.Errorf("a record SetZone removed: err %v, want not found", err)
+	}
+	if got, err := r.LookupTXT(ctx, "b.example"); err != nil || len(got) != 1 || got[0] != "two" {
+		t.Errorf("after SetZone: %q, %v", got, err)
+	}
+}

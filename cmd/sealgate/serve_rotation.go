@@ -61,24 +61,37 @@ func (p *process) checkRotations(ctx context.Context) keysCheckResult {
 		return res
 	}
 	res = checkResult(out)
-	if p.ringBehind(path) {
-		if _, err := p.reload("key rotation"); err != nil {
-			res.Error = "reload: " + err.Error()
-			return res
-		}
-		res.Reloaded = true
+	behind := p.ringBehind(path)
+	if len(behind) == 0 {
+		return res
 	}
+	for _, r := range behind {
+		if r.Forced {
+			p.log.Warn("key rotation: forced switch (sealgate keys rotate --force): signing with a key whose record was not seen published",
+				"domain", r.Domain, "selector", r.New, "old_selector", r.Old)
+		}
+		if string(cfg.DSNDomain()) == r.Domain {
+			p.log.Warn("key rotation: DSNs are signed with the keys loaded at start until a restart; restart before removing the old record",
+				"domain", r.Domain, "old_selector", r.Old)
+		}
+	}
+	if _, err := p.reload("key rotation"); err != nil {
+		res.Error = "reload: " + err.Error()
+		return res
+	}
+	res.Reloaded = true
 	return res
 }
 
-// ringBehind reports whether the state file has a rotation switched whose new key the
-// running key ring lacks, or whose old key it still signs with.
-func (p *process) ringBehind(path string) bool {
+// ringBehind returns the switched rotations of the state file that the running key ring
+// does not show yet: their new key missing, or their old key still signing.
+func (p *process) ringBehind(path string) []keys.Rotation {
 	rs, err := keys.LoadRotations(path)
 	if err != nil {
-		return false // reported by the round
+		return nil // reported by the round
 	}
 	ring := p.pipeline.Load().KeyRing
+	var out []keys.Rotation
 	for _, d := range ring.Domains() {
 		rots := rs.Of(string(d))
 		if len(rots) == 0 {
@@ -95,11 +108,11 @@ func (p *process) ringBehind(path string) bool {
 				continue
 			}
 			if !slices.Contains(have, strings.ToLower(r.New)) || r.Old != "" && slices.Contains(have, strings.ToLower(r.Old)) {
-				return true
+				out = append(out, *r)
 			}
 		}
 	}
-	return false
+	return out
 }
 
 // replacedLater reports whether a later switched rotation replaced r's new key.

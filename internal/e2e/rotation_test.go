@@ -122,9 +122,9 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	// send relays one message and returns the selector of its RSA signature, after
-	// checking that dkimpy verifies every signature of it.
-	send := func(what string) string {
+	// sendBoth relays one message and returns the selectors of its RSA and Ed25519
+	// signatures, after checking that dkimpy verifies every signature of it.
+	sendBoth := func(what string) (rsaSel, edSel string) {
 		t.Helper()
 		n++
 		c := dialAuth(t, r)
@@ -138,7 +138,6 @@ func TestKeyRotation(t *testing.T) {
 		eml := filepath.Join(dir, "outbox", id+".eml")
 		r.waitOutbox(t, id)
 		res := verifyDkimpy(t, verifyZone, eml)
-		rsaSel := ""
 		for _, s := range res.DKIM {
 			if !s.Pass {
 				t.Errorf("%s: dkimpy fails d=%s s=%s: %v", what, s.D, s.S, s.Log)
@@ -148,8 +147,15 @@ func TestKeyRotation(t *testing.T) {
 					t.Errorf("%s: two RSA signatures (s=%s and s=%s)", what, rsaSel, s.S)
 				}
 				rsaSel = s.S
+			} else if s.D == "example.test" {
+				edSel = s.S
 			}
 		}
+		return rsaSel, edSel
+	}
+	send := func(what string) string {
+		t.Helper()
+		rsaSel, _ := sendBoth(what)
 		return rsaSel
 	}
 	if s := send("before publication"); s != "rsa2026" {
@@ -209,6 +215,41 @@ func TestKeyRotation(t *testing.T) {
 	waitStatus("rsa2026", "removed")
 	if s := send("after the old record's removal"); s != newSel {
 		t.Errorf("after removal: signed with s=%s, want %s", s, newSel)
+	}
+
+	// Abort drops a pending rotation and its key; force makes the running relay sign
+	// with a pending key at once, unpublished (dkimpy is given its record).
+	out, err = cli("keys", "rotate", "--config", cfgFile, "--domain", "example.test", "--alg", "ed25519", "--selector", "edabort")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli("keys", "rotate", "--config", cfgFile, "--domain", "example.test", "--alg", "ed25519", "--abort"); err != nil || !strings.Contains(out, "aborted") {
+		t.Fatalf("abort: %q, %v", out, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keys", "edabort.example.test.key")); !os.IsNotExist(err) {
+		t.Errorf("abort left the key: %v", err)
+	}
+	if _, ok := status()["edabort"]; ok {
+		t.Errorf("status still lists the aborted selector: %v", status())
+	}
+	out, err = cli("keys", "rotate", "--config", cfgFile, "--domain", "example.test", "--alg", "ed25519", "--selector", "edforced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(verifyZone, []byte(devZone+"\n"+record+"\n"+strings.TrimSpace(out)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ed := sendBoth("ed25519 rotation pending"); ed != "ed2026" {
+		t.Errorf("ed25519 rotation pending: signed with s=%s, want ed2026", ed)
+	}
+	if out, err := cli("keys", "rotate", "--config", cfgFile, "--domain", "example.test", "--alg", "ed25519", "--force"); err != nil || !strings.Contains(out, "forced") || !strings.Contains(out, "the running relay has applied it") {
+		t.Fatalf("force: %q, %v", out, err)
+	}
+	if _, ed := sendBoth("after force"); ed != "edforced" {
+		t.Errorf("after force: signed with s=%s, want edforced; log:\n%s", ed, r.logs)
+	}
+	if !strings.Contains(r.Logs(), "key rotation: forced switch") {
+		t.Errorf("no log line of the forced switch")
 	}
 }
 

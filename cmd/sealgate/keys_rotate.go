@@ -37,6 +37,7 @@ key_rotation.check_interval, at a reload, and on --check-now); then it signs wit
 selector instead, and the old record must stay published for key_rotation.keep_old_record
 (7 days by default). "sealgate keys status" then says when the old record can go.
 
+Run it as the user sealgate runs as, so that the relay can read the new key and the state.
 The selector defaults to rsaYYYYMMDD or edYYYYMMDD (today, UTC), with -2, -3... when taken.
 --alg rsa makes an RSA-2048 key (rsa3072 for 3072 bits).
 

@@ -21,7 +21,7 @@ func ExampleRotations_ApplyRotations() {
 
 	r.Switch(day, 7*24*time.Hour, false) // what a check does once the record is published
 	fmt.Println(r.State(day), rs.ApplyRotations("example.com", configured)[0].Selector)
-	fmt.Println(r.State(day.Add(8*24*time.Hour)), "of", keys.RecordName(r.Old, r.Domain))
+	fmt.Println(r.State(day.Add(8*24*time.Hour)), "of", keys.RecordName(r.Old, string(r.Domain)))
 	// Output:
 	// pending-publication rsa2026
 	// retiring rsa20261207

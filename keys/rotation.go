@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"sealgate/internal/addr"
 	"sealgate/internal/atomicfile"
 )
 
@@ -71,10 +72,10 @@ func KeyFamily(pub crypto.PublicKey) string {
 
 // Rotation is one key rotation of a domain.
 type Rotation struct {
-	Domain string `json:"domain"`
-	Family string `json:"family"`        // FamilyRSA or FamilyEd25519
-	Alg    string `json:"algorithm"`     // the new key's algorithm (Generate's names)
-	Old    string `json:"old,omitempty"` // the selector replaced; "" when the domain had no key of the family
+	Domain addr.Domain `json:"domain"`
+	Family string      `json:"family"`        // FamilyRSA or FamilyEd25519
+	Alg    string      `json:"algorithm"`     // the new key's algorithm (Generate's names)
+	Old    string      `json:"old,omitempty"` // the selector replaced; "" when the domain had no key of the family
 	// OldKeyFile is the replaced key's file, for the admin's clean-up.
 	OldKeyFile string    `json:"old_key_file,omitempty"`
 	New        string    `json:"new"`          // the new selector
@@ -129,8 +130,8 @@ const rotationsVersion = 1
 func RotationFile(dir string) string { return filepath.Join(dir, "keys", "rotation.json") }
 
 // RotationKeyFile returns where a rotation's new key is written in the state directory dir.
-func RotationKeyFile(dir, selector, domain string) string {
-	return filepath.Join(dir, "keys", selector+"."+domain+".key")
+func RotationKeyFile(dir, selector string, domain addr.Domain) string {
+	return filepath.Join(dir, "keys", selector+"."+string(domain)+".key")
 }
 
 // maxRotationFile bounds what LoadRotations reads.
@@ -184,7 +185,7 @@ func (rs *Rotations) Save(path string) error {
 
 // Open returns the rotation of domain and family that is pending or retiring (at most
 // one is), or nil.
-func (rs *Rotations) Open(domain, family string, now time.Time) *Rotation {
+func (rs *Rotations) Open(domain addr.Domain, family string, now time.Time) *Rotation {
 	for i := range rs.Rotations {
 		r := &rs.Rotations[i]
 		if r.Domain == domain && r.Family == family {
@@ -197,7 +198,7 @@ func (rs *Rotations) Open(domain, family string, now time.Time) *Rotation {
 }
 
 // Pending returns the pending rotation of domain and family, or nil.
-func (rs *Rotations) Pending(domain, family string) *Rotation {
+func (rs *Rotations) Pending(domain addr.Domain, family string) *Rotation {
 	for i := range rs.Rotations {
 		r := &rs.Rotations[i]
 		if r.Domain == domain && r.Family == family && r.Switched.IsZero() {
@@ -208,7 +209,7 @@ func (rs *Rotations) Pending(domain, family string) *Rotation {
 }
 
 // Of returns the rotations of domain, oldest first.
-func (rs *Rotations) Of(domain string) []*Rotation {
+func (rs *Rotations) Of(domain addr.Domain) []*Rotation {
 	var out []*Rotation
 	for i := range rs.Rotations {
 		if rs.Rotations[i].Domain == domain {
@@ -219,7 +220,7 @@ func (rs *Rotations) Of(domain string) []*Rotation {
 }
 
 // Selectors returns every selector the rotations of domain name, new and old.
-func (rs *Rotations) Selectors(domain string) []string {
+func (rs *Rotations) Selectors(domain addr.Domain) []string {
 	var out []string
 	for _, r := range rs.Of(domain) {
 		out = append(out, r.New)
@@ -262,7 +263,7 @@ type ActiveKey struct {
 // the configuration) with each switched rotation applied in order (the old selector out,
 // the new in) and every pending rotation's new selector left out, in case the admin
 // listed it already: a key signs only once its record is published, or forced.
-func (rs *Rotations) ApplyRotations(domain string, configured []ActiveKey) []ActiveKey {
+func (rs *Rotations) ApplyRotations(domain addr.Domain, configured []ActiveKey) []ActiveKey {
 	out := slices.Clone(configured)
 	for _, r := range rs.Of(domain) {
 		if r.Switched.IsZero() {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"sealgate/internal/addr"
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/resolver"
 )
@@ -47,7 +48,7 @@ type RotationCheckResult struct {
 
 // RotationVerdict is the publication check of one pending rotation.
 type RotationVerdict struct {
-	Domain   string         `json:"domain"`
+	Domain   addr.Domain    `json:"domain"`
 	Selector string         `json:"selector"`
 	Result   *PublishResult `json:"result,omitempty"`
 	Error    string         `json:"error,omitempty"`
@@ -118,7 +119,7 @@ func (c *RotationCheck) Run(ctx context.Context, path string) (*RotationCheckRes
 			if r.RemoveNoticed.IsZero() {
 				r.RemoveNoticed, changed = now().UTC(), true
 				log.Info("key rotation: the old record may now be removed from DNS",
-					"domain", r.Domain, "old_selector", r.Old, "record", RecordName(r.Old, r.Domain))
+					"domain", r.Domain, "old_selector", r.Old, "record", RecordName(r.Old, string(r.Domain)))
 			}
 			if gone, detail := c.oldGone(ctx, r); gone {
 				r.Removed, changed = now().UTC(), true
@@ -140,13 +141,13 @@ func (c *RotationCheck) checkNew(ctx context.Context, r *Rotation) (*PublishResu
 	if err != nil {
 		return nil, err
 	}
-	return CheckPublished(ctx, c.Publish, key, r.New, r.Domain)
+	return CheckPublished(ctx, c.Publish, key, r.New, string(r.Domain))
 }
 
 // oldGone says whether the old record is no longer published (no record, or revoked) as
 // the resolver sees it.
 func (c *RotationCheck) oldGone(ctx context.Context, r *Rotation) (bool, string) {
-	name := RecordName(r.Old, r.Domain)
+	name := RecordName(r.Old, string(r.Domain))
 	txts, err := c.Publish.Resolver.LookupTXT(ctx, name)
 	if resolver.IsNotFound(err) {
 		return true, "no TXT record at " + name
@@ -163,7 +164,7 @@ func (c *RotationCheck) oldGone(ctx context.Context, r *Rotation) (bool, string)
 // NewRotation generates the next key of a domain's family and writes it to
 // RotationKeyFile under dir. old and oldKeyFile name the key it replaces ("" for none).
 // The caller adds it with Rotations.Start and saves the state.
-func NewRotation(dir, domain, alg, selector, old, oldKeyFile string) (Rotation, crypto.Signer, error) {
+func NewRotation(dir string, domain addr.Domain, alg, selector, old, oldKeyFile string) (Rotation, crypto.Signer, error) {
 	fam := Family(alg)
 	if fam == "" || alg == FamilyRSA {
 		if alg != FamilyRSA {

@@ -109,7 +109,7 @@ func runKeysRotate(cmd *cobra.Command, _ []string) error {
 	w, ew := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	switch {
 	case fl.force, fl.abort:
-		r := rs.Pending(d, family)
+		r := rs.Pending(addr.Domain(d), family)
 		if r == nil {
 			return fmt.Errorf("%s has no pending %s rotation (sealgate keys status shows its state)", d, family)
 		}
@@ -150,10 +150,10 @@ func runKeysRotate(cmd *cobra.Command, _ []string) error {
 	if len(old) > 1 {
 		return fmt.Errorf("%s signs with %d %s keys (%s); a rotation replaces one: remove the others from the configuration first", d, len(old), family, strings.Join(old, ", "))
 	}
-	if o := rs.Open(d, family, time.Now()); o != nil {
+	if o := rs.Open(addr.Domain(d), family, time.Now()); o != nil {
 		return fmt.Errorf("%s already has a %s rotation to s=%s (%s): wait for it to finish (sealgate keys status) or --abort it", d, family, o.New, o.State(time.Now()))
 	}
-	taken := rs.Selectors(d)
+	taken := rs.Selectors(addr.Domain(d))
 	for _, k := range entry.Keys {
 		taken = append(taken, strings.ToLower(k.Selector))
 	}
@@ -176,7 +176,7 @@ func runKeysRotate(cmd *cobra.Command, _ []string) error {
 	if alg == keys.FamilyRSA {
 		alg = keys.RSA2048
 	}
-	r, key, err := keys.NewRotation(cfg.Dir, d, alg, selector, oldSel, oldFile)
+	r, key, err := keys.NewRotation(cfg.Dir, addr.Domain(d), alg, selector, oldSel, oldFile)
 	if err != nil {
 		return err
 	}
@@ -218,7 +218,7 @@ func keyFileOf(entry *config.DomainConfig, rs *keys.Rotations, d, s string) stri
 			return k.KeyFile
 		}
 	}
-	for _, r := range rs.Of(d) {
+	for _, r := range rs.Of(addr.Domain(d)) {
 		if strings.EqualFold(r.New, s) {
 			return r.NewKeyFile
 		}
@@ -328,7 +328,7 @@ func rotationCheck(cfg *config.Config, log *slog.Logger) (*keys.RotationCheck, e
 func checkResult(out *keys.RotationCheckResult) keysCheckResult {
 	res := keysCheckResult{Checked: out.Checked}
 	for _, r := range out.Switched {
-		res.Switched = append(res.Switched, r.Domain+" s="+r.New)
+		res.Switched = append(res.Switched, string(r.Domain)+" s="+r.New)
 	}
 	return res
 }

@@ -121,7 +121,7 @@ func keysStatus(cfg *config.Config, rs *keys.Rotations, now time.Time) []domainS
 			set(selectorStatus{Selector: k.Selector, Algorithm: keyAlgorithm(k.KeyFile, dc.MinRSABits), State: selectorActive, KeyFile: k.KeyFile})
 		}
 		var steps []string
-		for _, r := range rs.Of(d) {
+		for _, r := range rs.Of(nd) {
 			ds.Rotations = append(ds.Rotations, *r)
 			newSt := selectorStatus{Selector: r.New, Algorithm: r.Alg, State: selectorActive, KeyFile: r.NewKeyFile}
 			oldSt := selectorStatus{Selector: r.Old, State: selectorActive, KeyFile: r.OldKeyFile}
@@ -138,12 +138,12 @@ func keysStatus(cfg *config.Config, rs *keys.Rotations, now time.Time) []domainS
 					keys.RecordName(r.Old, d), r.RetireAfter.Format(time.RFC3339), r.Old))
 			case keys.RotationRemoveRecord:
 				oldSt.State = keys.RotationRemoveRecord
-				steps = append(steps, fmt.Sprintf("remove the TXT record %s from DNS; then remove s=%s from the configuration and delete %s",
+				steps = append(steps, fmt.Sprintf("remove the TXT record %s from DNS (or revoke it: publish it with an empty p=); then remove s=%s from the configuration and delete %s",
 					keys.RecordName(r.Old, d), r.Old, cmp(r.OldKeyFile, "its key file")))
 			case keys.RotationDone:
 				oldSt.State = selectorRemoved
 				if r.Old != "" && configuredSelector(dc, r.Old) {
-					steps = append(steps, fmt.Sprintf("s=%s no longer signs and its record is gone: remove it from the configuration and delete %s",
+					steps = append(steps, fmt.Sprintf("s=%s no longer signs and its record is gone or revoked: remove it from the configuration and delete %s",
 						r.Old, cmp(r.OldKeyFile, "its key file")))
 				}
 			}

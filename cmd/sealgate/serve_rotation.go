@@ -70,7 +70,7 @@ func (p *process) checkRotations(ctx context.Context) keysCheckResult {
 			p.log.Warn("key rotation: forced switch (sealgate keys rotate --force): signing with a key whose record was not seen published",
 				"domain", r.Domain, "selector", r.New, "old_selector", r.Old)
 		}
-		if string(cfg.DSNDomain()) == r.Domain {
+		if cfg.DSNDomain() == r.Domain {
 			p.log.Warn("key rotation: DSNs are signed with the keys loaded at start until a restart; restart before removing the old record",
 				"domain", r.Domain, "old_selector", r.Old)
 		}
@@ -93,7 +93,7 @@ func (p *process) ringBehind(path string) []keys.Rotation {
 	ring := p.pipeline.Load().KeyRing
 	var out []keys.Rotation
 	for _, d := range ring.Domains() {
-		rots := rs.Of(string(d))
+		rots := rs.Of(d)
 		if len(rots) == 0 {
 			continue
 		}

@@ -39,7 +39,7 @@ func (v *signingCheck) rotations() *keys.Rotations {
 // their files in files) once its rotations are applied; k is the domain's key path.
 func (v *signingCheck) rotated(k string, d addr.Domain, configured []sign.Key, files map[string]string, minRSABits int) []sign.Key {
 	rs := v.rotations()
-	if rs == nil || d == "" || len(rs.Of(string(d))) == 0 {
+	if rs == nil || d == "" || len(rs.Of(d)) == 0 {
 		return configured
 	}
 	var in []keys.ActiveKey
@@ -49,7 +49,7 @@ func (v *signingCheck) rotated(k string, d addr.Domain, configured []sign.Key, f
 		signers[strings.ToLower(key.Selector)] = key
 	}
 	var out []sign.Key
-	for _, a := range rs.ApplyRotations(string(d), in) {
+	for _, a := range rs.ApplyRotations(d, in) {
 		if key, ok := signers[strings.ToLower(a.Selector)]; ok {
 			out = append(out, key)
 			continue

@@ -114,6 +114,9 @@ func TestKeyRotation(t *testing.T) {
 	if st := status(); st["rsa2026"] != "active" || st[newSel] != "pending-publication" || !strings.Contains(st["next"], "publish the TXT record") {
 		t.Errorf("status after rotate: %v", st)
 	}
+	if code, body := r.get("/metrics"); code != 200 || !strings.Contains(body, `sealgate_dkim_rotations{state="pending-publication"} 1`) {
+		t.Errorf("/metrics (%d) has no pending rotation:\n%s", code, body)
+	}
 
 	// dkimpy verifies against a zone with both records, as a receiver sees DNS during
 	// the keep time.

@@ -246,10 +246,12 @@ func (rs *Rotations) Start(r Rotation, now time.Time) error {
 	return nil
 }
 
-// Remove drops a rotation (an aborted one) from the state.
+// Remove drops a rotation (an aborted one) from the state; r may point into it, and is
+// not to be used afterwards.
 func (rs *Rotations) Remove(r *Rotation) {
+	domain, sel := r.Domain, r.New // r may be moved over by the deletion
 	rs.Rotations = slices.DeleteFunc(rs.Rotations, func(x Rotation) bool {
-		return x.Domain == r.Domain && x.New == r.New
+		return x.Domain == domain && x.New == sel
 	})
 }
 

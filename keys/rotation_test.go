@@ -124,6 +124,12 @@ func TestRotationsStartAndFile(t *testing.T) {
 	if len(back.Rotations) != 0 {
 		t.Errorf("Remove left %+v", back.Rotations)
 	}
+	// Removing one of several, through a pointer into the slice, keeps the others.
+	several := &Rotations{Rotations: []Rotation{{Domain: "a.example", New: "x"}, {Domain: "b.example", New: "y"}, {Domain: "c.example", New: "z"}}}
+	several.Remove(&several.Rotations[0])
+	if len(several.Rotations) != 2 || several.Rotations[0].Domain != "b.example" || several.Rotations[1].Domain != "c.example" {
+		t.Errorf("Remove of the first of three left %+v", several.Rotations)
+	}
 	for name, content := range map[string]string{
 		"not json":      "{",
 		"unknown field": `{"version":1,"rotations":[],"colour":1}`,

@@ -117,13 +117,13 @@ func runKeysRotate(cmd *cobra.Command, _ []string) error {
 			if err := os.Remove(r.NewKeyFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("abort: %w", err)
 			}
-			sel := r.New
+			sel, file := r.New, r.NewKeyFile
 			rs.Remove(r)
 			if err := rs.Save(path); err != nil {
 				return err
 			}
 			fmt.Fprintf(w, "aborted the rotation of %s to s=%s and deleted %s; remove its TXT record %s if you published it\n",
-				d, sel, r.NewKeyFile, keys.RecordName(sel, d))
+				d, sel, file, keys.RecordName(sel, d))
 			return nil
 		}
 		r.Switch(time.Now(), cfg.KeyRotation.KeepOldRecord, true)

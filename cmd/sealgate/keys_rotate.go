@@ -42,7 +42,7 @@ The selector defaults to rsaYYYYMMDD or edYYYYMMDD (today, UTC), with -2, -3... 
 --alg rsa makes an RSA-2048 key (rsa3072 for 3072 bits).
 
 --check-now  checks the pending rotations at once (in the running relay, or here when none
-             answers), and prints each verdict.
+             answers), and prints each verdict; exit 1 while one is not published.
 --force      switches signing to the pending rotation's new key now, whether or not its
              record is published: receivers fail its signatures until it is. An override.
 --abort      drops the pending rotation and deletes its unused key.`,
@@ -305,6 +305,11 @@ func rotateCheckNow(cmd *cobra.Command, configFile string) error {
 	}
 	if res.Error != "" {
 		return fmt.Errorf("the running relay could not apply the switch: %s", res.Error)
+	}
+	for _, v := range res.Checked {
+		if v.Result == nil || !v.Result.Published {
+			return exitStatus(1, errors.New("")) // the verdicts are on stdout
+		}
 	}
 	return nil
 }

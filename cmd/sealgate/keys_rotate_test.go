@@ -93,7 +93,7 @@ func TestKeysRotateCommands(t *testing.T) {
 
 	// Not published: the check says so and nothing switches.
 	out, errOut, code = runCLI(t, "keys", "rotate", "--config", cfgFile, "--check-now")
-	if code != 0 || !strings.Contains(out, "acme.example s=ed2: NOT published") {
+	if code != 1 || !strings.Contains(out, "acme.example s=ed2: NOT published") {
 		t.Fatalf("check-now before publication: exit %d, %q %q", code, out, errOut)
 	}
 	signsWith("s1")

@@ -168,8 +168,8 @@ func TestKeyRotation(t *testing.T) {
 	// A record with another key at the new name is not publication.
 	arc := zoneLine(t, devZone, "arc2026._domainkey.example.test.")
 	dns.SetZone(t, nsZone+strings.Replace(arc, "arc2026._domainkey", newSel+"._domainkey", 1)+"\n")
-	if out, err := cli("keys", "rotate", "--config", cfgFile, "--check-now"); err != nil || !strings.Contains(out, "NOT published") {
-		t.Errorf("check-now with another key published: %q, %v", out, err)
+	if out, err := cli("keys", "rotate", "--config", cfgFile, "--check-now"); err == nil || !strings.Contains(out, "NOT published") || !strings.Contains(out, "other-key") {
+		t.Errorf("check-now with another key published: want exit 1 and the verdict, got %q, %v", out, err)
 	}
 	if s := send("other key published"); s != "rsa2026" {
 		t.Errorf("another key published: signed with s=%s, want rsa2026", s)

@@ -85,6 +85,16 @@ func TestKeysRotateCommands(t *testing.T) {
 		}
 	}
 	signsWith("s1")
+	records := func(want ...string) {
+		t.Helper()
+		out, errOut, code := runCLI(t, "dns", "records", "--config", cfgFile, "acme.example")
+		for _, w := range want {
+			if code != 0 || !strings.Contains(out, w) {
+				t.Errorf("dns records (exit %d, %s) has no %q:\n%s", code, errOut, w, out)
+			}
+		}
+	}
+	records("s1._domainkey.acme.example. IN TXT", "selector ed2 (key rotation pending: publish it", line)
 
 	// A second rotation of the family is refused while one is open.
 	if _, errOut, code := runCLI(t, "keys", "rotate", "--config", cfgFile, "--domain", "acme.example", "--alg", "ed25519"); code == 0 || !strings.Contains(errOut, "already has a ed25519 rotation") {
@@ -113,6 +123,7 @@ func TestKeysRotateCommands(t *testing.T) {
 		t.Fatalf("check-now after publication: exit %d, %q", code, out)
 	}
 	signsWith("ed2")
+	records(line, "selector s1 (replaced by ed2: keep it published until", "s1._domainkey.acme.example. IN TXT")
 	st := keysStatusJSON(t, cfgFile, "acme.example")
 	if got := selectorStates(st); got != "s1=retiring-until ed2=active" || !strings.Contains(st.NextStep, "keep the record s1._domainkey.acme.example published until") {
 		t.Errorf("status after the switch: %s; next %q", got, st.NextStep)

@@ -15,6 +15,105 @@ import (
 	"sealgate/internal/sealgatetest"
 )
 
+// rotationRelay is a relay on a dev directory whose DNS is an in-process server, the
+// resolver and the zone's one authoritative server, for the key rotation tests.
+type rotationRelay struct {
+	t               *testing.T
+	r               *relayProc
+	dns             *resolvertest.Live
+	dir, cfgFile    string
+	devZone, nsZone string // the dev zone; it with example.test's NS and its address
+}
+
+// startRotationRelay runs the relay with key_rotation.check_interval interval.
+func startRotationRelay(t *testing.T, interval string) *rotationRelay {
+	t.Helper()
+	dir := t.TempDir()
+	gen := startRelay(t, dir)
+	gen.stop()
+	e := &rotationRelay{t: t, dir: dir, cfgFile: filepath.Join(dir, "sealgate.yaml")}
+	e.devZone = string(gen.readFile(t, "example.test.zone"))
+	e.nsZone = e.devZone + "\nexample.test. 60 IN NS ns1.example.test.\nns1.example.test. 60 IN A 127.0.0.1\n"
+	e.dns = resolvertest.StartLive(t, e.nsZone)
+	_, port, _ := net.SplitHostPort(e.dns.Addr)
+	cfg := string(gen.readFile(t, "sealgate.yaml"))
+	if !strings.Contains(cfg, "dns:\n  zone_file: example.test.zone\n") {
+		t.Fatalf("the dev configuration has no dns.zone_file:\n%s", cfg)
+	}
+	cfg = strings.Replace(cfg, "dns:\n  zone_file: example.test.zone\n", fmt.Sprintf(
+		"dns:\n  server: %q\nkey_rotation:\n  check_interval: %s\n  keep_old_record: 4s\n  authoritative_port: %s\n", e.dns.Addr, interval, port), 1)
+	if err := os.WriteFile(e.cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rl, err := sealgatetest.Start(sealgatetest.Options{Binary: binary, Dir: dir, Config: e.cfgFile, StartTimeout: startupWait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r = &relayProc{Relay: rl, t: t, dir: dir, password: rl.Password, logs: relayLog{rl}}
+	t.Cleanup(e.r.stop)
+	return e
+}
+
+// cli runs the sealgate binary; its error carries what it printed.
+func (e *rotationRelay) cli(args ...string) (string, error) {
+	e.t.Helper()
+	cmd := exec.Command(binary, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), fmt.Errorf("sealgate %s: %w\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out), nil
+}
+
+// status returns example.test's selectors and their states (the first word), from keys
+// status --json, and its next step as "next".
+func (e *rotationRelay) status() map[string]string {
+	t := e.t
+	t.Helper()
+	out, err := e.cli("keys", "status", "--config", e.cfgFile, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Domains []struct {
+			Domain    string
+			NextStep  string `json:"next_step"`
+			Selectors []struct{ Selector, State string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("keys status --json: %v\n%s", err, out)
+	}
+	m := map[string]string{}
+	for _, d := range st.Domains {
+		if d.Domain == "example.test" {
+			for _, s := range d.Selectors {
+				m[s.Selector] = strings.Fields(s.State)[0]
+			}
+			m["next"] = d.NextStep
+		}
+	}
+	return m
+}
+
+// waitStatus waits until keys status gives selector sel the state want.
+func (e *rotationRelay) waitStatus(sel, want string) {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := e.status()
+		if st[sel] == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("keys status: s=%s is %q, want %q (%v); log:\n%s", sel, st[sel], want, st, e.r.logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestKeyRotation rotates the dev relay's RSA key publish-before-sign, against an
 // in-process DNS server that is the relay's resolver and the zone's one authoritative
 // server: the relay signs with the old selector while the new record is missing or
@@ -22,84 +121,9 @@ import (
 // one; dkimpy verifies the messages signed before, during and after the switch; keys
 // status shows each state, up to the old record's removal.
 func TestKeyRotation(t *testing.T) {
-	dir := t.TempDir()
-	gen := startRelay(t, dir)
-	gen.stop()
-	devZone := string(gen.readFile(t, "example.test.zone"))
-
-	// The DNS: the dev zone, with example.test's name server at the server itself.
-	nsZone := devZone + "\nexample.test. 60 IN NS ns1.example.test.\nns1.example.test. 60 IN A 127.0.0.1\n"
-	dns := resolvertest.StartLive(t, nsZone)
-	_, port, _ := net.SplitHostPort(dns.Addr)
-	cfg := string(gen.readFile(t, "sealgate.yaml"))
-	if !strings.Contains(cfg, "dns:\n  zone_file: example.test.zone\n") {
-		t.Fatalf("the dev configuration has no dns.zone_file:\n%s", cfg)
-	}
-	cfg = strings.Replace(cfg, "dns:\n  zone_file: example.test.zone\n", fmt.Sprintf(
-		"dns:\n  server: %q\nkey_rotation:\n  check_interval: 1s\n  keep_old_record: 4s\n  authoritative_port: %s\n", dns.Addr, port), 1)
-	cfgFile := filepath.Join(dir, "sealgate.yaml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rl, err := sealgatetest.Start(sealgatetest.Options{Binary: binary, Dir: dir, Config: cfgFile, StartTimeout: startupWait})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &relayProc{Relay: rl, t: t, dir: dir, password: rl.Password, logs: relayLog{rl}}
-	t.Cleanup(r.stop)
-
-	cli := func(args ...string) (string, error) {
-		t.Helper()
-		cmd := exec.Command(binary, args...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return string(out) + stderr.String(), fmt.Errorf("sealgate %s: %w\n%s%s", strings.Join(args, " "), err, out, stderr.String())
-		}
-		return string(out), nil
-	}
-	status := func() map[string]string {
-		t.Helper()
-		out, err := cli("keys", "status", "--config", cfgFile, "--json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st struct {
-			Domains []struct {
-				Domain    string
-				NextStep  string `json:"next_step"`
-				Selectors []struct{ Selector, State string }
-			}
-		}
-		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			t.Fatalf("keys status --json: %v\n%s", err, out)
-		}
-		m := map[string]string{}
-		for _, d := range st.Domains {
-			if d.Domain == "example.test" {
-				for _, s := range d.Selectors {
-					m[s.Selector] = strings.Fields(s.State)[0]
-				}
-				m["next"] = d.NextStep
-			}
-		}
-		return m
-	}
-	waitStatus := func(sel, want string) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			st := status()
-			if st[sel] == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("keys status: s=%s is %q, want %q (%v); log:\n%s", sel, st[sel], want, st, r.logs)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	e := startRotationRelay(t, "1s")
+	r, dns, dir, cfgFile, devZone, nsZone := e.r, e.dns, e.dir, e.cfgFile, e.devZone, e.nsZone
+	cli, status, waitStatus := e.cli, e.status, e.waitStatus
 
 	// Start the rotation: the zone line comes on stdout.
 	out, err := cli("keys", "rotate", "--config", cfgFile, "--domain", "example.test", "--alg", "rsa")
@@ -266,4 +290,25 @@ func zoneLine(t *testing.T, zone, prefix string) string {
 	}
 	t.Fatalf("no line %s... in the zone:\n%s", prefix, zone)
 	return ""
+}
+
+// TestKeyRotationOnReload: with a check interval of a day, a reload is what checks the
+// published record and switches.
+func TestKeyRotationOnReload(t *testing.T) {
+	e := startRotationRelay(t, "24h")
+	out, err := e.cli("keys", "rotate", "--config", e.cfgFile, "--domain", "example.test", "--alg", "ed25519", "--selector", "edreload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dns.SetZone(t, e.nsZone+strings.TrimSpace(out)+"\n")
+	if st := e.status(); st["edreload"] != "pending-publication" {
+		t.Fatalf("before the reload: %v", st)
+	}
+	if out, err := e.cli("reload", "--config", e.cfgFile); err != nil || !strings.Contains(out, "reloaded") {
+		t.Fatalf("reload: %q, %v", out, err)
+	}
+	e.waitStatus("edreload", "active")
+	if st := e.status(); st["ed2026"] != "retiring-until" {
+		t.Errorf("after the reload: %v", st)
+	}
 }

@@ -74,6 +74,9 @@ func runKeysStatus(cmd *cobra.Command, _ []string) error {
 	if cfg == nil {
 		return err
 	}
+	if cfg.Dir == "" {
+		return fmt.Errorf("configuration %s has no dir: the rotation state lives there\n%w", statusFlags.config, err)
+	}
 	if err != nil {
 		fmt.Fprintf(cmd.ErrOrStderr(), "warning: configuration %s has problems (sealgate config check lists them); the states below are from the file as it is\n", statusFlags.config)
 	}

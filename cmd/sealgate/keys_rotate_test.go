@@ -159,6 +159,9 @@ func TestKeysRotateCommands(t *testing.T) {
 	if dk, _ := res.KeyRing.Lookup("xn--bcher-kva.example"); len(dk.Keys) != 1 || dk.Keys[0].Selector != "forced1" {
 		t.Errorf("after force bücher.example signs with %+v", dk.Keys)
 	}
+	if st := keysStatusJSON(t, cfgFile, "xn--bcher-kva.example"); len(st.Selectors) != 2 || !st.Selectors[1].Forced || !strings.Contains(st.NextStep, "signs by --force") {
+		t.Errorf("status after force: %+v", st)
+	}
 	if _, errOut, code := runCLI(t, "keys", "rotate", "--config", cfgFile, "--domain", "bücher.example", "--alg", "ed25519", "--abort"); code == 0 || !strings.Contains(errOut, "no pending") {
 		t.Errorf("abort of a switched rotation: exit %d, %s", code, errOut)
 	}

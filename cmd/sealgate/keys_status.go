@@ -56,6 +56,8 @@ type selectorStatus struct {
 	Until     time.Time `json:"until,omitzero"` // retiring: the old record stays until then
 	KeyFile   string    `json:"key_file"`
 	Record    string    `json:"record"` // the TXT record's name
+	// Forced is set on a key that signs by keys rotate --force, its record not seen.
+	Forced bool `json:"forced,omitempty"`
 }
 
 // domainStatus is one domain in keys status.
@@ -150,6 +152,11 @@ func keysStatus(cfg *config.Config, rs *keys.Rotations, now time.Time) []domainS
 						r.Old, cmp(r.OldKeyFile, "its key file")))
 				}
 			}
+			if state != keys.RotationPending && r.Forced {
+				newSt.Forced = true
+				steps = append(steps, fmt.Sprintf("s=%s signs by --force: check that its record is published (sealgate keys check --key %s --domain %s --selector %s)",
+					r.New, r.NewKeyFile, d, r.New))
+			}
 			if r.Old != "" {
 				set(oldSt)
 			}
@@ -195,7 +202,11 @@ func printKeysStatus(w io.Writer, st []domainStatus) {
 		}
 		fmt.Fprintf(w, "%s\n", ds.Domain)
 		for _, s := range ds.Selectors {
-			fmt.Fprintf(w, "  %-20s %-8s %s\n", s.Selector, s.Algorithm, s.State)
+			forced := ""
+			if s.Forced {
+				forced = " (forced)"
+			}
+			fmt.Fprintf(w, "  %-20s %-8s %s%s\n", s.Selector, s.Algorithm, s.State, forced)
 		}
 		if !ds.LastCheck.IsZero() {
 			fmt.Fprintf(w, "  last check %s: %s\n", ds.LastCheck.Format(time.RFC3339), ds.LastResult)

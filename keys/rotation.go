@@ -158,19 +158,54 @@ func LoadRotations(path string) (*Rotations, error) {
 	if rs.Version != rotationsVersion {
 		return nil, fmt.Errorf("keys: rotation state %s: version %d, this sealgate reads version %d", path, rs.Version, rotationsVersion)
 	}
-	for i, r := range rs.Rotations {
+	base := stateDir(path)
+	for i := range rs.Rotations {
+		r := &rs.Rotations[i]
 		if r.Domain == "" || r.New == "" || r.NewKeyFile == "" || Family(r.Family) != r.Family || r.Family == "" {
 			return nil, fmt.Errorf("keys: rotation state %s: rotation %d is incomplete (domain, family, new, new_key_file)", path, i)
 		}
+		r.NewKeyFile, r.OldKeyFile = absUnder(base, r.NewKeyFile), absUnder(base, r.OldKeyFile)
 	}
 	return &rs, nil
+}
+
+// stateDir is the state directory of the state file at path (DIR of DIR/keys/rotation.json).
+// Key files under it are stored relative to it, so that the state and its keys can be
+// copied to another node's state directory.
+func stateDir(path string) string { return filepath.Dir(filepath.Dir(path)) }
+
+func absUnder(base, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(base, p)
+}
+
+func relUnder(base, p string) string {
+	if p == "" || !filepath.IsAbs(p) {
+		return p
+	}
+	abs, err := filepath.Abs(base)
+	if err != nil {
+		return p
+	}
+	if rel, err := filepath.Rel(abs, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return rel
+	}
+	return p
 }
 
 // Save writes the state file at path atomically (a crash leaves the old file or the new),
 // mode 0600, creating its directory with mode 0700.
 func (rs *Rotations) Save(path string) error {
 	rs.Version = rotationsVersion
-	data, err := json.MarshalIndent(rs, "", "  ")
+	stored := Rotations{Version: rotationsVersion, Rotations: slices.Clone(rs.Rotations)}
+	base := stateDir(path)
+	for i := range stored.Rotations {
+		r := &stored.Rotations[i]
+		r.NewKeyFile, r.OldKeyFile = relUnder(base, r.NewKeyFile), relUnder(base, r.OldKeyFile)
+	}
+	data, err := json.MarshalIndent(&stored, "", "  ")
 	if err != nil {
 		return fmt.Errorf("keys: rotation state: %w", err)
 	}

@@ -120,6 +120,35 @@ func TestRotationsStartAndFile(t *testing.T) {
 	if err != nil || len(back.Rotations) != 1 || back.Pending("example.com", FamilyRSA) == nil {
 		t.Fatalf("LoadRotations = %+v, %v; want the pending rotation", back, err)
 	}
+
+	// Key files under the state directory are stored relative to it, so that the state
+	// can be copied to another node's directory; others stay as they are.
+	moved := &Rotations{Rotations: []Rotation{{Domain: "example.com", Family: FamilyRSA, New: "n",
+		NewKeyFile: RotationKeyFile(dir, "n", "example.com"), OldKeyFile: "/etc/sealgate/old.key"}}}
+	if err := moved.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(path)
+	if !strings.Contains(string(raw), `"new_key_file": "keys/n.example.com.key"`) || !strings.Contains(string(raw), `"old_key_file": "/etc/sealgate/old.key"`) {
+		t.Errorf("stored key files:\n%s", raw)
+	}
+	other := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(other, "keys"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(RotationFile(other), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	copied, err := LoadRotations(RotationFile(other))
+	if err != nil || copied.Rotations[0].NewKeyFile != RotationKeyFile(other, "n", "example.com") {
+		t.Errorf("the state copied to %s: %+v, %v", other, copied, err)
+	}
+	if err := rs.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if back, err = LoadRotations(path); err != nil {
+		t.Fatal(err)
+	}
 	back.Remove(back.Pending("example.com", FamilyRSA))
 	if len(back.Rotations) != 0 {
 		t.Errorf("Remove left %+v", back.Rotations)

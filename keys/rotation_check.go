@@ -144,8 +144,8 @@ func (c *RotationCheck) checkNew(ctx context.Context, r *Rotation) (*PublishResu
 	return CheckPublished(ctx, c.Publish, key, r.New, string(r.Domain))
 }
 
-// oldGone says whether the old record is no longer published (no record, or revoked) as
-// the resolver sees it.
+// oldGone says whether the old record is no longer published as the resolver sees it: no
+// record, or the key revoked with an empty p= (RFC 6376 §3.6.1).
 func (c *RotationCheck) oldGone(ctx context.Context, r *Rotation) (bool, string) {
 	name := RecordName(r.Old, string(r.Domain))
 	txts, err := c.Publish.Resolver.LookupTXT(ctx, name)

@@ -4,8 +4,15 @@
 //
 // It refuses to load RSA keys under sign.MinRSABits (2048) unless a lower minimum, down to
 // the 1024 bits RFC 8301 permits, is asked for (LoadOptions), never generates one, and
-// refuses key files other users can read or change. It does not rotate keys, talk to DNS
-// providers' APIs or encrypt key files; those are left to the operator's tooling.
+// refuses key files other users can read or change.
+//
+// It rotates keys publish-before-sign (rotation.go): a new selector's key is generated and
+// recorded as pending in a state file under the state directory, and replaces the old key
+// of its family only once CheckPublished (publish.go) sees its record through the
+// configured resolver and at every authoritative server of the zone that answers; the old
+// record is kept for a while, then the admin is told to remove it. It does not talk to DNS
+// providers' APIs to publish or remove records, or encrypt key files; those are left to the
+// operator's tooling.
 package keys
 
 import (

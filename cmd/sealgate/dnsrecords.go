@@ -90,6 +90,7 @@ func writeRecords(w io.Writer, cfg *config.Config, res *resources, only addr.Dom
 			for _, k := range dk.Keys {
 				fmt.Fprintf(w, "; DKIM key, selector %s\n%s\n", k.Selector, keys.DNSRecord(k.Signer.Public(), k.Selector, string(d)))
 			}
+			rotationRecords(w, cfg, d) // dnsrecords_rotation.go
 			if len(dk.Keys) == 0 {
 				fmt.Fprintf(w, "; no DKIM keys: mail for %s is relayed unsigned or refused\n", d)
 			}

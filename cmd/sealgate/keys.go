@@ -19,7 +19,8 @@ var keysCmd = &cobra.Command{
 	Long: `The keys commands manage DKIM signing keys (RFC 6376, RFC 8463).
 
 A key is published as a TXT record at <selector>._domainkey.<domain>. Use a new selector for
-each new key, publish its record, check it, and only then sign with it. Sign with both an
+each new key, publish its record, check it, and only then sign with it ("keys rotate" does
+that for a running relay; "keys status" follows it). Sign with both an
 rsa2048 and an ed25519 key (two selectors): receivers that do not know Ed25519 ignore that
 signature.
 

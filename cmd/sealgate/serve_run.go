@@ -43,7 +43,16 @@ type process struct {
 	pipeline atomic.Pointer[submit.Pipeline]
 	stopping atomic.Bool
 	start    time.Time
+
+	// Key rotation (serve_rotation.go): the configuration last loaded, one round of
+	// checks at a time, and a nudge for a round now.
+	cfg       atomic.Pointer[config.Config]
+	rotMu     sync.Mutex
+	rotateNow chan struct{}
 }
+
+// config returns the configuration last loaded, at start or by a reload.
+func (p *process) config() *config.Config { return p.cfg.Load() }
 
 // serveFile runs the relay on a configuration file until SIGINT or SIGTERM; SIGHUP reloads
 // it. banner, when set (dev mode), prints where things are once the relay listens.
@@ -70,7 +79,10 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 	}
 	defer cleanup()
 	p := &process{file: file, started: cfg, logs: logs, log: log, srv: srv, runner: runner,
-		spool: srv.Pipeline.Spool, metrics: m, shared: shared, dev: banner != nil, start: time.Now()}
+		spool: srv.Pipeline.Spool, metrics: m, shared: shared, dev: banner != nil, start: time.Now(),
+		rotateNow: make(chan struct{}, 1)}
+	p.cfg.Store(cfg)
+	m.WatchRotations(p.rotationCounts)
 	var sharedUp func() bool
 	if shared != nil {
 		sharedUp = shared.Up
@@ -87,8 +99,10 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 			restart, err := p.reload("sealgate reload")
 			return reloadResult{Restart: restart}, err
 		})
-		p.handleDrain(c) // "sealgate drain" (drain.go)
+		p.handleDrain(c)     // "sealgate drain" (drain.go)
+		p.handleRotations(c) // "sealgate keys rotate --check-now" (serve_rotation.go)
 	}
+	go p.watchRotations(ctx)
 	return p.run(ctx, stop, hup, banner)
 }
 
@@ -250,6 +264,13 @@ func (p *process) reload(trigger string) (restart []string, err error) {
 	st.Pipeline = &np
 	p.srv.Reload(st)
 	p.pipeline.Store(&np)
+	p.cfg.Store(cfg)
+	if trigger != "key rotation" {
+		select { // a reload checks the key rotations too
+		case p.rotateNow <- struct{}{}:
+		default:
+		}
+	}
 	p.logs.setLevel(cfg.Log.Level)
 	p.metrics.Reloaded(true)
 	for _, w := range res.WeakKeys {

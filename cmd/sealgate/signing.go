@@ -39,6 +39,10 @@ type signingCheck struct {
 	out *signing
 	// domainIndex maps each valid configured domain to its index in Domains.
 	domainIndex map[addr.Domain]int
+	// rot is the key rotation state of dir (signing_rotation.go), read once; rotErr is set
+	// when it could not be read.
+	rot    *keys.Rotations
+	rotErr bool
 }
 
 // checkSigning loads the keys of cfg and builds its key ring; res is what config.Open
@@ -71,12 +75,17 @@ func (v *signingCheck) domains() {
 			minOK = false
 		}
 		dk := sign.DomainKeys{Domain: checked.Domain, SignSubdomains: d.SignSubdomains, RelayUnsigned: d.Unsigned == "relay", MinRSABits: d.MinRSABits}
+		files := map[string]string{}
 		for j, key := range d.Keys {
 			kk := fmt.Sprintf("%s.keys[%d]", k, j)
 			signer := v.key(kk+".key_file", key.KeyFile, d.MinRSABits, minOK, fmt.Sprintf("%s (%s s=%s)", kk, nd, key.Selector))
 			if signer != nil && j < len(checked.GoodSelector) && checked.GoodSelector[j] {
 				dk.Keys = append(dk.Keys, sign.Key{Selector: key.Selector, Signer: signer})
+				files[key.Selector] = key.KeyFile
 			}
+		}
+		if minOK {
+			dk.Keys = v.rotated(k, checked.Domain, dk.Keys, files, d.MinRSABits)
 		}
 		if checked.Domain != "" {
 			v.domainIndex[checked.Domain] = i

@@ -38,6 +38,8 @@ type Config struct {
 	Admin          AdminConfig           `mapstructure:"admin"`
 	Log            LogConfig             `mapstructure:"log"`
 	SRS            SRSConfig             `mapstructure:"srs"`
+	// KeyRotation moves DKIM key rotations on (rotation.go).
+	KeyRotation KeyRotationConfig `mapstructure:"key_rotation"`
 }
 
 // ListenerConfig is one entry of listeners.

@@ -63,6 +63,7 @@ func (c *Config) Open() (*Resources, error) {
 	v.dns()
 	v.operations()
 	v.forwarders()
+	v.keyRotation()
 	return v.res, v.p.join()
 }
 

@@ -187,6 +187,9 @@ type DNSConfig struct {
 	Server   string        `mapstructure:"server"`
 	ZoneFile string        `mapstructure:"zone_file"`
 	Timeout  time.Duration `mapstructure:"timeout"`
+	// DNSSEC marks the server as a validating resolver (resolver.Config.DNSSEC): its AD bit
+	// is believed, which DANE for MX delivery needs (RFC 7672).
+	DNSSEC bool `mapstructure:"dnssec"`
 }
 
 // DefaultWorkers is relay.workers' default: relay.DefaultWorkers, the Runner's own default
@@ -242,6 +245,7 @@ var Defaults = map[string]any{
 	"dns.server":                    "",
 	"dns.zone_file":                 "",
 	"dns.timeout":                   "5s",
+	"dns.dnssec":                    false,
 	"admin.listen":                  "",
 	"log.format":                    "text",
 	"log.level":                     "info",

@@ -467,12 +467,15 @@ func (v *validation) dns() {
 	case d.Server != "" && d.ZoneFile != "":
 		p.add("dns", "set dns.server or dns.zone_file, not both")
 		return
+	case d.DNSSEC && d.ZoneFile != "":
+		p.add("dns.dnssec", "needs a validating resolver (dns.server or /etc/resolv.conf), not dns.zone_file")
+		return
 	case d.ZoneFile != "":
 		if !v.file("dns.zone_file", d.ZoneFile) {
 			return
 		}
 	}
-	r, err := resolver.New(resolver.Config{Server: d.Server, ZoneFile: d.ZoneFile, Timeout: d.Timeout})
+	r, err := resolver.New(resolver.Config{Server: d.Server, ZoneFile: d.ZoneFile, Timeout: d.Timeout, DNSSEC: d.DNSSEC})
 	if err != nil {
 		key := "dns"
 		switch {

@@ -277,6 +277,8 @@ type TLSInfo struct {
 	// ServerName; VerifyError says why not.
 	Verified    bool
 	VerifyError error
+	// PeerCertificates is the chain the server sent, leaf first (for DANE, RFC 7672 §3).
+	PeerCertificates []*x509.Certificate
 }
 
 // TLS describes the session's TLS, and reports whether there is any.
@@ -349,7 +351,7 @@ func (c *Client) handshake(cfg *tls.Config) error {
 	c.text = textproto.NewConn(tc)
 	cs := tc.ConnectionState()
 	c.tls = &TLSInfo{Version: cs.Version, CipherSuite: cs.CipherSuite, ServerName: conf.ServerName,
-		Verified: verifyErr == nil, VerifyError: verifyErr}
+		Verified: verifyErr == nil, VerifyError: verifyErr, PeerCertificates: cs.PeerCertificates}
 	return nil
 }
 

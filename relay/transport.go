@@ -269,6 +269,7 @@ type destination struct {
 	mode    TLSMode
 	sts     *STSPolicy // the domain's MTA-STS policy, nil if none
 	needTLS string     // why verified TLS is needed ("" if not)
+	dane    *daneHost  // the MX host's DANE status (RFC 7672); nil for a smart host
 	rt      Route
 }
 
@@ -391,7 +392,7 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 	}
 	defer release()
 	key := t.poolKey(env, d)
-	hop.Host, hop.IP, hop.TLS, hop.Reply = d.host, "", nil, nil
+	hop.Host, hop.IP, hop.TLS, hop.Reply, hop.DANE = d.host, "", nil, nil, d.dane.before()
 	if d.ip != nil {
 		hop.IP = d.ip.String()
 	}
@@ -406,6 +407,7 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 			var err error
 			c, err = t.connect(ctx, env, d)
 			if err != nil {
+				hop.DANE = d.dane.outcome(err)
 				return nil, err
 			}
 		}
@@ -417,7 +419,9 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 		} else {
 			hop.TLS = nil
 		}
-		if err := t.checkTLS(env, d, c); err != nil {
+		err := t.checkTLS(env, d, c)
+		hop.DANE = d.dane.outcome(err)
+		if err != nil {
 			if reused {
 				p.put(key, c) // fine for other messages
 				fresh = true
@@ -527,7 +531,7 @@ func (t *Transport) connect(ctx context.Context, env *Envelope, d destination) (
 				err := c.StartTLS(t.tlsConfig(d.host))
 				stop()
 				if err != nil {
-					if d.mode == TLSOpportunistic && d.needTLS == "" && !env.RequireTLS && ctx.Err() == nil {
+					if d.mode == TLSOpportunistic && d.needTLS == "" && !d.dane.requiresTLS() && !env.RequireTLS && ctx.Err() == nil {
 						// RFC 7435 §3: opportunistic TLS falls back to plain text.
 						t.logger().Info("STARTTLS failed; retrying without TLS", "queue_id", env.ID, "host", d.host, "addr", d.addr(), "error", err)
 						plain = true
@@ -551,11 +555,18 @@ func (t *Transport) connect(ctx context.Context, env *Envelope, d destination) (
 // mode, the message (REQUIRETLS) and the domain's MTA-STS policy need. A
 // testing-mode MTA-STS policy only logs what enforce would refuse.
 //
-// DANE (RFC 7672) plugs in here: a TLSA check of the MX host's certificate
-// chain, needed when the host's TLSA records are DNSSEC-validated.
+// DANE (RFC 7672) comes first: an MX host with validated TLSA records needs
+// TLS, and with usable ones a certificate matching them, which then stands for
+// a verified one (DANE outranks MTA-STS; RFC 8689 §4.1 accepts it for REQUIRETLS).
 func (t *Transport) checkTLS(env *Envelope, d destination, c *smtpclient.Client) error {
 	info, hasTLS := c.TLS()
 	verified := hasTLS && info.Verified
+	if d.dane.requiresTLS() {
+		ok, err := t.checkDANE(d, c)
+		if err != nil || ok {
+			return err
+		}
+	}
 	describe := func() string {
 		switch {
 		case !hasTLS:

@@ -1,0 +1,225 @@
+package relay
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"sealgate/internal/resolver"
+	"sealgate/internal/resolver/resolvertest"
+)
+
+// daneCert makes a certificate for names, valid from notBefore for a day: self-signed when
+// ca is nil, else issued by ca (whose certificate follows the leaf in the chain).
+func daneCert(t *testing.T, ca *tls.Certificate, notBefore time.Time, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "dane test"},
+		DNSNames: names, NotBefore: notBefore, NotAfter: notBefore.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	parent, signer := tmpl, any(key)
+	if ca == nil && len(names) == 0 {
+		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage = true, true, x509.KeyUsageCertSign
+	}
+	if ca != nil {
+		parent, signer = ca.Leaf, ca.PrivateKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	if ca != nil {
+		c.Certificate = append(c.Certificate, ca.Certificate...)
+	}
+	return c
+}
+
+// daneCA is a CA certificate (for DANE-TA).
+func daneCA(t *testing.T) tls.Certificate { return daneCert(t, nil, time.Now().Add(-time.Hour)) }
+
+// tlsaRR is the presentation form of a TLSA record for cert.
+func tlsaRR(t *testing.T, owner string, usage, selector, matching uint8, cert *x509.Certificate) string {
+	t.Helper()
+	data, err := dns.CertificateToDANE(selector, matching, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s 300 IN TLSA %d %d %d %s", owner, usage, selector, matching, data)
+}
+
+func TestUsableTLSA(t *testing.T) {
+	tests := []struct {
+		usage, selector, matching uint8
+		want                      bool
+	}{
+		{3, 1, 1, true}, {3, 0, 1, true}, {3, 1, 2, true}, {3, 0, 0, true}, {2, 0, 1, true}, {2, 1, 2, true},
+		{0, 0, 1, false}, {1, 1, 1, false}, // PKIX-TA/EE: unusable for SMTP (RFC 7672 §3.1.3)
+		{3, 2, 1, false}, {3, 1, 3, false}, {4, 1, 1, false}, {255, 1, 1, false},
+	}
+	for _, tt := range tests {
+		r := &dns.TLSA{Usage: tt.usage, Selector: tt.selector, MatchingType: tt.matching, Certificate: "00"}
+		if got := usableTLSA(r); got != tt.want {
+			t.Errorf("TLSA %d %d %d: usable %v, want %v", tt.usage, tt.selector, tt.matching, got, tt.want)
+		}
+	}
+}
+
+func TestVerifyDANE(t *testing.T) {
+	ca := daneCA(t)
+	otherCA := daneCA(t)
+	// DANE-EE ignores names and dates (RFC 7672 §3.1.1): an expired certificate for another name.
+	ee := daneCert(t, nil, time.Now().Add(-72*time.Hour), "elsewhere.example")
+	issued := daneCert(t, &ca, time.Now().Add(-time.Hour), "mx.dest.test")
+	wrongName := daneCert(t, &ca, time.Now().Add(-time.Hour), "other.test")
+	leaf := func(c tls.Certificate) *x509.Certificate { return c.Leaf }
+	chain := func(c tls.Certificate) []*x509.Certificate {
+		var out []*x509.Certificate
+		for _, der := range c.Certificate {
+			x, err := x509.ParseCertificate(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, x)
+		}
+		return out
+	}
+	rec := func(usage, sel, match uint8, c *x509.Certificate) *dns.TLSA {
+		data, err := dns.CertificateToDANE(sel, match, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &dns.TLSA{Usage: usage, Selector: sel, MatchingType: match, Certificate: data}
+	}
+	tests := []struct {
+		name    string
+		records []*dns.TLSA
+		chain   []*x509.Certificate
+		wantErr string // "" for a match
+	}{
+		{"EE SPKI SHA-256", []*dns.TLSA{rec(3, 1, 1, leaf(ee))}, chain(ee), ""},
+		{"EE cert SHA-512", []*dns.TLSA{rec(3, 0, 2, leaf(ee))}, chain(ee), ""},
+		{"EE full cert", []*dns.TLSA{rec(3, 0, 0, leaf(ee))}, chain(ee), ""},
+		{"EE upper-case hex", []*dns.TLSA{{Usage: 3, Selector: 1, MatchingType: 1, Certificate: strings.ToUpper(rec(3, 1, 1, leaf(ee)).Certificate)}}, chain(ee), ""},
+		{"EE second record matches", []*dns.TLSA{rec(3, 1, 1, leaf(issued)), rec(3, 1, 1, leaf(ee))}, chain(ee), ""},
+		{"EE wrong key", []*dns.TLSA{rec(3, 1, 1, leaf(issued))}, chain(ee), "matches none"},
+		{"EE record of the CA does not match the leaf", []*dns.TLSA{rec(3, 1, 1, leaf(ca))}, chain(issued), "matches none"},
+		{"TA SPKI of the CA", []*dns.TLSA{rec(2, 1, 1, leaf(ca))}, chain(issued), ""},
+		{"TA cert of the CA", []*dns.TLSA{rec(2, 0, 2, leaf(ca))}, chain(issued), ""},
+		{"TA: name not the MX host", []*dns.TLSA{rec(2, 1, 1, leaf(ca))}, chain(wrongName), "not issued to mx.dest.test"},
+		{"TA: another CA", []*dns.TLSA{rec(2, 1, 1, leaf(otherCA))}, chain(issued), "matches none"},
+		{"TA: CA not in the chain", []*dns.TLSA{rec(2, 1, 1, leaf(ca))}, chain(issued)[:1], "matches none"},
+		{"no certificate", []*dns.TLSA{rec(3, 1, 1, leaf(ee))}, nil, "no certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := verifyDANE(&daneHost{status: daneUsable, tlsa: tt.records, names: []string{"mx.dest.test"}}, tt.chain)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("verifyDANE: %v, want a match", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("verifyDANE: %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// The RFC 7672 §2.2 decision table, through a validating resolver stand-in.
+func TestLookupDANE(t *testing.T) {
+	cert := daneCert(t, nil, time.Now(), "mx.dest.test").Leaf
+	ee := func(owner string) string { return tlsaRR(t, owner, 3, 1, 1, cert) }
+	zone := `
+mx.dest.test. 300 IN A 127.0.0.2
+notlsa.dest.test. 300 IN A 127.0.0.2
+unusable.dest.test. 300 IN A 127.0.0.2
+` + tlsaRR(t, "_25._tcp.unusable.dest.test.", 1, 1, 1, cert) + `
+_25._tcp.unusable.dest.test. 300 IN TLSA 3 2 1 00ff
+mixed.dest.test. 300 IN A 127.0.0.2
+` + tlsaRR(t, "_25._tcp.mixed.dest.test.", 0, 0, 1, cert) + `
+` + ee("_25._tcp.mixed.dest.test.") + `
+` + ee("_25._tcp.mx.dest.test.") + `
+insecure-addr.dest.test. 300 IN A 127.0.0.2
+` + ee("_25._tcp.insecure-addr.dest.test.") + `
+insecure-tlsa.dest.test. 300 IN A 127.0.0.2
+` + ee("_25._tcp.insecure-tlsa.dest.test.") + `
+bogus.dest.test. 300 IN A 127.0.0.2
+` + ee("_25._tcp.bogus.dest.test.") + `
+alias.dest.test. 300 IN CNAME mx.hosting.test.
+mx.hosting.test. 300 IN A 127.0.0.2
+` + ee("_25._tcp.mx.hosting.test.") + `
+alias2.dest.test. 300 IN CNAME plain.hosting.test.
+plain.hosting.test. 300 IN A 127.0.0.2
+` + ee("_25._tcp.alias2.dest.test.") + `
+`
+	addr := resolvertest.StartValidating(t, resolvertest.Validating{Zone: zone,
+		Insecure: []string{"insecure-addr.dest.test.", "_25._tcp.insecure-tlsa.dest.test."},
+		Bogus:    []string{"_25._tcp.bogus.dest.test."}})
+	tests := []struct {
+		host       string
+		mxSecure   bool
+		dnssec     bool
+		wantStatus string
+		wantNames  string
+		wantErr    bool
+	}{
+		{"mx.dest.test", true, true, daneUsable, "mx.dest.test", false},
+		{"mx.dest.test", false, true, DANEInsecure, "", false},  // MX RRset not validated
+		{"mx.dest.test", true, false, DANEInsecure, "", false},  // resolver not marked validating
+		{"notlsa.dest.test", true, true, DANENoTLSA, "", false}, // secure denial
+		{"unusable.dest.test", true, true, DANEUnusable, "unusable.dest.test", false},
+		{"mixed.dest.test", true, true, daneUsable, "mixed.dest.test", false},
+		{"insecure-addr.dest.test", true, true, DANEInsecure, "", false},
+		{"insecure-tlsa.dest.test", true, true, DANEInsecure, "", false},
+		{"bogus.dest.test", true, true, "", "", true}, // not used at all (§2.1.1)
+		// §2.2.2: TLSA at the end of the CNAME chain first, then at the MX host name.
+		{"alias.dest.test", true, true, daneUsable, "mx.hosting.test alias.dest.test", false},
+		{"alias2.dest.test", true, true, daneUsable, "alias2.dest.test", false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s mx_secure=%v dnssec=%v", tt.host, tt.mxSecure, tt.dnssec), func(t *testing.T) {
+			r, err := resolver.New(resolver.Config{Server: addr, Timeout: 5 * time.Second, DNSSEC: tt.dnssec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ips, err := resolver.LookupIPSecure(t.Context(), r, tt.host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := lookupDANE(t.Context(), r, tt.host, tt.mxSecure, ips)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("lookupDANE: %+v, want an error", h)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.status != tt.wantStatus || strings.Join(h.names, " ") != tt.wantNames {
+				t.Errorf("status %q names %q, want %q %q", h.status, h.names, tt.wantStatus, tt.wantNames)
+			}
+			if h.status == daneUsable && (len(h.tlsa) != 1 || h.tlsa[0].Usage != 3) {
+				t.Errorf("usable records %v, want the one DANE-EE record", h.tlsa)
+			}
+		})
+	}
+}

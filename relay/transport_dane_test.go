@@ -223,3 +223,72 @@ plain.hosting.test. 300 IN A 127.0.0.2
 		})
 	}
 }
+
+// Delivery to MX hosts with DANE: what is sent where, and what the hop says.
+func TestTransportDANE(t *testing.T) {
+	ca := daneCA(t)
+	// A self-signed certificate for another name: only DANE-EE can authenticate it.
+	self := daneCert(t, nil, time.Now().Add(-time.Hour), "not-the-mx.example")
+	issued := daneCert(t, &ca, time.Now().Add(-time.Hour), "mx.dest.test")
+	zoneFor := func(tlsa ...string) string {
+		return "dest.test. 300 IN MX 10 mx.dest.test.\nmx.dest.test. 300 IN A 127.0.0.2\n" + strings.Join(tlsa, "\n") + "\n"
+	}
+	const owner = "_25._tcp.mx.dest.test."
+	tests := []struct {
+		name     string
+		zone     string
+		insecure []string
+		bogus    []string
+		dnssec   bool
+		cert     *tls.Certificate // the sink's; nil: no STARTTLS
+		wantSent bool
+		wantDANE string // the hop's, or its prefix for failures
+	}{
+		{"DANE-EE matches", zoneFor(tlsaRR(t, owner, 3, 1, 1, self.Leaf)), nil, nil, true, &self, true, DANEVerified},
+		{"DANE-TA matches", zoneFor(tlsaRR(t, owner, 2, 1, 1, ca.Leaf)), nil, nil, true, &issued, true, DANEVerified},
+		{"wrong TLSA: deferred", zoneFor(tlsaRR(t, owner, 3, 1, 1, issued.Leaf)), nil, nil, true, &self, false, DANEFailedPrefix},
+		{"TLSA but no STARTTLS: deferred", zoneFor(tlsaRR(t, owner, 3, 1, 1, self.Leaf)), nil, nil, true, nil, false, DANEFailedPrefix},
+		{"only unusable records: TLS, unauthenticated", zoneFor(tlsaRR(t, owner, 1, 1, 1, self.Leaf)), nil, nil, true, &self, true, DANEUnusable},
+		{"only unusable records, no STARTTLS: deferred", zoneFor(tlsaRR(t, owner, 1, 1, 1, self.Leaf)), nil, nil, true, nil, false, DANEFailedPrefix},
+		{"no TLSA: plain text as without DANE", zoneFor(), nil, nil, true, nil, true, DANENoTLSA},
+		{"bogus TLSA: deferred", zoneFor(tlsaRR(t, owner, 3, 1, 1, self.Leaf)), nil, []string{owner}, true, &self, false, ""},
+		{"unsigned zone: opportunistic", zoneFor(tlsaRR(t, owner, 3, 1, 1, issued.Leaf)), []string{"dest.test."}, nil, true, &self, true, DANEInsecure},
+		{"resolver not validating: DANE never claimed", zoneFor(tlsaRR(t, owner, 3, 1, 1, self.Leaf)), nil, nil, false, &self, true, DANEInsecure},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &smtpSink{Name: "mx.dest.test"}
+			if tt.cert != nil {
+				sink.TLS = &tls.Config{Certificates: []tls.Certificate{*tt.cert}}
+			}
+			port := startSinks(t, map[string]*smtpSink{"127.0.0.2": sink})
+			addr := resolvertest.StartValidating(t, resolvertest.Validating{Zone: tt.zone, Insecure: tt.insecure, Bogus: tt.bogus})
+			r, err := resolver.New(resolver.Config{Server: addr, Timeout: 5 * time.Second, DNSSEC: tt.dnssec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := &Transport{Resolver: r, HeloName: "relay.sealgate.test", MXPort: port, Timeout: 10 * time.Second, Logger: quietLogger()}
+			t.Cleanup(tr.Close)
+			err, hops := deliverWithHops(tr, &Envelope{ID: fmt.Sprint("d", i), From: "s@sender.test", To: []string{"a@dest.test"}})
+			txs := sink.transactions()
+			if tt.wantSent {
+				if err != nil || len(txs) != 1 {
+					t.Fatalf("Deliver: %v, %d transactions; want the message sent", err, len(txs))
+				}
+				if txs[0].TLS != (tt.cert != nil) {
+					t.Errorf("sent with TLS %v, want %v", txs[0].TLS, tt.cert != nil)
+				}
+			} else {
+				if err == nil || IsPermanent(err) || len(txs) != 0 {
+					t.Fatalf("Deliver: %v, %d transactions; want a temporary failure and nothing sent", err, len(txs))
+				}
+			}
+			if tt.wantDANE == "" {
+				return
+			}
+			if len(hops) != 1 || !strings.HasPrefix(hops[0].DANE, tt.wantDANE) {
+				t.Fatalf("hops %+v; want one with DANE %q", hops, tt.wantDANE)
+			}
+		})
+	}
+}

@@ -196,5 +196,6 @@ func (t *Transport) checkDANE(d destination, c *smtpclient.Client) (ok bool, err
 	if err := verifyDANE(d.dane, info.PeerCertificates); err != nil {
 		return false, fmt.Errorf("DANE (RFC 7672 §3): %s: %w", d.host, err)
 	}
+	c.SetDANEVerified()
 	return true, nil
 }

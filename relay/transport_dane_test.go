@@ -17,6 +17,7 @@ import (
 
 	"sealgate/internal/resolver"
 	"sealgate/internal/resolver/resolvertest"
+	"sealgate/internal/smtptest"
 )
 
 // daneCert makes a certificate for names, valid from notBefore for a day: self-signed when
@@ -290,5 +291,50 @@ func TestTransportDANE(t *testing.T) {
 				t.Fatalf("hops %+v; want one with DANE %q", hops, tt.wantDANE)
 			}
 		})
+	}
+}
+
+// DANE outranks MTA-STS (RFC 8461 §2): a domain with both is held to its TLSA records, not to a
+// policy that would refuse its MX host; REQUIRETLS is met by DANE (RFC 8689 §4.1).
+func TestTransportDANEOutranksMTASTS(t *testing.T) {
+	pki := smtptest.NewPKI(t, "mta-sts.both.test")
+	self := daneCert(t, nil, time.Now().Add(-time.Hour), "not-the-mx.example")
+	sink := &smtpSink{Name: "mx.both.test", TLS: &tls.Config{Certificates: []tls.Certificate{self}}, Extensions: []string{"REQUIRETLS"}}
+	port := startSinks(t, map[string]*smtpSink{"127.0.0.2": sink})
+	policyAddr, fetches := startPolicyServer(t, pki, map[string]string{
+		"mta-sts.both.test": "version: STSv1\r\nmode: enforce\r\nmx: mx.elsewhere.test\r\nmax_age: 86400\r\n",
+	})
+	zone := `
+both.test. 300 IN MX 10 mx.both.test.
+mx.both.test. 300 IN A 127.0.0.2
+_mta-sts.both.test. 300 IN TXT "v=STSv1; id=1;"
+` + tlsaRR(t, "_25._tcp.mx.both.test.", 3, 1, 1, self.Leaf)
+	for _, dnssec := range []bool{true, false} {
+		r, err := resolver.New(resolver.Config{Server: resolvertest.StartValidating(t, resolvertest.Validating{Zone: zone}),
+			Timeout: 5 * time.Second, DNSSEC: dnssec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &Transport{Resolver: r, HeloName: "relay.sealgate.test", MXPort: port, Timeout: 10 * time.Second, Logger: quietLogger(),
+			MTASTS: &MTASTS{Resolver: r, RootCAs: pki.Pool, DialAddr: policyAddr, Logger: quietLogger()}}
+		t.Cleanup(tr.Close)
+		before, fetched := len(sink.transactions()), fetches("mta-sts.both.test")
+		for i, requireTLS := range []bool{false, true} {
+			env := &Envelope{ID: fmt.Sprint("both", dnssec, i), From: "s@x.test", To: []string{"a@both.test"}, RequireTLS: requireTLS}
+			err, hops := deliverWithHops(tr, env)
+			switch {
+			case dnssec && (err != nil || len(hops) != 1 || hops[0].DANE != DANEVerified):
+				t.Errorf("DANE, REQUIRETLS %v: %v, hops %+v; want delivered, DANE verified", requireTLS, err, hops)
+			case !dnssec && (err == nil || IsPermanent(err)):
+				t.Errorf("no DANE, REQUIRETLS %v: %v; want deferred (the MTA-STS policy names another MX)", requireTLS, err)
+			}
+		}
+		sent := len(sink.transactions()) - before
+		switch {
+		case dnssec && (sent != 2 || fetches("mta-sts.both.test") != fetched):
+			t.Errorf("DANE: %d sent, policy fetched %d times; want 2 and none", sent, fetches("mta-sts.both.test")-fetched)
+		case !dnssec && sent != 0:
+			t.Errorf("MTA-STS without DANE: %d sent, want 0", sent)
+		}
 	}
 }

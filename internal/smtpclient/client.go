@@ -279,6 +279,17 @@ type TLSInfo struct {
 	VerifyError error
 	// PeerCertificates is the chain the server sent, leaf first (for DANE, RFC 7672 §3).
 	PeerCertificates []*x509.Certificate
+	// DANEVerified is set by SetDANEVerified: the caller authenticated the server's
+	// certificate by DANE (RFC 7672 §3), which REQUIRETLS accepts (RFC 8689 §4.1).
+	DANEVerified bool
+}
+
+// SetDANEVerified records that the caller authenticated the session's certificate
+// against the server's DNSSEC-validated TLSA records; a session without TLS is left alone.
+func (c *Client) SetDANEVerified() {
+	if c.tls != nil {
+		c.tls.DANEVerified = true
+	}
 }
 
 // TLS describes the session's TLS, and reports whether there is any.

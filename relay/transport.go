@@ -79,7 +79,10 @@ func (r Route) tlsMode() TLSMode {
 // in testing mode a violation is only logged. A message submitted with
 // REQUIRETLS (RFC 8689) goes only over verified TLS to servers that offer
 // REQUIRETLS, passing it on, and to MX hosts only when an MTA-STS policy names
-// them (RFC 8689 §4.1; DNSSEC validation of the MX records is not done).
+// them or DANE authenticates them (RFC 8689 §4.1). With a Resolver that reports
+// DNSSEC status (resolver.SecureResolver, dns.dnssec), DANE (RFC 7672) applies
+// to MX hosts with validated MX, address and TLSA records, and outranks
+// MTA-STS: see transport_dane.go.
 //
 // Sessions are kept after a transaction and reused (see Transport's pool: keyed
 // by address, TLS name and mode, source address, HELO name and credentials),

@@ -32,6 +32,6 @@ func delivererFromConfig(cfg *config.Config, res *resources, log *slog.Logger) (
 		route = rt.Default.NextHop
 	}
 	log.Info("delivery", "default_route", route, "tls", string(rt.Default.TLS), "auth", rt.Default.Auth.String(),
-		"identity_routes", len(rt.Identities), "domain_routes", len(rt.Domains), "mta_sts", rc.MTASTS)
+		"identity_routes", len(rt.Identities), "domain_routes", len(rt.Domains), "mta_sts", rc.MTASTS, "dane", cfg.DNS.DNSSEC)
 	return tr, tr.Close
 }

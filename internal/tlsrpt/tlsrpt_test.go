@@ -169,7 +169,7 @@ func TestReportJSON(t *testing.T) {
 	fd := p["failure-details"].([]any)[0].(map[string]any)
 	checks := map[string]any{
 		"policy-type": pol["policy-type"], "policy-domain": pol["policy-domain"], "mx-host": fmt.Sprint(pol["mx-host"]),
-		"policy-string": len(pol["policy-string"].([]any)),
+		"policy-string":                  len(pol["policy-string"].([]any)),
 		"total-successful-session-count": sum["total-successful-session-count"], "total-failure-session-count": sum["total-failure-session-count"],
 		"result-type": fd["result-type"], "failed-session-count": fd["failed-session-count"], "receiving-mx-hostname": fd["receiving-mx-hostname"],
 		"sending-mta-ip": fd["sending-mta-ip"], "receiving-ip": fd["receiving-ip"],

@@ -16,6 +16,7 @@ import (
 	"sealgate/internal/addr"
 	"sealgate/internal/resolver"
 	"sealgate/internal/smtpclient"
+	"sealgate/internal/tlsrpt"
 )
 
 // TLSMode says how a route uses TLS.
@@ -112,6 +113,8 @@ type Transport struct {
 	// MTASTS, when set, applies the MTA-STS policies of recipient domains to
 	// MX delivery.
 	MTASTS *MTASTS
+	// TLSRPT, when set, counts each new TLS session with an MX host (RFC 8460).
+	TLSRPT *tlsrpt.Recorder
 
 	// MaxConnections bounds the sessions carrying a transaction at once (0: 100);
 	// MaxPerDestination bounds them per server address (0: 10); MaxIdle is
@@ -411,6 +414,7 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 			c, err = t.connect(ctx, env, d)
 			if err != nil {
 				hop.DANE = d.dane.outcome(err)
+				t.reportTLS(hop.Domain, d, nil, err)
 				return nil, err
 			}
 		}
@@ -424,6 +428,9 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 		}
 		err := t.checkTLS(env, d, c)
 		hop.DANE = d.dane.outcome(err)
+		if !reused {
+			t.reportTLS(hop.Domain, d, c, err)
+		}
 		if err != nil {
 			if reused {
 				p.put(key, c) // fine for other messages
@@ -540,7 +547,7 @@ func (t *Transport) connect(ctx context.Context, env *Envelope, d destination) (
 						plain = true
 						continue
 					}
-					return nil, err
+					return nil, handshakeError{err}
 				}
 			}
 		}

@@ -40,6 +40,8 @@ const daneUsable = "usable"
 type daneHost struct {
 	status string
 	tlsa   []*dns.TLSA // the usable records
+	// records are all the validated TLSA records, as text, for TLS reports (RFC 8460).
+	records []string
 	// names are the reference identifiers (RFC 7672 §3.2.2): the TLSA base domain and the MX
 	// host name, without the trailing dot.
 	names []string
@@ -118,7 +120,7 @@ func lookupDANE(ctx context.Context, r resolver.Resolver, host string, mxSecure 
 			// §2.2: TLSA records that are not validated are not used.
 			return &daneHost{status: DANEInsecure}, nil
 		}
-		h := &daneHost{status: DANEUnusable, names: []string{base}}
+		h := &daneHost{status: DANEUnusable, names: []string{base}, records: tlsaStrings(a.Records)}
 		if base != host {
 			h.names = append(h.names, host)
 		}
@@ -172,7 +174,7 @@ func verifyDANE(h *daneHost, chain []*x509.Certificate) error {
 			if slices.ContainsFunc(h.names, func(n string) bool { return leaf.VerifyHostname(n) == nil }) {
 				return nil
 			}
-			taErr = fmt.Errorf("the certificate is not issued to %s (DANE-TA)", strings.Join(h.names, " or "))
+			taErr = fmt.Errorf("%w (DANE-TA, %s)", errDANEName, strings.Join(h.names, " or "))
 		}
 	}
 	if taErr != nil {

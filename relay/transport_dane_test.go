@@ -18,6 +18,7 @@ import (
 	"sealgate/internal/resolver"
 	"sealgate/internal/resolver/resolvertest"
 	"sealgate/internal/smtptest"
+	"sealgate/internal/tlsrpt"
 )
 
 // daneCert makes a certificate for names, valid from notBefore for a day: self-signed when
@@ -126,7 +127,7 @@ func TestVerifyDANE(t *testing.T) {
 		{"EE record of the CA does not match the leaf", []*dns.TLSA{rec(3, 1, 1, leaf(ca))}, chain(issued), "matches none"},
 		{"TA SPKI of the CA", []*dns.TLSA{rec(2, 1, 1, leaf(ca))}, chain(issued), ""},
 		{"TA cert of the CA", []*dns.TLSA{rec(2, 0, 2, leaf(ca))}, chain(issued), ""},
-		{"TA: name not the MX host", []*dns.TLSA{rec(2, 1, 1, leaf(ca))}, chain(wrongName), "not issued to mx.dest.test"},
+		{"TA: name not the MX host", []*dns.TLSA{rec(2, 1, 1, leaf(ca))}, chain(wrongName), "not issued to the MX host name (DANE-TA, mx.dest.test)"},
 		{"TA: another CA", []*dns.TLSA{rec(2, 1, 1, leaf(otherCA))}, chain(issued), "matches none"},
 		{"TA: CA not in the chain", []*dns.TLSA{rec(2, 1, 1, leaf(ca))}, chain(issued)[:1], "matches none"},
 		{"no certificate", []*dns.TLSA{rec(3, 1, 1, leaf(ee))}, nil, "no certificate"},
@@ -336,5 +337,80 @@ _mta-sts.both.test. 300 IN TXT "v=STSv1; id=1;"
 		case !dnssec && sent != 0:
 			t.Errorf("MTA-STS without DANE: %d sent, want 0", sent)
 		}
+	}
+}
+
+// TLS reporting (RFC 8460) counts each new session with an MX host under its policy.
+func TestTransportTLSReport(t *testing.T) {
+	ca := daneCA(t)
+	self := daneCert(t, nil, time.Now().Add(-time.Hour), "not-the-mx.example")
+	wrongName := daneCert(t, &ca, time.Now().Add(-time.Hour), "elsewhere.example")
+	sinks := map[string]*smtpSink{
+		"127.0.0.2": {Name: "mx.good.test", TLS: &tls.Config{Certificates: []tls.Certificate{self}}},
+		"127.0.0.3": {Name: "mx.wrong.test", TLS: &tls.Config{Certificates: []tls.Certificate{self}}},
+		"127.0.0.4": {Name: "mx.ta.test", TLS: &tls.Config{Certificates: []tls.Certificate{wrongName}}},
+		"127.0.0.5": {Name: "mx.plain.test"},
+	}
+	port := startSinks(t, sinks)
+	zone := `
+good.test. 300 IN MX 10 mx.good.test.
+mx.good.test. 300 IN A 127.0.0.2
+` + tlsaRR(t, "_25._tcp.mx.good.test.", 3, 1, 1, self.Leaf) + `
+wrong.test. 300 IN MX 10 mx.wrong.test.
+mx.wrong.test. 300 IN A 127.0.0.3
+` + tlsaRR(t, "_25._tcp.mx.wrong.test.", 3, 1, 1, ca.Leaf) + `
+ta.test. 300 IN MX 10 mx.ta.test.
+mx.ta.test. 300 IN A 127.0.0.4
+` + tlsaRR(t, "_25._tcp.mx.ta.test.", 2, 1, 1, ca.Leaf) + `
+plain.test. 300 IN MX 10 mx.plain.test.
+mx.plain.test. 300 IN A 127.0.0.5
+bogus.test. 300 IN MX 10 mx.bogus.test.
+mx.bogus.test. 300 IN A 127.0.0.6
+`
+	r, err := resolver.New(resolver.Config{Server: resolvertest.StartValidating(t, resolvertest.Validating{Zone: zone,
+		Bogus: []string{"_25._tcp.mx.bogus.test."}}), Timeout: 5 * time.Second, DNSSEC: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rec, err := tlsrpt.Open(dir, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &Transport{Resolver: r, HeloName: "relay.sealgate.test", MXPort: port, Timeout: 10 * time.Second, Logger: quietLogger(), TLSRPT: rec}
+	t.Cleanup(tr.Close)
+	for i, rcpt := range []string{"a@good.test", "b@good.test", "a@wrong.test", "a@ta.test", "a@plain.test", "a@bogus.test"} {
+		deliverWithHops(tr, &Envelope{ID: fmt.Sprint("r", i), From: "s@x.test", To: []string{rcpt}})
+	}
+	if err := rec.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	day, err := tlsrpt.ReadDay(dir, time.Now().UTC().Format(tlsrpt.DayFormat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, pc := range day.Policies {
+		var results []string
+		for _, f := range pc.Failures {
+			results = append(results, fmt.Sprintf("%s@%s x%d", f.ResultType, f.ReceivingMXHostname, f.Count))
+		}
+		got[pc.Policy.Domain] = fmt.Sprintf("%s ok=%d failed=%d %s records=%d", pc.Policy.Type, pc.Successes, pc.Failed, strings.Join(results, ","), len(pc.Policy.Strings))
+	}
+	want := map[string]string{
+		// The second message reuses the session: one session, one success.
+		"good.test":  "tlsa ok=1 failed=0  records=1",
+		"wrong.test": "tlsa ok=0 failed=1 validation-failure@mx.wrong.test x1 records=1",
+		"ta.test":    "tlsa ok=0 failed=1 certificate-host-mismatch@mx.ta.test x1 records=1",
+		"plain.test": "no-policy-found ok=0 failed=1 starttls-not-supported@mx.plain.test x1 records=0",
+		"bogus.test": "tlsa ok=0 failed=1 dnssec-invalid@mx.bogus.test x1 records=0",
+	}
+	for dom, w := range want {
+		if got[dom] != w {
+			t.Errorf("%s: %q, want %q", dom, got[dom], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("policies %v, want %d", got, len(want))
 	}
 }

@@ -197,6 +197,7 @@ func (t *Transport) daneHosts(ctx context.Context, env *Envelope, domain string,
 		dh, err := lookupDANE(ctx, t.Resolver, h, true, ans)
 		if err != nil {
 			t.logger().Warn("DANE: TLSA lookup failed; host not tried", "queue_id", env.ID, "domain", domain, "host", h, "error", err)
+			t.reportTLSALookup(domain, h, err)
 			addrs[h] = hostAddrs{err: err}
 			dane[h] = &daneHost{status: DANEFailedPrefix + err.Error()}
 			continue

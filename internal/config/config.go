@@ -38,6 +38,7 @@ type Config struct {
 	Admin          AdminConfig           `mapstructure:"admin"`
 	Log            LogConfig             `mapstructure:"log"`
 	SRS            SRSConfig             `mapstructure:"srs"`
+	TLSRPT         TLSRPTConfig          `mapstructure:"tlsrpt"` // tlsrpt.go
 }
 
 // ListenerConfig is one entry of listeners.

@@ -61,6 +61,7 @@ func (c *Config) Open() (*Resources, error) {
 	v.relay()
 	v.queue()
 	v.dns()
+	v.tlsrpt()
 	v.operations()
 	v.forwarders()
 	return v.res, v.p.join()

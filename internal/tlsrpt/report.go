@@ -92,3 +92,16 @@ func (d *Day) Reports(o ReportOptions) ([]Report, error) {
 	}
 	return out, nil
 }
+
+// FileName is the name RFC 8460 §5.3 gives report r from reporter (its domain):
+// "sender!policy-domain!begin-timestamp!end-timestamp.json", timestamps in seconds since 1970.
+func FileName(reporter string, r Report) string {
+	begin, _ := time.Parse(time.RFC3339, r.DateRange.Start)
+	end, _ := time.Parse(time.RFC3339, r.DateRange.End)
+	dom := ""
+	if len(r.Policies) > 0 {
+		dom = r.Policies[0].Policy.Domain
+	}
+	clean := func(s string) string { return strings.NewReplacer("!", "", "/", "", "\\", "").Replace(s) }
+	return fmt.Sprintf("%s!%s!%d!%d.json", clean(reporter), clean(dom), begin.Unix(), end.Unix())
+}

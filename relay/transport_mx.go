@@ -11,10 +11,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/miekg/dns"
+
 	"sealgate/internal/resolver"
 	"sealgate/internal/smtpclient"
-
-	"github.com/miekg/dns"
 )
 
 // DefaultMXPort is the SMTP port of MX hosts (RFC 5321 §4.5.4.2 relays use 25).

@@ -9,13 +9,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sealgate/internal/tlsrpt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"sealgate/internal/tlsrpt"
 )
 
 // mxSink is an MX host for the test: a go-smtp server that records each message.

@@ -345,13 +345,20 @@ func TestTransportTLSReport(t *testing.T) {
 	ca := daneCA(t)
 	self := daneCert(t, nil, time.Now().Add(-time.Hour), "not-the-mx.example")
 	wrongName := daneCert(t, &ca, time.Now().Add(-time.Hour), "elsewhere.example")
+	pki := smtptest.NewPKI(t, "mx.enf.test", "mta-sts.stst.test", "mta-sts.enf.test")
 	sinks := map[string]*smtpSink{
 		"127.0.0.2": {Name: "mx.good.test", TLS: &tls.Config{Certificates: []tls.Certificate{self}}},
 		"127.0.0.3": {Name: "mx.wrong.test", TLS: &tls.Config{Certificates: []tls.Certificate{self}}},
 		"127.0.0.4": {Name: "mx.ta.test", TLS: &tls.Config{Certificates: []tls.Certificate{wrongName}}},
 		"127.0.0.5": {Name: "mx.plain.test"},
+		"127.0.0.7": {Name: "mx.stst.test", TLS: &tls.Config{Certificates: []tls.Certificate{daneCert(t, nil, time.Now().Add(-time.Hour), "mx.stst.test")}}},
+		"127.0.0.8": {Name: "mx.enf.test", TLS: pki.ServerConfig()},
 	}
 	port := startSinks(t, sinks)
+	policyAddr, _ := startPolicyServer(t, pki, map[string]string{
+		"mta-sts.stst.test": "version: STSv1\nmode: testing\nmx: mx.stst.test\nmax_age: 86400\n",
+		"mta-sts.enf.test":  "version: STSv1\nmode: enforce\nmx: mx.enf.test\nmax_age: 86400\n",
+	})
 	zone := `
 good.test. 300 IN MX 10 mx.good.test.
 mx.good.test. 300 IN A 127.0.0.2
@@ -366,6 +373,12 @@ plain.test. 300 IN MX 10 mx.plain.test.
 mx.plain.test. 300 IN A 127.0.0.5
 bogus.test. 300 IN MX 10 mx.bogus.test.
 mx.bogus.test. 300 IN A 127.0.0.6
+stst.test. 300 IN MX 10 mx.stst.test.
+mx.stst.test. 300 IN A 127.0.0.7
+_mta-sts.stst.test. 300 IN TXT "v=STSv1; id=1;"
+enf.test. 300 IN MX 10 mx.enf.test.
+mx.enf.test. 300 IN A 127.0.0.8
+_mta-sts.enf.test. 300 IN TXT "v=STSv1; id=2;"
 `
 	r, err := resolver.New(resolver.Config{Server: resolvertest.StartValidating(t, resolvertest.Validating{Zone: zone,
 		Bogus: []string{"_25._tcp.mx.bogus.test."}}), Timeout: 5 * time.Second, DNSSEC: true})
@@ -377,9 +390,10 @@ mx.bogus.test. 300 IN A 127.0.0.6
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &Transport{Resolver: r, HeloName: "relay.sealgate.test", MXPort: port, Timeout: 10 * time.Second, Logger: quietLogger(), TLSRPT: rec}
+	tr := &Transport{Resolver: r, HeloName: "relay.sealgate.test", MXPort: port, Timeout: 10 * time.Second, Logger: quietLogger(), TLSRPT: rec,
+		RootCAs: pki.Pool, MTASTS: &MTASTS{Resolver: r, RootCAs: pki.Pool, DialAddr: policyAddr, Logger: quietLogger()}}
 	t.Cleanup(tr.Close)
-	for i, rcpt := range []string{"a@good.test", "b@good.test", "a@wrong.test", "a@ta.test", "a@plain.test", "a@bogus.test"} {
+	for i, rcpt := range []string{"a@good.test", "b@good.test", "a@wrong.test", "a@ta.test", "a@plain.test", "a@bogus.test", "a@stst.test", "a@enf.test"} {
 		deliverWithHops(tr, &Envelope{ID: fmt.Sprint("r", i), From: "s@x.test", To: []string{rcpt}})
 	}
 	if err := rec.Flush(); err != nil {
@@ -412,6 +426,9 @@ mx.bogus.test. 300 IN A 127.0.0.6
 		"ta.test":    "tlsa ok=0 failed=1 certificate-host-mismatch@mx.ta.test x1 records=1",
 		"plain.test": "no-policy-found ok=0 failed=1 starttls-not-supported@mx.plain.test x1 records=0",
 		"bogus.test": "tlsa ok=0 failed=1 dnssec-invalid@mx.bogus.test x1 records=0",
+		// MTA-STS testing: delivered, but the unverified certificate is a failure.
+		"stst.test": "sts ok=0 failed=1 certificate-not-trusted@mx.stst.test x1 records=4",
+		"enf.test":  "sts ok=1 failed=0  records=4",
 	}
 	for dom, w := range want {
 		if got[dom] != w {

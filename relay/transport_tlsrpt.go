@@ -69,16 +69,23 @@ func (t *Transport) reportTLS(domain string, d destination, c *smtpclient.Client
 		f.ResultType, f.AdditionalInfo = tlsrpt.ResultValidationFailure, "TLS handshake failed: "+he.err.Error()
 	case !hasTLS:
 		f.ResultType = tlsrpt.ResultSTARTTLSNotSupported
-	case err == nil:
-		f = nil
+	case s.Policy.Type == tlsrpt.PolicyTLSA && err == nil:
+		f = nil // DANE verified, or TLS with only unusable records (RFC 7672 §2.2)
 	case s.Policy.Type == tlsrpt.PolicyTLSA && errors.Is(err, errDANEName):
 		f.ResultType, f.AdditionalInfo = tlsrpt.ResultCertificateHostMismatch, err.Error()
 	case s.Policy.Type == tlsrpt.PolicyTLSA:
 		f.ResultType, f.AdditionalInfo = tlsrpt.ResultValidationFailure, err.Error()
-	case info.VerifyError != nil:
-		f.ResultType, f.AdditionalInfo = tlsrpt.CertificateResult(info.VerifyError), info.VerifyError.Error()
+	case info.Verified:
+		f = nil
+	case s.Policy.Type == tlsrpt.PolicySTS || err != nil:
+		// An MTA-STS policy needs a verified certificate (in testing mode too, where
+		// the mail still goes); without a policy only a refusal of ours is a failure.
+		f.ResultType = tlsrpt.CertificateResult(info.VerifyError)
+		if info.VerifyError != nil {
+			f.AdditionalInfo = info.VerifyError.Error()
+		}
 	default:
-		f.ResultType, f.AdditionalInfo = tlsrpt.ResultValidationFailure, err.Error()
+		f = nil // opportunistic TLS without a policy: TLS was all it needed
 	}
 	s.Failure = f
 	t.TLSRPT.Record(s)

@@ -538,7 +538,7 @@ func (t *Transport) connect(ctx context.Context, env *Envelope, d destination) (
 		if d.mode != TLSImplicit && !plain {
 			if _, offered := c.Extension("STARTTLS"); offered {
 				stop := c.CloseOnDone(ctx)
-				err := c.StartTLS(t.tlsConfig(d.host))
+				err := c.StartTLS(t.tlsConfig(d.serverName()))
 				stop()
 				if err != nil {
 					if d.mode == TLSOpportunistic && d.needTLS == "" && !d.dane.requiresTLS() && !env.RequireTLS && ctx.Err() == nil {

@@ -201,3 +201,12 @@ func (t *Transport) checkDANE(d destination, c *smtpclient.Client) (ok bool, err
 	c.SetDANEVerified()
 	return true, nil
 }
+
+// serverName is the name to send in SNI and check a certificate against: the TLSA base
+// domain for a host with usable TLSA records (RFC 7672 §8.1), else the MX host name.
+func (d destination) serverName() string {
+	if d.dane != nil && d.dane.status == daneUsable && len(d.dane.names) > 0 {
+		return d.dane.names[0]
+	}
+	return d.host
+}

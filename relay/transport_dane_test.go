@@ -439,3 +439,33 @@ _mta-sts.enf.test. 300 IN TXT "v=STSv1; id=2;"
 		t.Errorf("policies %v, want %d", got, len(want))
 	}
 }
+
+// An MX host that is a CNAME: the TLSA records at the end of the chain apply, and the
+// session names that TLSA base domain in SNI (RFC 7672 §2.2.2, §8.1).
+func TestTransportDANECNAMEAndSNI(t *testing.T) {
+	self := daneCert(t, nil, time.Now().Add(-time.Hour), "not-the-mx.example")
+	sni := make(chan string, 4)
+	sink := &smtpSink{Name: "mx.hosting.test", TLS: &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		sni <- h.ServerName
+		return &self, nil
+	}}}
+	port := startSinks(t, map[string]*smtpSink{"127.0.0.2": sink})
+	zone := `
+dest.test. 300 IN MX 10 mx.dest.test.
+mx.dest.test. 300 IN CNAME mx.hosting.test.
+mx.hosting.test. 300 IN A 127.0.0.2
+` + tlsaRR(t, "_25._tcp.mx.hosting.test.", 3, 1, 1, self.Leaf)
+	r, err := resolver.New(resolver.Config{Server: resolvertest.StartValidating(t, resolvertest.Validating{Zone: zone}), Timeout: 5 * time.Second, DNSSEC: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &Transport{Resolver: r, HeloName: "relay.sealgate.test", MXPort: port, Timeout: 10 * time.Second, Logger: quietLogger()}
+	t.Cleanup(tr.Close)
+	err, hops := deliverWithHops(tr, &Envelope{ID: "cname", From: "s@x.test", To: []string{"a@dest.test"}})
+	if err != nil || len(hops) != 1 || hops[0].DANE != DANEVerified || len(sink.transactions()) != 1 {
+		t.Fatalf("Deliver: %v, hops %+v; want delivered, DANE verified", err, hops)
+	}
+	if got := <-sni; got != "mx.hosting.test" {
+		t.Errorf("SNI %q, want the TLSA base domain mx.hosting.test", got)
+	}
+}

@@ -33,7 +33,9 @@
 // offered and implicit TLS, AUTH to smart hosts, MTA-STS (RFC 8461;
 // transport_mtasts.go), DANE for MX hosts (RFC 7672, over a resolver marked
 // validating; transport_dane.go: TLSA lookup, DANE-EE and DANE-TA checks, and
-// the decision table of §2.2, which outranks MTA-STS), REQUIRETLS (RFC 8689),
+// the decision table of §2.2, which outranks MTA-STS), TLS reporting of each
+// session with an MX host (RFC 8460, counted by internal/tlsrpt;
+// transport_tlsrpt.go), REQUIRETLS (RFC 8689),
 // SUBMITTER (RFC 4405), and
 // sessions kept and reused per destination within limits (transport_pool.go).
 // What each attempt met is reported as Hops and AttemptEvents

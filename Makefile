@@ -48,8 +48,8 @@ test: have-deps lint unit fuzz
 
 # Installs the Debian packages below when one is missing (needs root or sudo).
 have-deps:
-	@if ! /usr/bin/python3 -c 'import dkim, dns, authres, spf' 2>/dev/null || ! perl -MMail::DKIM::ARC::Verifier -MNet::DNS -MMail::DMARC::PurePerl -MMail::SRS -e1 2>/dev/null || ! command -v swaks >/dev/null || ! command -v haproxy >/dev/null || ! command -v redis-server >/dev/null; then \
-	  echo "installing test dependencies (python3-dkim, python3-spf, libmail-dkim-perl, libmail-dmarc-perl, libmail-srs-perl, swaks, haproxy, redis-server) with apt-get"; \
+	@if ! /usr/bin/python3 -c 'import dkim, dns, authres, spf' 2>/dev/null || ! perl -MMail::DKIM::ARC::Verifier -MNet::DNS -MMail::DMARC::PurePerl -MMail::SRS -e1 2>/dev/null || ! command -v swaks >/dev/null || ! command -v haproxy >/dev/null || ! command -v redis-server >/dev/null || ! [ -x /usr/sbin/unbound ] || ! [ -x /usr/sbin/nsd ] || ! command -v ldns-signzone >/dev/null; then \
+	  echo "installing test dependencies (python3-dkim, python3-spf, libmail-dkim-perl, libmail-dmarc-perl, libmail-srs-perl, swaks, haproxy, redis-server, unbound, nsd, ldnsutils) with apt-get"; \
 	  if [ "$$(id -u)" = 0 ]; then $(MAKE) deps; else sudo $(MAKE) deps; fi; \
 	fi
 
@@ -91,7 +91,8 @@ ifeq ($(OPENSSL),1)
 endif
 
 # Debian packages the interoperability and integration tests use (haproxy and
-# redis-server for the several-node test, TestScaleOut), and what the libcrypto
+# redis-server for the several-node test, TestScaleOut; unbound, nsd and ldnsutils for
+# DANE against real DNSSEC, relay's TestTransportDANEUnbound), and what the libcrypto
 # signer builds with (a C compiler for cgo, OpenSSL 3's headers, pkg-config to find them).
 deps:
 	apt-get update
@@ -99,6 +100,7 @@ deps:
 	  python3 python3-dkim python3-authres python3-dnspython libmail-dkim-perl libnet-dns-perl swaks \
 	  python3-spf libmail-dmarc-perl libmail-srs-perl \
 	  haproxy redis-server \
+	  unbound nsd ldnsutils \
 	  gcc libc6-dev libssl-dev pkg-config
 
 # Load benchmark: the real relay (dev mode, durable spool) with an in-process next-hop sink,

@@ -31,7 +31,12 @@
 // hosts (RFC 5321 §5.1, null MX of RFC 7505; transport_mx.go) or smart hosts,
 // routes per client organisation and per recipient domain, STARTTLS whenever
 // offered and implicit TLS, AUTH to smart hosts, MTA-STS (RFC 8461;
-// transport_mtasts.go), REQUIRETLS (RFC 8689), SUBMITTER (RFC 4405), and
+// transport_mtasts.go), DANE for MX hosts (RFC 7672, over a resolver marked
+// validating; transport_dane.go: TLSA lookup, DANE-EE and DANE-TA checks, and
+// the decision table of §2.2, which outranks MTA-STS), TLS reporting of each
+// session with an MX host (RFC 8460, counted by internal/tlsrpt;
+// transport_tlsrpt.go), REQUIRETLS (RFC 8689),
+// SUBMITTER (RFC 4405), and
 // sessions kept and reused per destination within limits (transport_pool.go).
 // What each attempt met is reported as Hops and AttemptEvents
 // (transport_attempt.go). OutboxSink (transport_outbox.go) writes .eml files
@@ -67,9 +72,10 @@
 // submit, internal/config and cmd/sealgate use, for no gain in what a reader
 // must hold in mind: the file prefixes and this comment show the rooms as well.
 //
-// Deliberately not done here: DANE (RFC 7672; Transport.checkTLS is where a
-// TLSA check would go); per-domain rate limits; a persistent MTA-STS cache (it
-// is in memory). Delivery never rewrites a message: one with a bare CR or LF is
+// Deliberately not done here: DNSSEC validation itself (DANE trusts the AD bit
+// of a validating resolver, dns.dnssec); DANE for smart hosts (routes with a
+// next hop use their TLS mode); per-domain rate limits; a persistent MTA-STS
+// cache (it is in memory). Delivery never rewrites a message: one with a bare CR or LF is
 // refused rather than repaired, because repair would break the DKIM and ARC
 // signatures.
 package relay

@@ -10,15 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/emersion/go-sasl"
 
 	"sealgate/internal/addr"
 	"sealgate/internal/resolver"
 	"sealgate/internal/smtpclient"
+	"sealgate/internal/tlsrpt"
 )
 
 // TLSMode says how a route uses TLS.
@@ -38,64 +36,6 @@ const (
 	// certificate that verifies for the host name.
 	TLSImplicit TLSMode = "implicit"
 )
-
-// Credentials log in to a smart host with AUTH (RFC 4954), only under TLS.
-// Neither String nor any error shows the password.
-type Credentials struct {
-	Mechanism string // "PLAIN" (default) or "LOGIN"
-	Username  string
-	Password  string
-}
-
-func (c *Credentials) String() string {
-	if c == nil {
-		return "none"
-	}
-	return fmt.Sprintf("%s as %q", c.mechanism(), c.Username)
-}
-
-func (c *Credentials) mechanism() string {
-	if c.Mechanism == "" {
-		return "PLAIN"
-	}
-	return strings.ToUpper(c.Mechanism)
-}
-
-func (c *Credentials) client() (sasl.Client, error) {
-	switch c.mechanism() {
-	case "PLAIN":
-		return sasl.NewPlainClient("", c.Username, c.Password), nil
-	case "LOGIN":
-		return &loginClient{user: c.Username, password: c.Password}, nil
-	}
-	return nil, fmt.Errorf("AUTH mechanism %q: want PLAIN or LOGIN", c.Mechanism)
-}
-
-// loginClient is the LOGIN mechanism (draft-murchison-sasl-login) as servers
-// use it: no initial response, then the user name and the password, each when
-// asked. go-sasl's sends the user name as an initial response and accepts only
-// a "Password:" challenge, which servers that ask "Username:" first refuse.
-type loginClient struct {
-	user, password string
-	step           int
-}
-
-func (l *loginClient) Start() (string, []byte, error) { return "LOGIN", nil, nil }
-
-func (l *loginClient) Next(challenge []byte) ([]byte, error) {
-	l.step++
-	switch ch := strings.ToLower(strings.TrimSpace(string(challenge))); {
-	case strings.HasPrefix(ch, "user"):
-		return []byte(l.user), nil
-	case strings.HasPrefix(ch, "pass"):
-		return []byte(l.password), nil
-	case l.step == 1:
-		return []byte(l.user), nil
-	case l.step == 2:
-		return []byte(l.password), nil
-	}
-	return nil, errors.New("LOGIN: unexpected third challenge")
-}
 
 // Route says how mail for a group of recipients leaves.
 type Route struct {
@@ -140,7 +80,10 @@ func (r Route) tlsMode() TLSMode {
 // in testing mode a violation is only logged. A message submitted with
 // REQUIRETLS (RFC 8689) goes only over verified TLS to servers that offer
 // REQUIRETLS, passing it on, and to MX hosts only when an MTA-STS policy names
-// them (RFC 8689 §4.1; DNSSEC validation of the MX records is not done).
+// them or DANE authenticates them (RFC 8689 §4.1). With a Resolver that reports
+// DNSSEC status (resolver.SecureResolver, dns.dnssec), DANE (RFC 7672) applies
+// to MX hosts with validated MX, address and TLSA records, and outranks
+// MTA-STS: see transport_dane.go.
 //
 // Sessions are kept after a transaction and reused (see Transport's pool: keyed
 // by address, TLS name and mode, source address, HELO name and credentials),
@@ -170,6 +113,8 @@ type Transport struct {
 	// MTASTS, when set, applies the MTA-STS policies of recipient domains to
 	// MX delivery.
 	MTASTS *MTASTS
+	// TLSRPT, when set, counts each new TLS session with an MX host (RFC 8460).
+	TLSRPT *tlsrpt.Recorder
 
 	// MaxConnections bounds the sessions carrying a transaction at once (0: 100);
 	// MaxPerDestination bounds them per server address (0: 10); MaxIdle is
@@ -330,6 +275,7 @@ type destination struct {
 	mode    TLSMode
 	sts     *STSPolicy // the domain's MTA-STS policy, nil if none
 	needTLS string     // why verified TLS is needed ("" if not)
+	dane    *daneHost  // the MX host's DANE status (RFC 7672); nil for a smart host
 	rt      Route
 }
 
@@ -452,7 +398,7 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 	}
 	defer release()
 	key := t.poolKey(env, d)
-	hop.Host, hop.IP, hop.TLS, hop.Reply = d.host, "", nil, nil
+	hop.Host, hop.IP, hop.TLS, hop.Reply, hop.DANE = d.host, "", nil, nil, d.dane.before()
 	if d.ip != nil {
 		hop.IP = d.ip.String()
 	}
@@ -467,6 +413,8 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 			var err error
 			c, err = t.connect(ctx, env, d)
 			if err != nil {
+				hop.DANE = d.dane.outcome(err)
+				t.reportTLS(hop.Domain, d, nil, err)
 				return nil, err
 			}
 		}
@@ -478,7 +426,12 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 		} else {
 			hop.TLS = nil
 		}
-		if err := t.checkTLS(env, d, c); err != nil {
+		err := t.checkTLS(env, d, c)
+		hop.DANE = d.dane.outcome(err)
+		if !reused {
+			t.reportTLS(hop.Domain, d, c, err)
+		}
+		if err != nil {
 			if reused {
 				p.put(key, c) // fine for other messages
 				fresh = true
@@ -585,16 +538,16 @@ func (t *Transport) connect(ctx context.Context, env *Envelope, d destination) (
 		if d.mode != TLSImplicit && !plain {
 			if _, offered := c.Extension("STARTTLS"); offered {
 				stop := c.CloseOnDone(ctx)
-				err := c.StartTLS(t.tlsConfig(d.host))
+				err := c.StartTLS(t.tlsConfig(d.serverName()))
 				stop()
 				if err != nil {
-					if d.mode == TLSOpportunistic && d.needTLS == "" && !env.RequireTLS && ctx.Err() == nil {
+					if d.mode == TLSOpportunistic && d.needTLS == "" && !d.dane.requiresTLS() && !env.RequireTLS && ctx.Err() == nil {
 						// RFC 7435 §3: opportunistic TLS falls back to plain text.
 						t.logger().Info("STARTTLS failed; retrying without TLS", "queue_id", env.ID, "host", d.host, "addr", d.addr(), "error", err)
 						plain = true
 						continue
 					}
-					return nil, err
+					return nil, handshakeError{err}
 				}
 			}
 		}
@@ -608,39 +561,22 @@ func (t *Transport) connect(ctx context.Context, env *Envelope, d destination) (
 	}
 }
 
-// auth logs in, only over TLS whose certificate verified; a refusal is
-// temporary for the message (the credentials are the admin's to fix, RFC 4954
-// §6), never logged with what was sent.
-func (t *Transport) auth(ctx context.Context, c *smtpclient.Client, cred *Credentials) error {
-	info, ok := c.TLS()
-	switch {
-	case !ok:
-		return errors.New("AUTH not attempted: the session has no TLS (the next hop did not offer STARTTLS)")
-	case !info.Verified:
-		// Credentials go only to a server proven to be the one named.
-		return fmt.Errorf("AUTH not attempted: the certificate does not verify for %s: %v", info.ServerName, info.VerifyError)
-	}
-	sc, err := cred.client()
-	if err != nil {
-		return err
-	}
-	stop := c.CloseOnDone(ctx)
-	defer stop()
-	if err := c.Auth(sc); err != nil {
-		return fmt.Errorf("AUTH %s: %w", cred, err)
-	}
-	return nil
-}
-
 // checkTLS decides whether session c may carry env to d: the TLS the route's
 // mode, the message (REQUIRETLS) and the domain's MTA-STS policy need. A
 // testing-mode MTA-STS policy only logs what enforce would refuse.
 //
-// DANE (RFC 7672) plugs in here: a TLSA check of the MX host's certificate
-// chain, needed when the host's TLSA records are DNSSEC-validated.
+// DANE (RFC 7672) comes first: an MX host with validated TLSA records needs
+// TLS, and with usable ones a certificate matching them, which then stands for
+// a verified one (DANE outranks MTA-STS; RFC 8689 §4.1 accepts it for REQUIRETLS).
 func (t *Transport) checkTLS(env *Envelope, d destination, c *smtpclient.Client) error {
 	info, hasTLS := c.TLS()
 	verified := hasTLS && info.Verified
+	if d.dane.requiresTLS() {
+		ok, err := t.checkDANE(d, c)
+		if err != nil || ok {
+			return err
+		}
+	}
 	describe := func() string {
 		switch {
 		case !hasTLS:

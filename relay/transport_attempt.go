@@ -40,6 +40,10 @@ type AttemptEvent struct {
 	// whether the server's certificate verified for Host.
 	TLSVersion   string
 	CertVerified bool
+	// DANE is what DANE (RFC 7672) made of Host for delivery to MX hosts: DANEVerified, or why
+	// not (DANEInsecure, DANENoTLSA, DANEUnusable, DANEFailedPrefix and the reason); "" for a
+	// smart host. Logged as dane=.
+	DANE string
 	// Code, EnhancedCode (RFC 3463) and Text are the server's reply: to the
 	// message when sent, else the refusal; without a reply (no connection,
 	// a policy refusal of ours) Code is 0 and Text says what failed.
@@ -64,6 +68,7 @@ type Hop struct {
 	IP     string
 	TLS    *smtpclient.TLSInfo // nil without TLS
 	Reply  *smtpclient.Reply   // the reply to the message, when it was sent
+	DANE   string              // AttemptEvent.DANE
 	// NoDSN is set when the server took the message without offering DSN
 	// (RFC 3461): recipients that asked NOTIFY=SUCCESS are owed a "relayed"
 	// DSN (§6.2.1), which the Runner's Bouncer sends.
@@ -143,7 +148,7 @@ func attemptEvents(env *Envelope, rcpts []string, hops []Hop, outcomes map[strin
 			hop.Domain = domainOf(rcpt)
 		}
 		ev := AttemptEvent{QueueID: env.ID, Identity: env.Identity, Domain: hop.Domain, Host: hop.Host, IP: hop.IP,
-			Status: o.status, Attempt: attempt, Delay: now.Sub(env.ReceivedAt)}
+			DANE: hop.DANE, Status: o.status, Attempt: attempt, Delay: now.Sub(env.ReceivedAt)}
 		if hop.TLS != nil {
 			ev.TLSVersion = tls.VersionName(hop.TLS.Version)
 			ev.CertVerified = hop.TLS.Verified
@@ -185,6 +190,9 @@ func logAttempt(log *slog.Logger, ev AttemptEvent) {
 		"host", ev.Host, "ip", ev.IP, "tls", ev.TLSVersion, "cert_verified", ev.CertVerified,
 		"code", ev.Code, "enhanced_code", ev.EnhancedCode, "reply", ev.Text,
 		"delay", ev.Delay.Round(time.Millisecond), "attempt", ev.Attempt}
+	if ev.DANE != "" {
+		attrs = append(attrs, "dane", ev.DANE)
+	}
 	if !ev.Next.IsZero() {
 		attrs = append(attrs, "next_attempt", ev.Next.UTC().Format(time.RFC3339))
 	}

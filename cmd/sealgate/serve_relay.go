@@ -27,11 +27,12 @@ func delivererFromConfig(cfg *config.Config, res *resources, log *slog.Logger) (
 	if rc.MTASTS {
 		tr.MTASTS = &relay.MTASTS{Resolver: res.Resolver, RootCAs: rt.RootCAs, Logger: log}
 	}
+	closeTLSRPT := startTLSRPT(cfg, tr, log)
 	route := "MX hosts"
 	if rt.Default.NextHop != "" {
 		route = rt.Default.NextHop
 	}
 	log.Info("delivery", "default_route", route, "tls", string(rt.Default.TLS), "auth", rt.Default.Auth.String(),
-		"identity_routes", len(rt.Identities), "domain_routes", len(rt.Domains), "mta_sts", rc.MTASTS)
-	return tr, tr.Close
+		"identity_routes", len(rt.Identities), "domain_routes", len(rt.Domains), "mta_sts", rc.MTASTS, "dane", cfg.DNS.DNSSEC)
+	return tr, func() { tr.Close(); closeTLSRPT() }
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"sealgate/internal/tlsrpt"
 )
 
 // mxSink is an MX host for the test: a go-smtp server that records each message.
@@ -113,6 +115,9 @@ relay:
   mta_sts: false
 dns:
   zone_file: %[4]s
+tlsrpt:
+  enabled: true
+  flush_interval: 1s
 `, dir, keyDir, port, zoneFile)
 	file := filepath.Join(dir, "sealgate.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
@@ -170,6 +175,30 @@ dns:
 			t.Fatalf("no delivery attempt line in the log:\n%s", text)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	// TLS reporting: the session without STARTTLS is counted (no policy found) and saved
+	// within tlsrpt.flush_interval.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		// The session's day, also when midnight (UTC) passed meanwhile.
+		d, err := tlsrpt.ReadDay(c.TLSRPTDir(), time.Now().UTC().Format(tlsrpt.DayFormat))
+		if err == nil && len(d.Policies) == 0 {
+			d, err = tlsrpt.ReadDay(c.TLSRPTDir(), time.Now().UTC().Add(-time.Hour).Format(tlsrpt.DayFormat))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Policies) == 1 {
+			pc := d.Policies[0]
+			if pc.Policy.Type != tlsrpt.PolicyNone || pc.Policy.Domain != "dest.test" || pc.Failed != 1 ||
+				pc.Failures[0].ResultType != tlsrpt.ResultSTARTTLSNotSupported || pc.Failures[0].SendingMTAIP != "127.0.0.3" {
+				t.Errorf("TLS report counts %+v, failures %+v", pc, pc.Failures[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS report counts saved in %s", c.TLSRPTDir())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

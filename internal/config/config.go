@@ -38,6 +38,7 @@ type Config struct {
 	Admin          AdminConfig           `mapstructure:"admin"`
 	Log            LogConfig             `mapstructure:"log"`
 	SRS            SRSConfig             `mapstructure:"srs"`
+	TLSRPT         TLSRPTConfig          `mapstructure:"tlsrpt"` // tlsrpt.go
 	// KeyRotation moves DKIM key rotations on (rotation.go).
 	KeyRotation KeyRotationConfig `mapstructure:"key_rotation"`
 }
@@ -189,6 +190,9 @@ type DNSConfig struct {
 	Server   string        `mapstructure:"server"`
 	ZoneFile string        `mapstructure:"zone_file"`
 	Timeout  time.Duration `mapstructure:"timeout"`
+	// DNSSEC marks the server as a validating resolver (resolver.Config.DNSSEC): its AD bit
+	// is believed, which DANE for MX delivery needs (RFC 7672).
+	DNSSEC bool `mapstructure:"dnssec"`
 }
 
 // DefaultWorkers is relay.workers' default: relay.DefaultWorkers, the Runner's own default
@@ -244,6 +248,7 @@ var Defaults = map[string]any{
 	"dns.server":                    "",
 	"dns.zone_file":                 "",
 	"dns.timeout":                   "5s",
+	"dns.dnssec":                    false,
 	"admin.listen":                  "",
 	"log.format":                    "text",
 	"log.level":                     "info",

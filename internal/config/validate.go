@@ -61,6 +61,7 @@ func (c *Config) Open() (*Resources, error) {
 	v.relay()
 	v.queue()
 	v.dns()
+	v.tlsrpt()
 	v.operations()
 	v.forwarders()
 	v.keyRotation()
@@ -468,12 +469,15 @@ func (v *validation) dns() {
 	case d.Server != "" && d.ZoneFile != "":
 		p.add("dns", "set dns.server or dns.zone_file, not both")
 		return
+	case d.DNSSEC && d.ZoneFile != "":
+		p.add("dns.dnssec", "needs a validating resolver (dns.server or /etc/resolv.conf), not dns.zone_file")
+		return
 	case d.ZoneFile != "":
 		if !v.file("dns.zone_file", d.ZoneFile) {
 			return
 		}
 	}
-	r, err := resolver.New(resolver.Config{Server: d.Server, ZoneFile: d.ZoneFile, Timeout: d.Timeout})
+	r, err := resolver.New(resolver.Config{Server: d.Server, ZoneFile: d.ZoneFile, Timeout: d.Timeout, DNSSEC: d.DNSSEC})
 	if err != nil {
 		key := "dns"
 		switch {

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -376,6 +377,13 @@ func (c *countingResolver) LookupMX(ctx context.Context, name string) ([]*net.MX
 func (c *countingResolver) LookupIP(ctx context.Context, name string) ([]net.IP, error) {
 	v, err := c.r.LookupIP(ctx, name)
 	c.count("A/AAAA", err)
+	return v, err
+}
+
+// LookupSecure passes resolver.SecureResolver on (DANE needs the DNSSEC status).
+func (c *countingResolver) LookupSecure(ctx context.Context, name string, qtype uint16) (resolver.SecureAnswer, error) {
+	v, err := resolver.LookupSecure(ctx, c.r, name, qtype)
+	c.count(dns.TypeToString[qtype], err)
 	return v, err
 }
 

@@ -209,6 +209,26 @@ func TestResolverCountsFailures(t *testing.T) {
 	}
 }
 
+// The counting resolver passes the DNSSEC status on: DANE behind it still sees it.
+func TestResolverPassesDNSSECStatus(t *testing.T) {
+	addr := resolvertest.StartValidating(t, resolvertest.Validating{Zone: "mx.signed.example. 300 IN A 192.0.2.1\nmx.plain.example. 300 IN A 192.0.2.2\n",
+		Insecure: []string{"plain.example."}})
+	r, err := resolver.New(resolver.Config{Server: addr, Timeout: 2 * time.Second, DNSSEC: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := New(testReasons).Resolver(r)
+	if _, ok := cr.(resolver.SecureResolver); !ok {
+		t.Fatalf("%T is not a resolver.SecureResolver", cr)
+	}
+	for name, want := range map[string]bool{"mx.signed.example": true, "mx.plain.example": false} {
+		a, err := resolver.LookupSecure(context.Background(), cr, name, dns.TypeA)
+		if err != nil || a.Secure != want {
+			t.Errorf("%s: Secure %v (err %v), want %v", name, a.Secure, err, want)
+		}
+	}
+}
+
 func TestHealthAndReadiness(t *testing.T) {
 	m := New(testReasons)
 	fail := errors.New("spool not writable")

@@ -34,8 +34,9 @@ const (
 )
 
 type cacheKey struct {
-	kind byte // 't' TXT, 'm' MX, 'i' IP, '4' A, '6' AAAA, 'p' PTR
-	name string
+	kind  byte   // 't' TXT, 'm' MX, 'i' IP, '4' A, '6' AAAA, 'p' PTR, 's' LookupSecure
+	qtype uint16 // the type asked, for 's'
+	name  string
 }
 
 type cacheEntry struct {
@@ -44,6 +45,7 @@ type cacheEntry struct {
 	txt     []string
 	mx      []net.MX
 	ips     []net.IP
+	sec     SecureAnswer // LookupSecure's answer, with its DNSSEC status
 	err     error
 }
 
@@ -120,7 +122,7 @@ func normName(name string) string {
 
 // LookupTXT implements Resolver.
 func (c *Cache) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	k := cacheKey{'t', normName(name)}
+	k := cacheKey{kind: 't', name: normName(name)}
 	if e, ok := c.get(k); ok {
 		return slices.Clone(e.txt), e.err
 	}
@@ -131,7 +133,7 @@ func (c *Cache) LookupTXT(ctx context.Context, name string) ([]string, error) {
 
 // LookupMX implements Resolver.
 func (c *Cache) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
-	k := cacheKey{'m', normName(name)}
+	k := cacheKey{kind: 'm', name: normName(name)}
 	if e, ok := c.get(k); ok {
 		return mxPointers(e.mx), e.err
 	}
@@ -158,7 +160,7 @@ func mxPointers(mx []net.MX) []*net.MX {
 
 // LookupIP implements Resolver.
 func (c *Cache) LookupIP(ctx context.Context, name string) ([]net.IP, error) {
-	k := cacheKey{'i', normName(name)}
+	k := cacheKey{kind: 'i', name: normName(name)}
 	if e, ok := c.get(k); ok {
 		return cloneIPs(e.ips), e.err
 	}
@@ -180,7 +182,7 @@ func cloneIPs(ips []net.IP) []net.IP {
 
 // LookupAddr implements Resolver.
 func (c *Cache) LookupAddr(ctx context.Context, ip string) ([]string, error) {
-	k := cacheKey{'p', normName(ip)}
+	k := cacheKey{kind: 'p', name: normName(ip)}
 	if e, ok := c.get(k); ok {
 		return slices.Clone(e.txt), e.err
 	}
@@ -196,7 +198,7 @@ func (c *Cache) lookupIPFamily(ctx context.Context, name string, v6 bool) ([]net
 	if v6 {
 		kind = '6'
 	}
-	k := cacheKey{kind, normName(name)}
+	k := cacheKey{kind: kind, name: normName(name)}
 	if e, ok := c.get(k); ok {
 		return cloneIPs(e.ips), e.err
 	}

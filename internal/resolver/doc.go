@@ -12,6 +12,11 @@
 // A resolver can instead answer from a zone file alone (Config.ZoneFile, NewZoneResolver), which
 // the admin commands and the tests use to check records before they are published.
 //
-// It does not validate DNSSEC, cache answers, apply resolv.conf search domains (every name is
+// DNSSEC (RFC 4033-4035) is left to the recursive server: with Config.DNSSEC it is trusted as
+// validating (as Postfix's smtp_dns_support_level = dnssec), queries carry the DO and AD bits
+// and LookupSecure reports the AD bit of each answer (RFC 6840 §5.7), which DANE (RFC 7672)
+// needs; Cache keeps that status with each answer. Without it every answer is insecure.
+//
+// It does not validate DNSSEC signatures itself, apply resolv.conf search domains (every name is
 // absolute) or handle wildcards in zone files.
 package resolver

@@ -46,6 +46,11 @@ type Config struct {
 	// Timeout bounds each query to one server (default 5s). A deadline on the context passed to
 	// a lookup bounds the whole lookup.
 	Timeout time.Duration
+	// DNSSEC marks the recursive server(s) as validating (RFC 4035 §3.2): queries carry the DO
+	// bit and the AD bit of their answers is believed (RFC 6840 §5.7), so that LookupSecure can
+	// call an answer secure. Without it every answer is insecure. The path to the server must
+	// be trusted (loopback or the same host): AD is not signed. Not with ZoneFile.
+	DNSSEC bool
 }
 
 // DefaultTimeout is the per-query timeout when Config.Timeout is zero.
@@ -71,6 +76,8 @@ func New(cfg Config) (Resolver, error) {
 	switch {
 	case cfg.Server != "" && cfg.ZoneFile != "":
 		return nil, errors.New("resolver: a DNS server and a zone file are mutually exclusive; give one")
+	case cfg.DNSSEC && cfg.ZoneFile != "":
+		return nil, errors.New("resolver: DNSSEC needs a validating DNS server; a zone file is never validated")
 	case cfg.ZoneFile != "":
 		f, err := os.Open(cfg.ZoneFile)
 		if err != nil {
@@ -83,7 +90,7 @@ func New(cfg Config) (Resolver, error) {
 		if err != nil {
 			return nil, err
 		}
-		return newNetResolver([]string{server}, timeout), nil
+		return newNetResolver([]string{server}, timeout, cfg.DNSSEC), nil
 	}
 	cc, err := dns.ClientConfigFromFile(resolvConf)
 	if err != nil {
@@ -96,7 +103,7 @@ func New(cfg Config) (Resolver, error) {
 	for _, s := range cc.Servers {
 		servers = append(servers, net.JoinHostPort(s, cc.Port))
 	}
-	return newNetResolver(servers, timeout), nil
+	return newNetResolver(servers, timeout, cfg.DNSSEC), nil
 }
 
 // serverAddr checks a "host:port" server address, adding port 53 when there is none.
@@ -146,13 +153,15 @@ func (z zoneQuerier) query(ctx context.Context, name string, qtype uint16) (*dns
 type netQuerier struct {
 	servers  []string
 	timeout  time.Duration
+	dnssec   bool // ask with DO and AD set (RFC 6840 §5.7); see Config.DNSSEC
 	udp, tcp *dns.Client
 }
 
-func newNetResolver(servers []string, timeout time.Duration) Resolver {
-	return &lookups{q: &netQuerier{
+func newNetResolver(servers []string, timeout time.Duration, dnssec bool) Resolver {
+	return &lookups{dnssec: dnssec, q: &netQuerier{
 		servers: servers,
 		timeout: timeout,
+		dnssec:  dnssec,
 		udp:     &dns.Client{Net: "udp", Timeout: timeout},
 		tcp:     &dns.Client{Net: "tcp", Timeout: timeout},
 	}}
@@ -164,7 +173,9 @@ func (n *netQuerier) query(ctx context.Context, name string, qtype uint16) (*dns
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.RecursionDesired = true
-	m.SetEdns0(ednsBufferSize, false)
+	m.SetEdns0(ednsBufferSize, n.dnssec)
+	// RFC 6840 §5.7: AD in a query asks for it in the answer, even without DO.
+	m.AuthenticatedData = n.dnssec
 
 	var lastErr error
 	for _, server := range n.servers {
@@ -238,8 +249,12 @@ func typeString(qtype uint16) string {
 	return "TYPE" + strconv.Itoa(int(qtype))
 }
 
-// lookups implements Resolver on top of a querier.
-type lookups struct{ q querier }
+// lookups implements Resolver on top of a querier. dnssec says whether the AD bit of answers
+// is believed (Config.DNSSEC).
+type lookups struct {
+	q      querier
+	dnssec bool
+}
 
 // normalize makes name a lower-case FQDN and checks its syntax.
 func normalize(name string, qtype uint16) (string, error) {
@@ -253,21 +268,29 @@ func normalize(name string, qtype uint16) (string, error) {
 // records asks for qtype at name and returns the records of that type at the end of the CNAME
 // chain in the answer (RFC 1034 §3.6.2).
 func (l *lookups) records(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	a, err := l.answer(ctx, name, qtype)
+	return a.Records, err
+}
+
+// answer is records with the name at the end of the CNAME chain and the answer's DNSSEC
+// status; Secure is set on not-found errors too (an authenticated denial).
+func (l *lookups) answer(ctx context.Context, name string, qtype uint16) (SecureAnswer, error) {
 	fqdn, err := normalize(name, qtype)
 	if err != nil {
-		return nil, err
+		return SecureAnswer{}, err
 	}
 	resp, err := l.q.query(ctx, fqdn, qtype)
 	if err != nil {
-		return nil, err
+		return SecureAnswer{}, err
 	}
 	if resp.Rcode == dns.RcodeServerFailure {
-		return nil, temporary(fqdn, qtype, errors.New(rcodeText(resp.Rcode)))
+		return SecureAnswer{}, temporary(fqdn, qtype, errors.New(rcodeText(resp.Rcode)))
 	}
+	secure := l.dnssec && resp.AuthenticatedData
 	target := fqdn
 	for hop := 0; ; hop++ {
 		if hop > maxCNAMEHops {
-			return nil, permanent(fqdn, qtype, fmt.Errorf("CNAME chain longer than %d (a loop?)", maxCNAMEHops))
+			return SecureAnswer{}, permanent(fqdn, qtype, fmt.Errorf("CNAME chain longer than %d (a loop?)", maxCNAMEHops))
 		}
 		var found []dns.RR
 		next := ""
@@ -283,14 +306,14 @@ func (l *lookups) records(ctx context.Context, name string, qtype uint16) ([]dns
 			}
 		}
 		if len(found) > 0 {
-			return found, nil
+			return SecureAnswer{Records: found, Name: target, Secure: secure}, nil
 		}
 		if next == "" {
 			break
 		}
-		target = next
+		target = strings.ToLower(next)
 	}
-	return nil, notFound(fqdn, qtype, resp.Rcode == dns.RcodeNameError)
+	return SecureAnswer{Name: target, Secure: secure}, notFound(fqdn, qtype, resp.Rcode == dns.RcodeNameError)
 }
 
 // LookupTXT implements Resolver.

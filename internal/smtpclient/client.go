@@ -250,6 +250,9 @@ func (c *Client) Extension(keyword string) (params string, ok bool) {
 // RemoteAddr returns the address of the server the session is connected to.
 func (c *Client) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
 
+// LocalAddr is this end of the connection.
+func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }
+
 // Reusable reports whether the session may carry another transaction: it has
 // not failed in a way that leaves its state unknown, and is not closed.
 func (c *Client) Reusable() bool { return !c.broken.Load() }
@@ -277,6 +280,19 @@ type TLSInfo struct {
 	// ServerName; VerifyError says why not.
 	Verified    bool
 	VerifyError error
+	// PeerCertificates is the chain the server sent, leaf first (for DANE, RFC 7672 §3).
+	PeerCertificates []*x509.Certificate
+	// DANEVerified is set by SetDANEVerified: the caller authenticated the server's
+	// certificate by DANE (RFC 7672 §3), which REQUIRETLS accepts (RFC 8689 §4.1).
+	DANEVerified bool
+}
+
+// SetDANEVerified records that the caller authenticated the session's certificate
+// against the server's DNSSEC-validated TLSA records; a session without TLS is left alone.
+func (c *Client) SetDANEVerified() {
+	if c.tls != nil {
+		c.tls.DANEVerified = true
+	}
 }
 
 // TLS describes the session's TLS, and reports whether there is any.
@@ -349,7 +365,7 @@ func (c *Client) handshake(cfg *tls.Config) error {
 	c.text = textproto.NewConn(tc)
 	cs := tc.ConnectionState()
 	c.tls = &TLSInfo{Version: cs.Version, CipherSuite: cs.CipherSuite, ServerName: conf.ServerName,
-		Verified: verifyErr == nil, VerifyError: verifyErr}
+		Verified: verifyErr == nil, VerifyError: verifyErr, PeerCertificates: cs.PeerCertificates}
 	return nil
 }
 

@@ -35,7 +35,8 @@ type Transaction struct {
 	// RequireTLS asks the server to pass the message on only over verified TLS
 	// (RFC 8689 §3). Such a transaction is never sent on a session without TLS
 	// whose certificate verified, nor to a server that does not offer
-	// REQUIRETLS: the error is ErrRequireTLS, before anything is written.
+	// REQUIRETLS: the error is ErrRequireTLS, before anything is written. A
+	// certificate authenticated by DANE counts as verified (Client.SetDANEVerified).
 	RequireTLS bool
 	// MailParams are further MAIL parameters, sent whatever the server offered:
 	// the caller knows what it asks for.
@@ -325,7 +326,7 @@ func (c *Client) mailCommand(tx *Transaction, utf8 bool) (string, error) {
 	}
 	if tx.RequireTLS {
 		_, offered := c.Extension("REQUIRETLS")
-		if c.tls == nil || !c.tls.Verified || !offered {
+		if c.tls == nil || !(c.tls.Verified || c.tls.DANEVerified) || !offered {
 			return "", ErrRequireTLS
 		}
 		params = append(params, "REQUIRETLS") // RFC 8689 §3

@@ -452,7 +452,7 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 	}
 	defer release()
 	key := t.poolKey(env, d)
-	hop.Host, hop.IP, hop.TLS, hop.Reply = d.host, "", nil, nil
+	hop.Host, hop.IP, hop.SourceIP, hop.TLS, hop.Reply = d.host, "", "", nil, nil
 	if d.ip != nil {
 		hop.IP = d.ip.String()
 	}
@@ -472,6 +472,9 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 		}
 		if ip, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
 			hop.IP = ip
+		}
+		if ip, _, err := net.SplitHostPort(c.LocalAddr().String()); err == nil {
+			hop.SourceIP = ip
 		}
 		if info, ok := c.TLS(); ok {
 			hop.TLS = &info

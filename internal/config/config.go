@@ -38,6 +38,8 @@ type Config struct {
 	Admin          AdminConfig           `mapstructure:"admin"`
 	Log            LogConfig             `mapstructure:"log"`
 	SRS            SRSConfig             `mapstructure:"srs"`
+	// DMARCReports is dmarc_reports (dmarcreports.go).
+	DMARCReports DMARCReportsConfig `mapstructure:"dmarc_reports"`
 }
 
 // ListenerConfig is one entry of listeners.

@@ -63,6 +63,7 @@ func (c *Config) Open() (*Resources, error) {
 	v.dns()
 	v.operations()
 	v.forwarders()
+	v.dmarcReports()
 	return v.res, v.p.join()
 }
 

@@ -34,11 +34,13 @@ the send log serve writes (DIR/sendlog/), so each sending source is "ours" or no
                       dispositions, likely causes of our failures, PTR of the others
   readiness --domain D  the share p=reject would reject, the sources responsible, and the
                       next record to publish; exit 0 when the domain is ready for it
+  prune --days N      remove reports and send log days older than N days
 
 See the README section "DMARC reports".`,
 	}
 	cmd.PersistentFlags().StringVar(&configFile, "config", "/etc/sealgate/sealgate.yaml", "configuration file (for dir, domains, dns and dmarc_reports)")
-	cmd.AddCommand(newDMARCImportCmd(&configFile), newDMARCSummaryCmd(&configFile), newDMARCReadinessCmd(&configFile))
+	cmd.AddCommand(newDMARCImportCmd(&configFile), newDMARCSummaryCmd(&configFile), newDMARCReadinessCmd(&configFile),
+		newDMARCPruneCmd(&configFile))
 	return cmd
 }
 
@@ -207,6 +209,39 @@ when the domain is ready for the next step, 1 when not (the reason is printed).`
 		},
 	}
 	q.flags(cmd)
+	return cmd
+}
+
+func newDMARCPruneCmd(configFile *string) *cobra.Command {
+	var days int
+	cmd := &cobra.Command{
+		Use:   "prune --days N",
+		Short: "Remove reports whose date range ended, and send log days, more than N days ago",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if days < 1 {
+				return fmt.Errorf("--days %d: want at least 1", days)
+			}
+			cfg, err := loadConfig(*configFile)
+			if err != nil {
+				return fmt.Errorf("configuration %s:\n%w", *configFile, err)
+			}
+			before := time.Now().Add(-time.Duration(days) * 24 * time.Hour)
+			n, err := dmarcStore(cfg).Prune(before)
+			if err != nil {
+				return err
+			}
+			// The send log's days are written by serve; removing whole old days never
+			// races its flush, which writes today's (or yesterday's) file.
+			m, err := dmarcreport.PruneSendLog(sendLogDir(cfg.Dir), before)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %d reports and %d send log days older than %s\n", n, m, before.Format(time.DateOnly))
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&days, "days", 90, "keep the last N days")
 	return cmd
 }
 

@@ -175,3 +175,28 @@ func ReadSendLog(dir string, from, to time.Time) (map[string][]SendEntry, error)
 	}
 	return out, nil
 }
+
+// PruneSendLog removes the day files of dir older than before's day, and returns how many
+// it removed.
+func PruneSendLog(dir string, before time.Time) (int, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("dmarcreport: send log: %w", err)
+	}
+	cut := before.UTC().Format(time.DateOnly)
+	n := 0
+	for _, e := range ents {
+		day, ok := strings.CutSuffix(e.Name(), ".json")
+		if _, err := time.Parse(time.DateOnly, day); !ok || err != nil || day >= cut {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return n, fmt.Errorf("dmarcreport: send log: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}

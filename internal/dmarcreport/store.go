@@ -187,3 +187,50 @@ func (s *Store) Totals() (Totals, error) {
 	}
 	return t, nil
 }
+
+// Prune removes the reports whose date range ended before before, and returns how many
+// it removed. The totals keep counting them: they are what was ingested.
+func (s *Store) Prune(before time.Time) (int, error) {
+	if _, err := os.Stat(s.Path); errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	db, err := s.open(false)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	n := 0
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketReports)
+		if b == nil {
+			return nil
+		}
+		var old [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			var r struct {
+				End time.Time `json:"end"`
+			}
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("report %q: %w", k, err)
+			}
+			if r.End.Before(before) {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(old)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("dmarcreport: prune %s: %w", s.Path, err)
+	}
+	return n, nil
+}

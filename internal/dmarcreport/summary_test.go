@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -196,5 +197,40 @@ func TestSendLogFlushAccumulates(t *testing.T) {
 	d1, d2 := days["2026-12-01"], days["2026-12-02"]
 	if len(d1) != 1 || d1[0].Count != 4 || !slices.Equal(d1[0].DKIM, []string{"d=example.test s=a", "d=example.test s=b"}) || len(d2) != 1 || d2[0].Count != 2 {
 		t.Errorf("days %+v; want 4 on 12-01, 2 on 12-02", days)
+	}
+}
+
+// Prune drops old reports (totals stay) and old send log days, and a full store says how
+// to make room.
+func TestPrune(t *testing.T) {
+	im := testImporter(t)
+	im.Limits.MaxReports = 2
+	im.Store.Limits.MaxReports = 2
+	for _, p := range []string{"testdata/google.xml", "testdata/microsoft.xml", "testdata/yahoo.xml"} {
+		im.ImportPath(p) // the third is refused: the store is full
+	}
+	if tot, _ := im.Store.Totals(); tot.Reports != 2 {
+		t.Fatalf("store holds %d, want 2 (its limit)", tot.Reports)
+	}
+	if res := im.ImportPath("testdata/dmarcbis.xml"); res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "prune") {
+		t.Errorf("full store: %+v; want an error saying to prune", res)
+	}
+	if n, err := im.Store.Prune(fixtureDay); err != nil || n != 0 {
+		t.Errorf("prune before the reports: %d, %v; want 0", n, err)
+	}
+	if n, err := im.Store.Prune(fixtureNow); err != nil || n != 2 {
+		t.Errorf("prune: %d, %v; want 2", n, err)
+	}
+	if reps, _ := im.Store.Reports("example.test", time.Time{}); len(reps) != 0 {
+		t.Errorf("%d reports left", len(reps))
+	}
+	if tot, _ := im.Store.Totals(); tot.Reports != 2 {
+		t.Errorf("totals after prune: %d reports ingested, want 2", tot.Reports)
+	}
+
+	dir := t.TempDir()
+	ourSends(t, dir)
+	if n, err := PruneSendLog(dir, fixtureDay.Add(24*time.Hour)); err != nil || n != 1 {
+		t.Errorf("prune send log: %d, %v; want 1", n, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"sealgate/internal/addr"
@@ -55,7 +56,8 @@ func (im *Importer) ImportPath(path string) []Result {
 			return []Result{{Source: path, Err: err}}
 		}
 		for _, e := range ents {
-			if e.Type().IsRegular() {
+			// Maildir readers ignore names starting with a dot.
+			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
 				files = append(files, filepath.Join(path, sub, e.Name()))
 			}
 		}

@@ -115,9 +115,10 @@ exit status is 1 when any was refused.`,
 
 // dmarcQuery is what summary and readiness share: the domain, the period, the summary.
 type dmarcQuery struct {
-	domain string
-	days   int
-	asJSON bool
+	domain   string
+	days     int
+	asJSON   bool
+	sendLogs []string
 }
 
 func (q *dmarcQuery) flags(cmd *cobra.Command) {
@@ -125,6 +126,7 @@ func (q *dmarcQuery) flags(cmd *cobra.Command) {
 	f.StringVar(&q.domain, "domain", "", "the domain (policy_published domain) to summarise")
 	f.IntVar(&q.days, "days", 7, "reports whose date range ends within the last N days")
 	f.BoolVar(&q.asJSON, "json", false, "print JSON")
+	f.StringArrayVar(&q.sendLogs, "send-log", nil, "also the send log `DIR` of another node sending for the domain (its DIR/sendlog, copied or mounted here); repeatable")
 	cmd.MarkFlagRequired("domain")
 }
 
@@ -151,7 +153,7 @@ func (q *dmarcQuery) summary(cmd *cobra.Command, configFile string) (*config.Con
 		r = res.Resolver
 	}
 	s, err := dmarcreport.Summarize(cmd.Context(), reports, dmarcreport.SummaryOptions{Domain: d, Since: since, Until: now,
-		SendLogDir: sendLogDir(cfg.Dir), Resolver: r})
+		SendLogDir: sendLogDir(cfg.Dir), SendLogDirs: q.sendLogs, Resolver: r})
 	return cfg, s, err
 }
 

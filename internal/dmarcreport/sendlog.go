@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,7 +68,11 @@ func NewSendLog(dir string) *SendLog {
 func (l *SendLog) Record(s Send) {
 	dkim := slices.Clone(s.DKIM)
 	slices.Sort(dkim)
-	e := SendEntry{SourceIP: s.SourceIP, HeaderFrom: strings.ToLower(s.HeaderFrom), DKIM: dkim,
+	ip := s.SourceIP
+	if a, err := netip.ParseAddr(ip); err == nil {
+		ip = a.Unmap().String() // the form report rows are compared in
+	}
+	e := SendEntry{SourceIP: ip, HeaderFrom: strings.ToLower(s.HeaderFrom), DKIM: dkim,
 		RcptDomain: strings.ToLower(s.RcptDomain), Count: 1}
 	day := s.Time.UTC().Format(time.DateOnly)
 	l.mu.Lock()

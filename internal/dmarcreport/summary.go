@@ -20,6 +20,9 @@ type SummaryOptions struct {
 	Since, Until time.Time
 	// SendLogDir is the send log's directory (DIR/sendlog).
 	SendLogDir string
+	// SendLogDirs are further send logs, of the other nodes sending for the domain
+	// (README "Running several nodes"): every node's mail is ours.
+	SendLogDirs []string
 	// Resolver answers PTR lookups of foreign sources and checks our selectors are
 	// published; nil skips both.
 	Resolver resolver.Resolver
@@ -127,10 +130,16 @@ func Summarize(ctx context.Context, reports []Report, o SummaryOptions) (*Summar
 		}
 	}
 	idx := sendIndex{}
-	if len(reports) > 0 && o.SendLogDir != "" {
-		var err error
-		if idx, err = ReadSendLog(o.SendLogDir, from.Add(-24*time.Hour), to); err != nil {
+	for _, dir := range append([]string{o.SendLogDir}, o.SendLogDirs...) {
+		if len(reports) == 0 || dir == "" {
+			continue
+		}
+		days, err := ReadSendLog(dir, from.Add(-24*time.Hour), to)
+		if err != nil {
 			return nil, err
+		}
+		for day, es := range days {
+			idx[day] = append(idx[day], es...)
 		}
 	}
 	slices.SortFunc(reports, func(a, b Report) int { return a.End.Compare(b.End) })

@@ -234,3 +234,33 @@ func TestPrune(t *testing.T) {
 		t.Errorf("prune send log: %d, %v; want 1", n, err)
 	}
 }
+
+// Every node's send log makes its sources ours; an IPv4-mapped source address is
+// compared as the IPv4 address reports name.
+func TestSummaryJoinsSeveralSendLogs(t *testing.T) {
+	im := testImporter(t)
+	importAll(t, im)
+	a, b := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	ourSends(t, a)
+	l := NewSendLog(b)
+	l.Record(Send{Time: fixtureDay.Add(time.Hour), SourceIP: "::ffff:192.0.2.11", HeaderFrom: "news.example.test", DKIM: []string{"d=example.test s=esp1"}, RcptDomain: "outlook.example"})
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	reps, err := im.Store.Reports("example.test", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dirs []string
+		ours bool
+	}{{nil, false}, {[]string{b}, true}} {
+		s, err := Summarize(context.Background(), reps, SummaryOptions{Domain: "example.test", SendLogDir: a, SendLogDirs: tc.dirs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if src := sourceByIP(s, "192.0.2.11"); src == nil || src.Ours != tc.ours || !sourceByIP(s, "192.0.2.10").Ours {
+			t.Errorf("send logs %v: 192.0.2.11 %+v; want ours %v", tc.dirs, src, tc.ours)
+		}
+	}
+}

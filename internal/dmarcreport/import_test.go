@@ -1,6 +1,7 @@
 package dmarcreport
 
 import (
+	"archive/zip"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -101,6 +102,16 @@ func gz(t *testing.T, b []byte) []byte {
 // Hostile and broken inputs are refused with an error that says why, and nothing of
 // them is stored; the good report of the same import is.
 func TestImportRefusesHostileInput(t *testing.T) {
+	var zb bytes.Buffer
+	zw := zip.NewWriter(&zb)
+	w, _ := zw.Create("bomb.xml")
+	w.Write([]byte(report("zbomb", "example.test", okRecord+strings.Repeat(" ", 64<<20))))
+	zw.Close()
+	latin1 := strings.Replace(report("latin1", "example.test", okRecord), `<?xml version="1.0"?>`, `<?xml version="1.0" encoding="ISO-8859-1"?>`, 1)
+	latin1 = strings.Replace(latin1, "<org_name>o</org_name>", "<org_name>M\xfcnchen</org_name>", 1)
+	if res := testImporter(t).ImportBytes("latin1", []byte(latin1)); res[0].Err != nil || res[0].Report.Org != "München" {
+		t.Errorf("ISO-8859-1 report: %+v; want org München", res[0])
+	}
 	// A zip bomb: 64 MiB of white space inside a valid report compresses to ~64 KiB.
 	bomb := gz(t, []byte(report("bomb", "example.test", okRecord+strings.Repeat(" ", 64<<20))))
 	xxe := `<?xml version="1.0"?><!DOCTYPE feedback [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>` +
@@ -113,6 +124,8 @@ func TestImportRefusesHostileInput(t *testing.T) {
 		want string
 	}{
 		{"zip bomb", bomb, "decompressed is larger than 33554432 bytes"},
+		{"zip bomb (zip)", zb.Bytes(), "decompressed is larger than 33554432 bytes"},
+		{"unknown encoding", []byte(strings.Replace(report("enc", "example.test", okRecord), `version="1.0"`, `version="1.0" encoding="x-klingon"`, 1)), "unsupported encoding"},
 		{"XXE", []byte(xxe), "DOCTYPE"},
 		{"undeclared entity", []byte(entityOnly), "invalid character entity &xxe;"},
 		{"domain not served", []byte(report("other", "other.example", strings.ReplaceAll(okRecord, "example.test", "other.example"))), "does not serve"},

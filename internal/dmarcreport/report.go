@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/text/encoding/htmlindex"
+
 	"sealgate/internal/addr"
 )
 
@@ -144,6 +146,7 @@ func parseXML(data []byte, lim Limits, now time.Time) (*Report, error) {
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	dec.Strict = true
 	dec.Entity = nil // only the five predefined entities; anything else is an error
+	dec.CharsetReader = xmlCharset
 	var root *xml.StartElement
 	for root == nil {
 		tok, err := dec.Token()
@@ -331,6 +334,16 @@ func recordOf(x xmlRecord) (Record, error) {
 		r.SPFResults = append(r.SPFResults, SPFResult{Domain: lowerDomain(s.Domain), Scope: word(s.Scope), Result: word(s.Result)})
 	}
 	return r, nil
+}
+
+// xmlCharset decodes a report declared in another encoding than UTF-8 (some reporters
+// write ISO-8859-1), by its WHATWG label.
+func xmlCharset(label string, input io.Reader) (io.Reader, error) {
+	enc, err := htmlindex.Get(label)
+	if name, _ := htmlindex.Name(enc); err != nil || name == "replacement" || name == "x-user-defined" {
+		return nil, fmt.Errorf("unsupported encoding %q", label)
+	}
+	return enc.NewDecoder().Reader(input), nil
 }
 
 func unixTime(s string) (time.Time, error) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"sealgate/internal/dmarcreport"
 	"sealgate/internal/metrics"
 	"sealgate/relay"
+	"sealgate/submit"
 )
 
 // What serve does for DMARC reports: keep the send log of what it delivered, and export
@@ -76,4 +79,41 @@ func dmarcTotals(cfg *config.Config) func() (metrics.DMARCTotals, error) {
 		t, err := st.Totals()
 		return metrics.DMARCTotals{Reports: t.Reports, Rows: t.Rows, Messages: t.Messages}, err
 	}
+}
+
+// reportIntake is the smart-host listeners' mailbox for DMARC reports
+// (dmarc_reports.intake_addresses), nil when none is configured: what a receiver mails
+// there goes through the same import as `sealgate dmarc import`.
+func reportIntake(cfg *config.Config, log *slog.Logger) *submit.ReportIntake {
+	boxes := cfg.DMARCReports.IntakeMailboxes()
+	if len(boxes) == 0 {
+		return nil
+	}
+	im := &dmarcreport.Importer{Store: dmarcStore(cfg), Domains: servedDomains(cfg), Limits: dmarcLimits(cfg)}
+	var mu sync.Mutex // one import at a time: the store's lock is per open, even in one process
+	return &submit.ReportIntake{Addresses: boxes, MaxBytes: cfg.DMARCReports.MaxInputBytes,
+		Store: func(_ context.Context, msg []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			var refused []error
+			taken := 0
+			for _, r := range im.ImportBytes("message", msg) {
+				switch {
+				case r.Err != nil:
+					refused = append(refused, r.Err)
+					log.Warn("DMARC report refused", "err", r.Err)
+				case r.Duplicate:
+					taken++
+					log.Info("DMARC report already stored", "org", r.Report.Org, "report_id", r.Report.ID)
+				default:
+					taken++
+					log.Info("DMARC report imported", "org", r.Report.Org, "report_id", r.Report.ID,
+						"domain", r.Report.Policy.Domain, "records", len(r.Report.Records))
+				}
+			}
+			if taken == 0 {
+				return errors.Join(refused...)
+			}
+			return nil // what was taken is stored; the refusals are logged
+		}}
 }

@@ -1,8 +1,12 @@
 package config
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"sealgate/internal/addr"
 )
 
 // DMARCReportsConfig is dmarc_reports: how DMARC aggregate reports are imported and kept
@@ -24,6 +28,20 @@ type DMARCReportsConfig struct {
 	MaxFailShare float64 `mapstructure:"max_fail_share"`
 	// RUA is the rua= URI written into the record `dmarc readiness` advises.
 	RUA string `mapstructure:"rua"`
+	// IntakeAddresses are report mailboxes serve takes reports for on its smart-host
+	// listeners, from any client, instead of relaying (submit.ReportIntake).
+	IntakeAddresses []string `mapstructure:"intake_addresses"`
+}
+
+// IntakeMailboxes parses dmarc_reports.intake_addresses (validated by Open).
+func (c DMARCReportsConfig) IntakeMailboxes() []addr.Address {
+	var out []addr.Address
+	for _, s := range c.IntakeAddresses {
+		if a, err := addr.ParseAddress(strings.TrimPrefix(s, "mailto:")); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // dmarcReportsDefaults are the defaults of dmarc_reports (internal/dmarcreport's).
@@ -63,6 +81,19 @@ func (v *validation) dmarcReports() {
 	}
 	if c.MaxFailShare <= 0 || c.MaxFailShare >= 1 {
 		p.add("dmarc_reports.max_fail_share", "%v: want a share between 0 and 1, such as 0.01 for 1%%", c.MaxFailShare)
+	}
+	for i, s := range c.IntakeAddresses {
+		k := fmt.Sprintf("dmarc_reports.intake_addresses[%d]", i)
+		a, err := addr.ParseAddress(strings.TrimPrefix(s, "mailto:"))
+		switch {
+		case err != nil:
+			p.add(k, "%q: %v", s, err)
+		case a.Domain.String() == "" || addr.IsAddressLiteral(a.Domain.String()):
+			p.add(k, "%q: want a mailbox in a domain name, such as dmarc-rua@example.com", s)
+		}
+	}
+	if len(c.IntakeAddresses) > 0 && !slices.ContainsFunc(v.c.Listeners, func(l ListenerConfig) bool { return l.Mode == "smarthost" }) {
+		p.add("dmarc_reports.intake_addresses", "reports are received on a smarthost listener, and there is none")
 	}
 	if c.RUA != "" && !strings.HasPrefix(c.RUA, "mailto:") {
 		p.add("dmarc_reports.rua", "%q: want a mailto: URI (RFC 7489 §6.2), such as mailto:dmarc-rua@example.com", c.RUA)

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"compress/gzip"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -256,5 +258,89 @@ func TestDMARCReportsJoinSendLog(t *testing.T) {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("metrics lack %q:\n%s", want, grepMetrics(body, "sealgate_dmarc"))
 		}
+	}
+}
+
+// TestDMARCReportByMail: with dmarc_reports.intake_addresses set, a receiver we do not
+// know (127.0.0.2, outside the smart-host client network) mails its report, gzip'ed and
+// attached, to the report mailbox on the smart-host listener: it is stored, not relayed,
+// and `dmarc summary` counts it; the same client cannot send anywhere else.
+func TestDMARCReportByMail(t *testing.T) {
+	sink := &dmarcSink{}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return dmarcSinkSession{sink}, nil }))
+	srv.Domain = "mx.partner.example"
+	srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	// A dev directory, served from a copy of its configuration with the mailbox added.
+	dir := t.TempDir()
+	first := startRelay(t, dir, "--next-hop", ln.Addr().String())
+	first.stop()
+	cfgText, err := os.ReadFile(filepath.Join(dir, "sealgate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "intake.yaml")
+	if err := os.WriteFile(cfg, append(cfgText, "\ndmarc_reports:\n  intake_addresses: [mailto:dmarc-reports@example.test]\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rl, err := sealgatetest.Start(sealgatetest.Options{Binary: binary, Dir: dir, Config: cfg, StartTimeout: startupWait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relayProc{Relay: rl, t: t, dir: dir, password: rl.Password, logs: relayLog{rl}}
+	t.Cleanup(r.stop)
+
+	var gz strings.Builder
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(aggregateReport("by-mail-1", "127.0.0.1 5 pass", "198.51.100.7 2 fail")))
+	zw.Close()
+	b64 := base64.StdEncoding.EncodeToString([]byte(gz.String()))
+	var wrapped strings.Builder
+	for len(b64) > 76 {
+		wrapped.WriteString(b64[:76] + "\n")
+		b64 = b64[76:]
+	}
+	wrapped.WriteString(b64 + "\n")
+	report := msg("From: noreply-dmarc@receiver.example\nTo: dmarc-reports@example.test\nSubject: Report Domain: example.test Submitter: receiver.example Report-ID: by-mail-1\n"+
+		"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n",
+		"--b1\nContent-Type: text/plain\n\nThis is a DMARC aggregate report.\n\n--b1\nContent-Type: application/gzip; name=\"receiver.example!example.test!1!2.xml.gz\"\n"+
+			"Content-Transfer-Encoding: base64\n\n"+wrapped.String()+"--b1--\n")
+
+	c := dial(t, r.SmartHost, dialOpts{localAddr: "127.0.0.2"})
+	c.ehlo()
+	if stage, rp := c.send("noreply-dmarc@receiver.example", []string{"ops@partner.example"}, report); stage != "RCPT" || rp.Code != 554 {
+		t.Errorf("unknown client to ops@partner.example: %s %s; want RCPT 554 (no relay)", stage, rp)
+	}
+	c.cmd("RSET")
+	stage, rp := c.send("noreply-dmarc@receiver.example", []string{"dmarc-reports@example.test"}, report)
+	if stage != "END" || rp.Code != 250 || !strings.Contains(rp.Text(), "report stored") {
+		t.Fatalf("report to the mailbox: %s %s; log:\n%s", stage, rp, r.logs)
+	}
+	c.quit()
+
+	out, errOut, code := dmarcCLI(t, cfg, "summary", "--domain", "example.test", "--json")
+	var sum struct {
+		Reports  int   `json:"reports"`
+		Messages int64 `json:"messages"`
+		Fail     int64 `json:"fail"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &sum) != nil || sum.Reports != 1 || sum.Messages != 7 || sum.Fail != 2 {
+		t.Errorf("summary after the mailed report: status %d, %s %s; want 1 report, 7 messages, 2 failing", code, out, errOut)
+	}
+	if n := sink.count(); n != 0 {
+		t.Errorf("the report mail was relayed: the sink got %d messages", n)
+	}
+	if s := r.snapshot(); len(s) != 0 {
+		t.Errorf("the report mail left files in the spool: %v", s)
+	}
+	// Nothing went through the pipeline (which logs each message it spools, journal or not).
+	if strings.Contains(r.Logs(), `msg="message accepted"`) || !strings.Contains(r.Logs(), `msg="DMARC report stored"`) {
+		t.Errorf("want a stored report and no message accepted for relay; log:\n%s", r.logs)
 	}
 }

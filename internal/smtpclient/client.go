@@ -250,8 +250,7 @@ func (c *Client) Extension(keyword string) (params string, ok bool) {
 // RemoteAddr returns the address of the server the session is connected to.
 func (c *Client) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
 
-// LocalAddr returns our end of the session's connection: the source address the
-// server saw, which DMARC aggregate reports (RFC 7489 Appendix C source_ip) name.
+// LocalAddr is this end of the connection.
 func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }
 
 // Reusable reports whether the session may carry another transaction: it has

@@ -75,6 +75,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDMARCRecord$$' -fuzztime=$(FUZZTIME_VERIFY_PARSERS) ./verify
 	$(GO) test -run='^$$' -fuzz='^FuzzSPFSyntax$$' -fuzztime=$(FUZZTIME_VERIFY_PARSERS) ./verify
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME_VERIFY) ./verify
+	$(GO) test -run='^$$' -fuzz='^FuzzImportBytes$$' -fuzztime=$(FUZZTIME) ./internal/dmarcreport
 ifeq ($(OPENSSL),1)
 	$(GO) test $(GOTAGS) -run='^$$' -fuzz='^FuzzSignatureEqualsCryptoRSA$$' -fuzztime=$(FUZZTIME_RSA) ./internal/libcrypto
 endif

@@ -76,6 +76,14 @@ type Envelope struct {
 	// 2 holds them: files written before they existed read as "" and false.
 	RequireTLS bool `json:"requiretls,omitempty"`
 
+	// HeaderFrom is the domain of the header From (RFC 5322 §3.6.2) as the
+	// message left the pipeline, and DKIM the signatures we added (d= and s=):
+	// what the send log keeps so DMARC aggregate reports (RFC 7489 §7.2) can be
+	// matched to our mail. Optional members, like Submitter: older files read
+	// as empty.
+	HeaderFrom string          `json:"header_from,omitempty"`
+	DKIM       []DKIMSignature `json:"dkim,omitempty"`
+
 	// Size is the length in bytes of the stored message (header + blank line + body),
 	// set by Commit; used for the SIZE parameter (RFC 1870).
 	Size int64 `json:"size"`
@@ -97,6 +105,12 @@ type Envelope struct {
 	// bounce holds the recipients given up on during the current attempt,
 	// for Runner.Bouncer; not stored.
 	bounce []RecipientError
+}
+
+// DKIMSignature names one DKIM-Signature we added: its d= and s= (RFC 6376 §3.5).
+type DKIMSignature struct {
+	Domain   string `json:"d"`
+	Selector string `json:"s"`
 }
 
 // FailedRecipient records why a recipient was given up on.

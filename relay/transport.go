@@ -398,7 +398,7 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 	}
 	defer release()
 	key := t.poolKey(env, d)
-	hop.Host, hop.IP, hop.TLS, hop.Reply, hop.DANE = d.host, "", nil, nil, d.dane.before()
+	hop.Host, hop.IP, hop.SourceIP, hop.TLS, hop.Reply, hop.DANE = d.host, "", "", nil, nil, d.dane.before()
 	if d.ip != nil {
 		hop.IP = d.ip.String()
 	}
@@ -420,6 +420,9 @@ func (t *Transport) tryDestination(ctx context.Context, env *Envelope, d destina
 		}
 		if ip, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
 			hop.IP = ip
+		}
+		if ip, _, err := net.SplitHostPort(c.LocalAddr().String()); err == nil {
+			hop.SourceIP = ip
 		}
 		if info, ok := c.TLS(); ok {
 			hop.TLS = &info

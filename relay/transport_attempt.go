@@ -36,6 +36,13 @@ type AttemptEvent struct {
 	// Host and IP are the server the last connection of the attempt was made
 	// to (the MX host name or the next hop's host), "" when none was reached.
 	Host, IP string
+	// SourceIP is our address on that connection (the source_ip of DMARC
+	// aggregate reports, RFC 7489 Appendix C), "" when none was made.
+	SourceIP string
+	// HeaderFrom and DKIM are the message's header From domain and the
+	// signatures we added (Envelope.HeaderFrom, Envelope.DKIM).
+	HeaderFrom string
+	DKIM       []DKIMSignature
 	// TLSVersion is "TLS1.3" and so on, "" without TLS; CertVerified says
 	// whether the server's certificate verified for Host.
 	TLSVersion   string
@@ -66,9 +73,11 @@ type Hop struct {
 	Domain string
 	Host   string // the server's name (MX host or next hop host); "" if none was reached
 	IP     string
-	TLS    *smtpclient.TLSInfo // nil without TLS
-	Reply  *smtpclient.Reply   // the reply to the message, when it was sent
-	DANE   string              // AttemptEvent.DANE
+	// SourceIP is our end of the connection, "" if none was made.
+	SourceIP string
+	TLS      *smtpclient.TLSInfo // nil without TLS
+	Reply    *smtpclient.Reply   // the reply to the message, when it was sent
+	DANE     string              // AttemptEvent.DANE
 	// NoDSN is set when the server took the message without offering DSN
 	// (RFC 3461): recipients that asked NOTIFY=SUCCESS are owed a "relayed"
 	// DSN (§6.2.1), which the Runner's Bouncer sends.
@@ -148,7 +157,8 @@ func attemptEvents(env *Envelope, rcpts []string, hops []Hop, outcomes map[strin
 			hop.Domain = domainOf(rcpt)
 		}
 		ev := AttemptEvent{QueueID: env.ID, Identity: env.Identity, Domain: hop.Domain, Host: hop.Host, IP: hop.IP,
-			DANE: hop.DANE, Status: o.status, Attempt: attempt, Delay: now.Sub(env.ReceivedAt)}
+			DANE: hop.DANE, SourceIP: hop.SourceIP, HeaderFrom: env.HeaderFrom, DKIM: env.DKIM,
+			Status: o.status, Attempt: attempt, Delay: now.Sub(env.ReceivedAt)}
 		if hop.TLS != nil {
 			ev.TLSVersion = tls.VersionName(hop.TLS.Version)
 			ev.CertVerified = hop.TLS.Verified

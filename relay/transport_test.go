@@ -646,7 +646,8 @@ func TestRunnerAttemptEvents(t *testing.T) {
 		events = append(events, ev)
 		mu.Unlock()
 	}}
-	commit(t, spool, &Envelope{From: "s@x.test", Identity: "acme", To: []string{"a@dest.test", "gone@dest.test", "b@dest.test", "n@nullmx.test"}},
+	commit(t, spool, &Envelope{From: "s@x.test", Identity: "acme", To: []string{"a@dest.test", "gone@dest.test", "b@dest.test", "n@nullmx.test"},
+		HeaderFrom: "x.test", DKIM: []DKIMSignature{{Domain: "x.test", Selector: "s1"}}},
 		"Subject: events\r\n", "body\r\n")
 	runRunner(t, r)
 	waitFor(t, "four recipients settled", func() bool {
@@ -669,7 +670,8 @@ func TestRunnerAttemptEvents(t *testing.T) {
 	}
 	sent := byStatus[StatusSent+"dest.test"]
 	if !slices.Equal(sent.Rcpts, []string{"a@dest.test", "b@dest.test"}) || sent.Host != "mx.dest.test" || sent.IP != "127.0.0.2" ||
-		sent.Code != 250 || sent.EnhancedCode != "2.0.0" || !strings.HasPrefix(sent.Text, "queued as") || sent.Attempt != 1 || sent.Identity != "acme" {
+		sent.Code != 250 || sent.EnhancedCode != "2.0.0" || !strings.HasPrefix(sent.Text, "queued as") || sent.Attempt != 1 || sent.Identity != "acme" ||
+		sent.SourceIP != "127.0.0.1" || sent.HeaderFrom != "x.test" || !slices.Equal(sent.DKIM, []DKIMSignature{{Domain: "x.test", Selector: "s1"}}) {
 		t.Errorf("sent event %+v", sent)
 	}
 	bounced := byStatus[StatusBounced+"dest.test"]

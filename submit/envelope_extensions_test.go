@@ -6,7 +6,8 @@ import (
 )
 
 // The spooled envelope records the header's purported responsible address
-// (RFC 4407) for SUBMITTER, and MAIL's REQUIRETLS (RFC 8689).
+// (RFC 4407) for SUBMITTER, MAIL's REQUIRETLS (RFC 8689), and the header From
+// domain and DKIM signatures the send log keeps.
 func TestEnvelopeRecordsPRAAndRequireTLS(t *testing.T) {
 	s := startHardServer(t, Limits{}, newGatedAuth("pw"), nil)
 	c := s.dialImplicitTLS(t)
@@ -35,6 +36,10 @@ func TestEnvelopeRecordsPRAAndRequireTLS(t *testing.T) {
 		env, err := s.spool.Envelope(id)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The send log's keys (DMARC reports): header From domain, our d= and s=.
+		if env.HeaderFrom != "client.example" || len(env.DKIM) != 1 || env.DKIM[0].Domain != "client.example" || env.DKIM[0].Selector != "ed" {
+			t.Errorf("%s: header_from %q, dkim %+v; want client.example, [client.example ed]", env.From, env.HeaderFrom, env.DKIM)
 		}
 		switch env.From {
 		case "a@client.example":

@@ -298,6 +298,7 @@ func (p *Pipeline) signAsForwarder(_ context.Context, m *message) error {
 	}
 	m.hdr = append(fields, m.hdr...)
 	m.signatures = len(fields)
+	m.dkim = signatureIDs(o)
 	p.metrics().Signed(dk.Domain.String())
 	return nil
 }

@@ -126,6 +126,8 @@ type message struct {
 	hdr         dkimcore.Header
 	fromDomains []addr.Domain
 	signatures  int
+	// dkim names the signatures the sign step added, for the send log (Envelope.DKIM).
+	dkim []relay.DKIMSignature
 	// committed is set once the spool step hands the message to the spool, which from
 	// then on cleans up after itself.
 	committed bool
@@ -321,6 +323,7 @@ func (p *Pipeline) signDKIM(_ context.Context, m *message) error {
 			return errTemporary(ReasonSigningFailed, "signing failed")
 		}
 		sigs = append(sigs, fields...)
+		m.dkim = append(m.dkim, signatureIDs(o)...)
 	}
 	m.hdr = append(sigs, m.hdr...)
 	m.signatures = len(sigs)
@@ -371,6 +374,10 @@ func (p *Pipeline) spool(_ context.Context, m *message) error {
 	env := &relay.Envelope{
 		From: m.From, To: m.To, Identity: m.Identity.Name, ReceivedAt: m.now,
 		EnvID: m.EnvID, Ret: m.Ret, Notify: m.Notify, ORcpt: m.ORcpt, RequireTLS: m.RequireTLS,
+		DKIM: m.dkim,
+	}
+	if from, err := headerFromDomains(m.hdr); err == nil {
+		env.HeaderFrom = from[0].String() // the forwarder's from rewrite is in m.hdr
 	}
 	// The PRA (RFC 4407 §2) of the header as it leaves us, for SUBMITTER (RFC 4405).
 	if pra, _, ok := addr.PRA(m.hdr); ok {
@@ -385,6 +392,15 @@ func (p *Pipeline) spool(_ context.Context, m *message) error {
 	m.queueID = qid
 	m.log.Info("message accepted", "from", m.From, "rcpts", len(m.To), "size", env.Size, "dkim_signatures", m.signatures)
 	return nil
+}
+
+// signatureIDs names the signatures sign.Sign makes with o: one per key.
+func signatureIDs(o *sign.Options) []relay.DKIMSignature {
+	out := make([]relay.DKIMSignature, 0, len(o.Keys))
+	for _, k := range o.Keys {
+		out = append(out, relay.DKIMSignature{Domain: o.Domain, Selector: k.Selector})
+	}
+	return out
 }
 
 // headerFromDomains returns the distinct domains of the From mailboxes, in order.

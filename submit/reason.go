@@ -66,6 +66,9 @@ const (
 	ReasonProxyHeaderInvalid Reason = "proxy_header_invalid"
 	ReasonProxyLocal         Reason = "proxy_local"
 	ReasonDraining           Reason = "draining"
+
+	// DMARC report intake (reportintake.go).
+	ReasonReportRefused Reason = "report_refused"
 )
 
 // AllReasons lists every reason code, in the order of docs/reason-codes.md.
@@ -84,6 +87,7 @@ var AllReasons = []Reason{
 	ReasonSealingFailed, ReasonSpoolFailed,
 	ReasonProxyUntrusted, ReasonProxyHeaderMissing, ReasonProxyHeaderInvalid, ReasonProxyLocal,
 	ReasonDraining,
+	ReasonReportRefused,
 }
 
 // Refusal is a reply that refuses (5xx) or defers (4xx) a command or message, with its Reason.

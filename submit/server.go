@@ -138,6 +138,9 @@ type Server struct {
 	SharedConnections *SharedConnections
 	Log               *slog.Logger
 	Metrics           Metrics // nil: nothing counted
+	// ReportIntake, if set, takes DMARC aggregate reports mailed to our report
+	// mailboxes on the smart-host listeners (reportintake.go).
+	ReportIntake *ReportIntake
 
 	mu      sync.Mutex
 	lns     []net.Listener

@@ -45,6 +45,8 @@ type session struct {
 
 	// hungUp is set once Data has refused a bare CR or LF and closed the connection.
 	hungUp bool
+	// intake is set for a transaction of a DMARC report to our mailbox (reportintake.go).
+	intake bool
 }
 
 type dsnParams struct {
@@ -193,6 +195,9 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		// connection. They are the smuggled commands: none may start a transaction.
 		return se.refuse(errBareLineEndHangUp, "MAIL refused: the connection is closing after a bare CR/LF")
 	}
+	if se.intakeOpen() {
+		return se.intakeMail(from) // reportintake.go: to our report mailboxes only
+	}
 	if se.identity == nil {
 		if se.lc.SASL {
 			return se.refuse(errAuthRequired, "MAIL refused: not authenticated", "from", from)
@@ -235,6 +240,9 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if e := se.cc.closing(); e != nil {
 		return e
+	}
+	if se.intake {
+		return se.intakeRcpt(to)
 	}
 	if se.identity == nil {
 		return se.refuse(errRelayDenied, "RCPT refused: not authenticated", "to", to)
@@ -368,6 +376,9 @@ func (se *session) Data(r io.Reader) error {
 	defer se.cc.leaveData()
 	if e := se.cc.closing(); e != nil {
 		return e
+	}
+	if se.intake && len(se.to) > 0 {
+		return se.intakeData(r)
 	}
 	if se.identity == nil || len(se.to) == 0 {
 		return se.refuse(errNeedMailRcpt, "DATA refused: no transaction")
@@ -632,7 +643,7 @@ func (se *session) hangUp(part string) error {
 }
 
 func (se *session) resetTransaction() {
-	se.from, se.to, se.dsn, se.requireTLS = "", nil, dsnParams{}, false
+	se.from, se.to, se.dsn, se.requireTLS, se.intake = "", nil, dsnParams{}, false, false
 }
 
 // Reset ends the mail transaction; the identity stays (RFC 5321 §4.1.1.5).

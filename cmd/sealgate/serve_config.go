@@ -55,6 +55,7 @@ func buildMetered(cfg *config.Config, res *resources, log *slog.Logger, m *metri
 		AuthThrottle: submit.NewAuthThrottle(lm.AuthFailures, lm.AuthCooldown),
 		Rate:         submit.NewMessageRate(),
 		Log:          log,
+		ReportIntake: reportIntake(cfg, log), // dmarc_serve.go
 	}
 	srv.Users, srv.Networks, srv.Certs = settings.Users, settings.Networks, settings.Certs
 	for _, lc := range cfg.Listeners {

@@ -92,6 +92,10 @@ func serveFile(cmd *cobra.Command, file string, logs *logging, banner func(admin
 	srv.Pipeline.Metrics = submitMetrics{m}
 	p.pipeline.Store(srv.Pipeline)
 	runner.OnAttempt = countAttempts(m, runner.OnAttempt)
+	sends, stopSends := startSendLog(cfg, log) // DMARC reports' send log (dmarc_serve.go)
+	defer stopSends()
+	runner.OnAttempt = recordSends(sends, runner.OnAttempt)
+	m.WatchDMARCReports(dmarcTotals(cfg))
 	m.WatchQueue(spoolQueue{p.spool}, filepath.Join(cfg.Dir, "spool"))
 	if c := runner.Control; c != nil {
 		// "sealgate reload" (reload.go).

@@ -41,6 +41,8 @@ type Config struct {
 	TLSRPT         TLSRPTConfig          `mapstructure:"tlsrpt"` // tlsrpt.go
 	// KeyRotation moves DKIM key rotations on (rotation.go).
 	KeyRotation KeyRotationConfig `mapstructure:"key_rotation"`
+	// DMARCReports is dmarc_reports (dmarcreports.go).
+	DMARCReports DMARCReportsConfig `mapstructure:"dmarc_reports"`
 }
 
 // ListenerConfig is one entry of listeners.

@@ -65,6 +65,7 @@ func (c *Config) Open() (*Resources, error) {
 	v.operations()
 	v.forwarders()
 	v.keyRotation()
+	v.dmarcReports()
 	return v.res, v.p.join()
 }
 

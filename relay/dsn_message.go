@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"sealgate/internal/dkimcore"
@@ -39,7 +40,10 @@ type DSNSender struct {
 	// From is the DSNs' From: address, such as MAILER-DAEMON@example.com.
 	From string
 	// Keys, when set, DKIM-sign each DSN (d= Keys.Domain); nil sends them unsigned.
+	// SetKeys replaces them while the sender runs.
 	Keys *sign.DomainKeys
+	// reloaded holds the keys of the last SetKeys, which replace Keys.
+	reloaded atomic.Pointer[reloadedKeys]
 	// RetryUntil is how long after acceptance a message is retried: the
 	// Will-Retry-Until of delay warnings (Runner.MaxAge); 0 leaves it out.
 	RetryUntil time.Duration
@@ -57,6 +61,20 @@ type dsnRcpt struct {
 	lastAttempt      time.Time
 	willRetryUntil   time.Time
 	failedIndex      int // index in env.Failed, -1 for a delay
+}
+
+type reloadedKeys struct{ dk *sign.DomainKeys }
+
+// SetKeys replaces the keys DSNs are signed with (nil: unsigned) from the next DSN
+// on, as a reload or a key rotation's switch does for messages; a DSN being built
+// keeps the keys it started with.
+func (d *DSNSender) SetKeys(dk *sign.DomainKeys) { d.reloaded.Store(&reloadedKeys{dk}) }
+
+func (d *DSNSender) keys() *sign.DomainKeys {
+	if k := d.reloaded.Load(); k != nil {
+		return k.dk
+	}
+	return d.Keys
 }
 
 func (d *DSNSender) log() *slog.Logger {
@@ -363,8 +381,8 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 	if !isASCII(body) {
 		field("Content-Transfer-Encoding: 8bit")
 	}
-	if d.Keys != nil && len(d.Keys.Keys) > 0 {
-		o := d.Keys.Options()
+	if dk := d.keys(); dk != nil && len(dk.Keys) > 0 {
+		o := dk.Options()
 		o.Time = now
 		sigs, err := sign.Sign(hdr, dkimcore.HashBody(body, dkimcore.Relaxed), o)
 		if err != nil {

@@ -533,3 +533,43 @@ func TestDSNExpired(t *testing.T) {
 		t.Errorf("failed/ record: %+v", f)
 	}
 }
+
+// SetKeys (a reload, a key rotation's switch) changes the selector of the next
+// DSN; SetKeys(nil) sends them unsigned.
+func TestDSNSetKeys(t *testing.T) {
+	oldKeys, _ := dsnKeys(t)
+	newKeys, _ := dsnKeys(t)
+	newKeys.Keys[0].Selector = "dsn2"
+	ds := &DSNSender{Hostname: "relay.example.org", From: "MAILER-DAEMON@example.org", Keys: oldKeys, Logger: quietLogger()}
+	env := &Envelope{From: "sender@example.com", To: []string{"a@example.net"}}
+	rcpts := []dsnRcpt{{rcpt: "a@example.net", action: "failed", status: "5.1.1", failedIndex: -1}}
+	selector := func() string {
+		t.Helper()
+		hdr, _, err := ds.build(env, strings.NewReader(dsnOrigHeader+"\r\nbody\r\n"), rcpts, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unfolded := strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(string(hdr))
+		for _, f := range strings.Split(unfolded, "\r\n") {
+			if strings.HasPrefix(f, "DKIM-Signature:") {
+				for _, tag := range strings.Split(f, ";") {
+					if k, v, ok := strings.Cut(strings.TrimSpace(tag), "="); ok && k == "s" {
+						return v
+					}
+				}
+			}
+		}
+		return ""
+	}
+	if s := selector(); s != "dsn" {
+		t.Errorf("before SetKeys: s=%q, want dsn", s)
+	}
+	ds.SetKeys(newKeys)
+	if s := selector(); s != "dsn2" {
+		t.Errorf("after SetKeys: s=%q, want dsn2", s)
+	}
+	ds.SetKeys(nil)
+	if s := selector(); s != "" {
+		t.Errorf("after SetKeys(nil): s=%q, want no signature", s)
+	}
+}

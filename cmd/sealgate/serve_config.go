@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"sealgate/internal/config"
@@ -177,12 +178,24 @@ func dsnSender(cfg *config.Config, ring *sign.KeyRing, spool *relay.Spool, log *
 	}
 	ds := &relay.DSNSender{Spool: spool, Hostname: cfg.Hostname, From: from,
 		RetryUntil: cfg.Relay.Retry.GiveUpAfter, Logger: log}
-	if dk, ok := ring.Lookup(domain); ok && len(dk.Keys) > 0 {
-		ds.Keys = dk
-		log.Info("DSNs are DKIM-signed", "from", from, "d", dk.Domain)
-	} else {
-		log.Warn("DSNs are sent unsigned: the key ring has no keys for the relay's domain (set relay.dsn.domain to a signing domain)",
-			"from", from, "domain", domain)
-	}
+	ds.Keys = dsnKeys(cfg, ring, log)
 	return ds
+}
+
+// dsnKeys returns the keys DSNs are signed with, those of the relay's domain in ring
+// (nil without any), and says which: at start, and at each reload and key rotation's
+// switch, which give the running DSNSender new ones (DSNSender.SetKeys).
+func dsnKeys(cfg *config.Config, ring *sign.KeyRing, log *slog.Logger) *sign.DomainKeys {
+	domain := cfg.DSNDomain()
+	if dk, ok := ring.Lookup(domain); ok && len(dk.Keys) > 0 {
+		sels := make([]string, len(dk.Keys))
+		for i, k := range dk.Keys {
+			sels[i] = k.Selector
+		}
+		log.Info("DSNs are DKIM-signed", "d", dk.Domain, "selectors", strings.Join(sels, ","))
+		return dk
+	}
+	log.Warn("DSNs are sent unsigned: the key ring has no keys for the relay's domain (set relay.dsn.domain to a signing domain)",
+		"domain", domain)
+	return nil
 }

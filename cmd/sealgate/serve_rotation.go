@@ -70,10 +70,6 @@ func (p *process) checkRotations(ctx context.Context) keysCheckResult {
 			p.log.Warn("key rotation: forced switch (sealgate keys rotate --force): signing with a key whose record was not seen published",
 				"domain", r.Domain, "selector", r.New, "old_selector", r.Old)
 		}
-		if cfg.DSNDomain() == r.Domain {
-			p.log.Warn("key rotation: DSNs are signed with the keys loaded at start until a restart; restart before removing the old record",
-				"domain", r.Domain, "old_selector", r.Old)
-		}
 	}
 	if _, err := p.reload("key rotation"); err != nil {
 		res.Error = "reload: " + err.Error()

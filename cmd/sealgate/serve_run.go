@@ -268,6 +268,9 @@ func (p *process) reload(trigger string) (restart []string, err error) {
 	st.Pipeline = &np
 	p.srv.Reload(st)
 	p.pipeline.Store(&np)
+	if ds, ok := p.runner.Bouncer.(*relay.DSNSender); ok {
+		ds.SetKeys(dsnKeys(cfg, res.KeyRing, log))
+	}
 	p.cfg.Store(cfg)
 	if trigger != "key rotation" {
 		select { // a reload checks the key rotations too

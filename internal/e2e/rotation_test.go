@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -227,6 +228,11 @@ func TestKeyRotation(t *testing.T) {
 	}
 	if s := send("after the switch"); s != newSel {
 		t.Errorf("after the switch: signed with s=%s, want %s", s, newSel)
+	}
+	// DSNs (from MAILER-DAEMON@example.test) switch too: the reload gave the DSN
+	// sender the new key ring's keys.
+	if !regexp.MustCompile(`msg="DSNs are DKIM-signed".*selectors=\S*` + regexp.QuoteMeta(newSel)).MatchString(r.Logs()) {
+		t.Errorf("no log line of DSNs signed with %s after the switch", newSel)
 	}
 	if st := status(); st[newSel] != "active" || st["rsa2026"] != "retiring-until" && st["rsa2026"] != "remove-record" {
 		t.Errorf("status after the switch: %v", st)

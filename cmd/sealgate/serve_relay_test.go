@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"sealgate/internal/config"
 	"sealgate/internal/tlsrpt"
 )
 
@@ -56,10 +58,18 @@ func (m *mxSession) Data(r io.Reader) error {
 	return nil
 }
 
-// A configuration without next_hop or outbox delivers to the recipients' MX hosts,
-// looked up in the configured DNS, on relay.mx_port, from relay.source_ip, and logs
-// one delivery attempt line.
-func TestServeDeliversToMX(t *testing.T) {
+// mxTest is serve delivering to an MX host of the test's: dest.test's MX mx.dest.test
+// at 127.0.0.2, a go-smtp server that records what it gets.
+type mxTest struct {
+	sink        *mxSink
+	port        int    // the MX host's port (relay.mx_port)
+	zone        []byte // the dev zone with dest.test's MX and address added
+	dir, keyDir string
+}
+
+// newMXTest starts the MX host (with STARTTLS when tlsCfg is set) and dev keys.
+func newMXTest(t *testing.T, tlsCfg *tls.Config) *mxTest {
+	t.Helper()
 	dir := t.TempDir()
 	st, err := prepareDev(filepath.Join(dir, "dev"), devOptions{})
 	if err != nil {
@@ -71,24 +81,26 @@ func TestServeDeliversToMX(t *testing.T) {
 		return &mxSession{s: sink, remote: host}, nil
 	}))
 	srv.Domain = "mx.dest.test"
+	srv.TLSConfig = tlsCfg
 	l, err := net.Listen("tcp", "127.0.0.2:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	port := l.Addr().(*net.TCPAddr).Port
-
 	zone, err := os.ReadFile(st.zoneFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	zone = append(zone, "\ndest.test. 300 IN MX 10 mx.dest.test.\nmx.dest.test. 300 IN A 127.0.0.2\n"...)
-	zoneFile := filepath.Join(dir, "mx.zone")
-	if err := os.WriteFile(zoneFile, zone, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	keyDir := filepath.Join(st.dir, "keys")
+	return &mxTest{sink: sink, port: l.Addr().(*net.TCPAddr).Port, zone: zone, dir: dir, keyDir: filepath.Join(st.dir, "keys")}
+}
+
+// serve runs serve on a smart-host listener trusting 127.0.0.1 for example.test, with
+// relay.mx_port set and the rest of the configuration given (relay keys first); it
+// returns the configuration, the listener's address and the log so far.
+func (m *mxTest) serve(t *testing.T, rest string) (*config.Config, string, func() string) {
+	t.Helper()
 	cfg := fmt.Sprintf(`hostname: relay.example.test
 dir: %[1]s/state
 listeners:
@@ -111,15 +123,9 @@ arc:
   key_file: %[2]s/arc2026.example.test.key
 relay:
   mx_port: %[3]d
-  source_ip: 127.0.0.3
   mta_sts: false
-dns:
-  zone_file: %[4]s
-tlsrpt:
-  enabled: true
-  flush_interval: 1s
-`, dir, keyDir, port, zoneFile)
-	file := filepath.Join(dir, "sealgate.yaml")
+`, m.dir, m.keyDir, m.port) + rest
+	file := filepath.Join(m.dir, "sealgate.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -134,47 +140,74 @@ tlsrpt:
 	if err != nil {
 		t.Fatalf("buildMetered: %v", err)
 	}
-	defer cleanup()
+	t.Cleanup(cleanup)
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
 	go s.Serve()
-	defer s.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- runner.Run(ctx) }()
-	defer func() { cancel(); <-ran }()
+	t.Cleanup(func() { cancel(); <-ran; s.Close() })
+	return c, s.Addrs()[0].String(), func() string {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.String()
+	}
+}
 
+// delivered submits one message for b@dest.test and waits for the MX host to get it
+// and for serve's attempt line, which it returns.
+func (m *mxTest) delivered(t *testing.T, addr string, logs func() string) string {
+	t.Helper()
 	msg := "From: a@example.test\r\nTo: b@dest.test\r\nSubject: mx\r\n\r\nhello\r\n"
-	if err := submitPlain(s.Addrs()[0].String(), "a@example.test", "b@dest.test", msg); err != nil {
+	if err := submitPlain(addr, "a@example.test", "b@dest.test", msg); err != nil {
 		t.Fatalf("submit: %v", err)
 	}
 	select {
-	case <-sink.done:
+	case <-m.sink.done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("no delivery to the MX host")
 	}
-	sink.mu.Lock()
-	got, from := sink.got[0], sink.from[0]
-	sink.mu.Unlock()
-	if !strings.HasPrefix(got, "a@example.test b@dest.test: ") || !strings.Contains(got, "DKIM-Signature:") || !strings.HasSuffix(got, "hello\r\n") {
-		t.Errorf("MX host got %q", got)
-	}
-	if from != "127.0.0.3" {
-		t.Errorf("connection from %s, want relay.source_ip 127.0.0.3", from)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		logMu.Lock()
-		text := logs.String()
-		logMu.Unlock()
-		if strings.Contains(text, `status=sent rcpts=b@dest.test domain=dest.test host=mx.dest.test ip=127.0.0.2`) {
-			break
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		text := logs()
+		for _, l := range strings.Split(text, "\n") {
+			if strings.Contains(l, `status=sent rcpts=b@dest.test domain=dest.test host=mx.dest.test ip=127.0.0.2`) {
+				return l
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no delivery attempt line in the log:\n%s", text)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A configuration without next_hop or outbox delivers to the recipients' MX hosts,
+// looked up in the configured DNS, on relay.mx_port, from relay.source_ip, and logs
+// one delivery attempt line.
+func TestServeDeliversToMX(t *testing.T) {
+	m := newMXTest(t, nil)
+	zoneFile := filepath.Join(m.dir, "mx.zone")
+	if err := os.WriteFile(zoneFile, m.zone, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, addr, logs := m.serve(t, `  source_ip: 127.0.0.3
+dns:
+  zone_file: `+zoneFile+`
+tlsrpt:
+  enabled: true
+  flush_interval: 1s
+`)
+	m.delivered(t, addr, logs)
+	m.sink.mu.Lock()
+	got, from := m.sink.got[0], m.sink.from[0]
+	m.sink.mu.Unlock()
+	if !strings.HasPrefix(got, "a@example.test b@dest.test: ") || !strings.Contains(got, "DKIM-Signature:") || !strings.HasSuffix(got, "hello\r\n") {
+		t.Errorf("MX host got %q", got)
+	}
+	if from != "127.0.0.3" {
+		t.Errorf("connection from %s, want relay.source_ip 127.0.0.3", from)
 	}
 	// TLS reporting: the session without STARTTLS is counted (no policy found) and saved
 	// within tlsrpt.flush_interval.

@@ -1,6 +1,7 @@
 package submit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -95,15 +96,8 @@ func (se *session) intakeRcpt(to string) error {
 // intakeData reads a report message and stores it; it is never spooled.
 func (se *session) intakeData(r io.Reader) error {
 	ri := se.s.ReportIntake
-	_, bdat := r.(*io.PipeReader)
-	if bdat {
-		defer se.cc.smuggledData()
-	}
-	dr := &smtpedge.DeadlineReader{R: r, Conn: se.conn.Conn(), Timeout: se.s.Limits.DataTimeout}
-	if !bdat {
-		dr.Poll = dataPoll
-		defer dr.Rearm()
-	}
+	dr, bdat, done := se.messageReader(r)
+	defer done()
 	var guard io.Reader = dr
 	if !bdat {
 		guard = &dataGuard{r: dr, cc: se.cc, inBody: true}
@@ -145,7 +139,7 @@ func (se *session) intakeData(r io.Reader) error {
 	if check.End() || !bdat && se.cc.smuggledData() {
 		return se.intakeBareLineEnd(bdat)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cmpDuration(ri.Timeout, 30*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(ri.Timeout, 30*time.Second))
 	defer cancel()
 	to := strings.Join(se.to, ",")
 	se.resetTransaction()
@@ -162,11 +156,4 @@ func (se *session) intakeBareLineEnd(bdat bool) error {
 		return se.refuse(errBareLineEnd, "report refused: bare CR/LF")
 	}
 	return se.hangUp("report")
-}
-
-func cmpDuration(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }

@@ -383,21 +383,8 @@ func (se *session) Data(r io.Reader) error {
 	if se.identity == nil || len(se.to) == 0 {
 		return se.refuse(errNeedMailRcpt, "DATA refused: no transaction")
 	}
-	// go-smtp hands BDAT chunks over through an io.Pipe, which it fills from the connection
-	// itself; DATA comes from a reader on the connection, used only while Data runs.
-	_, bdat := r.(*io.PipeReader)
-	if bdat {
-		// A BDAT message keeps every CR, so the checks below see them; what
-		// smtpedge.WireScanner saw meanwhile is not about this message's framing.
-		defer se.cc.smuggledData()
-	}
-	dr := &smtpedge.DeadlineReader{R: r, Conn: se.conn.Conn(), Timeout: se.s.Limits.DataTimeout}
-	if !bdat {
-		dr.Poll = dataPoll
-		// After an early refusal go-smtp reads the rest of the DATA under whatever deadline
-		// is set: give it the DATA timeout, not what is left of a poll interval.
-		defer dr.Rearm()
-	}
+	dr, bdat, done := se.messageReader(r)
+	defer done()
 	refuse := func(part string) error {
 		if bdat {
 			return se.refuse(errBareLineEnd, "message refused: bare CR/LF in "+part)
@@ -640,6 +627,24 @@ func (se *session) hangUp(part string) error {
 	io.Copy(io.Discard, io.LimitReader(c, hangUpDrainBytes))
 	c.Close()
 	return e.SMTPError
+}
+
+// messageReader wraps the reader of a message's content given to Data: the DATA timeout
+// re-armed as it reads. go-smtp hands BDAT chunks over through an io.Pipe, which it
+// fills from the connection itself; DATA comes from a reader on the connection, used
+// only while Data runs. done must run when Data returns.
+func (se *session) messageReader(r io.Reader) (dr *smtpedge.DeadlineReader, bdat bool, done func()) {
+	_, bdat = r.(*io.PipeReader)
+	dr = &smtpedge.DeadlineReader{R: r, Conn: se.conn.Conn(), Timeout: se.s.Limits.DataTimeout}
+	if bdat {
+		// A BDAT message keeps every CR, so the checks see them; what
+		// smtpedge.WireScanner saw meanwhile is not about this message's framing.
+		return dr, true, func() { se.cc.smuggledData() }
+	}
+	dr.Poll = dataPoll
+	// After an early refusal go-smtp reads the rest of the DATA under whatever deadline
+	// is set: give it the DATA timeout, not what is left of a poll interval.
+	return dr, false, dr.Rearm
 }
 
 func (se *session) resetTransaction() {

@@ -88,6 +88,9 @@ type Submission struct {
 	Notify, ORcpt []string
 	// RequireTLS is MAIL's REQUIRETLS (RFC 8689 §3).
 	RequireTLS bool
+	// UTF8 says the message needs SMTPUTF8 on its way on (RFC 6531 §3.4): the
+	// client gave it, and a local part or the header holds UTF-8.
+	UTF8 bool
 }
 
 // BodyCanonicalizations says which body hashes Accept will need for a message with this
@@ -371,6 +374,7 @@ func (p *Pipeline) spool(_ context.Context, m *message) error {
 	env := &relay.Envelope{
 		From: m.From, To: m.To, Identity: m.Identity.Name, ReceivedAt: m.now,
 		EnvID: m.EnvID, Ret: m.Ret, Notify: m.Notify, ORcpt: m.ORcpt, RequireTLS: m.RequireTLS,
+		UTF8: m.UTF8,
 	}
 	// The PRA (RFC 4407 §2) of the header as it leaves us, for SUBMITTER (RFC 4405).
 	if pra, _, ok := addr.PRA(m.hdr); ok {

@@ -42,6 +42,9 @@ type session struct {
 	dsn  dsnParams
 	// requireTLS is MAIL's REQUIRETLS (RFC 8689 §3), offered only under TLS.
 	requireTLS bool
+	// utf8 is MAIL's SMTPUTF8 (RFC 6531 §3.4): only then may the envelope
+	// addresses and the header carry UTF-8.
+	utf8 bool
 
 	// hungUp is set once Data has refused a bare CR or LF and closed the connection.
 	hungUp bool
@@ -199,6 +202,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		return se.refuse(errUnknownClient(se.ip), "MAIL refused: client not in a trusted network and no certificate", "from", from)
 	}
+	se.utf8 = opts != nil && opts.UTF8
 	p, e := se.envelopePath("MAIL", from)
 	if e == nil {
 		e = CheckEnvelopePath(se.identity, p)
@@ -274,9 +278,12 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 // envelopePath parses a MAIL FROM (verb "MAIL") or RCPT TO ("RCPT") value that
 // go-smtp passed on, and refuses what could not be relayed as the client wrote it:
 //
-//   - a non-ASCII address: we do not offer SMTPUTF8, and delivery could not carry
-//     it (RFC 6531 §3.4: without SMTPUTF8 the client must not send one; RFC 6531
-//     §3.5: 553 5.6.7);
+//   - a non-ASCII address in a transaction whose MAIL had no SMTPUTF8 parameter
+//     (RFC 6531 §3.4: without it the client must not send one; RFC 6531 §3.5:
+//     553 5.6.7);
+//   - for MAIL, a sender domain that only looks like a valid one
+//     (addr.LookalikeError: fullwidth, invisible characters, a trailing dot):
+//     553 5.7.1 like every sender the identity may not use;
 //   - a local part that is not a Dot-string and was not quoted, such as
 //     <a@b@c.example> (RFC 5321 §4.1.2): go-smtp passes it on as it passes
 //     <"a@b"@c.example>, so the argument as written (smtpedge.WireScanner) decides;
@@ -290,14 +297,24 @@ func (se *session) envelopePath(verb, value string) (addr.Path, *Refusal) {
 	if verb == "RCPT" {
 		what, enh, code = "RCPT TO", smtp.EnhancedCode{5, 1, 3}, 501
 	}
-	if !isASCII(value) {
+	if !isASCII(value) && !se.utf8 {
 		return addr.Path{}, errNonASCIIAddress(what, value)
+	}
+	lookalike := func(err error) (*Refusal, bool) {
+		var le *addr.LookalikeError
+		if verb != "MAIL" || !errors.As(err, &le) {
+			return nil, false
+		}
+		return errLookalike(553, what, le, se.identity), true
 	}
 	if written, ok := se.cc.takePath(verb, value); ok {
 		if written == "" {
 			return addr.Path{Null: true}, nil
 		}
 		a, err := addr.ParseAddress(written)
+		if r, ok := lookalike(err); ok {
+			return addr.Path{}, r
+		}
 		if err != nil {
 			why := reason(err)
 			if !strings.HasPrefix(written, `"`) && strings.Count(written, "@") > 1 {
@@ -310,6 +327,9 @@ func (se *session) envelopePath(verb, value string) (addr.Path, *Refusal) {
 		return addr.Path{Addr: a}, nil
 	}
 	p, err := addr.ParsePath(value)
+	if r, ok := lookalike(err); ok {
+		return addr.Path{}, r
+	}
 	if err != nil {
 		return addr.Path{}, refusal(ReasonAddressSyntax, code, enh,
 			fmt.Sprintf("%s <%s> is not a valid address: %s", what, value, reason(err)))
@@ -328,7 +348,35 @@ func (se *session) envelopePath(verb, value string) (addr.Path, *Refusal) {
 
 func errNonASCIIAddress(what, value string) *Refusal {
 	return refusal(ReasonNonASCIIAddress, 553, smtp.EnhancedCode{5, 6, 7},
-		fmt.Sprintf("%s %q contains non-ASCII characters, which need SMTPUTF8 (RFC 6531); this relay does not offer SMTPUTF8", what, value))
+		fmt.Sprintf("%s %q contains non-ASCII characters, which need SMTPUTF8 (RFC 6531 §3.4): give the SMTPUTF8 parameter on MAIL FROM", what, value))
+}
+
+// errNonASCIIHeader refuses a header with UTF-8 in a transaction without SMTPUTF8
+// (RFC 6532 §3: UTF-8 header fields are for SMTPUTF8 transactions only).
+var errNonASCIIHeader = refusal(ReasonNonASCIIHeader, 550, smtp.EnhancedCode{5, 6, 7},
+	"Message header contains non-ASCII characters, which need SMTPUTF8 (RFC 6532): give the SMTPUTF8 parameter on MAIL FROM, or encode them (RFC 2047)")
+
+func headerASCII(h dkimcore.Header) bool {
+	for _, f := range h {
+		if !isASCII(string(f)) {
+			return false
+		}
+	}
+	return true
+}
+
+// needsUTF8 reports whether an envelope, as stored (domains as A-labels), still
+// holds UTF-8: a UTF-8 local part, which only SMTPUTF8 can carry (RFC 6531 §3.2).
+func needsUTF8(from string, to []string) bool {
+	if !isASCII(from) {
+		return true
+	}
+	for _, t := range to {
+		if !isASCII(t) {
+			return true
+		}
+	}
+	return false
 }
 
 func isASCII(s string) bool {
@@ -470,11 +518,17 @@ func (se *session) Data(r io.Reader) error {
 		in.Abort()
 		return refuse("body")
 	}
+	headerUTF8 := !headerASCII(hdr)
+	if headerUTF8 && !se.utf8 {
+		in.Abort()
+		return se.refuse(errNonASCIIHeader, "message refused: UTF-8 header without SMTPUTF8")
+	}
 	sub := &Submission{
 		Identity: se.identity, Authenticated: se.sasl, From: se.from, To: se.to,
 		ClientIP: net.IP(se.ip.AsSlice()), HELO: se.conn.Hostname(), TLS: se.tls,
 		Header: hdr, Body: in, Bodies: hasher.Sum(),
 		EnvID: se.dsn.envID, Ret: se.dsn.ret, RequireTLS: se.requireTLS,
+		UTF8: se.utf8 && (headerUTF8 || needsUTF8(se.from, se.to)),
 	}
 	if se.dsn.any {
 		sub.Notify, sub.ORcpt = se.dsn.notify, se.dsn.orcpt
@@ -632,7 +686,7 @@ func (se *session) hangUp(part string) error {
 }
 
 func (se *session) resetTransaction() {
-	se.from, se.to, se.dsn, se.requireTLS = "", nil, dsnParams{}, false
+	se.from, se.to, se.dsn, se.requireTLS, se.utf8 = "", nil, dsnParams{}, false, false
 }
 
 // Reset ends the mail transaction; the identity stays (RFC 5321 §4.1.1.5).

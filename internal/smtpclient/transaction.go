@@ -87,6 +87,11 @@ type UnsendableError struct {
 func (e *UnsendableError) Error() string { return e.Err.Error() }
 func (e *UnsendableError) Unwrap() error { return e.Err }
 
+// ErrNoSMTPUTF8 is the Err of the UnsendableError for a transaction that needs
+// SMTPUTF8 (Transaction.UTF8, or a non-ASCII address) on a server that does not
+// offer it: RFC 6531 §3.5 allows no downgrade here, and the status is 5.6.7.
+var ErrNoSMTPUTF8 = errors.New("non-ASCII address or header but the server does not offer SMTPUTF8 (RFC 6531 §3.5)")
+
 // ErrRequireTLS reports a transaction with RequireTLS that the session cannot
 // carry (RFC 8689 §4.1): no TLS, a certificate that did not verify, or no
 // REQUIRETLS in the server's EHLO reply. Another server may take it; the session
@@ -298,7 +303,7 @@ func (c *Client) mailCommand(tx *Transaction, utf8 bool) (string, error) {
 	}
 	if utf8 || !isASCII(from) {
 		if _, ok := c.Extension("SMTPUTF8"); !ok {
-			return "", &UnsendableError{Err: errors.New("non-ASCII address or header but the server does not offer SMTPUTF8 (RFC 6531)")}
+			return "", &UnsendableError{Err: ErrNoSMTPUTF8}
 		}
 		params = append(params, "SMTPUTF8")
 	}

@@ -31,7 +31,9 @@
 // hosts (RFC 5321 §5.1, null MX of RFC 7505; transport_mx.go) or smart hosts,
 // routes per client organisation and per recipient domain, STARTTLS whenever
 // offered and implicit TLS, AUTH to smart hosts, MTA-STS (RFC 8461;
-// transport_mtasts.go), REQUIRETLS (RFC 8689), SUBMITTER (RFC 4405), and
+// transport_mtasts.go), REQUIRETLS (RFC 8689), SUBMITTER (RFC 4405), SMTPUTF8
+// (RFC 6531: asked for only when Envelope.UTF8 says the message needs it; a next
+// hop without it fails those recipients with 5.6.7, never a downgrade), and
 // sessions kept and reused per destination within limits (transport_pool.go).
 // What each attempt met is reported as Hops and AttemptEvents
 // (transport_attempt.go). OutboxSink (transport_outbox.go) writes .eml files
@@ -44,8 +46,9 @@
 // What is given up on goes to failed/ with each recipient's status, and the
 // Runner's Bouncer (DSNSender, dsn.go) tells the sender with a delivery status
 // notification (RFC 3464; the message in dsn_message.go): failed, delayed
-// (optional) and relayed (RFC 3461 §6.2.1), never to the null sender. A DSN is
-// queued in the spool like any message.
+// (optional) and relayed (RFC 3461 §6.2.1), never to the null sender; for a
+// message that needed SMTPUTF8, an RFC 6533 global DSN. A DSN is queued in the
+// spool like any message.
 //
 // # The Runner (runner*.go)
 //

@@ -319,7 +319,15 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 			if !ok {
 				typ, addr = "rfc822", r.orcpt
 			}
-			crlf("Original-Recipient: %s; %s", typ, xtextIfNeeded(addr))
+			switch {
+			case strings.EqualFold(typ, "utf-8") && global:
+				addr = noControls(addr) // utf-8-addr-unitext (RFC 6533 §3)
+			case strings.EqualFold(typ, "utf-8"):
+				addr = smtpclient.UTF8AddrXText(addr)
+			default:
+				addr = xtextIfNeeded(addr)
+			}
+			crlf("Original-Recipient: %s; %s", typ, addr)
 		}
 		crlf("Action: %s", r.action)
 		crlf("Status: %s", r.status)

@@ -58,8 +58,8 @@ func TestUTF8NextHopWithoutSMTPUTF8(t *testing.T) {
 	keys, txt := dsnKeys(t)
 	ds := &DSNSender{Spool: s, Hostname: "relay.example.org", From: "MAILER-DAEMON@example.org", Keys: keys, Logger: quietLogger()}
 	r := &Runner{Spool: s, Deliverer: nextHop(h), Logger: quietLogger(), Bouncer: ds, PollInterval: time.Hour}
-	id := commit(t, s, &Envelope{From: "sender@example.com", To: []string{"用户@example.net"}, UTF8: true},
-		utf8OrigHeader, "Hallo.\r\n")
+	id := commit(t, s, &Envelope{From: "sender@example.com", To: []string{"用户@example.net"}, UTF8: true,
+		Notify: []string{""}, ORcpt: []string{"utf-8;用户@example.net"}}, utf8OrigHeader, "Hallo.\r\n")
 	runRunner(t, r)
 	var dsn received
 	select {
@@ -80,7 +80,8 @@ func TestUTF8NextHopWithoutSMTPUTF8(t *testing.T) {
 	if types[1] != "message/global-delivery-status" {
 		t.Errorf("part 2 is %q, want message/global-delivery-status", types[1])
 	}
-	for _, want := range []string{"Final-Recipient: utf-8; 用户@example.net\r\n", "Action: failed\r\n", "Status: 5.6.7\r\n"} {
+	for _, want := range []string{"Final-Recipient: utf-8; 用户@example.net\r\n", "Original-Recipient: utf-8; 用户@example.net\r\n",
+		"Action: failed\r\n", "Status: 5.6.7\r\n"} {
 		if !bytes.Contains(bodies[1], []byte(want)) {
 			t.Errorf("delivery status lacks %q:\n%s", want, bodies[1])
 		}
@@ -107,7 +108,8 @@ func TestUTF8NextHopWithSMTPUTF8(t *testing.T) {
 	h.listen(t, "127.0.0.1:0")
 	s := testSpool(t, t.TempDir())
 	r := &Runner{Spool: s, Deliverer: nextHop(h), Logger: quietLogger(), PollInterval: time.Hour}
-	commit(t, s, &Envelope{From: "jörg@example.com", To: []string{"用户@example.net"}, UTF8: true}, utf8OrigHeader, "Hallo.\r\n")
+	commit(t, s, &Envelope{From: "jörg@example.com", To: []string{"用户@example.net"}, UTF8: true,
+		Notify: []string{""}, ORcpt: []string{"utf-8;用户+x=y@example.net"}}, utf8OrigHeader, "Hallo.\r\n")
 	commit(t, s, &Envelope{From: "sender@example.com", To: []string{"b@example.net"}}, dsnOrigHeader, "Hi.\r\n")
 	runRunner(t, r)
 	got := map[string]received{}
@@ -121,6 +123,10 @@ func TestUTF8NextHopWithSMTPUTF8(t *testing.T) {
 	}
 	if m := got["jörg@example.com"]; !m.utf8 || len(m.to) != 1 || m.to[0] != "用户@example.net" || !bytes.Contains(m.data, []byte("Subject: Grüße")) {
 		t.Errorf("UTF-8 message arrived as %+v; want SMTPUTF8, to 用户@example.net, header intact", m)
+	}
+	// The utf-8 ORCPT goes as utf-8-addr-xtext (RFC 6533 §3), which go-smtp decodes.
+	if m := got["jörg@example.com"]; len(m.orcpts) != 1 || m.orcpts[0] != "UTF-8;用户+x=y@example.net" {
+		t.Errorf("ORCPT arrived as %q, want UTF-8;用户+x=y@example.net", m.orcpts)
 	}
 	if m := got["sender@example.com"]; m.utf8 {
 		t.Error("an ASCII message was sent with SMTPUTF8")

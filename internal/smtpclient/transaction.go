@@ -382,11 +382,15 @@ func validNotify(v string) bool {
 }
 
 // orcptParam encodes a stored "addr-type;address" as the ORCPT value (RFC 3461
-// §4.2); without a type it is rfc822.
+// §4.2); without a type it is rfc822. An address of type utf-8 is sent as
+// utf-8-addr-xtext (RFC 6533 §3), which any server can take.
 func orcptParam(s string) string {
 	typ, addr, ok := strings.Cut(s, ";")
 	if !ok {
 		typ, addr = "rfc822", s
+	}
+	if strings.EqualFold(typ, "utf-8") {
+		return "utf-8;" + UTF8AddrXText(addr)
 	}
 	return XText(typ) + ";" + XText(addr)
 }

@@ -88,8 +88,10 @@ type Submission struct {
 	Notify, ORcpt []string
 	// RequireTLS is MAIL's REQUIRETLS (RFC 8689 §3).
 	RequireTLS bool
-	// UTF8 says the message needs SMTPUTF8 on its way on (RFC 6531 §3.4): the
-	// client gave it, and a local part or the header holds UTF-8.
+	// SMTPUTF8 is MAIL's SMTPUTF8 parameter (RFC 6531 §3.4).
+	SMTPUTF8 bool
+	// UTF8 says the message needs SMTPUTF8 on its way on: the client gave it,
+	// and a local part or the header holds UTF-8.
 	UTF8 bool
 }
 
@@ -435,9 +437,13 @@ func pseudonym(key []byte, login string) string {
 	return "u-" + hex.EncodeToString(m.Sum(nil)[:12])
 }
 
-// received builds our Received field (RFC 5321 §4.4; "with" keyword per RFC 3848).
+// received builds our Received field (RFC 5321 §4.4; "with" keyword per RFC 3848,
+// UTF8SMTP... for a transaction with SMTPUTF8, RFC 6531 §3.7.3).
 func (p *Pipeline) received(s *Submission, qid string, now time.Time) dkimcore.Field {
 	proto := "ESMTP"
+	if s.SMTPUTF8 {
+		proto = "UTF8SMTP"
+	}
 	if s.TLS != nil {
 		proto += "S"
 	}

@@ -528,7 +528,7 @@ func (se *session) Data(r io.Reader) error {
 		ClientIP: net.IP(se.ip.AsSlice()), HELO: se.conn.Hostname(), TLS: se.tls,
 		Header: hdr, Body: in, Bodies: hasher.Sum(),
 		EnvID: se.dsn.envID, Ret: se.dsn.ret, RequireTLS: se.requireTLS,
-		UTF8: se.utf8 && (headerUTF8 || needsUTF8(se.from, se.to)),
+		SMTPUTF8: se.utf8, UTF8: se.utf8 && (headerUTF8 || needsUTF8(se.from, se.to)),
 	}
 	if se.dsn.any {
 		sub.Notify, sub.ORcpt = se.dsn.notify, se.dsn.orcpt

@@ -3,6 +3,7 @@ package submit
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"io"
 	"strings"
 	"testing"
 
@@ -106,6 +107,19 @@ func TestSMTPUTF8Submission(t *testing.T) {
 		}
 		if env.UTF8 != utf8 {
 			t.Errorf("envelope from %s: smtputf8 %v, want %v", env.From, env.UTF8, utf8)
+		}
+		_, body, err := s.spool.Open(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := io.ReadAll(body)
+		body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// RFC 6531 §3.7.3: the Received of a transaction with SMTPUTF8.
+		if !strings.Contains(string(msg), "(sealgate) with UTF8SMTP id ") {
+			t.Errorf("message from %s: Received lacks \"with UTF8SMTP\":\n%s", env.From, msg)
 		}
 	}
 }

@@ -174,3 +174,26 @@ func TestLookalikeSendersRefused(t *testing.T) {
 		t.Error("no refusal logged with reason=lookalike_domain")
 	}
 }
+
+// A quoted UTF-8 local part (RFC 6531 §3.3 extends qtextSMTP) is read as written
+// (smtpedge.WireScanner works on bytes) and stored quoted.
+func TestSMTPUTF8QuotedLocalPart(t *testing.T) {
+	s := startIDNServer(t)
+	c := s.dialSmart(t)
+	got := sendRaw(c, "MAIL FROM:<用户@例子.广告> SMTPUTF8", `RCPT TO:<"jo sé"@exemple.fr>`,
+		"From: 用户@例子.广告\r\nSubject: t\r\n\r\nbody")
+	if !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("message: %q", got)
+	}
+	ids, err := s.spool.List()
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("spool: %v, %v", ids, err)
+	}
+	env, err := s.spool.Envelope(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(env.To) != 1 || env.To[0] != `"jo sé"@exemple.fr` || !env.UTF8 {
+		t.Errorf("envelope to %q, smtputf8 %v; want \"jo sé\"@exemple.fr, true", env.To, env.UTF8)
+	}
+}

@@ -152,3 +152,32 @@ func TestDSNToUTF8Sender(t *testing.T) {
 		t.Errorf("parts %q; delivery status:\n%s", types, bodies[1])
 	}
 }
+
+// Over SMTP, the DSN to a UTF-8 reverse-path goes with SMTPUTF8 to a next hop that
+// offers it.
+func TestDSNToUTF8SenderOverSMTP(t *testing.T) {
+	h := &nextHopServer{arrived: make(chan received, 10), utf8: true}
+	h.listen(t, "127.0.0.1:0")
+	s := testSpool(t, t.TempDir())
+	keys, txt := dsnKeys(t)
+	ds := &DSNSender{Spool: s, Hostname: "relay.example.org", From: "MAILER-DAEMON@example.org", Keys: keys, Logger: quietLogger()}
+	r := &Runner{Spool: s, Deliverer: nextHop(h), Logger: quietLogger(), Bouncer: ds, PollInterval: time.Hour}
+	commit(t, s, &Envelope{From: "jörg@example.com", To: []string{"perm@example.net"}, UTF8: true}, utf8OrigHeader, "Hallo.\r\n")
+	runRunner(t, r)
+	select {
+	case dsn := <-h.arrived:
+		if dsn.from != "" || len(dsn.to) != 1 || dsn.to[0] != "jörg@example.com" || !dsn.utf8 {
+			t.Fatalf("next hop got from <%s> to %q, SMTPUTF8 %v; want the DSN from <> to jörg@example.com with SMTPUTF8", dsn.from, dsn.to, dsn.utf8)
+		}
+		types, bodies := globalDSN(t, dsn.data)
+		if types[1] != "message/global-delivery-status" || !bytes.Contains(bodies[1], []byte("Status: 5.1.1\r\n")) {
+			t.Errorf("part 2 %q:\n%s", types[1], bodies[1])
+		}
+		if !bytes.Contains(dsn.data, []byte("To: <jörg@example.com>\r\n")) {
+			t.Errorf("DSN header lacks the UTF-8 To:\n%s", dsn.data)
+		}
+		verifyDKIMpy(t, dsn.data, txt)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no DSN arrived at the next hop")
+	}
+}

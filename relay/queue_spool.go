@@ -81,6 +81,9 @@ type Envelope struct {
 	// no downgrade (RFC 6531 §3.5). Optional like RequireTLS: older files read
 	// as false.
 	UTF8 bool `json:"smtputf8,omitempty"`
+	// EightBit records the client's BODY=8BITMIME (RFC 6152), declared again to
+	// next hops that offer 8BITMIME. Optional: older files read as false.
+	EightBit bool `json:"8bitmime,omitempty"`
 
 	// Size is the length in bytes of the stored message (header + blank line + body),
 	// set by Commit; used for the SIZE parameter (RFC 1870).

@@ -90,6 +90,8 @@ type Submission struct {
 	RequireTLS bool
 	// SMTPUTF8 is MAIL's SMTPUTF8 parameter (RFC 6531 §3.4).
 	SMTPUTF8 bool
+	// EightBit is MAIL's BODY=8BITMIME (RFC 6152).
+	EightBit bool
 	// UTF8 says the message needs SMTPUTF8 on its way on: the client gave it,
 	// and a local part or the header holds UTF-8.
 	UTF8 bool
@@ -376,7 +378,7 @@ func (p *Pipeline) spool(_ context.Context, m *message) error {
 	env := &relay.Envelope{
 		From: m.From, To: m.To, Identity: m.Identity.Name, ReceivedAt: m.now,
 		EnvID: m.EnvID, Ret: m.Ret, Notify: m.Notify, ORcpt: m.ORcpt, RequireTLS: m.RequireTLS,
-		UTF8: m.UTF8,
+		UTF8: m.UTF8, EightBit: m.EightBit,
 	}
 	// The PRA (RFC 4407 §2) of the header as it leaves us, for SUBMITTER (RFC 4405).
 	if pra, _, ok := addr.PRA(m.hdr); ok {

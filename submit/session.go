@@ -45,6 +45,8 @@ type session struct {
 	// utf8 is MAIL's SMTPUTF8 (RFC 6531 §3.4): only then may the envelope
 	// addresses and the header carry UTF-8.
 	utf8 bool
+	// eightBit is MAIL's BODY=8BITMIME (RFC 6152), passed on to delivery.
+	eightBit bool
 
 	// hungUp is set once Data has refused a bare CR or LF and closed the connection.
 	hungUp bool
@@ -225,6 +227,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	se.from = p.String()
 	se.dsn = dsnParams{}
 	se.requireTLS = opts != nil && opts.RequireTLS
+	se.eightBit = opts != nil && opts.Body == smtp.Body8BitMIME
 	if opts != nil {
 		se.dsn.envID = opts.EnvelopeID
 		se.dsn.ret = string(opts.Return)
@@ -528,7 +531,7 @@ func (se *session) Data(r io.Reader) error {
 		ClientIP: net.IP(se.ip.AsSlice()), HELO: se.conn.Hostname(), TLS: se.tls,
 		Header: hdr, Body: in, Bodies: hasher.Sum(),
 		EnvID: se.dsn.envID, Ret: se.dsn.ret, RequireTLS: se.requireTLS,
-		SMTPUTF8: se.utf8, UTF8: se.utf8 && (headerUTF8 || needsUTF8(se.from, se.to)),
+		SMTPUTF8: se.utf8, EightBit: se.eightBit, UTF8: se.utf8 && (headerUTF8 || needsUTF8(se.from, se.to)),
 	}
 	if se.dsn.any {
 		sub.Notify, sub.ORcpt = se.dsn.notify, se.dsn.orcpt
@@ -686,7 +689,7 @@ func (se *session) hangUp(part string) error {
 }
 
 func (se *session) resetTransaction() {
-	se.from, se.to, se.dsn, se.requireTLS, se.utf8 = "", nil, dsnParams{}, false, false
+	se.from, se.to, se.dsn, se.requireTLS, se.utf8, se.eightBit = "", nil, dsnParams{}, false, false, false
 }
 
 // Reset ends the mail transaction; the identity stays (RFC 5321 §4.1.1.5).

@@ -176,11 +176,12 @@ func TestLookalikeSendersRefused(t *testing.T) {
 }
 
 // A quoted UTF-8 local part (RFC 6531 §3.3 extends qtextSMTP) is read as written
-// (smtpedge.WireScanner works on bytes) and stored quoted.
+// (smtpedge.WireScanner works on bytes) and stored quoted; BODY=8BITMIME is recorded
+// for delivery.
 func TestSMTPUTF8QuotedLocalPart(t *testing.T) {
 	s := startIDNServer(t)
 	c := s.dialSmart(t)
-	got := sendRaw(c, "MAIL FROM:<用户@例子.广告> SMTPUTF8", `RCPT TO:<"jo sé"@exemple.fr>`,
+	got := sendRaw(c, "MAIL FROM:<用户@例子.广告> SMTPUTF8 BODY=8BITMIME", `RCPT TO:<"jo sé"@exemple.fr>`,
 		"From: 用户@例子.广告\r\nSubject: t\r\n\r\nbody")
 	if !strings.HasPrefix(got, "250 ") {
 		t.Fatalf("message: %q", got)
@@ -193,7 +194,7 @@ func TestSMTPUTF8QuotedLocalPart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(env.To) != 1 || env.To[0] != `"jo sé"@exemple.fr` || !env.UTF8 {
-		t.Errorf("envelope to %q, smtputf8 %v; want \"jo sé\"@exemple.fr, true", env.To, env.UTF8)
+	if len(env.To) != 1 || env.To[0] != `"jo sé"@exemple.fr` || !env.UTF8 || !env.EightBit {
+		t.Errorf("envelope to %q, smtputf8 %v, 8bitmime %v; want \"jo sé\"@exemple.fr, true, true", env.To, env.UTF8, env.EightBit)
 	}
 }

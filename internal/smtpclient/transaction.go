@@ -25,6 +25,10 @@ type Transaction struct {
 	// carries UTF-8; an envelope address that is not ASCII asks for it too. A
 	// server without SMTPUTF8 cannot take such a message: UnsendableError.
 	UTF8 bool
+	// EightBit says the body holds 8-bit data: BODY=8BITMIME (RFC 6152 §3) to a
+	// server that offers 8BITMIME. To one that does not, the message goes without
+	// the parameter and unconverted: its content is signed.
+	EightBit bool
 	// Ret and EnvID are the DSN parameters RET (FULL or HDRS) and ENVID
 	// (decoded; sent xtext-encoded) of RFC 3461 §4.3 and §4.4.
 	Ret   string
@@ -300,6 +304,9 @@ func (c *Client) mailCommand(tx *Transaction, utf8 bool) (string, error) {
 			return "", &UnsendableError{Err: fmt.Errorf("message of %d bytes exceeds the server's SIZE %d", tx.Size, max)}
 		}
 		params = append(params, "SIZE="+strconv.FormatInt(tx.Size, 10))
+	}
+	if _, ok := c.Extension("8BITMIME"); ok && tx.EightBit {
+		params = append(params, "BODY=8BITMIME")
 	}
 	if utf8 || !isASCII(from) {
 		if _, ok := c.Extension("SMTPUTF8"); !ok {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"sealgate/internal/addr"
 	"sealgate/sign"
@@ -196,5 +197,23 @@ func TestSMTPUTF8QuotedLocalPart(t *testing.T) {
 	}
 	if len(env.To) != 1 || env.To[0] != `"jo sé"@exemple.fr` || !env.UTF8 || !env.EightBit {
 		t.Errorf("envelope to %q, smtputf8 %v, 8bitmime %v; want \"jo sé\"@exemple.fr, true, true", env.To, env.UTF8, env.EightBit)
+	}
+}
+
+// Every listener offers SMTPUTF8 and 8BITMIME (RFC 6531 §3.1).
+func TestSMTPUTF8Offered(t *testing.T) {
+	s := startHardServer(t, Limits{}, nil, nil)
+	for name, c := range map[string]*rawClient{"smarthost": s.dialSmart(t), "submission after STARTTLS": s.dialSTARTTLS(t), "submissions": s.dialImplicitTLS(t)} {
+		c.Write("EHLO client.example\r\n")
+		lines, err := c.ReadReply(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ehlo := strings.Join(lines, "\n")
+		for _, ext := range []string{"SMTPUTF8", "8BITMIME"} {
+			if !strings.Contains(ehlo, "250-"+ext+"\n") && !strings.HasSuffix(ehlo, "250 "+ext) {
+				t.Errorf("%s: %s not offered:\n%s", name, ext, ehlo)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package smtpclient
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -34,5 +35,28 @@ func TestEightBitMIME(t *testing.T) {
 				t.Errorf("server got %q, want %q", lines, want)
 			}
 		})
+	}
+}
+
+// A transaction that needs SMTPUTF8 fails on a server without it with
+// ErrNoSMTPUTF8 (RFC 6531 §3.5: no downgrade), before anything is written.
+func TestNoSMTPUTF8(t *testing.T) {
+	for _, tx := range []Transaction{
+		{From: "a@x.test", Rcpts: rcpts("jörg@y.test")},
+		{From: "jörg@x.test", Rcpts: rcpts("b@y.test")},
+		{From: "a@x.test", UTF8: true, Rcpts: rcpts("b@y.test")},
+	} {
+		f := startFake(t, "8BITMIME")
+		c := dial(t, f.addr)
+		_, err := c.Send(&tx, strings.NewReader(testMessage))
+		var ue *UnsendableError
+		if !errors.As(err, &ue) || !errors.Is(err, ErrNoSMTPUTF8) {
+			t.Errorf("Send(%+v) = %v, want an UnsendableError with ErrNoSMTPUTF8", tx, err)
+		}
+		c.Quit()
+		<-f.ended
+		if lines, _ := f.got(); !slices.Equal(lines, []string{"QUIT"}) {
+			t.Errorf("server got %q, want only QUIT", lines)
+		}
 	}
 }

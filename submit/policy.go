@@ -55,8 +55,8 @@ func errNotPermitted(code int, what string, a addr.Address, id *Identity) *Refus
 }
 
 func errLookalike(code int, what string, le *addr.LookalikeError, id *Identity) *Refusal {
-	return policyError(ReasonLookalikeDomain, code, "%s domain %q is a look-alike of %s, not a valid IDNA 2008 name (RFC 5891), and is not permitted for %s (allowed: %s)",
-		what, le.Domain, le.LooksLike.Unicode(), id, id.AllowedString())
+	return policyError(ReasonLookalikeDomain, code, "%s domain %q looks like %s but is not it (%s); a look-alike is not permitted for %s (allowed: %s)",
+		what, le.Domain, le.LooksLike.Unicode(), le.Why(), id, id.AllowedString())
 }
 
 func errNoFrom() *Refusal {

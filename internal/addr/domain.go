@@ -64,9 +64,12 @@ type LookalikeError struct {
 }
 
 func (e *LookalikeError) Error() string {
-	return fmt.Sprintf("addr: domain %q is not a valid IDNA 2008 name (RFC 5891) but looks like %s (%s), a different string: a look-alike; if that domain is meant, write it as %s",
-		e.Domain, e.LooksLike.Unicode(), e.LooksLike, e.LooksLike.Unicode())
+	return fmt.Sprintf("addr: domain %q looks like %s but is not it (%s); if that domain is meant, write it as %s",
+		e.Domain, e.LooksLike.Unicode(), e.Why(), e.LooksLike.Unicode())
 }
+
+// Why says what makes Domain invalid, without the "addr:" prefix.
+func (e *LookalikeError) Why() string { return strings.TrimPrefix(e.Err.Error(), "addr: ") }
 
 func (e *LookalikeError) Unwrap() error { return e.Err }
 

@@ -219,7 +219,7 @@ func (d *DSNSender) queue(env *Envelope, rcpts []dsnRcpt, full bool) (string, er
 	// No DSN about a DSN: NOTIFY=NEVER (RFC 3461 §6.2); the null sender would
 	// stop one here anyway.
 	denv := &Envelope{From: "", To: []string{env.From}, Identity: DSNIdentity, Notify: []string{"NEVER"},
-		UTF8: !isASCII([]byte(env.From))}
+		UTF8: !isASCII([]byte(env.From)), EightBit: !isASCII(body)}
 	id, err := in.Commit(denv, header)
 	if err != nil {
 		return "", fmt.Errorf("dsn: %w", err)

@@ -144,8 +144,8 @@ func TestDSNToUTF8Sender(t *testing.T) {
 	sink.mu.Lock()
 	denv := sink.gotEnvs[0]
 	sink.mu.Unlock()
-	if !denv.UTF8 || denv.To[0] != "jörg@example.com" {
-		t.Errorf("DSN envelope %+v: want UTF8 set, to jörg@example.com", denv)
+	if !denv.UTF8 || !denv.EightBit || denv.To[0] != "jörg@example.com" {
+		t.Errorf("DSN envelope %+v: want UTF8 and EightBit (its parts are 8bit) set, to jörg@example.com", denv)
 	}
 	types, bodies := globalDSN(t, sink.dsns()[0])
 	if types[2] != "message/global-headers" || !bytes.Contains(bodies[1], []byte("Final-Recipient: rfc822; a@example.net\r\n")) {

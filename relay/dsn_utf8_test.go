@@ -73,6 +73,9 @@ func TestUTF8NextHopWithoutSMTPUTF8(t *testing.T) {
 	if dsn.utf8 {
 		t.Error("the DSN was sent with SMTPUTF8; its envelope and header are ASCII")
 	}
+	if dsn.body != "8BITMIME" {
+		t.Errorf("the DSN, whose parts are 8bit, was sent with BODY=%q, want 8BITMIME", dsn.body)
+	}
 	types, bodies := globalDSN(t, dsn.data)
 	if !strings.HasPrefix(types[0], "text/plain; charset=utf-8") || !bytes.Contains(bodies[0], []byte("<用户@example.net>")) {
 		t.Errorf("part 1 %q: %q; want UTF-8 text naming the recipient", types[0], bodies[0])
@@ -144,8 +147,8 @@ func TestDSNToUTF8Sender(t *testing.T) {
 	sink.mu.Lock()
 	denv := sink.gotEnvs[0]
 	sink.mu.Unlock()
-	if !denv.UTF8 || !denv.EightBit || denv.To[0] != "jörg@example.com" {
-		t.Errorf("DSN envelope %+v: want UTF8 and EightBit (its parts are 8bit) set, to jörg@example.com", denv)
+	if !denv.UTF8 || denv.EightBit || denv.To[0] != "jörg@example.com" {
+		t.Errorf("DSN envelope %+v: want UTF8 set, EightBit not (its parts are ASCII), to jörg@example.com", denv)
 	}
 	types, bodies := globalDSN(t, sink.dsns()[0])
 	if types[2] != "message/global-headers" || !bytes.Contains(bodies[1], []byte("Final-Recipient: rfc822; a@example.net\r\n")) {

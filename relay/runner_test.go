@@ -28,7 +28,8 @@ type received struct {
 	to     []string
 	orcpts []string
 	data   []byte
-	utf8   bool // MAIL had SMTPUTF8
+	utf8   bool   // MAIL had SMTPUTF8
+	body   string // MAIL's BODY
 }
 
 // nextHopServer is a go-smtp server on 127.0.0.1:0 acting as the next hop.
@@ -115,7 +116,7 @@ type hopSession struct {
 func (s *hopSession) Reset()        { s.cur = received{} }
 func (s *hopSession) Logout() error { return nil }
 func (s *hopSession) Mail(from string, opts *smtp.MailOptions) error {
-	s.cur = received{from: from, size: opts.Size, envID: opts.EnvelopeID, utf8: opts.UTF8}
+	s.cur = received{from: from, size: opts.Size, envID: opts.EnvelopeID, utf8: opts.UTF8, body: string(opts.Body)}
 	return nil
 }
 func (s *hopSession) Rcpt(to string, opts *smtp.RcptOptions) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
@@ -123,9 +124,15 @@ func parseDomain(s string) (Domain, error) {
 			}
 		}
 	}
-	if _, err := strictIDNA.ToUnicode(a); err != nil {
+	u, err := strictIDNA.ToUnicode(a)
+	if err != nil {
 		// Punycode that does not decode to a valid U-label (RFC 5891 §5.4).
 		return "", fmt.Errorf("addr: invalid domain %q: %w", s, err)
+	}
+	for _, l := range strings.Split(u, ".") {
+		if err := checkIDNA2008(l); err != nil {
+			return "", fmt.Errorf("addr: invalid domain %q: %w", s, err)
+		}
 	}
 	if allDigits(labels[len(labels)-1]) {
 		// RFC 3696 §2: a top-level domain is never all-numeric; this also keeps
@@ -138,7 +145,7 @@ func parseDomain(s string) (Domain, error) {
 // looksLike returns the valid domain a reader would take an invalid name s for:
 // its A-labels decoded as they are, then what renders as nothing removed,
 // compatibility forms folded (NFKC: fullwidth letters, ideographic full stops),
-// letters lower-cased. ok is false when that gives no valid domain or changes
+// dashes taken for hyphens, letters lower-cased. ok is false when that gives no valid domain or changes
 // nothing.
 func looksLike(s string) (Domain, bool) {
 	labels := strings.Split(s, ".")
@@ -154,6 +161,12 @@ func looksLike(s string) (Domain, bool) {
 	f = norm.NFKC.String(f)
 	f = strings.Map(dropInvisible, f)
 	f = strings.NewReplacer("\u3002", ".", "\uff61", ".", "\uff0e", ".").Replace(f)
+	f = strings.Map(func(r rune) rune {
+		if r > 0x7f && (unicode.Is(unicode.Pd, r) || r == '\u2212') {
+			return '-' // dashes and the minus sign show as a hyphen
+		}
+		return r
+	}, f)
 	f = strings.ToLower(f)
 	if f == s {
 		return "", false

@@ -42,6 +42,8 @@ func TestLookalikeDomains(t *testing.T) {
 		{"punycode of soft hyphen", "xn--example-nka.com", "example.com", true},
 		{"upper-case U-label", "B\u00dcCHER.example", "xn--bcher-kva.example", true},
 		{"kelvin sign", "\u212aey.example", "key.example", true},
+		{"hyphen U+2010", "my\u2010bank.example", "my-bank.example", true},
+		{"minus sign", "my\u2212bank.example", "my-bank.example", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,5 +146,45 @@ func TestTrailingDotMailbox(t *testing.T) {
 	_, err = ParseHeaderMailboxes("CEO <ceo@\uff45xample.com>")
 	if !errors.As(err, &le) {
 		t.Fatalf("fullwidth header domain: %v, want a LookalikeError", err)
+	}
+}
+
+// The IDNA 2008 derived property (RFC 5892) that golang.org/x/net/idna does not
+// apply: symbols and punctuation that pass as UTS #46 "valid" are refused, CONTEXTO
+// code points only where their rule allows them, and real IDNs still parse.
+func TestIDNA2008DerivedProperty(t *testing.T) {
+	valid := []string{
+		"münchen.de", "日本語.jp", "пример.рф", "مثال.إختبار", "παράδειγμα.δοκιμή", "例え.テスト",
+		"faß.de", "דוגמה.טעסט", "한국.kr", "ไทย.th", "क्\u200dष.example",
+		"col\u00b7legi.cat",                 // A.3: middle dot between two l
+		"\u30a2\u30fb\u30a4.example",        // A.7: katakana middle dot among katakana
+		"\u05d0\u05f3.example",              // A.5: geresh after Hebrew
+		"\u0627\u0661\u0662.example",        // A.8: Arabic-Indic digits alone
+		"\u3007.example",                    // exception: PVALID
+		"\u03c3\u03bf\u03c6\u03b9\u03c2.gr", // final sigma: exception PVALID
+	}
+	for _, s := range valid {
+		if _, err := ParseDomain(s); err != nil {
+			t.Errorf("ParseDomain(%q): %v", s, err)
+		}
+	}
+	invalid := []string{
+		"bank\u2044login.evil.example", // fraction slash, looks like "/"
+		"bank\u2215login.evil.example", // division slash
+		"bank\u2010x.example",          // hyphen, looks like "-"
+		"bank\u2013x.example",          // en dash
+		"bank\u2212x.example",          // minus sign
+		"bank\u2039x.example",          // single angle quotation mark
+		"bank\u0589x.example",          // Armenian full stop, looks like ":"
+		"i\u2764.example",              // heart
+		"a\u00b7b.example",             // middle dot outside l·l
+		"\u30fb.example",               // katakana middle dot alone
+		"\u0661\u06f1.example",         // Arabic-Indic and extended digits mixed
+		"\u0640a.example",              // exception: DISALLOWED (tatweel)
+	}
+	for _, s := range invalid {
+		if d, err := ParseDomain(s); err == nil {
+			t.Errorf("ParseDomain(%q) = %q, want an error", s, d)
+		}
 	}
 }

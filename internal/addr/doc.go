@@ -7,9 +7,10 @@
 //   - domain names as lower-case A-labels (IDNA 2008 through golang.org/x/net/idna,
 //     RFC 5890/5891): U-labels and A-labels of one domain are one Domain; names are
 //     checked as written (Registration profile, non-transitional, no UTS #46
-//     mapping) and a name that only looks like a valid one (fullwidth, invisible
-//     characters, ...) is refused as a LookalikeError; with the length limits of
-//     RFC 1035 §2.3.4;
+//     mapping, plus the RFC 5892 derived property and CONTEXTO rules that idna
+//     leaves out: idna2008.go) and a name that only looks like a valid one
+//     (fullwidth, invisible characters, ...) is refused as a LookalikeError; with
+//     the length limits of RFC 1035 §2.3.4;
 //   - RFC 5321 §4.1.2 mailboxes (Local-part "@" Domain / address-literal), with the
 //     length limits of RFC 5321 §4.5.3.1, and RFC 6531 UTF-8 local parts;
 //   - envelope paths as emersion/go-smtp hands them to a session (ParsePath);

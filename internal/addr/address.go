@@ -143,6 +143,11 @@ func checkLocal(local string) (quoted bool, err error) {
 		if unicode.IsControl(r) || r == utf8.RuneError {
 			return false, fmt.Errorf("local part contains control character %U", r)
 		}
+		// A bidirectional control makes a reader see the address in another
+		// order ("\u202eelpmaxe.knab" shows as bank.example...); no address needs one.
+		if unicode.Is(unicode.Bidi_Control, r) {
+			return false, fmt.Errorf("local part contains bidirectional control %U, which changes how the address is shown", r)
+		}
 	}
 	if n := len(quoteLocal(local)); n > MaxLocalLen {
 		return false, fmt.Errorf("local part is %d octets, at most %d allowed (RFC 5321 §4.5.3.1.1)", n, MaxLocalLen)

@@ -133,6 +133,19 @@ func TestLocalPartNFC(t *testing.T) {
 	}
 }
 
+// A bidirectional control in a local part is refused: it reorders what a reader sees.
+func TestLocalPartBidiControl(t *testing.T) {
+	for _, s := range []string{"\u202eelpmaxe.knab@client.example", "ceo\u2066x\u2069@client.example", "a\u200fb@client.example"} {
+		if a, err := ParseAddress(s); err == nil {
+			t.Errorf("ParseAddress(%q) = %v, want an error", s, a)
+		}
+	}
+	// A zero-width non-joiner is part of Persian writing: kept (and a different local part).
+	if _, err := ParseAddress("\u0639\u0644\u06cc\u200c\u0631\u0636\u0627@client.example"); err != nil {
+		t.Errorf("Persian local part with ZWNJ: %v", err)
+	}
+}
+
 // A mailbox domain with a trailing dot is a look-alike of the domain.
 func TestTrailingDotMailbox(t *testing.T) {
 	_, err := ParseAddress("ceo@example.com.")

@@ -31,15 +31,18 @@
 // hosts (RFC 5321 §5.1, null MX of RFC 7505; transport_mx.go) or smart hosts,
 // routes per client organisation and per recipient domain, STARTTLS whenever
 // offered and implicit TLS, AUTH to smart hosts, MTA-STS (RFC 8461;
-// transport_mtasts.go), REQUIRETLS (RFC 8689), SUBMITTER (RFC 4405), SMTPUTF8
-// (RFC 6531: asked for only when Envelope.UTF8 says the message needs it; a next
-// hop without it fails those recipients with 5.6.7, never a downgrade), and
+// transport_mtasts.go), REQUIRETLS (RFC 8689), SUBMITTER (RFC 4405), and
 // sessions kept and reused per destination within limits (transport_pool.go).
 // What each attempt met is reported as Hops and AttemptEvents
 // (transport_attempt.go). OutboxSink (transport_outbox.go) writes .eml files
 // instead (dev mode). All SMTP goes through internal/smtpclient, which sends the
 // signed bytes unchanged apart from dot-stuffing and reports each recipient's
 // result.
+//
+// International mail: SMTPUTF8 (RFC 6531) is asked for only when Envelope.UTF8
+// says the message needs it, and BODY=8BITMIME (RFC 6152) declared when the
+// client declared it; a next hop without SMTPUTF8 fails those recipients with
+// 5.6.7, never a downgrade (RFC 6531 §3.5).
 //
 // # Delivery status notifications (dsn*.go)
 //

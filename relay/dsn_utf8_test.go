@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -182,5 +183,35 @@ func TestDSNToUTF8SenderOverSMTP(t *testing.T) {
 		verifyDKIMpy(t, dsn.data, txt)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no DSN arrived at the next hop")
+	}
+}
+
+// An MX host without SMTPUTF8 is passed over for one with it; with none that offers
+// it the recipient fails permanently with ErrNoSMTPUTF8, nothing sent to any.
+func TestUTF8MXFallback(t *testing.T) {
+	plain := &smtpSink{Name: "mx1.dest.test"}
+	intl := &smtpSink{Name: "mx2.dest.test", Extensions: []string{"SMTPUTF8"}}
+	port := startSinks(t, map[string]*smtpSink{"127.0.0.5": plain, "127.0.0.6": intl})
+	zone := "dest.test. 300 IN MX 10 mx1.dest.test.\ndest.test. 300 IN MX 20 mx2.dest.test.\n" +
+		"only.test. 300 IN MX 10 mx1.dest.test.\nmx1.dest.test. 300 IN A 127.0.0.5\nmx2.dest.test. 300 IN A 127.0.0.6\n"
+	tr := testTransport(t, zone, port, nil)
+	err, hops := deliverWithHops(tr, &Envelope{ID: "u1", From: "s@sender.test", To: []string{"用户@dest.test"}, UTF8: true})
+	if err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if len(hops) != 1 || hops[0].Host != "mx2.dest.test" {
+		t.Errorf("hops %+v, want mx2.dest.test (the one with SMTPUTF8)", hops)
+	}
+	if txs := intl.transactions(); len(txs) != 1 || !strings.HasSuffix(txs[0].Mail, " SMTPUTF8") {
+		t.Errorf("mx2 got %+v, want one transaction with SMTPUTF8", txs)
+	}
+	err, _ = deliverWithHops(tr, &Envelope{ID: "u2", From: "s@sender.test", To: []string{"用户@only.test"}, UTF8: true})
+	var rerr *RecipientsError
+	if !IsPermanent(err) || !errors.As(err, &rerr) || len(rerr.Failed) != 1 ||
+		!IsPermanent(rerr.Failed[0].Err) || !errors.Is(rerr.Failed[0].Err, smtpclient.ErrNoSMTPUTF8) {
+		t.Errorf("Deliver to an MX without SMTPUTF8: %v, want the recipient failed permanently with ErrNoSMTPUTF8", err)
+	}
+	if txs := plain.transactions(); len(txs) != 0 {
+		t.Errorf("mx1 (no SMTPUTF8) got %+v", txs)
 	}
 }

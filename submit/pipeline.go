@@ -378,12 +378,12 @@ func (p *Pipeline) spool(_ context.Context, m *message) error {
 	env := &relay.Envelope{
 		From: m.From, To: m.To, Identity: m.Identity.Name, ReceivedAt: m.now,
 		EnvID: m.EnvID, Ret: m.Ret, Notify: m.Notify, ORcpt: m.ORcpt, RequireTLS: m.RequireTLS,
-		UTF8: m.UTF8, EightBit: m.EightBit,
 	}
 	// The PRA (RFC 4407 §2) of the header as it leaves us, for SUBMITTER (RFC 4405).
 	if pra, _, ok := addr.PRA(m.hdr); ok {
 		env.Submitter = pra.String()
 	}
+	env.UTF8, env.EightBit = m.UTF8, m.EightBit // RFC 6531 §3.4, RFC 6152
 	m.committed = true // Commit cleans up after itself on failure
 	qid, err := m.Body.Commit(env, m.hdr.Bytes())
 	if err != nil {

@@ -41,10 +41,10 @@ type session struct {
 	// requireTLS is MAIL's REQUIRETLS (RFC 8689 §3), offered only under TLS.
 	requireTLS bool
 	// utf8 is MAIL's SMTPUTF8 (RFC 6531 §3.4): only then may the envelope
-	// addresses and the header carry UTF-8.
-	utf8 bool
-	// eightBit is MAIL's BODY=8BITMIME (RFC 6152), passed on to delivery.
-	eightBit bool
+	// addresses and the header carry UTF-8. eightBit is MAIL's BODY=8BITMIME
+	// (RFC 6152), passed on to delivery. Every MAIL sets both (go-smtp takes RCPT
+	// and DATA only after a MAIL that succeeded).
+	utf8, eightBit bool
 
 	// hungUp is set once Data has refused a bare CR or LF and closed the connection.
 	hungUp bool
@@ -574,7 +574,7 @@ func (se *session) hangUp(part string) error {
 }
 
 func (se *session) resetTransaction() {
-	se.from, se.to, se.dsn, se.requireTLS, se.utf8, se.eightBit = "", nil, dsnParams{}, false, false, false
+	se.from, se.to, se.dsn, se.requireTLS = "", nil, dsnParams{}, false
 }
 
 // Reset ends the mail transaction; the identity stays (RFC 5321 §4.1.1.5).

@@ -187,6 +187,8 @@ var errRequireTLSPlain = refusal(ReasonEncryptionRequired, 530, smtp.EnhancedCod
 
 // Mail checks the envelope sender against the identity (RFC 6409 §4.1).
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	se.utf8 = opts != nil && opts.UTF8
+	se.eightBit = opts != nil && opts.Body == smtp.Body8BitMIME
 	if e := se.cc.closing(); e != nil {
 		return e
 	}
@@ -202,7 +204,6 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		return se.refuse(errUnknownClient(se.ip), "MAIL refused: client not in a trusted network and no certificate", "from", from)
 	}
-	se.utf8 = opts != nil && opts.UTF8
 	p, e := se.envelopePath("MAIL", from)
 	if e == nil {
 		e = CheckEnvelopePath(se.identity, p)
@@ -225,7 +226,6 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	se.from = p.String()
 	se.dsn = dsnParams{}
 	se.requireTLS = opts != nil && opts.RequireTLS
-	se.eightBit = opts != nil && opts.Body == smtp.Body8BitMIME
 	if opts != nil {
 		se.dsn.envID = opts.EnvelopeID
 		se.dsn.ret = string(opts.Return)

@@ -41,8 +41,9 @@
 //
 // International mail: SMTPUTF8 (RFC 6531) is asked for only when Envelope.UTF8
 // says the message needs it, and BODY=8BITMIME (RFC 6152) declared when the
-// client declared it; a next hop without SMTPUTF8 fails those recipients with
-// 5.6.7, never a downgrade (RFC 6531 §3.5).
+// client declared it; an MX host without SMTPUTF8 is passed over, and when no
+// next hop offers it those recipients fail with 5.6.7, never a downgrade (RFC
+// 6531 §3.5).
 //
 // # Delivery status notifications (dsn*.go)
 //

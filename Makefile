@@ -72,6 +72,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/authres
 	$(GO) test -run='^$$' -fuzz='^FuzzParseHeaderMailboxes$$' -fuzztime=$(FUZZTIME) ./internal/addr
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePath$$' -fuzztime=$(FUZZTIME) ./internal/addr
+	$(GO) test -run='^$$' -fuzz='^FuzzParseDomain$$' -fuzztime=$(FUZZTIME) ./internal/addr
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDMARCRecord$$' -fuzztime=$(FUZZTIME_VERIFY_PARSERS) ./verify
 	$(GO) test -run='^$$' -fuzz='^FuzzSPFSyntax$$' -fuzztime=$(FUZZTIME_VERIFY_PARSERS) ./verify
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME_VERIFY) ./verify

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"sealgate/internal/addr"
 	"sealgate/internal/authres"
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/resolver"
@@ -58,6 +59,12 @@ func Seal(ctx context.Context, hdr dkimcore.Header, bodies dkimcore.BodyHashes, 
 	}
 	if _, err := dkimcore.AlgorithmFor(o.Signer); err != nil {
 		return nil, nil, fmt.Errorf("arc: %w", err)
+	}
+	// d= is written as A-labels, whichever form the domain was given in (RFC 8616
+	// §4 for DKIM, which the AMS and AS tags follow, RFC 8617 §4.1.2).
+	dom, err := addr.ParseDomain(o.Domain)
+	if err != nil {
+		return nil, nil, fmt.Errorf("arc: sealing domain: %w", err)
 	}
 	for _, h := range o.HeaderKeys {
 		if strings.EqualFold(strings.TrimSpace(h), ASField) {
@@ -114,7 +121,7 @@ func Seal(ctx context.Context, hdr dkimcore.Header, bodies dkimcore.BodyHashes, 
 		{Name: "i", Value: inst},
 		{Name: "a", Value: alg},
 		{Name: "c", Value: "relaxed/relaxed"},
-		{Name: "d", Value: o.Domain},
+		{Name: "d", Value: string(dom)},
 		{Name: "s", Value: o.Selector},
 		{Name: "t", Value: ts},
 		{Name: "h", Value: strings.Join(names, ":")},
@@ -136,7 +143,7 @@ func Seal(ctx context.Context, hdr dkimcore.Header, bodies dkimcore.BodyHashes, 
 		{Name: "a", Value: alg},
 		{Name: "t", Value: ts},
 		{Name: "cv", Value: string(cv)},
-		{Name: "d", Value: o.Domain},
+		{Name: "d", Value: string(dom)},
 		{Name: "s", Value: o.Selector},
 	}, sealInput, dkimcore.Relaxed, o.Signer)
 	if err != nil {

@@ -44,13 +44,20 @@
 // signed bytes unchanged apart from dot-stuffing and reports each recipient's
 // result.
 //
+// International mail: SMTPUTF8 (RFC 6531) is asked for only when Envelope.UTF8
+// says the message needs it, and BODY=8BITMIME (RFC 6152) declared when the
+// client declared it; an MX host without SMTPUTF8 is passed over, and when no
+// next hop offers it those recipients fail with 5.6.7, never a downgrade (RFC
+// 6531 §3.5).
+//
 // # Delivery status notifications (dsn*.go)
 //
 // What is given up on goes to failed/ with each recipient's status, and the
 // Runner's Bouncer (DSNSender, dsn.go) tells the sender with a delivery status
 // notification (RFC 3464; the message in dsn_message.go): failed, delayed
-// (optional) and relayed (RFC 3461 §6.2.1), never to the null sender. A DSN is
-// queued in the spool like any message.
+// (optional) and relayed (RFC 3461 §6.2.1), never to the null sender; for a
+// message that needed SMTPUTF8, an RFC 6533 global DSN. A DSN is queued in the
+// spool like any message.
 //
 // # The Runner (runner*.go)
 //

@@ -153,7 +153,8 @@ func hopHost(hops []Hop, rcpt string) string {
 // code (RFC 3463) and the server's reply, "" when no server replied. The
 // server's own enhanced code is used when it gave one of the right class;
 // otherwise one is derived: X.0.0 from the reply code, 4.4.7 (delivery time
-// expired) for a temporary failure without a reply, 5.0.0 for our own refusals.
+// expired) for a temporary failure without a reply, 5.6.7 for a message that
+// needs SMTPUTF8 at a next hop without it, 5.0.0 for our other own refusals.
 func failureDetail(err error) (status, reply string) {
 	var re *smtpclient.ReplyError
 	if errors.As(err, &re) {
@@ -166,6 +167,11 @@ func failureDetail(err error) (status, reply string) {
 			}
 		}
 		return code, reply
+	}
+	if errors.Is(err, smtpclient.ErrNoSMTPUTF8) {
+		// RFC 6531 §3.5, RFC 3463 X.6.7: non-ASCII addresses not permitted
+		// (the next hop does not offer SMTPUTF8, and there is no downgrade).
+		return "5.6.7", ""
 	}
 	if IsPermanent(err) {
 		return "5.0.0", ""

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/smtpclient"
@@ -235,7 +236,8 @@ func (d *DSNSender) queue(env *Envelope, rcpts []dsnRcpt, full bool) (string, er
 	}
 	// No DSN about a DSN: NOTIFY=NEVER (RFC 3461 §6.2); the null sender would
 	// stop one here anyway.
-	denv := &Envelope{From: "", To: []string{env.From}, Identity: DSNIdentity, Notify: []string{"NEVER"}}
+	denv := &Envelope{From: "", To: []string{env.From}, Identity: DSNIdentity, Notify: []string{"NEVER"},
+		UTF8: !isASCII([]byte(env.From)), EightBit: !isASCII(body)}
 	id, err := in.Commit(denv, header)
 	if err != nil {
 		return "", fmt.Errorf("dsn: %w", err)
@@ -259,13 +261,36 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 	rand.Read(rnd[:])
 	boundary := "=_dsn_" + hex.EncodeToString(rnd[:])
 	action := rcpts[0].action
+	global := env.UTF8 || !isASCII(origHeader) || !isASCII([]byte(env.From))
+	for _, r := range rcpts {
+		global = global || !isASCII([]byte(r.rcpt))
+	}
+	// In a global DSN, UTF-8 is kept (controls still replaced); in a plain one
+	// it is replaced, so that the report is ASCII.
+	text, charset := asciiOnly, "us-ascii"
+	reportType, statusType, origFull, origHeaders := "delivery-status", "message/delivery-status", "message/rfc822", "text/rfc822-headers"
+	if global {
+		text, charset = noControls, "utf-8"
+		reportType, statusType, origFull, origHeaders = "global-delivery-status", "message/global-delivery-status", "message/global", "message/global-headers"
+	}
+	// finalRecipient is an address field of the delivery-status part: type
+	// rfc822 for an ASCII address, utf-8 in a global DSN (RFC 6533 §3).
+	finalRecipient := func(a string) string {
+		if global && !isASCII([]byte(a)) {
+			return "utf-8; " + noControls(a)
+		}
+		return "rfc822; " + asciiOnly(a)
+	}
 
 	var b bytes.Buffer
 	crlf := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
 
 	// Part 1: for people.
 	crlf("--%s", boundary)
-	crlf("Content-Type: text/plain; charset=us-ascii")
+	crlf("Content-Type: text/plain; charset=%s", charset)
+	if global {
+		crlf("Content-Transfer-Encoding: 8bit")
+	}
 	crlf("Content-Description: Notification")
 	crlf("")
 	crlf("This is the mail system at %s.", d.Hostname)
@@ -284,8 +309,8 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 	}
 	crlf("")
 	for _, r := range rcpts {
-		crlf("<%s>:", asciiOnly(r.rcpt))
-		for _, line := range wrapText(asciiOnly(r.text), 72) {
+		crlf("<%s>:", text(r.rcpt))
+		for _, line := range wrapText(text(r.text), 72) {
 			crlf("    %s", line)
 		}
 	}
@@ -293,7 +318,10 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 
 	// Part 2: for programs (RFC 3464 §2.2, §2.3).
 	crlf("--%s", boundary)
-	crlf("Content-Type: message/delivery-status")
+	crlf("Content-Type: %s", statusType)
+	if global {
+		crlf("Content-Transfer-Encoding: 8bit")
+	}
 	crlf("Content-Description: Delivery report")
 	crlf("")
 	crlf("Reporting-MTA: dns; %s", d.Hostname)
@@ -303,13 +331,21 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 	crlf("Arrival-Date: %s", env.ReceivedAt.Format(time.RFC1123Z))
 	for _, r := range rcpts {
 		crlf("")
-		crlf("Final-Recipient: rfc822; %s", asciiOnly(r.rcpt))
+		crlf("Final-Recipient: %s", finalRecipient(r.rcpt))
 		if r.orcpt != "" {
 			typ, addr, ok := strings.Cut(r.orcpt, ";")
 			if !ok {
 				typ, addr = "rfc822", r.orcpt
 			}
-			crlf("Original-Recipient: %s; %s", typ, xtextIfNeeded(addr))
+			switch {
+			case strings.EqualFold(typ, "utf-8") && global:
+				addr = noControls(addr) // utf-8-addr-unitext (RFC 6533 §3)
+			case strings.EqualFold(typ, "utf-8"):
+				addr = smtpclient.UTF8AddrXText(addr)
+			default:
+				addr = xtextIfNeeded(addr)
+			}
+			crlf("Original-Recipient: %s; %s", typ, addr)
 		}
 		crlf("Action: %s", r.action)
 		crlf("Status: %s", r.status)
@@ -317,7 +353,7 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 			crlf("Remote-MTA: dns; %s", r.remoteMTA)
 		}
 		if r.reply != "" {
-			crlf("Diagnostic-Code: smtp; %s", asciiOnly(r.reply))
+			crlf("Diagnostic-Code: smtp; %s", text(r.reply))
 		}
 		if !r.lastAttempt.IsZero() {
 			crlf("Last-Attempt-Date: %s", r.lastAttempt.Format(time.RFC1123Z))
@@ -331,7 +367,7 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 	// Part 3: the original (RFC 3462 §3: headers only unless RET=FULL).
 	crlf("--%s", boundary)
 	if full {
-		crlf("Content-Type: message/rfc822")
+		crlf("Content-Type: %s", origFull)
 		if !isASCII(orig) {
 			crlf("Content-Transfer-Encoding: 8bit")
 		}
@@ -342,7 +378,7 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 			b.WriteString("\r\n")
 		}
 	} else {
-		crlf("Content-Type: text/rfc822-headers")
+		crlf("Content-Type: %s", origHeaders)
 		if !isASCII(origHeader) {
 			crlf("Content-Transfer-Encoding: 8bit")
 		}
@@ -377,7 +413,7 @@ func (d *DSNSender) build(env *Envelope, msg io.Reader, rcpts []dsnRcpt, full bo
 	}
 	field("Auto-Submitted: auto-replied") // RFC 3834 §5
 	field("MIME-Version: 1.0")
-	field("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"", boundary)
+	field("Content-Type: multipart/report; report-type=%s;\r\n\tboundary=\"%s\"", reportType, boundary)
 	if !isASCII(body) {
 		field("Content-Transfer-Encoding: 8bit")
 	}
@@ -425,6 +461,17 @@ func isASCII(b []byte) bool {
 func asciiOnly(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f || r >= 0x80 {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// noControls replaces control characters so a value cannot break the field or
+// line it goes in; UTF-8 is kept (a global DSN, RFC 6533).
+func noControls(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
 			return '?'
 		}
 		return r

@@ -75,6 +75,15 @@ type Envelope struct {
 	// Both fields are optional members of the envelope JSON, so format version
 	// 2 holds them: files written before they existed read as "" and false.
 	RequireTLS bool `json:"requiretls,omitempty"`
+	// UTF8 says the message needs SMTPUTF8 (RFC 6531 §3.4): a UTF-8 local part
+	// in the envelope or UTF-8 in the header. It is sent only to next hops that
+	// offer SMTPUTF8; to one that does not, the recipients fail with 5.6.7 and
+	// no downgrade (RFC 6531 §3.5). Optional like RequireTLS: older files read
+	// as false.
+	UTF8 bool `json:"smtputf8,omitempty"`
+	// EightBit records the client's BODY=8BITMIME (RFC 6152), declared again to
+	// next hops that offer 8BITMIME. Optional: older files read as false.
+	EightBit bool `json:"8bitmime,omitempty"`
 
 	// HeaderFrom is the domain of the header From (RFC 5322 §3.6.2) as the
 	// message left the pipeline, and DKIM the signatures we added (d= and s=):

@@ -28,6 +28,8 @@ type received struct {
 	to     []string
 	orcpts []string
 	data   []byte
+	utf8   bool   // MAIL had SMTPUTF8
+	body   string // MAIL's BODY
 }
 
 // nextHopServer is a go-smtp server on 127.0.0.1:0 acting as the next hop.
@@ -44,6 +46,7 @@ type nextHopServer struct {
 	sessions  int // SMTP sessions opened (connections that sent EHLO)
 	conns     []net.Conn
 	srv       *smtp.Server
+	utf8      bool // offer SMTPUTF8
 }
 
 // closeSessions drops every session from the server's side.
@@ -76,6 +79,7 @@ func (h *nextHopServer) listen(t *testing.T, addr string) {
 	srv.Domain = "nexthop.test"
 	srv.MaxMessageBytes = 1 << 20
 	srv.EnableDSN = true
+	srv.EnableSMTPUTF8 = h.utf8
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -112,7 +116,7 @@ type hopSession struct {
 func (s *hopSession) Reset()        { s.cur = received{} }
 func (s *hopSession) Logout() error { return nil }
 func (s *hopSession) Mail(from string, opts *smtp.MailOptions) error {
-	s.cur = received{from: from, size: opts.Size, envID: opts.EnvelopeID}
+	s.cur = received{from: from, size: opts.Size, envID: opts.EnvelopeID, utf8: opts.UTF8, body: string(opts.Body)}
 	return nil
 }
 func (s *hopSession) Rcpt(to string, opts *smtp.RcptOptions) error {

@@ -329,12 +329,19 @@ func (t *Transport) deliverSendable(ctx context.Context, env *Envelope, g *route
 	if err != nil {
 		return failAll(env, g, err)
 	}
-	var lastErr error
+	var lastErr, noUTF8 error
 	body := &readCounter{r: msg}
 	for _, d := range dests {
 		res, err := t.tryDestination(ctx, env, d, tx, body, hop)
 		if err == nil {
 			return t.results(rcpts, res)
+		}
+		if errors.Is(err, smtpclient.ErrNoSMTPUTF8) {
+			// This server cannot take a message that needs SMTPUTF8 (nothing was
+			// sent); another MX host may. If none can, the recipients fail with
+			// 5.6.7, never a downgrade (RFC 6531 §3.5).
+			noUTF8 = err
+			continue
 		}
 		var perm *PermanentError
 		if errors.As(err, &perm) {
@@ -346,6 +353,9 @@ func (t *Transport) deliverSendable(ctx context.Context, env *Envelope, g *route
 		if ctx.Err() != nil || errors.Is(err, errMessageSent) || body.n > 0 {
 			break
 		}
+	}
+	if lastErr == nil && noUTF8 != nil {
+		return failAll(env, g, noUTF8)
 	}
 	if lastErr == nil {
 		lastErr = errors.New("no server to deliver to")

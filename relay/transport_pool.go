@@ -142,7 +142,7 @@ func (p *pool) closeIdle() {
 // transaction builds the client's transaction from a spooled envelope.
 func transaction(env *Envelope) *smtpclient.Transaction {
 	tx := &smtpclient.Transaction{From: env.From, Size: env.Size, Ret: env.Ret, EnvID: env.EnvID,
-		Submitter: env.Submitter, RequireTLS: env.RequireTLS, Rcpts: make([]smtpclient.Recipient, len(env.To))}
+		Submitter: env.Submitter, RequireTLS: env.RequireTLS, UTF8: env.UTF8, EightBit: env.EightBit, Rcpts: make([]smtpclient.Recipient, len(env.To))}
 	for i, rcpt := range env.To {
 		r := smtpclient.Recipient{Addr: rcpt}
 		if len(env.Notify) > i {

@@ -99,11 +99,13 @@ type Key struct {
 
 // Options says how to sign.
 type Options struct {
-	// Domain is the signing domain (d=), normally the domain of the From address.
+	// Domain is the signing domain (d=), normally the domain of the From address;
+	// given as U-labels or A-labels, it is signed as A-labels (RFC 8616 §4).
 	Domain string
 	// Keys sign the message, one DKIM-Signature each, in this order.
 	Keys []Key
 	// Identifier is the optional AUID (i=); it must be in Domain or a subdomain of it.
+	// Its domain is signed as A-labels, its local part as given (RFC 8616 §4).
 	Identifier string
 	// HeaderKeys are the fields to sign, each as many times as it occurs; nil means
 	// DefaultHeaderKeys. From is always signed.
@@ -147,15 +149,31 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("sign: selector %s: %w", k.Selector, err)
 		}
 	}
-	if o.Identifier != "" {
-		_, dom, ok := strings.Cut(o.Identifier, "@")
-		dom = strings.ToLower(dom)
-		d := strings.ToLower(o.Domain)
-		if !ok || (dom != d && !strings.HasSuffix(dom, "."+d)) {
-			return fmt.Errorf("sign: identifier %q is not in domain %s", o.Identifier, o.Domain)
-		}
+	_, _, err := o.tagDomains()
+	return err
+}
+
+// tagDomains returns the d= and i= values: the signing domain and the
+// identifier's domain as A-labels, whichever form they were given in (RFC 8616
+// §4); the identifier's local part is kept as it is, UTF-8 included (RFC 8616
+// §4 lets dkim-quoted-printable carry UTF-8 unquoted).
+func (o *Options) tagDomains() (d, i string, err error) {
+	dom, err := addr.ParseDomain(o.Domain)
+	if err != nil {
+		return "", "", fmt.Errorf("sign: signing domain: %w", err)
 	}
-	return nil
+	if o.Identifier == "" {
+		return string(dom), "", nil
+	}
+	at := strings.LastIndexByte(o.Identifier, '@')
+	if at < 0 {
+		return "", "", fmt.Errorf("sign: identifier %q is not in domain %s", o.Identifier, o.Domain)
+	}
+	idom, err := addr.ParseDomain(o.Identifier[at+1:])
+	if err != nil || (idom != dom && !idom.IsSubdomainOf(dom)) {
+		return "", "", fmt.Errorf("sign: identifier %q is not in domain %s", o.Identifier, o.Domain)
+	}
+	return string(dom), o.Identifier[:at+1] + string(idom), nil
 }
 
 // SignedHeaderNames returns the h= list for hdr: every field of HeaderKeys as often as it
@@ -206,6 +224,7 @@ func Sign(hdr dkimcore.Header, bodies dkimcore.BodyHashes, o *Options) ([]dkimco
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	dTag, iTag, _ := o.tagDomains() // checked by Validate
 	bh, err := bodies.BodyHash(dkimcore.Relaxed)
 	if err != nil {
 		return nil, err
@@ -223,11 +242,11 @@ func Sign(hdr dkimcore.Header, bodies dkimcore.BodyHashes, o *Options) ([]dkimco
 			{Name: "v", Value: "1"},
 			{Name: "a", Value: alg},
 			{Name: "c", Value: "relaxed/relaxed"},
-			{Name: "d", Value: o.Domain},
+			{Name: "d", Value: dTag},
 			{Name: "s", Value: k.Selector},
 		}
-		if o.Identifier != "" {
-			tags = append(tags, dkimcore.Tag{Name: "i", Value: o.Identifier})
+		if iTag != "" {
+			tags = append(tags, dkimcore.Tag{Name: "i", Value: iTag})
 		}
 		tags = append(tags, dkimcore.Tag{Name: "t", Value: strconv.FormatInt(t.Unix(), 10)})
 		if o.Expiration > 0 {

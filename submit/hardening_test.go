@@ -585,8 +585,7 @@ func TestPartialLineAtTimeout(t *testing.T) {
 func TestEnvelopeAddressesAsWritten(t *testing.T) {
 	s := startHardServer(t, Limits{}, nil, nil)
 	c := s.dialSmart(t)
-	ehlo := c.Cmd("EHLO again.client.example")
-	_ = ehlo
+	c.Cmd("EHLO again.client.example")
 	refusals := []struct{ cmd, want string }{
 		{"MAIL FROM:<ceo@evil.example@client.example>", `553 5.1.7 MAIL FROM <ceo@evil.example@client.example> cannot be relayed as written: the local part holds "@" but is not quoted`},
 		{"MAIL FROM:<a..b@client.example>", "553 5.1.7 MAIL FROM <a..b@client.example> cannot be relayed as written:"},
@@ -646,9 +645,6 @@ func TestEnvelopeAddressesAsWritten(t *testing.T) {
 		if got[from] != to {
 			t.Errorf("envelope from %s: to %q, want %q (all: %q)", from, got[from], to, got)
 		}
-	}
-	if strings.Contains(ehlo, "SMTPUTF8") {
-		t.Errorf("SMTPUTF8 advertised: %q", ehlo)
 	}
 }
 

@@ -7,12 +7,16 @@
 // It implements message submission rules from RFC 6409 (§4.3 authorization and
 // "enforce submission rights", §8 sender checks), SMTP AUTH (RFC 4954) with the
 // SASL PLAIN (RFC 4616) and LOGIN (draft-murchison-sasl-login) mechanisms, and the
-// originator-field rules of RFC 5322 §3.6.2 and §3.6.6 (RFC 6854 groups).
+// originator-field rules of RFC 5322 §3.6.2 and §3.6.6 (RFC 6854 groups), and
+// SMTPUTF8 (RFC 6531, RFC 6532): UTF-8 addresses and header fields in a transaction
+// whose MAIL asked for it, refused with 5.6.7 otherwise.
 //
 // The core promise: a client never gets mail signed for an address or domain it
 // may not use. Every envelope sender and every From, Sender, Resent-From and
 // Resent-Sender mailbox must match one of the identity's MaySendAs patterns
-// (addr.Pattern), and a display name may not show another address.
+// (addr.Pattern), and a display name may not show another address. Domains are compared
+// as addr.Domain (U-label and A-label forms alike), and a domain that only looks like
+// a permitted one is refused like any other (addr.LookalikeError: 5.7.1).
 //
 // Identities with the forwarder role (mailing lists and forwarders, forwarder.go) are the
 // exception to the From rule: their mail's author is someone else, so it is verified first,

@@ -88,6 +88,13 @@ type Submission struct {
 	Notify, ORcpt []string
 	// RequireTLS is MAIL's REQUIRETLS (RFC 8689 §3).
 	RequireTLS bool
+	// SMTPUTF8 is MAIL's SMTPUTF8 parameter (RFC 6531 §3.4).
+	SMTPUTF8 bool
+	// EightBit is MAIL's BODY=8BITMIME (RFC 6152).
+	EightBit bool
+	// UTF8 says the message needs SMTPUTF8 on its way on: the client gave it,
+	// and a local part or the header holds UTF-8.
+	UTF8 bool
 }
 
 // BodyCanonicalizations says which body hashes Accept will need for a message with this
@@ -383,6 +390,7 @@ func (p *Pipeline) spool(_ context.Context, m *message) error {
 	if pra, _, ok := addr.PRA(m.hdr); ok {
 		env.Submitter = pra.String()
 	}
+	env.UTF8, env.EightBit = m.UTF8, m.EightBit // RFC 6531 §3.4, RFC 6152
 	m.committed = true // Commit cleans up after itself on failure
 	qid, err := m.Body.Commit(env, m.hdr.Bytes())
 	if err != nil {
@@ -447,9 +455,13 @@ func pseudonym(key []byte, login string) string {
 	return "u-" + hex.EncodeToString(m.Sum(nil)[:12])
 }
 
-// received builds our Received field (RFC 5321 §4.4; "with" keyword per RFC 3848).
+// received builds our Received field (RFC 5321 §4.4; "with" keyword per RFC 3848,
+// UTF8SMTP... for a transaction with SMTPUTF8, RFC 6531 §3.7.3).
 func (p *Pipeline) received(s *Submission, qid string, now time.Time) dkimcore.Field {
 	proto := "ESMTP"
+	if s.SMTPUTF8 {
+		proto = "UTF8SMTP"
+	}
 	if s.TLS != nil {
 		proto += "S"
 	}

@@ -54,6 +54,11 @@ func errNotPermitted(code int, what string, a addr.Address, id *Identity) *Refus
 	return policyError(ReasonSenderNotPermitted, code, "%s <%s> is not permitted for %s (allowed: %s)", what, a, id, id.AllowedString())
 }
 
+func errLookalike(code int, what string, le *addr.LookalikeError, id *Identity) *Refusal {
+	return policyError(ReasonLookalikeDomain, code, "%s domain %q looks like %s but is not it (%s); a look-alike is not permitted for %s (allowed: %s)",
+		what, le.Domain, le.LooksLike.Unicode(), le.Why(), id, id.AllowedString())
+}
+
 func errNoFrom() *Refusal {
 	return policyError(ReasonNoFrom, 550, "message has no From header field")
 }
@@ -209,6 +214,10 @@ func checkField(id *Identity, field, value string) ([]addr.Mailbox, *Refusal) {
 		var ge *addr.EmptyGroupError
 		if errors.As(err, &ge) {
 			return nil, errEmptyGroup(field, ge.Group, id)
+		}
+		var le *addr.LookalikeError
+		if errors.As(err, &le) {
+			return nil, errLookalike(550, field, le, id)
 		}
 		return nil, errUnparsable(field, err)
 	}

@@ -27,6 +27,7 @@ const (
 	ReasonSenderFieldRequired Reason = "sender_field_required"
 	ReasonDisplayNameAddress  Reason = "display_name_address"
 	ReasonTooManyRecipients   Reason = "too_many_recipients"
+	ReasonLookalikeDomain     Reason = "lookalike_domain"
 
 	// Session (session.go, sasl_login.go).
 	ReasonAuthUnavailable      Reason = "auth_unavailable"
@@ -38,6 +39,7 @@ const (
 	ReasonRelayDenied          Reason = "relay_denied"
 	ReasonAddressSyntax        Reason = "address_syntax"
 	ReasonNonASCIIAddress      Reason = "non_ascii_address"
+	ReasonNonASCIIHeader       Reason = "non_ascii_header"
 	ReasonNullRecipient        Reason = "null_recipient"
 	ReasonRecipientLiteral     Reason = "recipient_address_literal"
 	ReasonBadSequence          Reason = "bad_sequence"
@@ -76,10 +78,10 @@ var AllReasons = []Reason{
 	ReasonAuthRequired, ReasonSenderSyntax, ReasonNullSender, ReasonAddressLiteral,
 	ReasonSenderNotPermitted, ReasonNoFrom, ReasonHeaderFieldCount, ReasonUnparsableHeader,
 	ReasonEmptyGroup, ReasonNotOneMailbox, ReasonSenderFieldRequired, ReasonDisplayNameAddress,
-	ReasonTooManyRecipients,
+	ReasonTooManyRecipients, ReasonLookalikeDomain,
 	ReasonAuthUnavailable, ReasonEncryptionRequired, ReasonAuthFailed, ReasonAuthzidNotPermitted,
 	ReasonSASLSequence, ReasonUnknownClient, ReasonRelayDenied, ReasonAddressSyntax,
-	ReasonNonASCIIAddress, ReasonNullRecipient, ReasonRecipientLiteral, ReasonBadSequence,
+	ReasonNonASCIIAddress, ReasonNonASCIIHeader, ReasonNullRecipient, ReasonRecipientLiteral, ReasonBadSequence,
 	ReasonBareLF, ReasonSmuggling, ReasonTooManyHeaderFields, ReasonMalformedMessage,
 	ReasonMessageTooLarge, ReasonPreAuthTimeout, ReasonIdleTimeout, ReasonShuttingDown,
 	ReasonTooManyConnections, ReasonTooManyConnectionsIP, ReasonAuthThrottled, ReasonAuthBusy,

@@ -43,6 +43,8 @@ func TestRefusalReasons(t *testing.T) {
 		{errIdleTimeout("h"), ReasonIdleTimeout},
 		{errHeaderFields(10), ReasonTooManyHeaderFields},
 		{errNonASCIIAddress("MAIL FROM", "ü@x"), ReasonNonASCIIAddress},
+		{errNonASCIIHeader, ReasonNonASCIIHeader},
+		{CheckHeaderSenders(id, header("From: a@client\uff0eexample")), ReasonLookalikeDomain},
 	}
 	for _, tt := range tests {
 		if tt.got == nil {

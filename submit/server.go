@@ -521,9 +521,12 @@ func (s *Server) newSMTPServer(lc Listener, cc *clientConn) *smtp.Server {
 	// REQUIRETLS (RFC 8689 §3): go-smtp offers it only under TLS; delivery keeps
 	// such a message to verified TLS (relay.Envelope.RequireTLS).
 	srv.EnableREQUIRETLS = true
-	// Not offered: delivery cannot carry SMTPUTF8 yet, and a non-ASCII envelope
-	// address is refused at MAIL and RCPT (see errNonASCIIAddress).
-	srv.EnableSMTPUTF8 = false
+	// SMTPUTF8 (RFC 6531) on every listener: UTF-8 addresses and header fields
+	// only in a transaction whose MAIL asked for it (errNonASCIIAddress,
+	// errNonASCIIHeader); delivery carries it only to next hops that offer it
+	// and bounces with 5.6.7 otherwise (relay, RFC 6531 §3.5). 8BITMIME is
+	// always offered by go-smtp.
+	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = slogLogger{s.Log}
 	// go-smtp writes every byte it reads (and writes) to Debug, after TLS.
 	srv.Debug = &smtpedge.WireScanner{Conn: cc}

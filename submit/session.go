@@ -10,14 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"sealgate/internal/addr"
 	"sealgate/internal/dkimcore"
 	"sealgate/internal/smtpedge"
 )
@@ -42,6 +40,11 @@ type session struct {
 	dsn  dsnParams
 	// requireTLS is MAIL's REQUIRETLS (RFC 8689 §3), offered only under TLS.
 	requireTLS bool
+	// utf8 is MAIL's SMTPUTF8 (RFC 6531 §3.4): only then may the envelope
+	// addresses and the header carry UTF-8. eightBit is MAIL's BODY=8BITMIME
+	// (RFC 6152), passed on to delivery. Every MAIL sets both (go-smtp takes RCPT
+	// and DATA only after a MAIL that succeeded).
+	utf8, eightBit bool
 
 	// hungUp is set once Data has refused a bare CR or LF and closed the connection.
 	hungUp bool
@@ -186,6 +189,8 @@ var errRequireTLSPlain = refusal(ReasonEncryptionRequired, 530, smtp.EnhancedCod
 
 // Mail checks the envelope sender against the identity (RFC 6409 §4.1).
 func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	se.utf8 = opts != nil && opts.UTF8
+	se.eightBit = opts != nil && opts.Body == smtp.Body8BitMIME
 	if e := se.cc.closing(); e != nil {
 		return e
 	}
@@ -277,75 +282,6 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	se.dsn.orcpt = append(se.dsn.orcpt, orcpt)
 	se.dsn.any = se.dsn.any || notify != "" || orcpt != ""
 	return nil
-}
-
-// envelopePath parses a MAIL FROM (verb "MAIL") or RCPT TO ("RCPT") value that
-// go-smtp passed on, and refuses what could not be relayed as the client wrote it:
-//
-//   - a non-ASCII address: we do not offer SMTPUTF8, and delivery could not carry
-//     it (RFC 6531 §3.4: without SMTPUTF8 the client must not send one; RFC 6531
-//     §3.5: 553 5.6.7);
-//   - a local part that is not a Dot-string and was not quoted, such as
-//     <a@b@c.example> (RFC 5321 §4.1.2): go-smtp passes it on as it passes
-//     <"a@b"@c.example>, so the argument as written (smtpedge.WireScanner) decides;
-//   - without the argument as written, a local part that is not a Dot-string:
-//     the client is asked to send the command again.
-//
-// The address returned is what is checked, stored (Path.String, quoting where the
-// local part needs it) and sent on.
-func (se *session) envelopePath(verb, value string) (addr.Path, *Refusal) {
-	what, enh, code := "MAIL FROM", smtp.EnhancedCode{5, 1, 7}, 553
-	if verb == "RCPT" {
-		what, enh, code = "RCPT TO", smtp.EnhancedCode{5, 1, 3}, 501
-	}
-	if !isASCII(value) {
-		return addr.Path{}, errNonASCIIAddress(what, value)
-	}
-	if written, ok := se.cc.takePath(verb, value); ok {
-		if written == "" {
-			return addr.Path{Null: true}, nil
-		}
-		a, err := addr.ParseAddress(written)
-		if err != nil {
-			why := reason(err)
-			if !strings.HasPrefix(written, `"`) && strings.Count(written, "@") > 1 {
-				why = `the local part holds "@" but is not quoted; a local part that is not a dot-string must be a quoted string (RFC 5321 §4.1.2), as in "` +
-					strings.ReplaceAll(written[:strings.LastIndexByte(written, '@')], `"`, `\"`) + `"` + written[strings.LastIndexByte(written, '@'):]
-			}
-			return addr.Path{}, refusal(ReasonAddressSyntax, 553, enh,
-				fmt.Sprintf("%s <%s> cannot be relayed as written: %s", what, written, why))
-		}
-		return addr.Path{Addr: a}, nil
-	}
-	p, err := addr.ParsePath(value)
-	if err != nil {
-		return addr.Path{}, refusal(ReasonAddressSyntax, code, enh,
-			fmt.Sprintf("%s <%s> is not a valid address: %s", what, value, reason(err)))
-	}
-	if !p.Null && (p.Addr.Quoted || p.Route != "") {
-		// The argument as written was not captured, and go-smtp's value has lost
-		// any quoting: a local part that is not a Dot-string may have been quoted
-		// or not, and a leading "@...:" (go-smtp removes source routes) is text of
-		// a quoted local part. Only a Dot-string local part means the same either
-		// way (RFC 5321 §4.1.2); anything else is refused rather than guessed.
-		return addr.Path{}, refusal(ReasonAddressSyntax, code, enh,
-			fmt.Sprintf("%s <%s> could not be read as written, and its local part is not a dot-string, so whether it was quoted decides what it means (RFC 5321 §4.1.2); send the command again", what, value))
-	}
-	return p, nil
-}
-
-func errNonASCIIAddress(what, value string) *Refusal {
-	return refusal(ReasonNonASCIIAddress, 553, smtp.EnhancedCode{5, 6, 7},
-		fmt.Sprintf("%s %q contains non-ASCII characters, which need SMTPUTF8 (RFC 6531); this relay does not offer SMTPUTF8", what, value))
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // The first few refusals on a connection are logged one by one; the rest are
@@ -468,11 +404,17 @@ func (se *session) Data(r io.Reader) error {
 		in.Abort()
 		return refuse("body")
 	}
+	headerUTF8 := !headerASCII(hdr)
+	if headerUTF8 && !se.utf8 {
+		in.Abort()
+		return se.refuse(errNonASCIIHeader, "message refused: UTF-8 header without SMTPUTF8")
+	}
 	sub := &Submission{
 		Identity: se.identity, Authenticated: se.sasl, From: se.from, To: se.to,
 		ClientIP: net.IP(se.ip.AsSlice()), HELO: se.conn.Hostname(), TLS: se.tls,
 		Header: hdr, Body: in, Bodies: hasher.Sum(),
 		EnvID: se.dsn.envID, Ret: se.dsn.ret, RequireTLS: se.requireTLS,
+		SMTPUTF8: se.utf8, EightBit: se.eightBit, UTF8: se.utf8 && (headerUTF8 || needsUTF8(se.from, se.to)),
 	}
 	if se.dsn.any {
 		sub.Notify, sub.ORcpt = se.dsn.notify, se.dsn.orcpt

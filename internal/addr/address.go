@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Length limits of RFC 5321 §4.5.3.1.1-3, in octets.
@@ -59,8 +61,15 @@ func (a Address) Equal(b Address) bool {
 }
 
 // LocalPartsEqual compares two unquoted local parts by sealgate's one rule:
-// ASCII letters compare case-insensitively, every other byte must be equal.
+// ASCII letters compare case-insensitively, every other byte must be equal once
+// both are in Unicode NFC (RFC 6532 §3.1: NFC is what senders should use, and a
+// local part in another canonically equivalent form shows the same characters).
+// No other folding: a fullwidth or zero-width character makes a different local
+// part.
 func LocalPartsEqual(x, y string) bool {
+	if !isASCIIString(x) || !isASCIIString(y) {
+		x, y = norm.NFC.String(x), norm.NFC.String(y)
+	}
 	if len(x) != len(y) {
 		return false
 	}
@@ -134,6 +143,11 @@ func checkLocal(local string) (quoted bool, err error) {
 		if unicode.IsControl(r) || r == utf8.RuneError {
 			return false, fmt.Errorf("local part contains control character %U", r)
 		}
+		// A bidirectional control makes a reader see the address in another
+		// order ("\u202eelpmaxe.knab" shows as bank.example...); no address needs one.
+		if unicode.Is(unicode.Bidi_Control, r) {
+			return false, fmt.Errorf("local part contains bidirectional control %U, which changes how the address is shown", r)
+		}
 	}
 	if n := len(quoteLocal(local)); n > MaxLocalLen {
 		return false, fmt.Errorf("local part is %d octets, at most %d allowed (RFC 5321 §4.5.3.1.1)", n, MaxLocalLen)
@@ -156,8 +170,13 @@ func parseDomainPart(a *Address, s string) error {
 		return nil
 	}
 	if strings.HasSuffix(s, ".") {
-		// RFC 5321 §4.1.2 Domain has no trailing dot.
-		return fmt.Errorf("domain %q ends with a dot", s)
+		// RFC 5321 §4.1.2 Domain has no trailing dot. A reader takes
+		// "example.com." for example.com: a look-alike in a mailbox.
+		err := fmt.Errorf("domain %q ends with a dot", s)
+		if d, perr := ParseDomain(s); perr == nil {
+			return &LookalikeError{Domain: s, LooksLike: d, Err: err}
+		}
+		return err
 	}
 	d, err := ParseDomain(s)
 	if err != nil {

@@ -5,7 +5,12 @@
 //
 // It implements:
 //   - domain names as lower-case A-labels (IDNA 2008 through golang.org/x/net/idna,
-//     Lookup profile, RFC 5890/5891), with the length limits of RFC 1035 §2.3.4;
+//     RFC 5890/5891): U-labels and A-labels of one domain are one Domain; names are
+//     checked as written (Registration profile, non-transitional, no UTS #46
+//     mapping, plus the RFC 5892 derived property and CONTEXTO rules that idna
+//     leaves out: idna2008.go) and a name that only looks like a valid one
+//     (fullwidth, invisible characters, ...) is refused as a LookalikeError; with
+//     the length limits of RFC 1035 §2.3.4;
 //   - RFC 5321 §4.1.2 mailboxes (Local-part "@" Domain / address-literal), with the
 //     length limits of RFC 5321 §4.5.3.1, and RFC 6531 UTF-8 local parts;
 //   - envelope paths as emersion/go-smtp hands them to a session (ParsePath);
@@ -20,8 +25,9 @@
 //
 // Local parts: RFC 5321 §2.4 says local parts are case-sensitive, but nearly every
 // provider treats them case-insensitively. sealgate applies one rule everywhere:
-// local parts compare ASCII case-insensitively (A-Z equals a-z; no other folding, no
-// Unicode case folding, no removal of dots or "+tag" sub-addresses). A local part is
+// local parts compare ASCII case-insensitively after Unicode NFC (RFC 6532 §3.1)
+// (A-Z equals a-z; no other folding, no Unicode case folding, no removal of dots or
+// "+tag" sub-addresses). A local part is
 // stored without its quoting: "bob"@example.com and bob@example.com are the same
 // mailbox (RFC 5322 §3.4.1).
 //

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Domain is a domain name in sealgate's normalised form: lower-case A-labels
@@ -24,11 +26,60 @@ const (
 )
 
 // ParseDomain normalises a domain name given in A-label or U-label (Unicode) form,
-// in any case, optionally with one trailing dot (the DNS root). It refuses empty
-// names and labels, labels and names over the RFC 1035 limits, characters outside
-// letters, digits and hyphen (STD 3), IP addresses and address literals (see
-// IsAddressLiteral), and names whose last label is all digits (RFC 3696 §2).
+// optionally with one trailing dot (the DNS root). ASCII letters may be in either
+// case; U-labels are brought to NFC (RFC 5891 §5.2) and must then be valid
+// IDNA 2008 U-labels as they stand (RFC 5891 §4, idna.Registration: no UTS #46
+// mapping, no transitional processing, so "ß" stays "ß" and is not "ss"), and
+// A-labels must decode to such U-labels (RFC 5891 §5.4).
+//
+// It refuses empty names and labels, labels and names over the RFC 1035 limits,
+// characters outside letters, digits and hyphen (STD 3), IP addresses and
+// address literals (see IsAddressLiteral), and names whose last label is all
+// digits (RFC 3696 §2).
+//
+// A name that is not valid IDNA 2008 but is shown to a reader like a valid one
+// (fullwidth letters, upper-case non-ASCII letters, zero-width and other
+// invisible characters, ideographic full stops, or the A-label of any of these)
+// is refused with a *LookalikeError naming the domain it looks like: lenient
+// UTS #46 mapping would turn "ｅxample.com" or "exa\u00admple.com" into
+// example.com, and an identity check must never see one domain where the
+// message shows another string.
 func ParseDomain(s string) (Domain, error) {
+	d, err := parseDomain(s)
+	if err == nil {
+		return d, nil
+	}
+	if like, ok := looksLike(s); ok {
+		return "", &LookalikeError{Domain: s, LooksLike: like, Err: err}
+	}
+	return "", err
+}
+
+// LookalikeError is the error for a domain written in a form that IDNA 2008 does
+// not allow, which a reader would nevertheless take for the valid domain
+// LooksLike (see ParseDomain).
+type LookalikeError struct {
+	Domain    string // as written
+	LooksLike Domain // the valid domain it is shown like
+	Err       error  // why Domain itself is invalid
+}
+
+func (e *LookalikeError) Error() string {
+	return fmt.Sprintf("addr: domain %q looks like %s but is not it (%s); if that domain is meant, write it as %s",
+		e.Domain, e.LooksLike.Unicode(), e.Why(), e.LooksLike.Unicode())
+}
+
+// Why says what makes Domain invalid, without the "addr:" prefix.
+func (e *LookalikeError) Why() string { return strings.TrimPrefix(e.Err.Error(), "addr: ") }
+
+func (e *LookalikeError) Unwrap() error { return e.Err }
+
+// strictIDNA checks a name without mapping it: IDNA 2008 as registered (RFC 5891
+// §4), STD 3 rules, ContextJ rules for joiners (RFC 5892 Appendix A), the Bidi
+// rule (RFC 5893), non-transitional.
+var strictIDNA = idna.Registration
+
+func parseDomain(s string) (Domain, error) {
 	if s == "" {
 		return "", errors.New("addr: empty domain")
 	}
@@ -41,7 +92,11 @@ func ParseDomain(s string) (Domain, error) {
 	if _, err := netip.ParseAddr(s); err == nil {
 		return "", fmt.Errorf("addr: %q is an IP address, not a domain", s)
 	}
-	a, err := idna.Lookup.ToASCII(s)
+	t := lowerASCIIString(s)
+	if !isASCIIString(t) {
+		t = norm.NFC.String(t)
+	}
+	a, err := strictIDNA.ToASCII(t)
 	if err != nil {
 		return "", fmt.Errorf("addr: invalid domain %q: %w", s, err)
 	}
@@ -69,9 +124,15 @@ func ParseDomain(s string) (Domain, error) {
 			}
 		}
 	}
-	if _, err := idna.Lookup.ToUnicode(a); err != nil {
+	u, err := strictIDNA.ToUnicode(a)
+	if err != nil {
 		// Punycode that does not decode to a valid U-label (RFC 5891 §5.4).
 		return "", fmt.Errorf("addr: invalid domain %q: %w", s, err)
+	}
+	for _, l := range strings.Split(u, ".") {
+		if err := checkIDNA2008(l); err != nil {
+			return "", fmt.Errorf("addr: invalid domain %q: %w", s, err)
+		}
 	}
 	if allDigits(labels[len(labels)-1]) {
 		// RFC 3696 §2: a top-level domain is never all-numeric; this also keeps
@@ -79,6 +140,61 @@ func ParseDomain(s string) (Domain, error) {
 		return "", fmt.Errorf("addr: invalid domain %q: all-numeric top-level label", s)
 	}
 	return Domain(a), nil
+}
+
+// looksLike returns the valid domain a reader would take an invalid name s for:
+// its A-labels decoded as they are, then what renders as nothing removed,
+// compatibility forms folded (NFKC: fullwidth letters, ideographic full stops),
+// dashes taken for hyphens, letters lower-cased. ok is false when that gives no valid domain or changes
+// nothing.
+func looksLike(s string) (Domain, bool) {
+	labels := strings.Split(s, ".")
+	for i, l := range labels {
+		if p, ok := cutPrefixFold(l, "xn--"); ok {
+			if u, err := idna.Punycode.ToUnicode("xn--" + p); err == nil {
+				labels[i] = u
+			}
+		}
+	}
+	f := strings.Join(labels, ".")
+	f = strings.Map(dropInvisible, f)
+	f = norm.NFKC.String(f)
+	f = strings.Map(dropInvisible, f)
+	f = strings.NewReplacer("\u3002", ".", "\uff61", ".", "\uff0e", ".").Replace(f)
+	f = strings.Map(func(r rune) rune {
+		if r > 0x7f && (unicode.Is(unicode.Pd, r) || r == '\u2212') {
+			return '-' // dashes and the minus sign show as a hyphen
+		}
+		return r
+	}, f)
+	f = strings.ToLower(f)
+	if f == s {
+		return "", false
+	}
+	d, err := parseDomain(strings.TrimSuffix(f, "."))
+	return d, err == nil
+}
+
+func lowerASCIIString(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				b[j] = lowerASCII(b[j])
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+func isASCIIString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func allDigits(s string) bool {

@@ -1,6 +1,9 @@
 package addr
 
-import "testing"
+import (
+	"errors"
+	"testing"
+)
 
 // The seed corpora live in testdata/fuzz/<FuzzName>/.
 
@@ -54,6 +57,32 @@ func FuzzParsePath(f *testing.F) {
 		}
 		if (p.Addr.Domain == "") == (p.Addr.AddressLiteral == "") {
 			t.Fatalf("path %+v: exactly one of Domain and AddressLiteral must be set", p.Addr)
+		}
+	})
+}
+
+func FuzzParseDomain(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDomain(s)
+		if err != nil {
+			var le *LookalikeError
+			if errors.As(err, &le) {
+				if back, err := ParseDomain(string(le.LooksLike)); err != nil || back != le.LooksLike {
+					t.Fatalf("%q looks like %q, which parses as %q, %v", s, le.LooksLike, back, err)
+				}
+			}
+			return
+		}
+		for i := 0; i < len(d); i++ {
+			if d[i] >= 0x80 || d[i] >= 'A' && d[i] <= 'Z' {
+				t.Fatalf("%q parses as %q, not lower-case A-labels", s, d)
+			}
+		}
+		// Both forms of the domain are the domain (RFC 5890 §2.3.2.1).
+		for _, form := range []string{string(d), d.Unicode()} {
+			if back, err := ParseDomain(form); err != nil || back != d {
+				t.Fatalf("%q parses as %q, whose form %q parses as %q, %v", s, d, form, back, err)
+			}
 		}
 	})
 }

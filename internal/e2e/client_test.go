@@ -335,7 +335,19 @@ func (c *smtpClient) rawDataTimeout(payload []byte, d time.Duration) reply {
 // reply to DATA itself, "END" for the reply after the message) and that reply.
 func (c *smtpClient) send(from string, to []string, msg []byte) (string, reply) {
 	c.t.Helper()
-	if r := c.cmd("MAIL FROM:<" + from + ">"); r.Code != 250 {
+	return c.sendParams(from, "", to, msg)
+}
+
+// sendUTF8 is send with the SMTPUTF8 parameter on MAIL FROM (RFC 6531 §3.4), which
+// UTF-8 in the addresses or header needs.
+func (c *smtpClient) sendUTF8(from string, to []string, msg []byte) (string, reply) {
+	c.t.Helper()
+	return c.sendParams(from, " SMTPUTF8", to, msg)
+}
+
+func (c *smtpClient) sendParams(from, params string, to []string, msg []byte) (string, reply) {
+	c.t.Helper()
+	if r := c.cmd("MAIL FROM:<" + from + ">" + params); r.Code != 250 {
 		return "MAIL", r
 	}
 	for _, rc := range to {

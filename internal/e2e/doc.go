@@ -15,6 +15,11 @@
 //     STARTTLS/RSET/reconnect, and the failed-AUTH throttle;
 //   - smuggling_test.go: the published SMTP smuggling payloads (lenient end-of-data
 //     sequences; DATA ends only on CRLF.CRLF, RFC 5321 §4.1.1.4);
+//   - smtputf8_test.go: international mail: Python's smtplib submits with SMTPUTF8
+//     from an IDN domain (a test-made configuration with its key), dkimpy verifies
+//     the DKIM signature (d= as A-labels) and the ARC chain over the UTF-8 header,
+//     the next hop gets SMTPUTF8; look-alike domains are refused with 5.7.1; a next
+//     hop without SMTPUTF8 yields an RFC 6533 DSN with 5.6.7;
 //   - crash_test.go: SIGKILL under load, restart, every 250'd message still
 //     spooled byte for byte, and, delivering to the outbox meanwhile, in the outbox
 //     exactly once.

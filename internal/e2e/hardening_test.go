@@ -26,7 +26,7 @@ func TestDisplayNameDisguises(t *testing.T) {
 			c := dialAuth(t, r)
 			defer c.quit()
 			before := r.snapshot()
-			stage, rp := c.send(devLogin, []string{"ops@partner.example"}, msg("From: "+from+"\n"+stdTail, "Hello.\n"))
+			stage, rp := c.sendUTF8(devLogin, []string{"ops@partner.example"}, msg("From: "+from+"\n"+stdTail, "Hello.\n"))
 			if stage != "END" || !rp.is(550, "5.7.1") || !strings.Contains(rp.Text(), "display name") {
 				t.Errorf("want 550 5.7.1 (display name) after DATA, got %s at %s\ntranscript:\n%s", rp, stage, c.Transcript())
 			}
@@ -35,7 +35,7 @@ func TestDisplayNameDisguises(t *testing.T) {
 	}
 	for _, name := range []string{"Alice Smith", "Bob (Sales)", "山田 太郎", "Ζωή Παπαδοπούλου"} {
 		c := dialAuth(t, r)
-		stage, rp := c.send(devLogin, []string{"ops@partner.example"}, msg("From: \""+name+"\" <demo@example.test>\n"+stdTail, "Hello.\n"))
+		stage, rp := c.sendUTF8(devLogin, []string{"ops@partner.example"}, msg("From: \""+name+"\" <demo@example.test>\n"+stdTail, "Hello.\n"))
 		if stage != "END" || rp.Code != 250 {
 			t.Errorf("display name %q: want 250, got %s at %s", name, rp, stage)
 		}
@@ -127,8 +127,8 @@ func TestEnvelopeQuotingToNextHop(t *testing.T) {
 	r := startRelay(t, "", "--next-hop", hop.ln.Addr().String())
 	c := dial(t, r.SmartHost, dialOpts{})
 	defer c.quit()
-	if rp := c.ehlo(); hasExt(rp, "SMTPUTF8") {
-		t.Errorf("SMTPUTF8 advertised: %s", rp)
+	if rp := c.ehlo(); !hasExt(rp, "SMTPUTF8") {
+		t.Errorf("SMTPUTF8 not advertised: %s", rp)
 	}
 	for _, tc := range []struct {
 		line string
@@ -136,7 +136,7 @@ func TestEnvelopeQuotingToNextHop(t *testing.T) {
 		enh  string
 	}{
 		{"MAIL FROM:<demo@evil.example@example.test>", 553, "5.1.7"},
-		{"MAIL FROM:<d\u00e9mo@example.test>", 553, "5.6.7"},
+		{"MAIL FROM:<d\u00e9mo@example.test>", 553, "5.6.7"}, // UTF-8 without SMTPUTF8
 		{`MAIL FROM:<"demo@evil.example"@example.test>`, 250, "2.0.0"},
 		{"RCPT TO:<a@b@partner.example>", 553, "5.1.3"},
 		{"RCPT TO:<ops@p\u00e4rtner.example>", 553, "5.6.7"},

@@ -19,9 +19,12 @@
 //     the canonical form of what is (the local part quoted exactly when it must
 //     be), so nothing malformed, and no address other than the one stored,
 //     reaches the wire.
-//   - Sends the MAIL and RCPT parameters of SIZE (RFC 1870), SMTPUTF8 (RFC 6531),
-//     DSN (RFC 3461) and SUBMITTER (RFC 4405), each only when the server offers
-//     the extension, xtext-encoded (RFC 3461 §4) where those RFCs say so.
+//   - Sends the MAIL and RCPT parameters of SIZE (RFC 1870), BODY=8BITMIME (RFC
+//     6152), SMTPUTF8 (RFC 6531), DSN (RFC 3461) and SUBMITTER (RFC 4405), each
+//     only when the server offers the extension, xtext-encoded (RFC 3461 §4) where
+//     those RFCs say so (an ORCPT of type utf-8 as RFC 6533 §3 utf-8-addr-xtext);
+//     a transaction that needs SMTPUTF8 fails on a server without it
+//     (ErrNoSMTPUTF8: no downgrade).
 //   - REQUIRETLS (RFC 8689): a transaction that asks for it goes only over
 //     verified TLS to a server offering it.
 //   - STARTTLS (RFC 3207) and implicit TLS (RFC 8314), reporting whether the

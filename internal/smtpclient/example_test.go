@@ -3,6 +3,7 @@ package smtpclient_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log"
 	"strings"
 	"time"
@@ -54,4 +55,11 @@ func ExampleClient_Verify() {
 		log.Fatal(err)
 	}
 	log.Printf("someone@example.net: %v", results[0]) // nil: accepted
+}
+
+// An ORCPT of type utf-8 (RFC 6533 §3): non-ASCII characters and '+', '=' and
+// backslash become \x{HEX}.
+func ExampleUTF8AddrXText() {
+	fmt.Println(smtpclient.UTF8AddrXText("jörg+tag@例子.广告"))
+	// Output: j\x{F6}rg\x{2B}tag@\x{4F8B}\x{5B50}.\x{5E7F}\x{544A}
 }

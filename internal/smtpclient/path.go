@@ -88,6 +88,21 @@ func validKeyword(k string) bool {
 	return true
 }
 
+// UTF8AddrXText encodes an address as RFC 6533 §3 utf-8-addr-xtext, the form of
+// an ORCPT of type utf-8: QCHAR (printable ASCII but '+', '=' and backslash) as it
+// is, every other character as EmbeddedUnicodeChar `\x{HEX}` of its code point.
+func UTF8AddrXText(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '!' && r <= '~' && r != '+' && r != '=' && r != '\\' {
+			b.WriteRune(r)
+			continue
+		}
+		b.WriteString(`\x{` + strings.ToUpper(strconv.FormatInt(int64(r), 16)) + "}")
+	}
+	return b.String()
+}
+
 // XText encodes s as RFC 3461 §4 xtext: "+", "=" and every byte outside '!'..'~'
 // as "+" and two upper-case hex digits.
 func XText(s string) string {

@@ -25,6 +25,10 @@ type Transaction struct {
 	// carries UTF-8; an envelope address that is not ASCII asks for it too. A
 	// server without SMTPUTF8 cannot take such a message: UnsendableError.
 	UTF8 bool
+	// EightBit says the body holds 8-bit data: BODY=8BITMIME (RFC 6152 §3) to a
+	// server that offers 8BITMIME. To one that does not, the message goes without
+	// the parameter and unconverted: its content is signed.
+	EightBit bool
 	// Ret and EnvID are the DSN parameters RET (FULL or HDRS) and ENVID
 	// (decoded; sent xtext-encoded) of RFC 3461 §4.3 and §4.4.
 	Ret   string
@@ -87,6 +91,11 @@ type UnsendableError struct {
 
 func (e *UnsendableError) Error() string { return e.Err.Error() }
 func (e *UnsendableError) Unwrap() error { return e.Err }
+
+// ErrNoSMTPUTF8 is the Err of the UnsendableError for a transaction that needs
+// SMTPUTF8 (Transaction.UTF8, or a non-ASCII address) on a server that does not
+// offer it: RFC 6531 §3.5 allows no downgrade here, and the status is 5.6.7.
+var ErrNoSMTPUTF8 = errors.New("non-ASCII address or header but the server does not offer SMTPUTF8 (RFC 6531 §3.5)")
 
 // ErrRequireTLS reports a transaction with RequireTLS that the session cannot
 // carry (RFC 8689 §4.1): no TLS, a certificate that did not verify, or no
@@ -297,9 +306,12 @@ func (c *Client) mailCommand(tx *Transaction, utf8 bool) (string, error) {
 		}
 		params = append(params, "SIZE="+strconv.FormatInt(tx.Size, 10))
 	}
+	if _, ok := c.Extension("8BITMIME"); ok && tx.EightBit {
+		params = append(params, "BODY=8BITMIME")
+	}
 	if utf8 || !isASCII(from) {
 		if _, ok := c.Extension("SMTPUTF8"); !ok {
-			return "", &UnsendableError{Err: errors.New("non-ASCII address or header but the server does not offer SMTPUTF8 (RFC 6531)")}
+			return "", &UnsendableError{Err: ErrNoSMTPUTF8}
 		}
 		params = append(params, "SMTPUTF8")
 	}
@@ -378,11 +390,15 @@ func validNotify(v string) bool {
 }
 
 // orcptParam encodes a stored "addr-type;address" as the ORCPT value (RFC 3461
-// §4.2); without a type it is rfc822.
+// §4.2); without a type it is rfc822. An address of type utf-8 is sent as
+// utf-8-addr-xtext (RFC 6533 §3), which any server can take.
 func orcptParam(s string) string {
 	typ, addr, ok := strings.Cut(s, ";")
 	if !ok {
 		typ, addr = "rfc822", s
+	}
+	if strings.EqualFold(typ, "utf-8") {
+		return "utf-8;" + UTF8AddrXText(addr)
 	}
 	return XText(typ) + ";" + XText(addr)
 }

@@ -391,7 +391,7 @@ func (p *Pipeline) spool(_ context.Context, m *message) error {
 		env.Submitter = pra.String()
 	}
 	env.UTF8, env.EightBit = m.UTF8, m.EightBit // RFC 6531 §3.4, RFC 6152
-	m.committed = true // Commit cleans up after itself on failure
+	m.committed = true                          // Commit cleans up after itself on failure
 	qid, err := m.Body.Commit(env, m.hdr.Bytes())
 	if err != nil {
 		m.log.Error("spool commit failed", "reason", string(ReasonSpoolFailed), "err", err)

@@ -23,8 +23,9 @@ var rootCmd = &cobra.Command{
 message may use the identity it claims, DKIM-signs and ARC-seals it and relays it on.
 
 Running it: serve (--dev for a try-out on generated keys), config check|show, reload, drain,
-queue, users. Before publishing DNS: dns records, keys, selftest message|domain. Debugging: verify
-(a strict receiver's view of a message), sign, arc seal|verify, srs reverse.
+queue, users, keys rotate|status. Before publishing DNS: dns records, keys, selftest
+message|domain. On the way to p=reject: dmarc import|summary|readiness, tlsrpt report.
+Debugging: verify (a strict receiver's view of a message), sign, arc seal|verify, srs reverse.
 
 Exit status: 0 success, 1 a check found a problem, 2 usage or operational error.`,
 	SilenceUsage:  true,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,9 +128,11 @@ func TestCheckPublished(t *testing.T) {
 			if tt.noNSAddress {
 				rzone = ns[:1]
 			}
-			rs := startLiveZone(t, append(rzone, tt.resolver...)...)
-			as := startLiveZone(t, append(ns, tt.auth...)...)
+			rs := startLiveZone(t, slices.Concat(rzone, tt.resolver)...)
+			as := startLiveZone(t, slices.Concat(ns, tt.auth)...)
+			as.mu.Lock() // the server already answers
 			as.servfail = tt.authDown
+			as.mu.Unlock()
 			r, err := resolver.New(resolver.Config{Server: rs.Addr})
 			if err != nil {
 				t.Fatal(err)

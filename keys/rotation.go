@@ -181,18 +181,25 @@ func absUnder(base, p string) string {
 	return filepath.Join(base, p)
 }
 
+// relUnder is absUnder's inverse: p (absolute, or relative to the working directory, as
+// the paths of a loaded state are) relative to base when it is under base, else
+// absolute.
 func relUnder(base, p string) string {
-	if p == "" || !filepath.IsAbs(p) {
+	if p == "" {
 		return p
 	}
-	abs, err := filepath.Abs(base)
+	absP, err := filepath.Abs(p)
 	if err != nil {
 		return p
 	}
-	if rel, err := filepath.Rel(abs, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	absBase, err := filepath.Abs(base)
+	if err != nil {
+		return absP
+	}
+	if rel, err := filepath.Rel(absBase, absP); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return rel
 	}
-	return p
+	return absP
 }
 
 // Save writes the state file at path atomically (a crash leaves the old file or the new),

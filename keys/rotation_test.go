@@ -249,3 +249,41 @@ func TestRotationCheckRun(t *testing.T) {
 		t.Errorf("a round without a change logged %q", logs.String())
 	}
 }
+
+// A state directory given relative to the working directory (`dir: sealgate-dev` in a
+// configuration read from its parent): the key file written there is stored relative to
+// the state directory and loads back as the same file, not as sealgate-dev/sealgate-dev/...
+func TestRotationsRelativeStateDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	dir := "state"
+	keyFile := RotationKeyFile(dir, "n", "example.com")
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte("key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rs := &Rotations{Rotations: []Rotation{{Domain: "example.com", Family: FamilyRSA, New: "n", NewKeyFile: keyFile,
+		OldKeyFile: "old/outside.key"}}}
+	if err := rs.Save(RotationFile(dir)); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(RotationFile(dir))
+	if !strings.Contains(string(raw), `"new_key_file": "keys/n.example.com.key"`) {
+		t.Errorf("stored new_key_file is not relative to the state directory:\n%s", raw)
+	}
+	back, err := LoadRotations(RotationFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Rotations[0].NewKeyFile; got != keyFile {
+		t.Errorf("loaded new key file %q, want %q", got, keyFile)
+	}
+	if _, err := os.Stat(back.Rotations[0].NewKeyFile); err != nil {
+		t.Errorf("the loaded key file is not the written one: %v", err)
+	}
+	wd, _ := os.Getwd()
+	if got := back.Rotations[0].OldKeyFile; got != filepath.Join(wd, "old/outside.key") {
+		t.Errorf("a key file outside the state directory loads as %q, want it absolute", got)
+	}
+}

@@ -253,11 +253,19 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// count is "1 report", "2 reports".
+func count[N int | int64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 func pct(f float64) string { return fmt.Sprintf("%.1f%%", f*100) }
 
 func printSummary(w io.Writer, s *dmarcreport.Summary) {
-	fmt.Fprintf(w, "%s: %d reports, %d messages, %d pass, %d fail (%s to %s)\n", s.Domain, s.Reports, s.Messages, s.Pass, s.Fail,
-		s.Since.Format(time.DateOnly), s.Until.Format(time.DateOnly))
+	fmt.Fprintf(w, "%s: %s, %s, %d pass, %d fail (%s to %s)\n", s.Domain, count(s.Reports, "report"), count(s.Messages, "message"),
+		s.Pass, s.Fail, s.Since.Format(time.DateOnly), s.Until.Format(time.DateOnly))
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tKIND\tPTR\tMESSAGES\tDKIM ALIGNED\tSPF ALIGNED\tDISPOSITIONS")
 	for _, src := range s.Sources {

@@ -47,7 +47,7 @@
 // to what delivery achieves), and the accept-only relay with limits.in_flow_delay 0, since
 // with the sink held its backlog only grows and flow control would slow acceptance to a
 // trickle, which is not what that pass measures. -relay-cpuprofile profiles the
-// end-to-end relay.
+// end-to-end relay (with -scaleout, each node: FILE.direct, FILE.node-a, FILE.node-b).
 //
 // For each mode and size it prints, from the end-to-end pass: messages accepted (250) per
 // second; accept latency p50 and p99, from the end of DATA (the final dot) to the 250; the

@@ -108,7 +108,11 @@ func runScaleOut(ctx context.Context, o *options) error {
 		if err != nil {
 			return nil, err
 		}
-		r, err := sealgatetest.Start(sealgatetest.Options{Binary: o.sealgate, Dir: dir, Config: file, Log: logFile})
+		var args []string
+		if relayProfile != "" { // -relay-cpuprofile: one profile per node, FILE.NODE
+			args = []string{"--cpuprofile", relayProfile + "." + name}
+		}
+		r, err := sealgatetest.Start(sealgatetest.Options{Binary: o.sealgate, Dir: dir, Config: file, Log: logFile, Args: args})
 		if err != nil {
 			logFile.Close()
 			return nil, fmt.Errorf("%w\nits log ends:\n%s", err, tail(logPath, 20))

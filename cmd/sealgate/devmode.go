@@ -61,6 +61,10 @@ type devOptions struct {
 	admin                              string // admin.listen; "" for none
 }
 
+// devZoneKeep ends the generated part of the dev zone; the records after it are kept
+// across starts.
+const devZoneKeep = "; Records added below this line are kept when serve --dev writes this file again."
+
 // prepareDev creates (or reuses) DIR with a self-signed certificate, DKIM keys for
 // example.test, an ARC key, the zone a real deployment would publish, the demo login and its
 // users file, and writes DIR/sealgate.yaml: the configuration of the relay for opts, served
@@ -114,11 +118,20 @@ _dmarc            IN TXT "v=DMARC1; p=reject; adkim=r; aspf=r; rua=mailto:dmarc-
 %[8]s.     IN MX  10 %[2]s.
 %[8]s.     IN TXT "v=spf1 ip4:127.0.0.1 -all"
 _dmarc.%[8]s. IN TXT "v=DMARC1; p=reject"
+`+devZoneKeep+`
 `, devDomain, devHostname, strings.TrimSuffix(devHostname, "."+devDomain),
 		keys.DNSRecord(st.rsaKey.Public(), devRSASelector, devDomain),
 		keys.DNSRecord(st.edKey.Public(), devEdSelector, devDomain),
 		keys.DNSRecord(st.arcKey.Public(), devARCSelector, devDomain),
 		keys.DNSRecord(st.listKey.Public(), devListSelector, devListDomain), devListDomain)
+	// The zone is written anew at each start (the keys may have changed), but what was
+	// added below devZoneKeep stays: a rotated key's record (README "Rotating keys"),
+	// or any other record being tried out.
+	if old, err := os.ReadFile(st.zoneFile); err == nil {
+		if _, kept, ok := strings.Cut(string(old), devZoneKeep+"\n"); ok {
+			zone += kept
+		}
+	}
 	if err := atomicfile.Write(st.zoneFile, []byte(zone), 0o644); err != nil {
 		return nil, fmt.Errorf("dev: %w", err)
 	}

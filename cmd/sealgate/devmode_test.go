@@ -66,3 +66,34 @@ func TestNewPasswordUsesWholeAlphabet(t *testing.T) {
 		t.Errorf("400 passwords used %d of %d symbols", len(used), len(passwordAlphabet))
 	}
 }
+
+// TestDevZoneKeepsAddedRecords: serve --dev writes its zone again at each start, keeping
+// what was added below the marker (a rotated key's record published by hand).
+func TestDevZoneKeepsAddedRecords(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	st, err := prepareDev(dir, devOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(st.zoneFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(first), devZoneKeep+"\n") {
+		t.Fatalf("the zone does not end with the marker:\n%s", first)
+	}
+	added := "rot1._domainkey.example.test. IN TXT \"v=DKIM1; k=ed25519; p=AAAA\"\n"
+	if err := os.WriteFile(st.zoneFile, append(first, added...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prepareDev(dir, devOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := os.ReadFile(st.zoneFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(first)+added {
+		t.Errorf("the zone after a restart:\n%s\nwant the generated part and the added record once", again)
+	}
+}

@@ -1,6 +1,7 @@
 package submit
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -40,6 +41,10 @@ type clientConn struct {
 	release func()
 	done    chan struct{} // closed by Close
 	once    sync.Once
+	// ctx is the connection's context, for the DNS, Redis and flow-control calls its
+	// session makes; Close cancels it (context).
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu              sync.Mutex
 	preAuthDeadline time.Time // zero once the client authenticated or started a transaction
@@ -70,8 +75,18 @@ const (
 func newClientConn(c net.Conn, s *Server, lc Listener, ip netip.Addr) *clientConn {
 	cc := &clientConn{Conn: c, s: s, lc: lc, ip: ip, done: make(chan struct{}),
 		preAuthDeadline: time.Now().Add(s.Limits.preAuthTimeout())}
+	cc.ctx, cc.cancel = context.WithCancel(context.Background())
 	c.SetReadDeadline(cc.preAuthDeadline)
 	return cc
+}
+
+// context is the connection's context: cancelled once the connection is closed, so a
+// lookup or a wait for a client that is gone (or a server that closed it) ends.
+func (c *clientConn) context() context.Context {
+	if c.ctx == nil {
+		return context.Background()
+	}
+	return c.ctx
 }
 
 var (
@@ -310,6 +325,9 @@ func (c *clientConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
 		close(c.done)
+		if c.cancel != nil {
+			c.cancel()
+		}
 		if c.release != nil {
 			c.release()
 		}

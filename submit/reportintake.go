@@ -139,7 +139,7 @@ func (se *session) intakeData(r io.Reader) error {
 	if check.End() || !bdat && se.cc.smuggledData() {
 		return se.intakeBareLineEnd(bdat)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(ri.Timeout, 30*time.Second))
+	ctx, cancel := context.WithTimeout(se.cc.context(), cmp.Or(ri.Timeout, 30*time.Second))
 	defer cancel()
 	to := strings.Join(se.to, ",")
 	se.resetTransaction()

@@ -2,7 +2,6 @@ package submit
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -102,7 +101,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	if e := se.cc.closing(); e != nil {
 		return nil, e
 	}
-	ctx := context.Background()
+	ctx := se.cc.context()
 	if t := se.s.AuthThrottle; t != nil {
 		if err := t.Check(ctx, se.ip); err != nil {
 			se.closeAfterReply()
@@ -220,13 +219,13 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		return se.refuse(errRequireTLSPlain, "MAIL refused: REQUIRETLS outside TLS", "from", from)
 	}
 	if r := se.s.Rate; r != nil {
-		if err := r.Allow(context.Background(), se.identity); err != nil {
+		if err := r.Allow(se.cc.context(), se.identity); err != nil {
 			return se.refuse(err, "MAIL refused: rate limit", "rate", se.identity.RatePerMinute)
 		}
 	}
 	// While delivery is behind, the 250 waits (a bounded time; never a refusal), so
 	// intake slows to what delivery achieves.
-	se.s.Flow.Wait(context.Background())
+	se.s.Flow.Wait(se.cc.context())
 	// What was checked is what is stored and sent on: the canonical form.
 	se.from = p.String()
 	se.dsn = dsnParams{}
@@ -419,7 +418,7 @@ func (se *session) Data(r io.Reader) error {
 	if se.dsn.any {
 		sub.Notify, sub.ORcpt = se.dsn.notify, se.dsn.orcpt
 	}
-	qid, err := p.Accept(context.Background(), sub)
+	qid, err := p.Accept(se.cc.context(), sub)
 	if err != nil {
 		// The pipeline logged the refusal with its queue id and reason.
 		var r *Refusal

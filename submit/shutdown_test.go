@@ -118,3 +118,21 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// A connection's context, which its session's DNS, Redis and flow-control calls take,
+// ends when the connection is closed (by the client, a timeout or the server's shutdown).
+func TestClientConnContextEndsAtClose(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	cc := newClientConn(a, &Server{Log: slog.New(slog.DiscardHandler)}, Listener{Name: "smarthost"}, netip.MustParseAddr("127.0.0.1"))
+	ctx := cc.context()
+	if ctx.Err() != nil {
+		t.Fatalf("context of an open connection: %v", ctx.Err())
+	}
+	cc.Close()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection's context did not end at Close")
+	}
+}

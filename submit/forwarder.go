@@ -182,6 +182,7 @@ func (p *Pipeline) rewriteFrom(ctx context.Context, m *message) error {
 		hdr = append(hdr, dkimcore.Field("Reply-To:"+orig+"\r\n"))
 	}
 	m.hdr = append(hdr, dkimcore.Field("X-Original-From:"+orig+"\r\n"))
+	m.fromDomains = nil // From changed
 	m.fwd.rewritten = true
 	return nil
 }

@@ -130,7 +130,9 @@ type message struct {
 	now time.Time
 	// hdr is the header as the steps have changed it; fields are prepended or appended,
 	// never edited in place.
-	hdr         dkimcore.Header
+	hdr dkimcore.Header
+	// fromDomains are the From domains of hdr, set by the policy step; a step that
+	// changes From (rewriteFrom) sets it to nil.
 	fromDomains []addr.Domain
 	signatures  int
 	// dkim names the signatures the sign step added, for the send log (Envelope.DKIM).
@@ -383,8 +385,12 @@ func (p *Pipeline) spool(_ context.Context, m *message) error {
 		EnvID: m.EnvID, Ret: m.Ret, Notify: m.Notify, ORcpt: m.ORcpt, RequireTLS: m.RequireTLS,
 		DKIM: m.dkim,
 	}
-	if from, err := headerFromDomains(m.hdr); err == nil {
-		env.HeaderFrom = from[0].String() // the forwarder's from rewrite is in m.hdr
+	from := m.fromDomains // the policy step's; the forwarder's steps leave it nil
+	if len(from) == 0 {
+		from, _ = headerFromDomains(m.hdr)
+	}
+	if len(from) > 0 {
+		env.HeaderFrom = from[0].String()
 	}
 	// The PRA (RFC 4407 §2) of the header as it leaves us, for SUBMITTER (RFC 4405).
 	if pra, _, ok := addr.PRA(m.hdr); ok {

@@ -36,7 +36,7 @@ func (se *session) envelopePath(verb, value string) (addr.Path, *Refusal) {
 	if verb == "RCPT" {
 		what, enh, code = "RCPT TO", smtp.EnhancedCode{5, 1, 3}, 501
 	}
-	if !isASCII(value) && !se.utf8 {
+	if !addr.IsASCII(value) && !se.utf8 {
 		return addr.Path{}, errNonASCIIAddress(what, value)
 	}
 	lookalike := func(err error) (*Refusal, bool) {
@@ -97,7 +97,7 @@ var errNonASCIIHeader = refusal(ReasonNonASCIIHeader, 550, smtp.EnhancedCode{5, 
 
 func headerASCII(h dkimcore.Header) bool {
 	for _, f := range h {
-		if !isASCII(string(f)) {
+		if !addr.IsASCII(string(f)) {
 			return false
 		}
 	}
@@ -107,22 +107,13 @@ func headerASCII(h dkimcore.Header) bool {
 // needsUTF8 reports whether an envelope, as stored (domains as A-labels), still
 // holds UTF-8: a UTF-8 local part, which only SMTPUTF8 can carry (RFC 6531 §3.2).
 func needsUTF8(from string, to []string) bool {
-	if !isASCII(from) {
+	if !addr.IsASCII(from) {
 		return true
 	}
 	for _, t := range to {
-		if !isASCII(t) {
+		if !addr.IsASCII(t) {
 			return true
 		}
 	}
 	return false
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }

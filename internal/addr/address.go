@@ -67,7 +67,7 @@ func (a Address) Equal(b Address) bool {
 // No other folding: a fullwidth or zero-width character makes a different local
 // part.
 func LocalPartsEqual(x, y string) bool {
-	if !isASCIIString(x) || !isASCIIString(y) {
+	if !IsASCII(x) || !IsASCII(y) {
 		x, y = norm.NFC.String(x), norm.NFC.String(y)
 	}
 	if len(x) != len(y) {

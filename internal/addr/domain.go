@@ -93,7 +93,7 @@ func parseDomain(s string) (Domain, error) {
 		return "", fmt.Errorf("addr: %q is an IP address, not a domain", s)
 	}
 	t := lowerASCIIString(s)
-	if !isASCIIString(t) {
+	if !IsASCII(t) {
 		t = norm.NFC.String(t)
 	}
 	a, err := strictIDNA.ToASCII(t)
@@ -188,7 +188,9 @@ func lowerASCIIString(s string) string {
 	return s
 }
 
-func isASCIIString(s string) bool {
+// IsASCII reports whether s holds only US-ASCII: a domain, an address or a header
+// field that needs no SMTPUTF8 (RFC 6531).
+func IsASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
 			return false

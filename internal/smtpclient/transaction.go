@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sealgate/internal/addr"
 	"strconv"
 	"strings"
 )
@@ -166,7 +167,7 @@ func (c *Client) run(tx *Transaction, msg io.Reader, data bool) (_ *Result, err 
 			return nil, err
 		}
 		rcpts[i] = line
-		utf8 = utf8 || !isASCII(line) // only the address can be non-ASCII: parameters are xtext
+		utf8 = utf8 || !addr.IsASCII(line) // only the address can be non-ASCII: parameters are xtext
 	}
 	mail, err := c.mailCommand(tx, utf8)
 	if err != nil {
@@ -309,7 +310,7 @@ func (c *Client) mailCommand(tx *Transaction, utf8 bool) (string, error) {
 	if _, ok := c.Extension("8BITMIME"); ok && tx.EightBit {
 		params = append(params, "BODY=8BITMIME")
 	}
-	if utf8 || !isASCII(from) {
+	if utf8 || !addr.IsASCII(from) {
 		if _, ok := c.Extension("SMTPUTF8"); !ok {
 			return "", &UnsendableError{Err: ErrNoSMTPUTF8}
 		}
@@ -408,13 +409,4 @@ func joinParams(params []string) string {
 		return ""
 	}
 	return " " + strings.Join(params, " ")
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }

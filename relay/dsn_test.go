@@ -121,17 +121,17 @@ func failedEnvelope(s *Spool, id string) *Envelope {
 	return m.env
 }
 
-// parseDSN checks the structure of a DSN and returns its header, its
-// per-message fields, its per-recipient fields and the third part.
-func parseDSN(t *testing.T, raw []byte) (mail.Header, textproto.MIMEHeader, []textproto.MIMEHeader, string, []byte) {
+// reportParts checks that raw is a multipart/report of reportType with three parts
+// (RFC 6522) and returns its header, its parts and their bodies.
+func reportParts(t *testing.T, raw []byte, reportType string) (mail.Header, []*multipart.Part, [][]byte) {
 	t.Helper()
 	m, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
 	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
-		t.Fatalf("Content-Type %q (%v): want multipart/report; report-type=delivery-status", m.Header.Get("Content-Type"), err)
+	if err != nil || mt != "multipart/report" || params["report-type"] != reportType {
+		t.Fatalf("Content-Type %q (%v): want multipart/report; report-type=%s", m.Header.Get("Content-Type"), err, reportType)
 	}
 	mr := multipart.NewReader(m.Body, params["boundary"])
 	var parts []*multipart.Part
@@ -153,6 +153,14 @@ func parseDSN(t *testing.T, raw []byte) (mail.Header, textproto.MIMEHeader, []te
 	if len(parts) != 3 {
 		t.Fatalf("%d parts, want 3", len(parts))
 	}
+	return m.Header, parts, bodies
+}
+
+// parseDSN checks the structure of a DSN and returns its header, its
+// per-message fields, its per-recipient fields and the third part.
+func parseDSN(t *testing.T, raw []byte) (mail.Header, textproto.MIMEHeader, []textproto.MIMEHeader, string, []byte) {
+	t.Helper()
+	header, parts, bodies := reportParts(t, raw, "delivery-status")
 	if ct := parts[0].Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("part 1 is %q, want text/plain", ct)
 	}
@@ -176,7 +184,7 @@ func parseDSN(t *testing.T, raw []byte) (mail.Header, textproto.MIMEHeader, []te
 			break
 		}
 	}
-	return m.Header, perMsg, perRcpt, parts[2].Header.Get("Content-Type"), bodies[2]
+	return header, perMsg, perRcpt, parts[2].Header.Get("Content-Type"), bodies[2]
 }
 
 func TestDSNForPermanentFailure(t *testing.T) {

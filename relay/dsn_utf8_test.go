@@ -3,10 +3,6 @@ package relay
 import (
 	"bytes"
 	"errors"
-	"io"
-	"mime"
-	"mime/multipart"
-	"net/mail"
 	"strings"
 	"testing"
 	"time"
@@ -20,31 +16,9 @@ const utf8OrigHeader = "From: Jörg <sender@example.com>\r\nTo: 用户@example.n
 // types and bodies.
 func globalDSN(t *testing.T, raw []byte) (types []string, bodies [][]byte) {
 	t.Helper()
-	m, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "global-delivery-status" {
-		t.Fatalf("Content-Type %q (%v): want multipart/report; report-type=global-delivery-status (RFC 6533 §6)", m.Header.Get("Content-Type"), err)
-	}
-	mr := multipart.NewReader(m.Body, params["boundary"])
-	for {
-		p, err := mr.NextRawPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		types, bodies = append(types, p.Header.Get("Content-Type")), append(bodies, b)
-	}
-	if len(types) != 3 {
-		t.Fatalf("%d parts, want 3", len(types))
+	_, parts, bodies := reportParts(t, raw, "global-delivery-status") // RFC 6533 §6
+	for _, p := range parts {
+		types = append(types, p.Header.Get("Content-Type"))
 	}
 	return types, bodies
 }

@@ -91,14 +91,9 @@ func aggregateReport(id string, rows ...string) string {
 	return b.String()
 }
 
-// TestDMARCReportsJoinSendLog: messages relayed through the real binary to a local sink
-// land in the send log (source 127.0.0.1, From example.test, our selectors); a report
-// covering them plus rows from a foreign IP is imported while serve runs;
-// `dmarc summary --json` marks 127.0.0.1 ours and the foreign IP not ours (with its PTR
-// from the in-process DNS server), `dmarc readiness` gives the share p=reject would
-// reject and refuses (status 1) until failures are under the threshold; a report for a
-// domain we do not serve is refused; the admin listener exports the store's totals.
-func TestDMARCReportsJoinSendLog(t *testing.T) {
+// startDMARCSink serves the next hop (mx.partner.example) the DMARC tests relay to.
+func startDMARCSink(t *testing.T) (*dmarcSink, string) {
+	t.Helper()
 	sink := &dmarcSink{}
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return dmarcSinkSession{sink}, nil }))
 	srv.Domain = "mx.partner.example"
@@ -109,10 +104,22 @@ func TestDMARCReportsJoinSendLog(t *testing.T) {
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+	return sink, ln.Addr().String()
+}
+
+// TestDMARCReportsJoinSendLog: messages relayed through the real binary to a local sink
+// land in the send log (source 127.0.0.1, From example.test, our selectors); a report
+// covering them plus rows from a foreign IP is imported while serve runs;
+// `dmarc summary --json` marks 127.0.0.1 ours and the foreign IP not ours (with its PTR
+// from the in-process DNS server), `dmarc readiness` gives the share p=reject would
+// reject and refuses (status 1) until failures are under the threshold; a report for a
+// domain we do not serve is refused; the admin listener exports the store's totals.
+func TestDMARCReportsJoinSendLog(t *testing.T) {
+	sink, sinkAddr := startDMARCSink(t)
 
 	dir := t.TempDir()
 	rl, err := sealgatetest.Start(sealgatetest.Options{Binary: binary, Dir: dir, StartTimeout: startupWait,
-		Args: []string{"--next-hop", ln.Addr().String()},
+		Args: []string{"--next-hop", sinkAddr},
 		Env:  []string{"SEALGATE_DMARC_REPORTS_SEND_LOG_FLUSH=1s"}})
 	if err != nil {
 		t.Fatal(err)
@@ -266,20 +273,11 @@ func TestDMARCReportsJoinSendLog(t *testing.T) {
 // attached, to the report mailbox on the smart-host listener: it is stored, not relayed,
 // and `dmarc summary` counts it; the same client cannot send anywhere else.
 func TestDMARCReportByMail(t *testing.T) {
-	sink := &dmarcSink{}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return dmarcSinkSession{sink}, nil }))
-	srv.Domain = "mx.partner.example"
-	srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	sink, sinkAddr := startDMARCSink(t)
 
 	// A dev directory, served from a copy of its configuration with the mailbox added.
 	dir := t.TempDir()
-	first := startRelay(t, dir, "--next-hop", ln.Addr().String())
+	first := startRelay(t, dir, "--next-hop", sinkAddr)
 	first.stop()
 	cfgText, err := os.ReadFile(filepath.Join(dir, "sealgate.yaml"))
 	if err != nil {

@@ -91,11 +91,7 @@ func TestOutboxVerifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadConfig(st.configFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := openConfig(cfg)
+	cfg, res, err := loadAndOpen(st.configFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,11 +25,7 @@ func TestDevForwarderAndSRSReverse(t *testing.T) {
 	if len(lines) != 2 || lines[0] != devLogin+" "+st.password || lines[1] != devListLogin+" "+st.listPassword {
 		t.Fatalf("credentials:\n%s", creds)
 	}
-	cfg, err := loadConfig(st.configFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := openConfig(cfg)
+	cfg, res, err := loadAndOpen(st.configFile)
 	if err != nil {
 		t.Fatal(err)
 	}

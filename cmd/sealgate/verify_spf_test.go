@@ -108,11 +108,7 @@ func TestSelftestSPFTimedOut(t *testing.T) {
 		}
 	}
 
-	cfg, err := loadConfig(st.configFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := openConfig(cfg)
+	cfg, res, err := loadAndOpen(st.configFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,11 +21,8 @@ func loadAndOpen(path string) (*config.Config, *resources, error) {
 	if cfg == nil {
 		return nil, nil, err
 	}
-	sg, serr := checkSigning(cfg, res)
-	if err := errors.Join(err, serr); err != nil {
-		return cfg, nil, err
-	}
-	return cfg, &resources{Resources: res, signing: sg}, nil
+	r, err := withSigning(cfg, res, err)
+	return cfg, r, err
 }
 
 // resources is what serve needs from a configuration: the files config.Open loads, and
@@ -35,10 +32,9 @@ type resources struct {
 	*signing
 }
 
-// openConfig loads everything cfg names: config.Open, then the keys and the key ring.
-// Its error lists every problem, as loadConfig's does.
-func openConfig(cfg *config.Config) (*resources, error) {
-	res, err := cfg.Open()
+// withSigning adds to what config.Open loaded (and its problems, err) the keys and the
+// key ring; the error lists every problem of both.
+func withSigning(cfg *config.Config, res *config.Resources, err error) (*resources, error) {
 	sg, serr := checkSigning(cfg, res)
 	if err := errors.Join(err, serr); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"sealgate/internal/config"
 	"strings"
 	"testing"
 )
@@ -10,6 +11,12 @@ import (
 // The checks of signing.go, through loadConfig as "sealgate config check" and serve run
 // them: key files, the RSA minimum, coverage of every may_send_as pattern, forwarders'
 // sign_as.
+
+// openConfig loads everything a parsed configuration names, as loadAndOpen does.
+func openConfig(cfg *config.Config) (*resources, error) {
+	res, err := cfg.Open()
+	return withSigning(cfg, res, err)
+}
 
 // A good configuration gives the key ring of its domains section and the ARC key.
 func TestSigningResources(t *testing.T) {

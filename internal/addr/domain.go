@@ -93,6 +93,17 @@ func parseDomain(s string) (Domain, error) {
 		return "", fmt.Errorf("addr: %q is an IP address, not a domain", s)
 	}
 	t := lowerASCIIString(s)
+	if a, ok := plainLDH(t); ok {
+		// Nothing for IDNA to map, decode or refuse: the common case, on the
+		// per-message path.
+		return finishDomain(s, a)
+	}
+	return parseDomainIDNA(s, t)
+}
+
+// parseDomainIDNA is parseDomain for names IDNA must map, decode or check: t is s with
+// its ASCII letters lower-cased.
+func parseDomainIDNA(s, t string) (Domain, error) {
 	if !IsASCII(t) {
 		t = norm.NFC.String(t)
 	}
@@ -134,6 +145,41 @@ func parseDomain(s string) (Domain, error) {
 			return "", fmt.Errorf("addr: invalid domain %q: %w", s, err)
 		}
 	}
+	return finishDomain(s, a)
+}
+
+// plainLDH returns t without a trailing dot when it is a domain IDNA leaves as it is:
+// lower-case ASCII letters, digits and hyphens, labels of 1 to 63 characters that
+// neither begin nor end with a hyphen nor hold one in their third and fourth places
+// (RFC 5891 §4.2.3.1, which also covers A-labels), at most 253 characters. Anything
+// else goes through IDNA, and its errors.
+func plainLDH(t string) (string, bool) {
+	t = strings.TrimSuffix(t, ".")
+	if t == "" || len(t) > maxDomainLen {
+		return "", false
+	}
+	start := 0
+	for i := 0; i <= len(t); i++ {
+		if i < len(t) && t[i] != '.' {
+			c := t[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return "", false
+			}
+			continue
+		}
+		l := t[start:i]
+		if l == "" || len(l) > maxLabelLen || l[0] == '-' || l[len(l)-1] == '-' || len(l) >= 4 && l[2] == '-' && l[3] == '-' {
+			return "", false
+		}
+		start = i + 1
+	}
+	return t, true
+}
+
+// finishDomain applies to a, the A-label form of the domain written s, the rules
+// beyond IDNA.
+func finishDomain(s, a string) (Domain, error) {
+	labels := strings.Split(a, ".")
 	if allDigits(labels[len(labels)-1]) {
 		// RFC 3696 §2: a top-level domain is never all-numeric; this also keeps
 		// dotted-quad lookalikes such as "192.0.2.1." out.

@@ -43,8 +43,6 @@ type proxyRefusal struct {
 	text   string
 }
 
-func (r *proxyRefusal) Error() string { return r.text }
-
 // readProxyHeader reads the PROXY header a trusted proxy must send first on c and
 // returns the client's address and a connection that reads on after the header.
 // The read deadline is left cleared for clientConn to set.
